@@ -1,0 +1,145 @@
+//! The control API under `/_emulator/` (not a Microsoft API): tests and scripts use it to skew the
+//! clock, script faults, set a tenant's credential-lifetime policy, plant raw key credentials
+//! (an already-expired key, say, which Graph itself would refuse), flip [U] behaviours, and read
+//! the state and request counters.
+
+use super::faults::FaultRule;
+use super::server::Shared;
+use super::state::{Behaviour, StoredKey};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_emulator/state", get(state))
+        .route("/_emulator/clock", post(clock))
+        .route("/_emulator/faults", post(faults).get(get_faults))
+        .route("/_emulator/behaviour", post(behaviour))
+        .route("/_emulator/requests", get(requests).delete(reset_requests))
+        .route("/_emulator/tenants/{tenant}/policy", post(policy))
+        .route(
+            "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}/keyCredentials",
+            put(put_keys),
+        )
+}
+
+fn bad(msg: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// The whole directory, secrets and key material included: this is a test emulator.
+async fn state(State(s): State<Arc<Shared>>) -> Response {
+    let dir = s.dir();
+    Json(json!({
+        "tenants": dir.tenants,
+        "behaviour": dir.behaviour,
+        "clock_offset_secs": s.clock.offset_secs(),
+        "now": s.clock.now(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ClockReq {
+    offset_secs: i64,
+}
+
+async fn clock(State(s): State<Arc<Shared>>, Json(r): Json<ClockReq>) -> Response {
+    s.clock.set_offset_secs(r.offset_secs);
+    Json(json!({"offset_secs": r.offset_secs, "now": s.clock.now()})).into_response()
+}
+
+#[derive(Deserialize)]
+struct FaultsReq {
+    rules: Vec<FaultRule>,
+}
+
+async fn faults(State(s): State<Arc<Shared>>, Json(r): Json<FaultsReq>) -> Response {
+    s.script
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(r.rules);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
+    let rules = s
+        .script
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rules()
+        .to_vec();
+    Json(json!({"rules": rules})).into_response()
+}
+
+async fn behaviour(State(s): State<Arc<Shared>>, Json(b): Json<Behaviour>) -> Response {
+    let mut dir = s.dir();
+    dir.behaviour = b;
+    s.persist(&dir);
+    Json(json!(dir.behaviour)).into_response()
+}
+
+async fn requests(State(s): State<Arc<Shared>>) -> Response {
+    let counts = s
+        .request_counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let total: u64 = counts.values().sum();
+    Json(json!({"total": total, "by_route": counts})).into_response()
+}
+
+async fn reset_requests(State(s): State<Arc<Shared>>) -> Response {
+    s.request_counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct PolicyReq {
+    max_key_lifetime_days: Option<u32>,
+}
+
+async fn policy(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Json(r): Json<PolicyReq>,
+) -> Response {
+    let mut dir = s.dir();
+    let Some(i) = dir.tenant_index(&tenant) else {
+        return bad(format!("no tenant {tenant}"));
+    };
+    dir.tenants[i].policy.max_key_lifetime_days = r.max_key_lifetime_days;
+    s.persist(&dir);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Replaces a service principal's key credentials without any validation.
+async fn put_keys(
+    State(s): State<Arc<Shared>>,
+    Path((tenant, app_id)): Path<(String, String)>,
+    Json(keys): Json<Vec<StoredKey>>,
+) -> Response {
+    let mut dir = s.dir();
+    let Some(i) = dir.tenant_index(&tenant) else {
+        return bad(format!("no tenant {tenant}"));
+    };
+    let Some(sp) = dir.tenants[i]
+        .service_principals
+        .iter_mut()
+        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
+    else {
+        return bad(format!("no service principal {app_id}"));
+    };
+    sp.key_credentials = keys;
+    s.persist(&dir);
+    StatusCode::NO_CONTENT.into_response()
+}

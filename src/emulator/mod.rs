@@ -1,0 +1,180 @@
+//! `m365-emulator`: a local, stateful stand-in for the Microsoft cloud endpoints hybrid-trust uses.
+//!
+//! It owns every emulated service (Entra ID discovery, JWKS, token endpoint v1/v2 and device code;
+//! ACS JSON metadata; the Microsoft Graph `servicePrincipals` subset) and the behaviour knobs that
+//! let tests reproduce both answers to what PROTOCOL.md marks as unconfirmed ([U]).
+//!
+//! Boundaries (DESIGN.md):
+//! - It never imports the client side's request/response types: its JSON is built from its own
+//!   serde types, so a serialisation bug cannot hide on both sides at once.
+//! - It listens on loopback unless told otherwise, and serves all four "hosts" of a cloud from one
+//!   listener, distinguished by a path prefix (`/login`, `/graph`, `/acs`, `/exo`). Real clouds use
+//!   separate host names; a custom cloud's URL may carry a path, so the tool must join URLs
+//!   correctly either way, which this layout keeps honest.
+//! - `/_emulator/...` is a control API for tests and scripts (clock skew, scripted faults, raw
+//!   state). It is not a Microsoft API.
+
+mod acs;
+mod certinfo;
+mod clock;
+mod control;
+mod entra;
+mod errors;
+pub mod faults;
+mod graph;
+mod jose;
+mod pki;
+mod server;
+mod state;
+
+pub use clock::Clock;
+pub use faults::{FaultKind, FaultRule, FaultSpec};
+pub use server::{RunningEmulator, start};
+pub use state::{Behaviour, CustomKeyIdForm};
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The well-known application ids the emulator provisions in every tenant.
+pub mod app_ids {
+    /// Skype for Business Online (the SfB Server hybrid trust target).
+    pub const SKYPE_FOR_BUSINESS_ONLINE: &str = "00000004-0000-0ff1-ce00-000000000000";
+    /// Office 365 Exchange Online.
+    pub const EXCHANGE_ONLINE: &str = "00000002-0000-0ff1-ce00-000000000000";
+    /// Teams Calendar Scheduler Service.
+    pub const TEAMS_SCHEDULER: &str = "7557eb47-c689-4224-abcf-aef9bd7573df";
+    /// Cloud Voicemail.
+    pub const CLOUD_VOICEMAIL: &str = "db7de2b5-2149-435e-8043-e080dd50afae";
+    /// Microsoft Graph.
+    pub const MICROSOFT_GRAPH: &str = "00000003-0000-0000-c000-000000000000";
+    /// Microsoft Graph Command Line Tools: the public client used for the device code flow.
+    pub const GRAPH_CLI_TOOLS: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+    /// The (legacy) Azure AD Graph application id, the audience of addKey/removeKey proofs.
+    pub const AAD_GRAPH: &str = "00000002-0000-0000-c000-000000000000";
+}
+
+/// Everything the emulator needs to start. Built by the binary from flags, or by tests directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: bool,
+    /// Explicit tenant domains (`--tenant`).
+    pub tenants: Vec<String>,
+    /// `--tenants N`: N generated tenants `tenant-0001.onmicrosoft.com` ….
+    pub generated_tenants: usize,
+    pub state_file: Option<PathBuf>,
+    pub ready_file: Option<PathBuf>,
+    /// Where the CA certificate is written with `--tls` (default: beside the ready file, or a
+    /// temporary directory kept for the emulator's lifetime).
+    pub ca_file: Option<PathBuf>,
+    pub latency_ms: u64,
+    pub faults: FaultSpec,
+    pub seed: u64,
+    pub behaviour: Behaviour,
+    /// How long a `timeout` fault holds a request before answering 504.
+    pub timeout_fault_secs: u64,
+    /// Allow a non-loopback listen address (off: refused).
+    pub allow_non_loopback: bool,
+    /// Log each request to stderr.
+    pub log_requests: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            tenants: Vec::new(),
+            generated_tenants: 0,
+            state_file: None,
+            ready_file: None,
+            ca_file: None,
+            latency_ms: 0,
+            faults: FaultSpec::default(),
+            seed: 0,
+            behaviour: Behaviour::default(),
+            timeout_fault_secs: 120,
+            allow_non_loopback: false,
+            log_requests: true,
+        }
+    }
+}
+
+/// The ready file (CONTRACT.md): `cloud` is directly usable as a `--cloud-file`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyInfo {
+    pub cloud: ReadyCloud,
+    pub tenants: Vec<ReadyTenant>,
+    /// Extension: the control API root and the process id.
+    #[serde(default)]
+    pub control_url: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyCloud {
+    pub name: String,
+    pub login_url: String,
+    pub graph_url: String,
+    pub acs_url: String,
+    pub exchange_url: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyTenant {
+    pub domain: String,
+    pub tenant_id: String,
+    pub admin: ReadyAdmin,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyAdmin {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ReadyAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyAdmin")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Errors that stop the emulator from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to listen on non-loopback address {0}; pass --allow-non-loopback if you mean it"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot read state file {path}")]
+    ReadState {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is not a valid emulator state: {reason}")]
+    BadState { path: PathBuf, reason: String },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate emulator keys: {0}")]
+    Pki(String),
+    #[error("invalid tenant domain {0:?}: use a DNS name such as contoso.onmicrosoft.com")]
+    BadDomain(String),
+}

@@ -1,0 +1,23 @@
+//! hybrid-trust: onboard and keep alive the OAuth server-to-server trust between an on-premises
+//! Skype for Business / Lync Server and a Microsoft 365 tenant.
+//!
+//! The library does the work; `src/main.rs` parses, dispatches and renders errors. See
+//! DESIGN.md (in `../shared/`) for the module boundaries.
+
+pub mod emulator;
+
+/// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text
+/// the outer message already contains.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
