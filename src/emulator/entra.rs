@@ -587,7 +587,7 @@ pub fn verify_assertion(
     if t + SKEW_SECS < nbf || t - SKEW_SECS > exp {
         let fmt = |secs: i64| {
             DateTime::<Utc>::from_timestamp(secs, 0)
-                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string())
+                .map(|d| format!("{}.0000000Z", d.format("%Y-%m-%dT%H:%M:%S")))
                 .unwrap_or_else(|| secs.to_string())
         };
         return Err(EntraError::new(
@@ -596,7 +596,7 @@ pub fn verify_assertion(
             700024,
             format!(
                 "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .",
-                now.format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+                fmt(now.timestamp()),
                 if nbf == i64::MIN {
                     "(none)".to_string()
                 } else {

@@ -718,18 +718,17 @@ fn validate_key(
     if start < info.not_before {
         return Err(invalid_start());
     }
-    if let Some(days) = max_days {
-        if end - start > TimeDelta::days(i64::from(days)) {
-            let policy_id =
-                Uuid::from_u128(tenant_id.as_u128() ^ 0x0a11_c0de_0000_4000_8000_0000_0000_0001);
-            let msg = format!(
-                "Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."
-            );
-            return Err(GraphError::bad_request(
-                "CredentialInvalidLifetimeAsPerAppPolicy",
-                msg,
-            ));
-        }
+    if let Some(days) = max_days.filter(|d| end - start > TimeDelta::days(i64::from(*d))) {
+        let _ = days;
+        let policy_id =
+            Uuid::from_u128(tenant_id.as_u128() ^ 0x0a11_c0de_0000_4000_8000_0000_0000_0001);
+        let msg = format!(
+            "Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."
+        );
+        return Err(GraphError::bad_request(
+            "CredentialInvalidLifetimeAsPerAppPolicy",
+            msg,
+        ));
     }
     let key_id = match obj.get("keyId") {
         None | Some(Value::Null) => Uuid::new_v4(),

@@ -77,10 +77,8 @@ impl Shared {
 
     /// Saves the directory to `--state` after a change (errors are logged, not fatal).
     pub fn persist(&self, dir: &Directory) {
-        if let Some(path) = &self.state_file {
-            if let Err(e) = dir.save(path) {
-                tracing::error!("cannot save emulator state: {e}");
-            }
+        if let Some(Err(e)) = self.state_file.as_ref().map(|path| dir.save(path)) {
+            tracing::error!("cannot save emulator state: {e}");
         }
     }
 }
@@ -337,7 +335,19 @@ where
     let k = kill.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnKill(k.clone()));
-        router.clone().oneshot(req.map(Body::new))
+        let fut = router.clone().oneshot(req.map(Body::new));
+        // A bug in a handler answers 500 instead of tearing down the connection.
+        async move {
+            use futures_util::FutureExt as _;
+            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => Ok((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "m365-emulator: internal error\n",
+                )
+                    .into_response()),
+            }
+        }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(io, svc);

@@ -1,0 +1,288 @@
+//! Test support: an in-process emulator over TLS, a client that trusts its CA, test certificates
+//! with chosen validity, and client assertions signed here with aws-lc-rs directly (independent
+//! of both the emulator's and the tool's JWT code).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use aws_lc_rs::signature::{self, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, TimeDelta, Utc};
+use hybrid_trust::emulator::{self, Config, ReadyCloud, ReadyTenant, RunningEmulator};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use sha1::Digest as _;
+
+pub const SFB: &str = "00000004-0000-0ff1-ce00-000000000000";
+
+pub struct Emu {
+    pub running: RunningEmulator,
+    pub client: reqwest::Client,
+    pub tenant: ReadyTenant,
+    pub cloud: ReadyCloud,
+}
+
+pub fn quiet_tls() -> Config {
+    Config {
+        tls: true,
+        log_requests: false,
+        ..Config::default()
+    }
+}
+
+impl Emu {
+    pub async fn start() -> Emu {
+        Self::start_with(quiet_tls()).await
+    }
+
+    pub async fn start_with(cfg: Config) -> Emu {
+        let running = emulator::start(cfg).await.expect("emulator starts");
+        let ca = reqwest::Certificate::from_pem(running.ca_pem().as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_merge([ca])
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let tenant = running.ready.tenants[0].clone();
+        let cloud = running.ready.cloud.clone();
+        Emu {
+            running,
+            client,
+            tenant,
+            cloud,
+        }
+    }
+
+    pub fn token_url(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.cloud.login_url)
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let r = self.client.post(url).form(form).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_token_for(&self, tenant: &ReadyTenant) -> String {
+        let scope = format!("{}/.default", self.cloud.graph_url);
+        let (status, body) = self
+            .post_form(
+                &self.token_url(&tenant.tenant_id),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &tenant.admin.client_id),
+                    ("client_secret", &tenant.admin.client_secret),
+                    ("scope", &scope),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.admin_token_for(&self.tenant.clone()).await
+    }
+
+    pub async fn graph_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}/v1.0/{path}", self.cloud.graph_url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn graph(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let t = self.admin_token().await;
+        self.graph_as(&t, method, path, body).await
+    }
+
+    /// The service principal with `key` (single-object GET selecting keyCredentials).
+    pub async fn sp(&self, app_id: &str) -> Value {
+        let (s, _, v) = self
+            .graph(Method::GET, &format!("servicePrincipals(appId='{app_id}')?$select=id,appId,keyCredentials,servicePrincipalNames"), None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    pub async fn patch_keys(&self, app_id: &str, keys: Value) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .graph(
+                Method::PATCH,
+                &format!("servicePrincipals(appId='{app_id}')"),
+                Some(json!({"keyCredentials": keys})),
+            )
+            .await;
+        (s, v)
+    }
+
+    pub async fn control(&self, method: Method, path: &str, body: Value) -> StatusCode {
+        self.client
+            .request(method, format!("{}/{path}", self.running.ready.control_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub async fn control_get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}/{path}", self.running.ready.control_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub struct TestCert {
+    pub der: Vec<u8>,
+    pub pkcs8: Vec<u8>,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+impl TestCert {
+    pub fn b64(&self) -> String {
+        STANDARD.encode(&self.der)
+    }
+    pub fn sha1_hex(&self) -> String {
+        sha1::Sha1::digest(&self.der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect()
+    }
+    pub fn x5t(&self) -> String {
+        URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&self.der))
+    }
+    pub fn x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&self.der))
+    }
+}
+
+fn to_time(d: DateTime<Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(d.timestamp()).unwrap()
+}
+
+/// An RSA-2048 certificate valid from `not_before` to `not_after` (whole seconds).
+pub fn make_cert(cn: &str, not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> TestCert {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    make_cert_with_key(cn, not_before, not_after, kp)
+}
+
+pub fn make_cert_with_key(
+    cn: &str,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    kp: rcgen::KeyPair,
+) -> TestCert {
+    let mut p = rcgen::CertificateParams::new(vec![cn.to_string()]).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.not_before = to_time(not_before);
+    p.not_after = to_time(not_after);
+    let cert = p.self_signed(&kp).unwrap();
+    TestCert {
+        der: cert.der().to_vec(),
+        pkcs8: kp.serialize_der(),
+        cert_pem: cert.pem(),
+        key_pem: kp.serialize_pem(),
+        not_before: DateTime::from_timestamp(not_before.timestamp(), 0).unwrap(),
+        not_after: DateTime::from_timestamp(not_after.timestamp(), 0).unwrap(),
+    }
+}
+
+/// A certificate valid from a day ago for two years.
+pub fn fresh_cert(cn: &str) -> TestCert {
+    let now = Utc::now();
+    make_cert(cn, now - TimeDelta::days(1), now + TimeDelta::days(730))
+}
+
+pub enum Thumb {
+    X5t,
+    X5tS256,
+    None,
+}
+
+/// Signs a JWT here with aws-lc-rs (RS256 or PS256).
+pub fn sign_jwt(pkcs8: &[u8], alg: &str, header_extra: Value, claims: &Value) -> String {
+    let mut header = json!({"alg": alg, "typ": "JWT"});
+    if let (Value::Object(h), Value::Object(extra)) = (&mut header, header_extra) {
+        h.extend(extra);
+    }
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{h}.{c}");
+    let key = RsaKeyPair::from_pkcs8(pkcs8).unwrap();
+    let enc: &'static dyn signature::RsaEncoding = match alg {
+        "PS256" => &signature::RSA_PSS_SHA256,
+        _ => &signature::RSA_PKCS1_SHA256,
+    };
+    let mut sig = vec![0; key.public_modulus_len()];
+    key.sign(
+        enc,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+pub fn assertion_claims(client_id: &str, aud: &str, now: DateTime<Utc>) -> Value {
+    let t = now.timestamp();
+    json!({"aud": aud, "iss": client_id, "sub": client_id, "jti": uuid::Uuid::new_v4().to_string(), "nbf": t, "iat": t, "exp": t + 600})
+}
+
+pub fn assertion(
+    cert: &TestCert,
+    signing_pkcs8: &[u8],
+    alg: &str,
+    thumb: Thumb,
+    claims: &Value,
+) -> String {
+    let header = match thumb {
+        Thumb::X5t => json!({"x5t": cert.x5t()}),
+        Thumb::X5tS256 => json!({"x5t#S256": cert.x5t_s256()}),
+        Thumb::None => json!({}),
+    };
+    sign_jwt(signing_pkcs8, alg, header, claims)
+}
+
+/// A keyCredential body for PATCH.
+pub fn key_body(cert: &TestCert) -> Value {
+    json!({"type": "AsymmetricX509Cert", "usage": "Verify", "key": cert.b64(), "displayName": "test"})
+}
+
+pub fn decode_claims(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
