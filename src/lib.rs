@@ -4,7 +4,12 @@
 //! The library does the work; `src/main.rs` parses, dispatches and renders errors. See
 //! DESIGN.md (in `../shared/`) for the module boundaries.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cert;
+pub mod cli;
 pub mod emulator;
+pub mod secret;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text
 /// the outer message already contains.

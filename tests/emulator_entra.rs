@@ -1,8 +1,6 @@
 //! End-to-end tests of the emulated Entra ID over HTTPS: discovery, JWKS, ACS metadata, the token
 //! endpoint's client-secret and client-assertion rules, and the device code flow.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use chrono::{TimeDelta, Utc};

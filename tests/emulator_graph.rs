@@ -1,7 +1,5 @@
 //! End-to-end tests of the emulated Microsoft Graph `servicePrincipals` subset over HTTPS.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};

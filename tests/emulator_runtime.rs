@@ -1,7 +1,5 @@
 //! The emulator as a process and as infrastructure: faults, persistence, the ready file, flags.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use reqwest::Method;

@@ -3,8 +3,6 @@
 //! service principal, and is refused (AADSTS700027) for a certificate that was not and for an
 //! assertion signed by the wrong private key.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Test support: an in-process emulator over TLS, a client that trusts its CA, test certificates
 //! with chosen validity, and client assertions signed here with aws-lc-rs directly (independent
 //! of both the emulator's and the tool's JWT code).
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use aws_lc_rs::signature::{self, RsaKeyPair};
 use base64::Engine as _;

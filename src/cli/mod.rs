@@ -1,0 +1,208 @@
+//! The command line: clap definitions (raw flags) → validated settings → run → one printer for
+//! output and one renderer for failures. No protocol, crypto or policy logic lives here.
+
+mod cert_cmd;
+mod demo;
+mod failure;
+mod password;
+mod printer;
+
+pub use failure::Failure;
+pub use printer::{OutputFormat, Printer};
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Onboard and keep alive the OAuth server-to-server trust between on-premises Skype for
+/// Business / Lync Server and a Microsoft 365 tenant.
+#[derive(Parser, Debug)]
+#[command(
+    name = "hybrid-trust",
+    version,
+    propagate_version = true,
+    after_help = "Start with: hybrid-trust demo"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudName {
+    Global,
+    GccHigh,
+    Dod,
+    China,
+}
+
+/// Options every command takes (CONTRACT.md "Global options").
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// National cloud.
+    #[arg(
+        long,
+        global = true,
+        env = "HYBRID_TRUST_CLOUD",
+        value_enum,
+        default_value = "global"
+    )]
+    pub cloud: CloudName,
+    /// A custom cloud (JSON: name, login_url, graph_url, acs_url, exchange_url, ca_file); overrides --cloud.
+    #[arg(
+        long,
+        global = true,
+        env = "HYBRID_TRUST_CLOUD_FILE",
+        value_name = "PATH"
+    )]
+    pub cloud_file: Option<PathBuf>,
+    /// Where the ledger and audit log live.
+    #[arg(
+        long,
+        global = true,
+        env = "HYBRID_TRUST_STATE_DIR",
+        value_name = "DIR"
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// Output format: text for people, json for scripts (exactly one JSON document on stdout).
+    #[arg(
+        long,
+        global = true,
+        env = "HYBRID_TRUST_OUTPUT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub output: OutputFormat,
+    /// Evaluate dates as if now were this instant (RFC 3339); read-only commands only.
+    #[arg(long, global = true, env = "HYBRID_TRUST_AS_OF", value_name = "RFC3339", value_parser = parse_as_of)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// Admin application (client) id for Microsoft Graph.
+    #[arg(long, global = true, env = "HYBRID_TRUST_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Environment variable holding the admin application's client secret.
+    #[arg(long, global = true, value_name = "VAR")]
+    pub client_secret_env: Option<String>,
+    /// Certificate (PFX or PEM with key) of the admin application.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub client_cert: Option<PathBuf>,
+    /// The TOML settings file.
+    #[arg(long, global = true, env = "HYBRID_TRUST_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Show the plan and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// More diagnostics on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; give an RFC 3339 instant such as 2027-03-01T00:00:00Z"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect and export the on-prem OAuthTokenIssuer certificate.
+    #[command(subcommand)]
+    Cert(cert_cmd::CertCommand),
+    /// Start the built-in Microsoft cloud emulator on loopback, check it answers, and show how to
+    /// use it. (The full onboarding demo arrives with the `onboard` command.)
+    Demo {
+        /// Keep the emulator running until Ctrl-C instead of exiting after the check.
+        #[arg(long)]
+        serve: bool,
+    },
+}
+
+/// Settings every command sees once the flags are validated.
+pub struct Context {
+    pub printer: Printer,
+    /// The instant dates are evaluated at.
+    pub now: DateTime<Utc>,
+    pub as_of: Option<DateTime<Utc>>,
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    /// Refuses `--as-of` for a command that changes something.
+    pub fn refuse_as_of(&self, what: &str) -> Result<(), Failure> {
+        match self.as_of {
+            Some(_) => Err(Failure::input(
+                anyhow::anyhow!("--as-of is for read-only commands and cannot be used with {what}"),
+                Some(
+                    "drop --as-of; it only plans (status, cert inspect, remind --dry-run)"
+                        .to_string(),
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HYBRID_TRUST_LOG")
+        .unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(crate::cli::color_enabled())
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Colours only on a terminal and never with `NO_COLOR` set (<https://no-color.org>).
+pub fn color_enabled() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Entry point of the `hybrid-trust` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let ctx = Context {
+        printer: Printer {
+            format: cli.global.output,
+        },
+        now: cli.global.as_of.unwrap_or_else(Utc::now),
+        as_of: cli.global.as_of,
+        global: cli.global,
+    };
+    let result = match cli.command {
+        Command::Cert(c) => cert_cmd::run(&ctx, c),
+        Command::Demo { serve } => demo::run(&ctx, serve),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprint!("{}", f.render());
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// A tokio runtime for commands that talk to the network.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::runtime(
+                anyhow::Error::new(e).context("cannot start the async runtime"),
+                None,
+            )
+        })
+}

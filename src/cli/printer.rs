@@ -1,0 +1,45 @@
+//! The one place that writes results to stdout: text for people, or exactly one JSON document
+//! (`--output json`) with nothing else on stdout.
+
+use serde::Serialize;
+use std::io::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub format: OutputFormat,
+}
+
+impl Printer {
+    pub fn json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Prints `value` as JSON in JSON mode, or `text()` otherwise.
+    pub fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        let out = if self.json() {
+            let mut s = serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            s.push('\n');
+            s
+        } else {
+            text()
+        };
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not an error worth reporting.
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    /// A progress or status note for people: stderr, and only in text mode.
+    pub fn note(&self, line: &str) {
+        if !self.json() {
+            eprintln!("{line}");
+        }
+    }
+}
