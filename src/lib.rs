@@ -8,8 +8,12 @@
 
 pub mod cert;
 pub mod cli;
+pub mod cloud;
 pub mod emulator;
+pub mod http;
+pub mod onprem;
 pub mod secret;
+pub mod tenant;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text
 /// the outer message already contains.

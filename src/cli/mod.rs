@@ -4,8 +4,11 @@
 mod cert_cmd;
 mod demo;
 mod failure;
+mod files;
+mod onprem_cmd;
 mod password;
 mod printer;
+mod tenant_cmd;
 
 pub use failure::Failure;
 pub use printer::{OutputFormat, Printer};
@@ -113,6 +116,12 @@ pub enum Command {
     /// Inspect and export the on-prem OAuthTokenIssuer certificate.
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
+    /// Discover a tenant and validate metadata documents.
+    #[command(subcommand)]
+    Tenant(tenant_cmd::TenantCommand),
+    /// Generate the on-prem Management Shell script (with a drift check).
+    #[command(subcommand)]
+    Onprem(onprem_cmd::OnpremCommand),
     /// Start the built-in Microsoft cloud emulator on loopback, check it answers, and show how to
     /// use it. (The full onboarding demo arrives with the `onboard` command.)
     Demo {
@@ -132,6 +141,28 @@ pub struct Context {
 }
 
 impl Context {
+    /// The cloud: `--cloud-file` wins over `--cloud`.
+    pub fn cloud(&self) -> Result<crate::cloud::Cloud, Failure> {
+        use crate::cloud::{Cloud, National};
+        match &self.global.cloud_file {
+            Some(p) => Cloud::from_file(p).map_err(|e| Failure::input(e, Some("fix the cloud file: JSON with name, login_url, graph_url, acs_url, exchange_url (no trailing slash) and optionally ca_file".to_string()))),
+            None => Ok(match self.global.cloud {
+                CloudName::Global => National::Global,
+                CloudName::GccHigh => National::GccHigh,
+                CloudName::Dod => National::Dod,
+                CloudName::China => National::China,
+            }
+            .cloud()),
+        }
+    }
+
+    pub fn http(&self, cloud: &crate::cloud::Cloud) -> Result<crate::http::HttpClient, Failure> {
+        crate::http::HttpClient::for_cloud(cloud).map_err(|e| {
+            let hint = e.hint().to_string();
+            Failure::input(e, Some(hint))
+        })
+    }
+
     /// Refuses `--as-of` for a command that changes something.
     pub fn refuse_as_of(&self, what: &str) -> Result<(), Failure> {
         match self.as_of {
@@ -183,6 +214,8 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),
+        Command::Tenant(c) => tenant_cmd::run(&ctx, c),
+        Command::Onprem(c) => onprem_cmd::run(&ctx, c),
         Command::Demo { serve } => demo::run(&ctx, serve),
     };
     match result {
@@ -205,4 +238,9 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
                 None,
             )
         })
+}
+
+/// The failure for a tenant argument that is neither a domain nor a GUID.
+pub fn bad_tenant(e: crate::tenant::BadTenant) -> Failure {
+    Failure::input(e, Some("the tenant id is on the Overview page of the Entra admin center; the initial domain is <name>.onmicrosoft.com".to_string()))
 }

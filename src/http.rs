@@ -1,0 +1,328 @@
+//! The one HTTPS client: rustls with the platform's roots plus a cloud's extra CA, proxy from the
+//! environment (`HTTPS_PROXY`, `NO_PROXY`), timeouts, a user agent, retries with backoff that
+//! honour `Retry-After` (Graph throttling guidance: learn.microsoft.com/graph/throttling), and
+//! logging that never shows bodies or query strings. Knows no Graph or STS paths.
+
+use crate::cloud::Cloud;
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Bodies above this are refused (metadata and Graph answers are a few KiB).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    /// A `Retry-After` above this is not waited for; the error is returned instead.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(400),
+            max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot resolve the host of {url}")]
+    Dns { url: String, detail: String },
+    #[error("TLS handshake with {url} failed")]
+    Tls { url: String, detail: String },
+    #[error("the proxy refused or failed the connection to {url}")]
+    Proxy { url: String, detail: String },
+    #[error("cannot connect to {url}")]
+    Connect { url: String, detail: String },
+    #[error("{url} did not answer in time")]
+    Timeout { url: String },
+    #[error("the connection to {url} closed before the answer was complete")]
+    Reset { url: String, detail: String },
+    #[error("the answer from {url} is larger than {MAX_BODY} bytes")]
+    TooLarge { url: String },
+    #[error("cannot read CA file {path}")]
+    Ca { path: PathBuf, detail: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpError {
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            HttpError::Dns { detail, .. }
+            | HttpError::Tls { detail, .. }
+            | HttpError::Proxy { detail, .. }
+            | HttpError::Connect { detail, .. }
+            | HttpError::Reset { detail, .. }
+            | HttpError::Ca { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            HttpError::Dns { .. } => {
+                "check DNS on this machine and the cloud (--cloud / --cloud-file)"
+            }
+            HttpError::Tls { .. } => {
+                "the server's certificate is not trusted: check a TLS-inspecting proxy, or give its CA in the cloud file's ca_file"
+            }
+            HttpError::Proxy { .. } => {
+                "check HTTPS_PROXY / NO_PROXY and that the proxy allows this host"
+            }
+            HttpError::Connect { .. } => {
+                "check the network path and firewall to this host (outbound 443)"
+            }
+            HttpError::Timeout { .. } | HttpError::Reset { .. } => {
+                "the service or network is flaky: try again; if it persists, check proxies and firewalls"
+            }
+            HttpError::TooLarge { .. } => {
+                "the URL does not serve what it should; check the cloud URLs"
+            }
+            HttpError::Ca { .. } => {
+                "fix ca_file in the cloud file (a PEM file with one or more certificates)"
+            }
+            HttpError::Client(_) => "report this as a bug",
+        }
+    }
+
+    /// Worth retrying for an idempotent request.
+    fn transient(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Timeout { .. } | HttpError::Reset { .. } | HttpError::Connect { .. }
+        )
+    }
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = cur {
+        if s.is::<T>() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+fn classify(e: reqwest::Error, url: &str) -> HttpError {
+    let url = redact(url);
+    let text = chain_text(&e);
+    let lower = text.to_ascii_lowercase();
+    if e.is_timeout() {
+        return HttpError::Timeout { url };
+    }
+    if has_source::<rustls::Error>(&e) || lower.contains("certificate") || lower.contains("tls") {
+        return HttpError::Tls { url, detail: text };
+    }
+    if lower.contains("dns error")
+        || lower.contains("failed to lookup address")
+        || lower.contains("name or service not known")
+    {
+        return HttpError::Dns { url, detail: text };
+    }
+    if lower.contains("proxy") {
+        return HttpError::Proxy { url, detail: text };
+    }
+    if e.is_connect() {
+        return HttpError::Connect { url, detail: text };
+    }
+    HttpError::Reset { url, detail: text }
+}
+
+/// A URL for logs and errors: no query string (it may carry filters; never secrets, but keep
+/// logs small and predictable).
+pub fn redact(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or(url).to_string()
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    pub retry: RetryPolicy,
+}
+
+impl HttpClient {
+    /// A client for `cloud`, trusting its extra CA if it names one.
+    pub fn for_cloud(cloud: &Cloud) -> Result<HttpClient, HttpError> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("hybrid-trust/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(path) = &cloud.ca_file {
+            let pem = std::fs::read(path).map_err(|e| HttpError::Ca {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpError::Ca {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            if certs.is_empty() {
+                return Err(HttpError::Ca {
+                    path: path.clone(),
+                    detail: "no certificate in the file".into(),
+                });
+            }
+            b = b.tls_certs_merge(certs);
+        }
+        let inner = b.build().map_err(|e| HttpError::Client(e.to_string()))?;
+        Ok(HttpClient {
+            inner,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// Sends the request built by `build` (called again for each attempt). For an idempotent
+    /// request, retries on 429/502/503/504 (waiting `Retry-After` when given) and on timeouts,
+    /// resets and connection failures; a non-idempotent request is retried only on 429/503
+    /// with `Retry-After`, which say the request was not processed.
+    pub async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Result<Response, HttpError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = build(&self.inner)
+                .build()
+                .map_err(|e| HttpError::Client(e.to_string()))?;
+            let method = req.method().clone();
+            let url = req.url().to_string();
+            tracing::debug!("{method} {} (attempt {attempt})", redact(&url));
+            let last = attempt >= self.retry.attempts;
+            let resp = match self.inner.execute(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = classify(e, &url);
+                    if idempotent && err.transient() && !last {
+                        tracing::info!("{method} {}: {err}; retrying", redact(&url));
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let retry_after = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let retryable = match status {
+                429 | 503 => idempotent || retry_after.is_some(),
+                502 | 504 => idempotent,
+                _ => false,
+            };
+            if retryable && !last {
+                let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+                if wait <= self.retry.max_wait {
+                    tracing::info!(
+                        "{method} {}: HTTP {status}; retrying in {} ms",
+                        redact(&url),
+                        wait.as_millis()
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            let body = match read_limited(resp).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge) => return Err(HttpError::TooLarge { url: redact(&url) }),
+                Err(BodyError::Transport(e)) => {
+                    let err = classify(e, &url);
+                    if idempotent && err.transient() && !last {
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            tracing::debug!(
+                "{method} {} -> {status} ({} bytes)",
+                redact(&url),
+                body.len()
+            );
+            return Ok(Response {
+                status,
+                headers,
+                body,
+                attempts: attempt,
+            });
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        // Exponential with a little jitter from the clock (no RNG dependency needed).
+        let base = self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1));
+        let jitter = Duration::from_millis(u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_millis())
+                % 100,
+        ));
+        base + jitter
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
+    if resp.content_length().is_some_and(|l| l as usize > MAX_BODY) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
