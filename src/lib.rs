@@ -6,13 +6,20 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod cert;
 pub mod cli;
 pub mod cloud;
+pub mod credential;
 pub mod emulator;
+pub mod graph;
 pub mod http;
+pub mod keyring;
+pub mod lock;
 pub mod onprem;
+pub mod paths;
 pub mod secret;
+pub mod sts;
 pub mod tenant;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text

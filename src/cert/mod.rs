@@ -18,5 +18,5 @@ mod load;
 pub use certificate::{Certificate, KeyType};
 pub use export::{base64_der, pem_armour};
 pub use findings::{CheckOptions, Finding, Severity, check};
-pub use key::PrivateKey;
+pub use key::{KeyFormat, PrivateKey};
 pub use load::{CertError, Loaded, MAX_FILE_BYTES, SourceFormat, load_bytes, load_file};

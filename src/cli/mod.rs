@@ -1,10 +1,13 @@
 //! The command line: clap definitions (raw flags) → validated settings → run → one printer for
 //! output and one renderer for failures. No protocol, crypto or policy logic lives here.
 
+mod admin;
 mod cert_cmd;
+mod credential_cmd;
 mod demo;
 mod failure;
 mod files;
+mod login_cmd;
 mod onprem_cmd;
 mod password;
 mod printer;
@@ -91,6 +94,9 @@ pub struct GlobalArgs {
     /// Certificate (PFX or PEM with key) of the admin application.
     #[arg(long, global = true, value_name = "PATH")]
     pub client_cert: Option<PathBuf>,
+    /// Environment variable holding the password of --client-cert (a PFX).
+    #[arg(long, global = true, value_name = "VAR")]
+    pub client_cert_password_env: Option<String>,
     /// The TOML settings file.
     #[arg(long, global = true, env = "HYBRID_TRUST_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -116,6 +122,16 @@ pub enum Command {
     /// Inspect and export the on-prem OAuthTokenIssuer certificate.
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
+    /// List, upload and remove the key credentials of the service principal.
+    #[command(subcommand)]
+    Credential(credential_cmd::CredentialCommand),
+    /// Add the pools' service principal names.
+    #[command(subcommand)]
+    Spn(credential_cmd::SpnCommand),
+    /// Store the admin identity for Microsoft Graph in the OS keyring.
+    Login(login_cmd::LoginArgs),
+    /// Remove a stored admin identity from the OS keyring.
+    Logout(login_cmd::LogoutArgs),
     /// Discover a tenant and validate metadata documents.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
@@ -215,6 +231,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),
         Command::Tenant(c) => tenant_cmd::run(&ctx, c),
+        Command::Credential(c) => credential_cmd::run(&ctx, c),
+        Command::Spn(c) => credential_cmd::run_spn(&ctx, c),
+        Command::Login(a) => login_cmd::login(&ctx, a),
+        Command::Logout(a) => login_cmd::logout(&ctx, a),
         Command::Onprem(c) => onprem_cmd::run(&ctx, c),
         Command::Demo { serve } => demo::run(&ctx, serve),
     };

@@ -251,6 +251,7 @@ struct Grant {
     tenant_id: Uuid,
     resource: String,
     claims: serde_json::Map<String, Value>,
+    refresh_token: Option<String>,
 }
 
 fn token(
@@ -267,6 +268,7 @@ fn token(
         None => Err(missing("grant_type")),
         Some("client_credentials") => client_credentials(&s, &tenant, &params, version, now),
         Some(DEVICE_CODE_GRANT) => device_code_grant(&s, &tenant, &params, now),
+        Some("refresh_token") => refresh_token_grant(&s, &tenant, &params),
         Some(other) => Err(EntraError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -278,6 +280,47 @@ fn token(
         Err(e) => e.into_response_at(now, cid),
         Ok(g) => issue(&s, g, version, now),
     }
+}
+
+/// The delegated session a refresh token stands for.
+#[derive(Debug, Clone)]
+pub struct RefreshSession {
+    pub tenant_id: Uuid,
+    pub client_id: String,
+    pub scope: String,
+}
+
+fn refresh_token_grant(
+    s: &Shared,
+    tenant: &str,
+    params: &HashMap<String, String>,
+) -> Result<Grant, EntraError> {
+    let rt = params
+        .get("refresh_token")
+        .ok_or_else(|| missing("refresh_token"))?;
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| missing("client_id"))?;
+    let session = {
+        let dir = s.dir();
+        let t = &dir.tenants[dir
+            .tenant_index(tenant)
+            .ok_or_else(|| unknown_tenant(tenant))?];
+        let sessions = s.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(rt)
+            .filter(|r| r.tenant_id == t.id && r.client_id.eq_ignore_ascii_case(client_id))
+            .cloned()
+            .ok_or_else(|| EntraError::new(StatusCode::BAD_REQUEST, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid: the refresh token is not valid."))?
+    };
+    let dc = DeviceCode {
+        tenant_id: session.tenant_id,
+        client_id: session.client_id,
+        scope: session.scope,
+        approve_at: DateTime::<Utc>::MIN_UTC,
+        expires_at: DateTime::<Utc>::MAX_UTC,
+    };
+    delegated_grant(s, &dc)
 }
 
 fn issue(s: &Shared, g: Grant, version: Version, now: DateTime<Utc>) -> Response {
@@ -298,7 +341,7 @@ fn issue(s: &Shared, g: Grant, version: Version, now: DateTime<Utc>) -> Response
         m.extend(g.claims);
     }
     let token = jose::sign_rs256(&s.signing.key, &s.signing.x5t, &claims);
-    let body = match version {
+    let mut body = match version {
         Version::V2 => json!({
             "token_type": "Bearer",
             "expires_in": lifetime,
@@ -316,6 +359,13 @@ fn issue(s: &Shared, g: Grant, version: Version, now: DateTime<Utc>) -> Response
             "access_token": token,
         }),
     };
+    if let (Some(rt), Value::Object(m)) = (g.refresh_token, &mut body) {
+        m.insert("refresh_token".into(), json!(rt));
+        m.insert(
+            "scope".into(),
+            json!("Application.ReadWrite.All offline_access"),
+        );
+    }
     Json(body).into_response()
 }
 
@@ -430,6 +480,7 @@ fn client_credentials(
         tenant_id: t.id,
         resource: aud,
         claims,
+        refresh_token: None,
     })
 }
 
@@ -656,7 +707,17 @@ fn device_code_grant(
         ));
     }
     codes.remove(code);
-    // The emulated admin consented to Application.ReadWrite.All on Microsoft Graph.
+    drop(codes);
+    drop(dir);
+    delegated_grant(s, &dc)
+}
+
+/// A token for the emulated admin, who consented to Application.ReadWrite.All on Microsoft Graph.
+fn delegated_grant(s: &Shared, dc: &DeviceCode) -> Result<Grant, EntraError> {
+    let dir = s.dir();
+    let Some(t) = dir.tenants.iter().find(|t| t.id == dc.tenant_id) else {
+        return Err(unknown_tenant(&dc.tenant_id.to_string()));
+    };
     let mut claims = serde_json::Map::new();
     let first = dc
         .scope
@@ -689,5 +750,6 @@ fn device_code_grant(
         tenant_id: t.id,
         resource: aud,
         claims,
+        refresh_token: None,
     })
 }

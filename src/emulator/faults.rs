@@ -25,6 +25,10 @@ pub enum FaultKind {
     /// A 200 response whose JSON body is cut short.
     #[serde(rename = "malformed")]
     Malformed,
+    /// 204 No Content without applying the request: what a client sees when another writer's
+    /// PATCH lands right after its own (Graph has no ETag for keyCredentials).
+    #[serde(rename = "lost-write")]
+    LostWrite,
 }
 
 impl FromStr for FaultKind {
@@ -36,8 +40,9 @@ impl FromStr for FaultKind {
             "reset" => Ok(FaultKind::Reset),
             "timeout" => Ok(FaultKind::Timeout),
             "malformed" => Ok(FaultKind::Malformed),
+            "lost-write" => Ok(FaultKind::LostWrite),
             other => Err(format!(
-                "unknown fault kind {other:?}: use 429, 503, reset, timeout or malformed"
+                "unknown fault kind {other:?}: use 429, 503, reset, timeout, malformed or lost-write"
             )),
         }
     }
@@ -51,6 +56,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Timeout => "timeout",
             FaultKind::Malformed => "malformed",
+            FaultKind::LostWrite => "lost-write",
         })
     }
 }

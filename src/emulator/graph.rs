@@ -141,7 +141,8 @@ fn handle(
                         .collect()
                 }
             };
-            let include_key = selects_keys && dir.behaviour.key_in_collection;
+            let include_key =
+                selects_keys && dir.behaviour.key_in_collection && !dir.behaviour.never_return_key;
             let value: Vec<Value> = matching
                 .iter()
                 .map(|sp| Value::Object(render_sp(sp, select.as_deref(), include_key)))
@@ -170,7 +171,11 @@ fn handle(
                     select_suffix(select.as_deref())
                 )),
             );
-            obj.extend(render_sp(sp, select.as_deref(), selects_keys));
+            obj.extend(render_sp(
+                sp,
+                select.as_deref(),
+                selects_keys && !dir.behaviour.never_return_key,
+            ));
             Ok(axum::Json(Value::Object(obj)).into_response())
         }
         (Method::PATCH, Target::ById(_) | Target::ByAppId(_), None) => {

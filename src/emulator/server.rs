@@ -65,6 +65,7 @@ pub struct Shared {
     timeout_fault: Duration,
     pub throttle: Mutex<HashMap<Uuid, (i64, u32)>>,
     pub device_codes: Mutex<HashMap<String, DeviceCode>>,
+    pub refresh_tokens: Mutex<HashMap<String, super::entra::RefreshSession>>,
     pub request_counts: Mutex<BTreeMap<String, u64>>,
     log_requests: bool,
 }
@@ -271,6 +272,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
         timeout_fault: Duration::from_secs(config.timeout_fault_secs),
         throttle: Mutex::new(HashMap::new()),
         device_codes: Mutex::new(HashMap::new()),
+        refresh_tokens: Mutex::new(HashMap::new()),
         request_counts: Mutex::new(BTreeMap::new()),
         log_requests: config.log_requests,
     });
@@ -557,6 +559,7 @@ async fn inject(s: &Shared, kind: FaultKind, kill: Option<ConnKill>) -> Response
             "ServiceUnavailable",
             "Service unavailable (injected).",
         ),
+        FaultKind::LostWrite => StatusCode::NO_CONTENT.into_response(),
         FaultKind::Malformed => (
             StatusCode::OK,
             [("content-type", "application/json")],

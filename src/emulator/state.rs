@@ -57,6 +57,8 @@ pub struct Behaviour {
     pub device_code_interval_secs: u64,
     /// Lifetime of issued access tokens.
     pub access_token_lifetime_secs: i64,
+    /// [U] A Graph that never returns `key`, even on a single-object GET selecting keyCredentials.
+    pub never_return_key: bool,
 }
 
 impl Default for Behaviour {
@@ -69,6 +71,7 @@ impl Default for Behaviour {
             device_code_approve_after_ms: 2000,
             device_code_interval_secs: 5,
             access_token_lifetime_secs: 3599,
+            never_return_key: false,
         }
     }
 }

@@ -1,0 +1,113 @@
+//! The admin identity for Microsoft Graph: flags and environment first (CONTRACT.md), then a
+//! stored login. Secrets come from environment variables or the keyring, never argv.
+
+use super::{Context, Failure};
+use crate::cloud::Cloud;
+use crate::secret::SecretString;
+use crate::sts::{AdminCredential, AssertionAlg, TokenProvider};
+
+fn no_identity() -> Failure {
+    Failure::input(
+        anyhow::anyhow!("no admin identity for Microsoft Graph"),
+        Some("give --client-id with --client-secret-env VAR (or HYBRID_TRUST_CLIENT_SECRET) or --client-cert PATH, or run hybrid-trust login".to_string()),
+    )
+}
+
+impl Context {
+    /// The admin credential from flags/env, or the stored login for `tenant`.
+    pub fn admin_credential(&self, tenant: &str) -> Result<AdminCredential, Failure> {
+        let g = &self.global;
+        let secret = match &g.client_secret_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                Failure::input(
+                    anyhow::anyhow!(
+                        "environment variable {var} (from --client-secret-env) is not set"
+                    ),
+                    Some(format!("export {var} with the admin app's client secret")),
+                )
+            })?),
+            None => std::env::var("HYBRID_TRUST_CLIENT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        };
+        match (&g.client_id, secret, &g.client_cert) {
+            (Some(id), Some(secret), _) => Ok(AdminCredential::Secret { client_id: id.clone(), secret: SecretString::new(secret) }),
+            (Some(id), None, Some(path)) => {
+                let pw = super::password::PasswordArgs { password_env: g.client_cert_password_env.clone(), password_file: None };
+                let loaded = super::cert_cmd::load(path, &pw)?;
+                let key = loaded.key.clone().ok_or_else(|| {
+                    Failure::input(anyhow::anyhow!("{} has no private key", path.display()), Some("--client-cert needs the admin app's certificate with its private key (PFX or PEM with key)".to_string()))
+                })?;
+                Ok(AdminCredential::Certificate { client_id: id.clone(), cert: Box::new(loaded.leaf), key, alg: AssertionAlg::Rs256 })
+            }
+            (Some(_), None, None) => Err(Failure::input(
+                anyhow::anyhow!("--client-id needs a credential"),
+                Some("add --client-secret-env VAR (or set HYBRID_TRUST_CLIENT_SECRET) or --client-cert PATH".to_string()),
+            )),
+            (None, Some(_), _) | (None, None, Some(_)) => Err(Failure::input(anyhow::anyhow!("a client secret or certificate was given without --client-id"), Some("add --client-id (or HYBRID_TRUST_CLIENT_ID)".to_string()))),
+            (None, None, None) => match super::login_cmd::stored_credential(self, tenant)? {
+                Some(c) => Ok(c),
+                None => Err(no_identity()),
+            },
+        }
+    }
+
+    pub fn token_provider(&self, cloud: &Cloud, tenant: &str) -> Result<TokenProvider, Failure> {
+        let cred = self.admin_credential(tenant)?;
+        Ok(TokenProvider::new(
+            self.http(cloud)?,
+            cloud.clone(),
+            tenant,
+            cred,
+        ))
+    }
+
+    /// The state dir (created 0700).
+    pub fn state_dir(&self) -> Result<std::path::PathBuf, Failure> {
+        let dir = match &self.global.state_dir {
+            Some(d) => d.clone(),
+            None => crate::paths::default_state_dir().ok_or_else(|| {
+                Failure::input(
+                    anyhow::anyhow!("cannot find a home directory for the state dir"),
+                    Some("pass --state-dir DIR".to_string()),
+                )
+            })?,
+        };
+        crate::paths::ensure_private_dir(&dir).map_err(|e| {
+            Failure::runtime(
+                anyhow::Error::new(e).context(format!("cannot create state dir {}", dir.display())),
+                Some("pass a writable --state-dir".to_string()),
+            )
+        })?;
+        Ok(dir)
+    }
+
+    /// Asks before a change: `--yes` skips, `--dry-run` never gets here, and without a terminal
+    /// the run stops rather than guess.
+    pub fn confirm(&self, question: &str) -> bool {
+        use std::io::{BufRead as _, IsTerminal as _, Write as _};
+        if self.global.yes {
+            return true;
+        }
+        if !std::io::stdin().is_terminal() {
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+    }
+
+    /// Fails early (before any network) when a change could not be confirmed.
+    pub fn require_confirmable(&self) -> Result<(), Failure> {
+        use std::io::IsTerminal as _;
+        if self.global.yes || self.global.dry_run || std::io::stdin().is_terminal() {
+            return Ok(());
+        }
+        Err(Failure::input(
+            anyhow::anyhow!("this changes the tenant and there is no terminal to confirm on"),
+            Some("pass --yes to apply, or --dry-run to see the plan".to_string()),
+        ))
+    }
+}

@@ -1,0 +1,216 @@
+//! HTTP calls to Microsoft Graph v1.0 and its error model
+//! (`{"error":{"code","message","innerError":{"request-id"}}}`, learn.microsoft.com/graph/errors).
+
+use super::keys::KeyCredential;
+use crate::cloud::Cloud;
+use crate::http::{HttpClient, HttpError, Response};
+use crate::sts::{StsError, TokenProvider};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error(
+        "Microsoft Graph refused the request: HTTP {status} {code}: {message} (request id {request_id})"
+    )]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    #[error("Microsoft Graph request failed")]
+    Http(#[source] HttpError),
+    #[error("cannot sign in to Microsoft Graph")]
+    Sts(#[source] StsError),
+    #[error("Microsoft Graph's answer could not be read: {0}")]
+    Decode(String),
+    #[error("the tenant has no service principal for application {app_id}")]
+    NoServicePrincipal { app_id: String },
+    #[error("the tenant has {count} service principals for application {app_id}")]
+    Ambiguous { app_id: String, count: usize },
+}
+
+impl GraphError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GraphError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the request may have been applied even though no answer came (reset, timeout).
+    pub fn maybe_applied(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Http(HttpError::Reset { .. } | HttpError::Timeout { .. })
+        )
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            GraphError::Api { code, status, .. } => match code.as_str() {
+                "Authorization_RequestDenied" => "the admin identity needs Application.ReadWrite.All (application permission with admin consent), or a delegated admin with the Application Administrator or Cloud Application Administrator role".into(),
+                "InvalidAuthenticationToken" => "sign in again (hybrid-trust login), and check --cloud".into(),
+                "CredentialInvalidLifetimeAsPerAppPolicy" => "the tenant's app management policy caps credential lifetime: pass an earlier --end, or ask the tenant admin about the policy".into(),
+                "KeyCredentialsInvalidEndDate" | "KeyCredentialsInvalidStartDate" => "the dates were refused: check the certificate's validity and this machine's clock".into(),
+                "TooManyRequests" => "Graph is throttling this tenant: wait a minute and run again".into(),
+                "Request_ResourceNotFound" => "the object does not exist (any more): run the command again".into(),
+                _ if *status >= 500 => "Microsoft Graph is failing: try again later; the request id helps Microsoft support".into(),
+                _ => "read the message above; the request id helps Microsoft support".into(),
+            },
+            GraphError::Http(e) => e.hint().into(),
+            GraphError::Sts(e) => e.hint(),
+            GraphError::Decode(_) => "a proxy may be answering instead of Microsoft Graph".into(),
+            GraphError::NoServicePrincipal { .. } => "the first-party application is not provisioned in this tenant: check the tenant and the cloud".into(),
+            GraphError::Ambiguous { .. } => "resolve the duplicate service principals in the Entra admin center first".into(),
+        }
+    }
+}
+
+/// A service principal as the tool reads it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipal {
+    pub id: String,
+    #[serde(default)]
+    pub app_id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub key_credentials: Vec<KeyCredential>,
+    #[serde(default)]
+    pub service_principal_names: Vec<String>,
+}
+
+pub struct Graph<'a> {
+    http: &'a HttpClient,
+    cloud: &'a Cloud,
+    tokens: &'a TokenProvider,
+}
+
+fn api_error(resp: &Response) -> GraphError {
+    let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    let e = &v["error"];
+    GraphError::Api {
+        status: resp.status,
+        code: e["code"].as_str().unwrap_or("(none)").to_string(),
+        message: e["message"].as_str().map_or_else(
+            || String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).into_owned(),
+            str::to_string,
+        ),
+        request_id: e["innerError"]["request-id"]
+            .as_str()
+            .or_else(|| resp.header("request-id"))
+            .unwrap_or("-")
+            .to_string(),
+    }
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(http: &'a HttpClient, cloud: &'a Cloud, tokens: &'a TokenProvider) -> Graph<'a> {
+        Graph {
+            http,
+            cloud,
+            tokens,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<Response, GraphError> {
+        let token = self
+            .tokens
+            .token(&self.cloud.graph_scope())
+            .await
+            .map_err(GraphError::Sts)?;
+        let url = format!("{}/v1.0/{path}", self.cloud.graph_url);
+        let resp = self
+            .http
+            .send(
+                |c| {
+                    let mut b = c
+                        .request(method.clone(), &url)
+                        .bearer_auth(token.expose())
+                        .query(query);
+                    if let Some(v) = body {
+                        b = b.json(v);
+                    }
+                    b
+                },
+                idempotent,
+            )
+            .await
+            .map_err(GraphError::Http)?;
+        if resp.is_success() {
+            Ok(resp)
+        } else {
+            Err(api_error(&resp))
+        }
+    }
+
+    /// The service principal of `app_id` (validated GUID), by the collection `$filter` form.
+    pub async fn find_service_principal(&self, app_id: &str) -> Result<String, GraphError> {
+        let filter = format!("appId eq '{app_id}'");
+        let resp = self
+            .call(
+                reqwest::Method::GET,
+                "servicePrincipals",
+                &[("$filter", &filter), ("$select", "id,appId,displayName")],
+                None,
+                true,
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct List {
+            value: Vec<ServicePrincipal>,
+        }
+        let list: List =
+            serde_json::from_slice(&resp.body).map_err(|e| GraphError::Decode(e.to_string()))?;
+        match list.value.len() {
+            0 => Err(GraphError::NoServicePrincipal {
+                app_id: app_id.to_string(),
+            }),
+            1 => Ok(list.value[0].id.clone()),
+            n => Err(GraphError::Ambiguous {
+                app_id: app_id.to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    /// A single-object GET selecting keyCredentials: the only form that returns `key`.
+    pub async fn read_service_principal(&self, id: &str) -> Result<ServicePrincipal, GraphError> {
+        let resp = self
+            .call(
+                reqwest::Method::GET,
+                &format!("servicePrincipals/{id}"),
+                &[(
+                    "$select",
+                    "id,appId,displayName,keyCredentials,servicePrincipalNames",
+                )],
+                None,
+                true,
+            )
+            .await?;
+        serde_json::from_slice(&resp.body).map_err(|e| GraphError::Decode(e.to_string()))
+    }
+
+    /// PATCH with replace semantics. Not retried on a lost connection (the caller reads back).
+    pub async fn patch_service_principal(&self, id: &str, body: &Value) -> Result<(), GraphError> {
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("servicePrincipals/{id}"),
+            &[],
+            Some(body),
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+}

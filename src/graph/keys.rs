@@ -1,0 +1,456 @@
+//! keyCredentials on the wire (GDC `resources/keycredential.md`) and the pure rules around them:
+//! identifying a key by its certificate, the upload window, and the merge that Graph's replace
+//! semantics demand (PROTOCOL.md §1.3–1.4, §1.9). `now` is always an argument.
+
+use crate::cert::Certificate;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
+
+/// The most a key may live (the tool's policy and Graph's documented limit): 365 days, one day
+/// under a leap-year calendar year, which keeps clear of "exceeds 1 year" clock-skew rejections.
+pub const MAX_LIFETIME_DAYS: i64 = 365;
+
+fn graph_date<S: serde::Serializer>(d: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&d.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// One keyCredential as Graph sends and takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCredential {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_key_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "graph_date"
+    )]
+    pub end_date_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "graph_date"
+    )]
+    pub start_date_time: Option<DateTime<Utc>>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+fn is_hex_thumbprint(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl KeyCredential {
+    /// The SHA-1 thumbprint (40 uppercase hex) of the certificate: from the decoded `key` when
+    /// Graph returned it; otherwise from `customKeyIdentifier` in any of its forms seen in the
+    /// wild: the hex string itself, Base64 of the 20 bytes, or Base64 of either of those.
+    pub fn thumbprint(&self) -> Option<String> {
+        if let Some(der) = self
+            .key
+            .as_deref()
+            .and_then(|k| STANDARD.decode(k.trim()).ok())
+        {
+            return Some(hex_upper(&sha1::Sha1::digest(&der)));
+        }
+        let cki = self.custom_key_identifier.as_deref()?.trim();
+        thumbprint_from_identifier(cki, 2)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.end_date_time.is_some_and(|e| e < now)
+    }
+
+    pub fn is_verify_cert(&self) -> bool {
+        self.kind.as_deref() == Some("AsymmetricX509Cert")
+            && self.usage.as_deref() == Some("Verify")
+    }
+
+    /// The key as it is re-sent to keep it: every property as Graph returned it.
+    pub fn retained(&self) -> KeyCredential {
+        self.clone()
+    }
+}
+
+fn thumbprint_from_identifier(s: &str, depth: u8) -> Option<String> {
+    if is_hex_thumbprint(s) {
+        return Some(s.to_ascii_uppercase());
+    }
+    if depth == 0 {
+        return None;
+    }
+    let bytes = STANDARD.decode(s).ok()?;
+    if bytes.len() == 20 {
+        return Some(hex_upper(&bytes));
+    }
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|inner| thumbprint_from_identifier(inner.trim(), depth - 1))
+}
+
+/// Why an upload window is refused (exit 2, nothing changed).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WindowError {
+    #[error(
+        "the start {start} is before {earliest} (now, or the certificate's notBefore if later)"
+    )]
+    StartTooEarly { start: String, earliest: String },
+    #[error(
+        "the end {end} is after {latest} (one year after the start, or the certificate's notAfter if earlier)"
+    )]
+    EndTooLate { end: String, latest: String },
+    #[error("the end {end} is not after the start {start}")]
+    EndNotAfterStart { start: String, end: String },
+    #[error("the certificate expired on {0}; no window is possible")]
+    CertificateExpired(String),
+}
+
+fn d(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or(t);
+    if floor < t {
+        floor + TimeDelta::seconds(1)
+    } else {
+        floor
+    }
+}
+
+/// The window rule (enforced, not advisory): `start >= max(now, notBefore)`,
+/// `end <= min(start + 1 year, notAfter)`, `end > start`. Defaults: start now, end the latest
+/// allowed. Whole seconds, UTC.
+pub fn window(
+    cert_not_before: DateTime<Utc>,
+    cert_not_after: DateTime<Utc>,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), WindowError> {
+    let earliest = ceil_second(now.max(cert_not_before));
+    if cert_not_after <= earliest {
+        return Err(WindowError::CertificateExpired(d(cert_not_after)));
+    }
+    let start = start.map(ceil_second).unwrap_or(earliest);
+    if start < earliest {
+        return Err(WindowError::StartTooEarly {
+            start: d(start),
+            earliest: d(earliest),
+        });
+    }
+    let latest = (start + TimeDelta::days(MAX_LIFETIME_DAYS)).min(cert_not_after);
+    let end = end
+        .map(|e| DateTime::<Utc>::from_timestamp(e.timestamp(), 0).unwrap_or(e))
+        .unwrap_or(latest);
+    if end <= start {
+        return Err(WindowError::EndNotAfterStart {
+            start: d(start),
+            end: d(end),
+        });
+    }
+    if end > latest {
+        return Err(WindowError::EndTooLate {
+            end: d(end),
+            latest: d(latest),
+        });
+    }
+    Ok((start, end))
+}
+
+/// A new key credential for `cert` in the given window.
+pub fn new_key(
+    cert: &Certificate,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    display_name: &str,
+) -> KeyCredential {
+    KeyCredential {
+        custom_key_identifier: None,
+        display_name: Some(display_name.chars().take(90).collect()),
+        end_date_time: Some(end),
+        key: Some(cert.base64()),
+        key_id: Some(uuid::Uuid::new_v4().to_string()),
+        start_date_time: Some(start),
+        kind: Some("AsymmetricX509Cert".to_string()),
+        usage: Some("Verify".to_string()),
+    }
+}
+
+/// What an upload or removal will send, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPlan {
+    /// Still-valid keys re-sent as they were.
+    pub keep: Vec<KeyCredential>,
+    /// Expired keys left out (Graph rejects a PATCH that carries one).
+    pub dropped_expired: Vec<KeyCredential>,
+    /// Keys removed on request (`credential remove`).
+    pub removed: Vec<KeyCredential>,
+    /// The key added, if any.
+    pub added: Option<KeyCredential>,
+    /// The same certificate is already a key: nothing to add.
+    pub already_present: Option<KeyCredential>,
+}
+
+impl KeyPlan {
+    /// The full keyCredentials array for the PATCH.
+    pub fn body(&self) -> Vec<KeyCredential> {
+        self.keep
+            .iter()
+            .cloned()
+            .chain(self.added.clone())
+            .collect()
+    }
+    /// Whether anything would change.
+    pub fn changes(&self) -> bool {
+        self.added.is_some() || !self.dropped_expired.is_empty() || !self.removed.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error(
+        "Graph returned key {key_id} without its certificate (`key`), so it cannot be re-sent; refusing to PATCH rather than lose it"
+    )]
+    KeyNotReturned { key_id: String },
+    #[error("no key credential has thumbprint {0}")]
+    NoSuchKey(String),
+}
+
+fn split_existing(
+    existing: &[KeyCredential],
+    now: DateTime<Utc>,
+) -> Result<(Vec<KeyCredential>, Vec<KeyCredential>), PlanError> {
+    let mut keep = Vec::new();
+    let mut expired = Vec::new();
+    for k in existing {
+        if k.is_expired(now) {
+            expired.push(k.clone());
+        } else if k.key.is_none() {
+            return Err(PlanError::KeyNotReturned {
+                key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
+            });
+        } else {
+            keep.push(k.retained());
+        }
+    }
+    Ok((keep, expired))
+}
+
+/// Adds `new` (unless its certificate is already there), keeps every other still-valid key as it
+/// was, drops expired keys.
+pub fn plan_upload(
+    existing: &[KeyCredential],
+    new: KeyCredential,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let new_tp = new.thumbprint();
+    if let Some(present) = existing
+        .iter()
+        .find(|k| !k.is_expired(now) && k.thumbprint().is_some() && k.thumbprint() == new_tp)
+    {
+        return Ok(KeyPlan {
+            keep: existing.to_vec(),
+            dropped_expired: vec![],
+            removed: vec![],
+            added: None,
+            already_present: Some(present.clone()),
+        });
+    }
+    let (keep, dropped_expired) = split_existing(existing, now)?;
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed: vec![],
+        added: Some(new),
+        already_present: None,
+    })
+}
+
+/// Removes the keys whose certificate has `thumbprint`, keeps the other valid ones, drops expired.
+pub fn plan_remove(
+    existing: &[KeyCredential],
+    thumbprint: &str,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let tp = thumbprint.to_ascii_uppercase();
+    let (removed, rest): (Vec<_>, Vec<_>) = existing
+        .iter()
+        .cloned()
+        .partition(|k| k.thumbprint().as_deref() == Some(tp.as_str()));
+    if removed.is_empty() {
+        return Err(PlanError::NoSuchKey(tp));
+    }
+    let (keep, dropped_expired) = split_existing(&rest, now)?;
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed,
+        added: None,
+        already_present: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use proptest::prelude::*;
+
+    fn t(y: i32, m: u32, dd: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, dd, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn thumbprint_from_every_custom_key_identifier_form() {
+        let hex = "84E05C1D98BCE3A5421D225B140B36E86A3D5534";
+        let bytes: Vec<u8> = (0..20)
+            .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap())
+            .collect();
+        let b64 = STANDARD.encode(&bytes);
+        for form in [
+            hex.to_string(),
+            hex.to_ascii_lowercase(),
+            b64.clone(),
+            STANDARD.encode(&b64),
+            STANDARD.encode(hex),
+        ] {
+            let k = KeyCredential {
+                custom_key_identifier: Some(form.clone()),
+                ..Default::default()
+            };
+            assert_eq!(k.thumbprint().as_deref(), Some(hex), "{form}");
+        }
+        assert_eq!(KeyCredential::default().thumbprint(), None);
+        assert_eq!(
+            KeyCredential {
+                custom_key_identifier: Some("aGVsbG8=".into()),
+                ..Default::default()
+            }
+            .thumbprint(),
+            None
+        );
+    }
+
+    #[test]
+    fn window_rule_examples() {
+        let now =
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + TimeDelta::milliseconds(400);
+        let (nb, na) = (t(2026, 1, 1), t(2030, 1, 1));
+        let (s, e) = window(nb, na, None, None, now).unwrap();
+        assert_eq!(
+            s,
+            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 1).unwrap(),
+            "never before now: rounded up"
+        );
+        assert_eq!(e, s + TimeDelta::days(365));
+        let (_, e) = window(nb, t(2027, 3, 1), None, None, now).unwrap();
+        assert_eq!(e, t(2027, 3, 1), "never beyond the certificate");
+        let future_nb = t(2027, 1, 1);
+        assert_eq!(
+            window(future_nb, na, None, None, now).unwrap().0,
+            future_nb,
+            "never before notBefore"
+        );
+        assert!(matches!(
+            window(nb, na, Some(t(2026, 1, 2)), None, now),
+            Err(WindowError::StartTooEarly { .. })
+        ));
+        assert!(matches!(
+            window(nb, na, None, Some(t(2028, 1, 1)), now),
+            Err(WindowError::EndTooLate { .. })
+        ));
+        assert!(matches!(
+            window(nb, na, Some(t(2027, 1, 2)), Some(t(2027, 1, 1)), now),
+            Err(WindowError::EndNotAfterStart { .. })
+        ));
+        assert!(matches!(
+            window(nb, t(2026, 6, 1), None, None, now),
+            Err(WindowError::CertificateExpired(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_accepted_window_obeys_the_rule(
+            nb_off in -800i64..800, life in 1i64..2000, s_off in proptest::option::of(-100i64..900), e_off in proptest::option::of(-100i64..1200)
+        ) {
+            let now = t(2026, 11, 22);
+            let nb = now + TimeDelta::days(nb_off);
+            let na = nb + TimeDelta::days(life);
+            let start = s_off.map(|o| now + TimeDelta::days(o));
+            let end = e_off.map(|o| now + TimeDelta::days(o));
+            if let Ok((s, e)) = window(nb, na, start, end, now) {
+                prop_assert!(s >= now && s >= nb);
+                prop_assert!(e > s);
+                prop_assert!(e <= s + TimeDelta::days(365));
+                prop_assert!(e <= na);
+            }
+        }
+
+        #[test]
+        fn upload_keeps_every_valid_key_and_never_duplicates(
+            ends in proptest::collection::vec(-50i64..500, 0..6), dup in any::<bool>()
+        ) {
+            let now = t(2026, 11, 22);
+            let existing: Vec<KeyCredential> = ends.iter().enumerate().map(|(i, e)| KeyCredential {
+                key: Some(STANDARD.encode(format!("cert-{i}"))),
+                key_id: Some(format!("id-{i}")),
+                end_date_time: Some(now + TimeDelta::days(*e)),
+                start_date_time: Some(now - TimeDelta::days(10)),
+                kind: Some("AsymmetricX509Cert".into()),
+                usage: Some("Verify".into()),
+                ..Default::default()
+            }).collect();
+            let new_cert = if dup && !existing.is_empty() { existing[0].key.clone() } else { Some(STANDARD.encode("new-cert")) };
+            let new = KeyCredential { key: new_cert, end_date_time: Some(now + TimeDelta::days(300)), ..Default::default() };
+            let plan = plan_upload(&existing, new.clone(), now).unwrap();
+            let body = plan.body();
+            for k in existing.iter().filter(|k| !k.is_expired(now)) {
+                prop_assert!(body.iter().any(|b| b.thumbprint() == k.thumbprint() && b.key_id == k.key_id), "a valid key was lost");
+            }
+            prop_assert!(body.iter().all(|b| !b.is_expired(now)) || plan.already_present.is_some());
+            let n_new = body.iter().filter(|b| b.thumbprint() == new.thumbprint()).count();
+            prop_assert_eq!(n_new, 1, "the certificate is there exactly once");
+        }
+    }
+
+    #[test]
+    fn a_key_returned_without_its_certificate_blocks_the_patch() {
+        let now = t(2026, 11, 22);
+        let k = KeyCredential {
+            key: None,
+            key_id: Some("abc".into()),
+            end_date_time: Some(t(2027, 1, 1)),
+            custom_key_identifier: Some("84E05C1D98BCE3A5421D225B140B36E86A3D5534".into()),
+            ..Default::default()
+        };
+        let new = KeyCredential {
+            key: Some(STANDARD.encode("x")),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_upload(&[k], new, now),
+            Err(PlanError::KeyNotReturned {
+                key_id: "abc".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Microsoft Graph `servicePrincipals`: lookup by appId, key credentials (read, merge, PATCH with
+//! read-back), service principal names, Graph's error model. Retries come from the HTTP layer;
+//! renewal policy, the ledger and output formatting live elsewhere.
+
+mod client;
+pub mod keys;
+
+pub use client::{Graph, GraphError, ServicePrincipal};
+pub use keys::{
+    KeyCredential, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_upload, window,
+};

@@ -1,0 +1,79 @@
+//! A per-tenant advisory lock (`locks/<tenant>.lock` in the state dir, `std::fs::File::lock`) so
+//! that processes on this machine change one tenant one at a time. Graph has no ETag for
+//! keyCredentials; across machines the read-back check in `credential` catches lost updates.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct TenantLock {
+    _file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot open lock file {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another hybrid-trust run holds {path} for more than {secs} s")]
+    Busy { path: PathBuf, secs: u64 },
+}
+
+fn safe_name(tenant: &str) -> String {
+    tenant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl TenantLock {
+    pub fn acquire(
+        state_dir: &Path,
+        tenant: &str,
+        timeout: Duration,
+    ) -> Result<TenantLock, LockError> {
+        let dir = state_dir.join("locks");
+        let path = dir.join(format!("{}.lock", safe_name(tenant)));
+        crate::paths::ensure_private_dir(&dir).map_err(|source| LockError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| LockError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(TenantLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LockError::Busy {
+                        path,
+                        secs: timeout.as_secs(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(LockError::Open { path, source });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Where the tool keeps its state (ledger, audit log, locks) and its settings, per platform:
+//! `$XDG_STATE_HOME/hybrid-trust` or `~/.local/state/hybrid-trust` on Linux, the application
+//! support / local app data folders on macOS / Windows. Directories are made mode 0700.
+
+use std::path::{Path, PathBuf};
+
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("hybrid-trust"));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    let home = PathBuf::from(home);
+    Some(if cfg!(target_os = "macos") {
+        home.join("Library/Application Support/hybrid-trust")
+    } else if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA")
+            .map_or_else(|| home.join("AppData/Local"), PathBuf::from)
+            .join("hybrid-trust")
+    } else {
+        home.join(".local/state/hybrid-trust")
+    })
+}
+
+pub fn default_config_file() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("hybrid-trust/config.toml"));
+    }
+    let home = PathBuf::from(std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?);
+    Some(if cfg!(target_os = "macos") {
+        home.join("Library/Application Support/hybrid-trust/config.toml")
+    } else if cfg!(windows) {
+        std::env::var_os("APPDATA")
+            .map_or_else(|| home.join("AppData/Roaming"), PathBuf::from)
+            .join("hybrid-trust/config.toml")
+    } else {
+        home.join(".config/hybrid-trust/config.toml")
+    })
+}
+
+/// Creates `dir` (and parents) with mode 0700 if missing.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
