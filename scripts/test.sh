@@ -19,7 +19,20 @@ then
 fi
 export HYBRID_TRUST_TEST_PYTHON="$venv/bin/python"
 
-# 2. Rust checks and tests.
+# 2. Debian packages for the keyring tests: a real Secret Service (gnome-keyring on a private
+#    D-Bus session) and the kernel keyring (keyctl).
+missing=()
+command -v dbus-run-session >/dev/null || missing+=(dbus)
+command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+command -v keyctl >/dev/null || missing+=(keyutils)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 3. Rust checks and tests.
 log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy --all-targets -- -D warnings"

@@ -148,8 +148,9 @@ fn classify(e: reqwest::Error, url: &str) -> HttpError {
     if e.is_timeout() {
         return HttpError::Timeout { url };
     }
-    if has_source::<rustls::Error>(&e) || lower.contains("certificate") || lower.contains("tls") {
-        return HttpError::Tls { url, detail: text };
+    if !e.is_connect() {
+        // The request went out and the answer did not come back whole.
+        return HttpError::Reset { url, detail: text };
     }
     if lower.contains("dns error")
         || lower.contains("failed to lookup address")
@@ -157,13 +158,17 @@ fn classify(e: reqwest::Error, url: &str) -> HttpError {
     {
         return HttpError::Dns { url, detail: text };
     }
+    if has_source::<rustls::Error>(&e)
+        || lower.contains("certificate")
+        || lower.contains("handshake")
+        || lower.contains("tls")
+    {
+        return HttpError::Tls { url, detail: text };
+    }
     if lower.contains("proxy") {
         return HttpError::Proxy { url, detail: text };
     }
-    if e.is_connect() {
-        return HttpError::Connect { url, detail: text };
-    }
-    HttpError::Reset { url, detail: text }
+    HttpError::Connect { url, detail: text }
 }
 
 /// A URL for logs and errors: no query string (it may carry filters; never secrets, but keep

@@ -33,7 +33,7 @@ impl Context {
         match (&g.client_id, secret, &g.client_cert) {
             (Some(id), Some(secret), _) => Ok(AdminCredential::Secret { client_id: id.clone(), secret: SecretString::new(secret) }),
             (Some(id), None, Some(path)) => {
-                let pw = super::password::PasswordArgs { password_env: g.client_cert_password_env.clone(), password_file: None };
+                let pw = super::password::PasswordArgs { password_env: g.client_cert_password_env.clone(), password_file: None, password_keyring: false };
                 let loaded = super::cert_cmd::load(path, &pw)?;
                 let key = loaded.key.clone().ok_or_else(|| {
                     Failure::input(anyhow::anyhow!("{} has no private key", path.display()), Some("--client-cert needs the admin app's certificate with its private key (PFX or PEM with key)".to_string()))

@@ -44,10 +44,19 @@ pub enum CertCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Store a PFX's password in the OS keyring, for `--password-keyring` (renewal jobs).
+    #[command(
+        after_help = "Example:\n  PFX_PASSWORD=... hybrid-trust cert remember-password oauth.pfx --password-env PFX_PASSWORD"
+    )]
+    RememberPassword {
+        path: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
 }
 
 pub fn load(path: &Path, password: &PasswordArgs) -> Result<Loaded, Failure> {
-    Ok(cert::load_file(path, &mut || password.get())?)
+    Ok(cert::load_file(path, &mut || password.get_for(path))?)
 }
 
 #[derive(Serialize)]
@@ -109,6 +118,28 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
             } else {
                 0
             })
+        }
+        CertCommand::RememberPassword { path, password } => {
+            // Prove the password opens the file before storing it.
+            let pw = password.get()?.ok_or_else(|| {
+                Failure::input(
+                    anyhow::anyhow!("no password given"),
+                    Some("give it with --password-env VAR or --password-file PATH".to_string()),
+                )
+            })?;
+            let loaded = cert::load_file(&path, &mut || Ok(Some(pw.clone())))?;
+            let store = crate::keyring::SecretStore::open().map_err(|e| {
+                let hint = e.hint().to_string();
+                Failure::runtime(e, Some(hint))
+            })?;
+            let user = super::password::keyring_user(&path);
+            store
+                .set(&user, &pw)
+                .map_err(|e| Failure::runtime(e, Some("unlock the keyring".to_string())))?;
+            ctx.printer.emit(&serde_json::json!({"stored": user, "keyring": store.describe(), "thumbprint_sha1": loaded.leaf.thumbprint_sha1()}), || {
+                format!("stored the password of {} ({}) in {}\n", path.display(), loaded.leaf.thumbprint_sha1(), store.describe())
+            });
+            Ok(0)
         }
         CertCommand::Export {
             path,

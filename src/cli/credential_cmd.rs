@@ -366,9 +366,9 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
                         ),
                     )
                 })?;
-            if (c.not_after - ctx.now).num_days() < 30 {
+            if we == c.not_after && end.is_none() {
                 ctx.printer.note(&format!(
-                    "warning: the certificate expires on {} ({} days): plan the roll to a new one",
+                    "warning: the certificate expires on {} ({} days), so the key ends then too: plan the roll to a new certificate (hybrid-trust renew --new-cert)",
                     c.not_after.format("%Y-%m-%d"),
                     (c.not_after - ctx.now).num_days()
                 ));

@@ -12,12 +12,41 @@ pub struct PasswordArgs {
     #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
     pub password_env: Option<String>,
     /// Read the PFX password from this file (one trailing newline is ignored).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "password_keyring")]
     pub password_file: Option<PathBuf>,
+    /// Read the PFX password from the OS keyring (stored by `cert remember-password`).
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_keyring: bool,
+}
+
+/// The keyring entry of a PFX's password: keyed by the file's canonical path.
+pub fn keyring_user(path: &std::path::Path) -> String {
+    let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("pfx-password:{}", p.display())
 }
 
 impl PasswordArgs {
     /// The password, if one was given or can be prompted for.
+    /// The password for `path`, if one was given or can be prompted for.
+    pub fn get_for(&self, path: &std::path::Path) -> Result<Option<SecretString>, CertError> {
+        if self.password_keyring {
+            let store = crate::keyring::SecretStore::open()
+                .map_err(|e| CertError::Password(e.to_string()))?;
+            return match store
+                .get(&keyring_user(path))
+                .map_err(|e| CertError::Password(e.to_string()))?
+            {
+                Some(p) => Ok(Some(p)),
+                None => Err(CertError::Password(format!(
+                    "no password for {} in {}; store it with hybrid-trust cert remember-password",
+                    path.display(),
+                    store.describe()
+                ))),
+            };
+        }
+        self.get()
+    }
+
     pub fn get(&self) -> Result<Option<SecretString>, CertError> {
         if let Some(var) = &self.password_env {
             return match std::env::var(var) {

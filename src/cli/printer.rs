@@ -36,10 +36,8 @@ impl Printer {
         let _ = stdout.flush();
     }
 
-    /// A progress or status note for people: stderr, and only in text mode.
+    /// A warning or status note for people: always on stderr, so JSON on stdout stays clean.
     pub fn note(&self, line: &str) {
-        if !self.json() {
-            eprintln!("{line}");
-        }
+        eprintln!("{line}");
     }
 }

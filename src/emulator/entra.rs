@@ -746,10 +746,34 @@ fn delegated_grant(s: &Shared, dc: &DeviceCode) -> Result<Grant, EntraError> {
     claims.insert("upn".into(), json!(t.admin_upn()));
     claims.insert("scp".into(), json!(scp));
     claims.insert("wids".into(), json!([APPLICATION_ADMINISTRATOR]));
+    // Entra issues a refresh token when offline_access is asked for.
+    let refresh = dc
+        .scope
+        .split_whitespace()
+        .any(|sc| sc == "offline_access")
+        .then(|| {
+            let token = format!(
+                "emu-rt.{}{}",
+                Uuid::new_v4().simple(),
+                Uuid::new_v4().simple()
+            );
+            s.refresh_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    token.clone(),
+                    RefreshSession {
+                        tenant_id: t.id,
+                        client_id: dc.client_id.clone(),
+                        scope: dc.scope.clone(),
+                    },
+                );
+            token
+        });
     Ok(Grant {
         tenant_id: t.id,
         resource: aud,
         claims,
-        refresh_token: None,
+        refresh_token: refresh,
     })
 }

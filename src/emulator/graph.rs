@@ -200,6 +200,12 @@ fn handle(
                         })?;
                         let mut keys = Vec::with_capacity(arr.len());
                         for item in arr {
+                            // An app management policy restricts new credentials, not the ones
+                            // already there that a PATCH re-sends.
+                            let resent = item.get("key").and_then(Value::as_str).is_some_and(|k| {
+                                sp.key_credentials.iter().any(|e| e.key == k.trim())
+                            });
+                            let policy = if resent { (None, policy.1) } else { policy };
                             keys.push(validate_key(item, now, policy, &behaviour)?);
                         }
                         let mut ids: Vec<Uuid> = keys.iter().map(|k| k.key_id).collect();

@@ -286,3 +286,87 @@ pub fn decode_claims(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// The `hybrid-trust` binary pointed at an emulator: a cloud file, a state dir, and the admin
+/// app's identity in the environment (the secret in a variable named by --client-secret-env).
+pub struct Tool {
+    pub dir: tempfile::TempDir,
+    pub cloud_file: std::path::PathBuf,
+    pub state_dir: std::path::PathBuf,
+    pub client_id: String,
+    pub secret: String,
+}
+
+impl Tool {
+    pub fn for_emulator(emu: &Emu) -> Tool {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, emu.running.ca_pem()).unwrap();
+        let cloud = json!({"name": "emulator", "login_url": emu.cloud.login_url, "graph_url": emu.cloud.graph_url, "acs_url": emu.cloud.acs_url, "exchange_url": emu.cloud.exchange_url, "ca_file": ca});
+        let cloud_file = dir.path().join("cloud.json");
+        std::fs::write(&cloud_file, cloud.to_string()).unwrap();
+        let state_dir = dir.path().join("state");
+        Tool {
+            cloud_file,
+            state_dir,
+            client_id: emu.tenant.admin.client_id.clone(),
+            secret: emu.tenant.admin.client_secret.clone(),
+            dir,
+        }
+    }
+
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+        c.env("HYBRID_TRUST_CLOUD_FILE", &self.cloud_file)
+            .env("HYBRID_TRUST_STATE_DIR", &self.state_dir)
+            .env("HYBRID_TRUST_CLIENT_ID", &self.client_id)
+            .env("HT_TEST_SECRET", &self.secret)
+            .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .env_remove("HYBRID_TRUST_CLIENT_SECRET")
+            .env_remove("HYBRID_TRUST_AS_OF")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs with the admin secret (`--client-secret-env HT_TEST_SECRET`) and JSON output.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut c = self.command();
+        c.args(["--output", "json", "--client-secret-env", "HT_TEST_SECRET"])
+            .args(args);
+        c.output().unwrap()
+    }
+
+    pub async fn run_async(&self, args: &[&str]) -> std::process::Output {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let cmd = self.command();
+        tokio::task::spawn_blocking(move || {
+            let mut c = cmd;
+            c.args(["--output", "json", "--client-secret-env", "HT_TEST_SECRET"])
+                .args(&args);
+            c.output().unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn write_cert(&self, name: &str, cert: &TestCert) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, &cert.cert_pem).unwrap();
+        p.display().to_string()
+    }
+}
+
+/// stdout as JSON, with stderr in the panic message when it is not.
+pub fn json_out(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
