@@ -21,6 +21,7 @@ pub mod paths;
 pub mod secret;
 pub mod sts;
 pub mod tenant;
+pub mod verify;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text
 /// the outer message already contains.

@@ -12,6 +12,7 @@ mod onprem_cmd;
 mod password;
 mod printer;
 mod tenant_cmd;
+mod verify_cmd;
 
 pub use failure::Failure;
 pub use printer::{OutputFormat, Printer};
@@ -132,6 +133,9 @@ pub enum Command {
     Login(login_cmd::LoginArgs),
     /// Remove a stored admin identity from the OS keyring.
     Logout(login_cmd::LogoutArgs),
+    /// Prove the trust end to end: get a token as Skype for Business Online with the on-prem
+    /// certificate, as the server will.
+    Verify(verify_cmd::VerifyArgs),
     /// Discover a tenant and validate metadata documents.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
@@ -231,6 +235,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),
         Command::Tenant(c) => tenant_cmd::run(&ctx, c),
+        Command::Verify(a) => verify_cmd::run(&ctx, a),
         Command::Credential(c) => credential_cmd::run(&ctx, c),
         Command::Spn(c) => credential_cmd::run_spn(&ctx, c),
         Command::Login(a) => login_cmd::login(&ctx, a),
