@@ -75,15 +75,16 @@ pub struct Change<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn thumbprints(keys: &[KeyCredential]) -> Vec<String> {
-    keys.iter().filter_map(KeyCredential::thumbprint).collect()
+/// A key's identity across a PATCH: its certificate and its window (keyIds may be regenerated).
+fn identity(k: &KeyCredential) -> (Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    (k.thumbprint(), k.start_date_time, k.end_date_time)
 }
 
 /// Whether `after` holds every key the plan keeps or adds, and none it removes.
 pub fn plan_stuck(plan: &KeyPlan, after: &[KeyCredential]) -> bool {
-    let have = thumbprints(after);
-    let want = thumbprints(&plan.body());
-    let gone = thumbprints(&plan.removed);
+    let have: Vec<_> = after.iter().map(identity).collect();
+    let want: Vec<_> = plan.body().iter().map(identity).collect();
+    let gone: Vec<_> = plan.removed.iter().map(identity).collect();
     want.iter().all(|t| have.contains(t)) && gone.iter().all(|t| !have.contains(t))
 }
 

@@ -10,15 +10,21 @@ pub mod audit;
 pub mod cert;
 pub mod cli;
 pub mod cloud;
+pub mod config;
 pub mod credential;
 pub mod emulator;
+pub mod fleet;
 pub mod graph;
 pub mod http;
 pub mod keyring;
+pub mod ledger;
 pub mod lock;
 pub mod onprem;
 pub mod paths;
+pub mod renew;
+pub mod report;
 pub mod secret;
+pub mod status;
 pub mod sts;
 pub mod tenant;
 pub mod verify;
@@ -37,4 +43,18 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out
+}
+
+/// Writes a file atomically (temp file in the same directory, fsync, rename).
+pub fn emulator_free_write(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -381,7 +381,13 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             );
             let new = graph::new_key(c, ws, we, &display);
             let thumb = c.thumbprint_sha1();
-            change_each(ctx, &tenant, &apps, &KeyOp::Upload(new), Some(thumb))
+            change_each(
+                ctx,
+                &tenant,
+                &apps,
+                &KeyOp::Upload(Box::new((new, crate::ledger::CertRecord::from_cert(c)))),
+                Some(thumb),
+            )
         }
         CredentialCommand::Remove {
             tenant,
@@ -420,7 +426,7 @@ fn confirm_plan(ctx: &Context, sp: &ServicePrincipal, plan: &KeyPlan) -> bool {
 
 /// A change to the keys of a service principal.
 pub enum KeyOp {
-    Upload(KeyCredential),
+    Upload(Box<(KeyCredential, crate::ledger::CertRecord)>),
     Remove(String),
 }
 
@@ -431,13 +437,13 @@ impl KeyOp {
         now: DateTime<Utc>,
     ) -> Result<KeyPlan, graph::PlanError> {
         match self {
-            KeyOp::Upload(k) => graph::plan_upload(existing, k.clone(), now),
+            KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
             KeyOp::Remove(tp) => graph::plan_remove(existing, tp, now),
         }
     }
     fn note(&self) -> &'static str {
         match self {
-            KeyOp::Upload(_) => "credential upload",
+            KeyOp::Upload(..) => "credential upload",
             KeyOp::Remove(_) => "credential remove",
         }
     }
@@ -493,6 +499,9 @@ fn change_each(
         .block_on(tokens.token(&cloud.graph_scope()))
         .ok()
         .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"));
+    if !ctx.global.dry_run {
+        record_outcomes(ctx, tenant, tid.as_deref(), apps, op, &results)?;
+    }
     let json = serde_json::json!({
         "tenant": tenant,
         "tenant_id": tid,
@@ -605,6 +614,22 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
     let names_now = sp_after
         .map(|s| s.service_principal_names)
         .unwrap_or_default();
+    if !ctx.global.dry_run {
+        let fqdns: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.split_once('/').map(|(_, f)| f.to_string()))
+            .collect();
+        ctx.record(&tenant, &[SFB_APP_ID.to_string()], |rec| {
+            for f in &fqdns {
+                if !rec.pool_fqdns.contains(f) {
+                    rec.pool_fqdns.push(f.clone());
+                }
+            }
+            if !added.is_empty() {
+                rec.log(Utc::now(), "spn add", added.join(", "));
+            }
+        })?;
+    }
     let json = serde_json::json!({"tenant": tenant, "app_id": SFB_APP_ID, "dry_run": ctx.global.dry_run, "added": added, "already_present": present, "planned": planned, "service_principal_names": names_now});
     ctx.printer.emit(&json, || {
         let mut s = String::new();
@@ -620,4 +645,86 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
         s
     });
     Ok(0)
+}
+
+/// Records applied key changes (and present keys) in the ledger.
+fn record_outcomes(
+    ctx: &Context,
+    tenant: &str,
+    tid: Option<&str>,
+    apps: &[String],
+    op: &KeyOp,
+    results: &[(String, Outcome)],
+) -> Result<(), Failure> {
+    let now = Utc::now();
+    ctx.record(tenant, apps, |rec| {
+        if rec.tenant_id.is_none() {
+            rec.tenant_id = tid.map(str::to_string);
+        }
+        for (app, outcome) in results {
+            let (plan, applied) = match outcome {
+                Outcome::Applied { plan, .. } => (plan, true),
+                Outcome::Unchanged { plan, .. } => (plan, false),
+                Outcome::Planned { .. } => continue,
+            };
+            match op {
+                KeyOp::Upload(b) => {
+                    let cert = &b.1;
+                    if let Some(k) = plan.added.as_ref().or(plan.already_present.as_ref())
+                        && let (Some(s), Some(e)) = (k.start_date_time, k.end_date_time)
+                    {
+                        {
+                            rec.record_credential(crate::ledger::CredentialRecord {
+                                app_id: app.clone(),
+                                key_id: k.key_id.clone(),
+                                thumbprint_sha1: cert.thumbprint_sha1.clone(),
+                                start: s,
+                                end: e,
+                                recorded_at: now,
+                            });
+                        }
+                    }
+                    let newer = rec.cert.as_ref().is_none_or(|c| {
+                        c.thumbprint_sha1 != cert.thumbprint_sha1 && c.not_after < cert.not_after
+                    });
+                    if newer && rec.next_cert.is_none() {
+                        rec.cert = Some(cert.clone());
+                    }
+                    if applied {
+                        rec.log(
+                            now,
+                            "credential upload",
+                            format!(
+                                "{app}: added {} ({} -> {})",
+                                cert.thumbprint_sha1,
+                                plan.added
+                                    .as_ref()
+                                    .and_then(|k| k.start_date_time)
+                                    .map(|d| d.to_rfc3339())
+                                    .unwrap_or_default(),
+                                plan.added
+                                    .as_ref()
+                                    .and_then(|k| k.end_date_time)
+                                    .map(|d| d.to_rfc3339())
+                                    .unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+                KeyOp::Remove(tp) => {
+                    rec.credentials
+                        .retain(|c| !(c.app_id == *app && c.thumbprint_sha1 == *tp));
+                    if applied {
+                        rec.log(now, "credential remove", format!("{app}: removed {tp}"));
+                    }
+                }
+            }
+            for k in &plan.dropped_expired {
+                if let Some(tp) = k.thumbprint() {
+                    rec.credentials
+                        .retain(|c| !(c.app_id == *app && c.thumbprint_sha1 == tp && c.end <= now));
+                }
+            }
+        }
+    })
 }

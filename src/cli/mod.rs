@@ -7,10 +7,13 @@ mod credential_cmd;
 mod demo;
 mod failure;
 mod files;
+mod ledger_rec;
 mod login_cmd;
 mod onprem_cmd;
 mod password;
 mod printer;
+mod renew_cmd;
+mod status_cmd;
 mod tenant_cmd;
 mod verify_cmd;
 
@@ -136,6 +139,10 @@ pub enum Command {
     /// Prove the trust end to end: get a token as Skype for Business Online with the on-prem
     /// certificate, as the server will.
     Verify(verify_cmd::VerifyArgs),
+    /// Renew what is due: a new window for the same certificate, or a roll to a new one.
+    Renew(renew_cmd::RenewArgs),
+    /// Every tenant's state: ok, due, expiring, expired, missing (from the ledger, or --live).
+    Status(status_cmd::StatusArgs),
     /// Discover a tenant and validate metadata documents.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
@@ -236,6 +243,8 @@ pub fn main() -> ExitCode {
         Command::Cert(c) => cert_cmd::run(&ctx, c),
         Command::Tenant(c) => tenant_cmd::run(&ctx, c),
         Command::Verify(a) => verify_cmd::run(&ctx, a),
+        Command::Status(a) => status_cmd::run(&ctx, a),
+        Command::Renew(a) => renew_cmd::run(&ctx, a),
         Command::Credential(c) => credential_cmd::run(&ctx, c),
         Command::Spn(c) => credential_cmd::run_spn(&ctx, c),
         Command::Login(a) => login_cmd::login(&ctx, a),

@@ -36,6 +36,13 @@ impl Printer {
         let _ = stdout.flush();
     }
 
+    /// Writes text to stdout as it is (a closed pipe is not an error).
+    pub fn raw(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+
     /// A warning or status note for people: always on stderr, so JSON on stdout stays clean.
     pub fn note(&self, line: &str) {
         eprintln!("{line}");

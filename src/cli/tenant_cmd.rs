@@ -24,6 +24,30 @@ pub enum TenantCommand {
         #[arg(long, value_name = "PATH")]
         file: PathBuf,
     },
+    /// Record a tenant in the ledger without touching the network (fleets onboarded elsewhere).
+    #[command(
+        after_help = "Examples:\n  hybrid-trust tenant add contoso.onmicrosoft.com --cert oauth.cer\n  hybrid-trust tenant add fabrikam.com --cert oauth.cer --credential-end 2027-06-30 --notify uc-admins@fabrikam.com"
+    )]
+    Add {
+        /// The tenant's domain (or id).
+        domain: String,
+        /// The on-prem OAuthTokenIssuer certificate (public part is enough).
+        #[arg(long, value_name = "PATH")]
+        cert: Option<PathBuf>,
+        #[command(flatten)]
+        password: super::password::PasswordArgs,
+        /// Target applications (default 00000004-0000-0ff1-ce00-000000000000).
+        #[arg(long = "app-id", value_name = "GUID")]
+        app_ids: Vec<String>,
+        /// The end of the key credential already on the tenant, if known (status --live finds it otherwise).
+        #[arg(long, value_name = "DATE", requires = "cert")]
+        credential_end: Option<String>,
+        /// Reminder recipients for this tenant (repeatable; override the config's).
+        #[arg(long, value_name = "EMAIL")]
+        notify: Vec<String>,
+    },
+    /// Remove a tenant from the ledger (nothing changes in the tenant).
+    Remove { domain: String },
 }
 
 #[derive(Serialize)]
@@ -98,6 +122,109 @@ fn exit_for(findings: &[Finding]) -> u8 {
 
 pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
     match cmd {
+        TenantCommand::Add {
+            domain,
+            cert,
+            password,
+            app_ids,
+            credential_end,
+            notify,
+        } => {
+            ctx.refuse_as_of("tenant add")?;
+            let name = TenantRef::parse(&domain)
+                .map_err(super::bad_tenant)?
+                .to_string();
+            let apps = super::credential_cmd::app_ids(&app_ids)?;
+            let loaded = cert
+                .as_ref()
+                .map(|p| super::cert_cmd::load(p, &password))
+                .transpose()?;
+            let end = credential_end
+                .as_deref()
+                .map(|d| super::credential_cmd::parse_date("--credential-end", d))
+                .transpose()?;
+            for n in &notify {
+                if !n.contains('@') || n.contains(char::is_whitespace) {
+                    return Err(Failure::input(
+                        anyhow::anyhow!("--notify {n:?} is not an email address"),
+                        None,
+                    ));
+                }
+            }
+            let now = chrono::Utc::now();
+            let status = ctx.record(&name, &apps, |rec| {
+                if let Some(l) = &loaded {
+                    let c = crate::ledger::CertRecord::from_cert(&l.leaf);
+                    if let Some(e) = end {
+                        for app in &rec.app_ids.clone() {
+                            rec.record_credential(crate::ledger::CredentialRecord {
+                                app_id: app.clone(),
+                                key_id: None,
+                                thumbprint_sha1: c.thumbprint_sha1.clone(),
+                                start: c.not_before,
+                                end: e.min(c.not_after),
+                                recorded_at: now,
+                            });
+                        }
+                    }
+                    rec.cert = Some(c);
+                }
+                for n in &notify {
+                    if !rec.notify.contains(n) {
+                        rec.notify.push(n.clone());
+                    }
+                }
+                rec.log(now, "tenant add", "recorded without network");
+                crate::status::evaluate(rec, now, crate::status::Thresholds::default())
+            })?;
+            ctx.printer.emit(&status, || {
+                format!(
+                    "recorded {name}: {} ({})\n",
+                    status.state.name(),
+                    status.next_action
+                )
+            });
+            Ok(0)
+        }
+        TenantCommand::Remove { domain } => {
+            ctx.refuse_as_of("tenant remove")?;
+            let name = TenantRef::parse(&domain)
+                .map_err(super::bad_tenant)?
+                .to_string();
+            let store = ctx.ledger_store()?;
+            let mut guard = store
+                .lock(std::time::Duration::from_secs(60))
+                .map_err(super::ledger_rec::failure)?;
+            let before = guard.ledger.tenants.len();
+            guard.ledger.tenants.retain(|t| !t.is(&name));
+            let removed = before != guard.ledger.tenants.len();
+            guard.commit().map_err(super::ledger_rec::failure)?;
+            if !removed {
+                return Err(Failure::input(
+                    anyhow::anyhow!("{name} is not in the ledger"),
+                    Some("see hybrid-trust status --all".to_string()),
+                ));
+            }
+            crate::audit::AuditLog::in_dir(&ctx.state_dir()?)
+                .append(&crate::audit::AuditEntry {
+                    ts: chrono::Utc::now(),
+                    actor: "local",
+                    action: "tenant.remove",
+                    tenant: &name,
+                    app_id: "",
+                    service_principal_id: "",
+                    before: None,
+                    after: None,
+                    before_names: None,
+                    after_names: None,
+                    note: "removed from the ledger; nothing changed in the tenant",
+                })
+                .map_err(|e| Failure::runtime(e, None))?;
+            ctx.printer.emit(&serde_json::json!({"removed": name}), || {
+                format!("removed {name} from the ledger (nothing changed in the tenant)\n")
+            });
+            Ok(0)
+        }
         TenantCommand::Metadata { file } => {
             let meta = std::fs::metadata(&file).map_err(|e| {
                 Failure::input(

@@ -308,6 +308,58 @@ pub fn plan_remove(
     })
 }
 
+/// Re-window: adds `new` (a new window of a certificate that is already there) and keeps every
+/// valid key, the old window included; the old one is removed by [`plan_remove_key_ids`] once the
+/// new window has started, so no moment is left without a valid key.
+pub fn plan_rewindow(
+    existing: &[KeyCredential],
+    new: KeyCredential,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let same = |k: &KeyCredential| {
+        k.thumbprint() == new.thumbprint()
+            && k.start_date_time == new.start_date_time
+            && k.end_date_time == new.end_date_time
+    };
+    if let Some(present) = existing.iter().find(|k| same(k)) {
+        return Ok(KeyPlan {
+            keep: existing.to_vec(),
+            dropped_expired: vec![],
+            removed: vec![],
+            added: None,
+            already_present: Some(present.clone()),
+        });
+    }
+    let (keep, dropped_expired) = split_existing(existing, now)?;
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed: vec![],
+        added: Some(new),
+        already_present: None,
+    })
+}
+
+/// Removes the keys with these keyIds (the old windows after a re-window), keeps the rest.
+pub fn plan_remove_key_ids(
+    existing: &[KeyCredential],
+    key_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let (removed, rest): (Vec<_>, Vec<_>) = existing
+        .iter()
+        .cloned()
+        .partition(|k| k.key_id.as_ref().is_some_and(|id| key_ids.contains(id)));
+    let (keep, dropped_expired) = split_existing(&rest, now)?;
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed,
+        added: None,
+        already_present: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,70 @@
+//! Recording what a command changed in the ledger (and the audit log for offline changes).
+
+use super::{Context, Failure};
+use crate::ledger::{LedgerStore, TenantRecord};
+use std::time::Duration;
+
+fn ledger_failure(e: crate::ledger::LedgerError) -> Failure {
+    let hint = e.hint();
+    Failure::runtime(e, Some(hint))
+}
+
+impl Context {
+    pub fn ledger_store(&self) -> Result<LedgerStore, Failure> {
+        Ok(LedgerStore::in_dir(&self.state_dir()?))
+    }
+
+    /// Applies `f` to the tenant's record (created if missing) under the ledger lock.
+    pub fn record<T>(
+        &self,
+        tenant: &str,
+        apps: &[String],
+        f: impl FnOnce(&mut TenantRecord) -> T,
+    ) -> Result<T, Failure> {
+        let store = self.ledger_store()?;
+        let mut guard = store
+            .lock(Duration::from_secs(60))
+            .map_err(ledger_failure)?;
+        let cloud = self.cloud_name();
+        let rec = guard
+            .ledger
+            .tenant_entry(tenant, &cloud, apps, chrono::Utc::now());
+        let out = f(rec);
+        guard.commit().map_err(ledger_failure)?;
+        Ok(out)
+    }
+
+    /// Loads the ledger (read-only).
+    pub fn ledger(&self) -> Result<crate::ledger::Ledger, Failure> {
+        self.ledger_store()?.load().map_err(ledger_failure)
+    }
+
+    pub fn cloud_name(&self) -> String {
+        self.cloud()
+            .map(|c| c.name)
+            .unwrap_or_else(|_| "global".to_string())
+    }
+}
+
+pub fn failure(e: crate::ledger::LedgerError) -> Failure {
+    ledger_failure(e)
+}
+
+impl Context {
+    /// The settings file: `--config` (must exist), or the platform default (optional).
+    pub fn settings(&self) -> Result<crate::config::Settings, Failure> {
+        let (path, explicit) = match &self.global.config {
+            Some(p) => (p.clone(), true),
+            None => match crate::paths::default_config_file() {
+                Some(p) => (p, false),
+                None => return Ok(crate::config::Settings::default()),
+            },
+        };
+        crate::config::Settings::load(&path, explicit).map_err(|e| {
+            Failure::input(
+                e,
+                Some("fix the settings file (see README: reminders)".to_string()),
+            )
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! `status` (CONTRACT.md): every tenant's state from the ledger, or `--live` from the tenants;
+//! `--check` for Nagios/Icinga; table, JSON, Prometheus textfile or iCalendar.
+
+use super::{Context, Failure};
+use crate::ledger::TenantRecord;
+use crate::status::{self, State, TenantStatus, Thresholds};
+use std::io::IsTerminal as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+    Prometheus,
+    Ics,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hybrid-trust status --all\n  hybrid-trust status --all --check --warn-days 30 --crit-days 7     # Nagios/Icinga\n  hybrid-trust status --all --format prometheus > /var/lib/node_exporter/textfile_collector/hybrid_trust.prom\n  hybrid-trust status --all --format ics > hybrid-trust.ics\n  hybrid-trust --as-of 2027-03-01T00:00:00Z status --all        # what will be due on 1 March?"
+)]
+pub struct StatusArgs {
+    /// One tenant (domain or id).
+    #[arg(long, conflicts_with = "all")]
+    pub tenant: Option<String>,
+    /// Every tenant in the ledger (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Monitoring mode: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long)]
+    pub check: bool,
+    /// `due` / WARNING at or under this many days.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub warn_days: i64,
+    /// `expiring` / CRITICAL at or under this many days.
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub crit_days: i64,
+    /// Re-read the keys from the tenants and report drift from the ledger.
+    #[arg(long)]
+    pub live: bool,
+    /// Tenants read at once with --live.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(long, value_enum)]
+    pub format: Option<StatusFormat>,
+}
+
+pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
+    if a.crit_days > a.warn_days || a.crit_days < 0 {
+        return Err(Failure::input(
+            anyhow::anyhow!(
+                "--crit-days {} must be between 0 and --warn-days {}",
+                a.crit_days,
+                a.warn_days
+            ),
+            None,
+        ));
+    }
+    let th = Thresholds {
+        warn_days: a.warn_days,
+        crit_days: a.crit_days,
+    };
+    let ledger = match ctx.ledger() {
+        Ok(l) => l,
+        Err(f) if a.check => {
+            ctx.printer
+                .raw(&format!("HYBRID-TRUST UNKNOWN - {}\n", f.error));
+            return Ok(3);
+        }
+        Err(f) => return Err(f),
+    };
+    let mut tenants: Vec<TenantRecord> = match &a.tenant {
+        Some(t) => vec![ledger.tenant(t).cloned().ok_or_else(|| {
+            Failure::input(
+                anyhow::anyhow!("{t} is not in the ledger"),
+                Some("add it with hybrid-trust tenant add, or onboard it".to_string()),
+            )
+        })?],
+        None => ledger.tenants.clone(),
+    };
+    let mut drift = vec![Vec::new(); tenants.len()];
+    let mut live_errors: Vec<Option<String>> = vec![None; tenants.len()];
+    if a.live {
+        let cloud = ctx.cloud()?;
+        let http = ctx.http(&cloud)?;
+        let cred = ctx.admin_credential(a.tenant.as_deref().unwrap_or("*"))?;
+        let tty = std::io::stderr().is_terminal() && !ctx.printer.json();
+        let progress = move |done: usize, total: usize| {
+            if tty {
+                eprint!("\rreading tenants: {done}/{total}");
+                if done == total {
+                    eprintln!();
+                }
+            }
+        };
+        let rt = super::runtime()?;
+        let results = rt.block_on(crate::fleet::read_all(
+            &tenants,
+            &cloud,
+            &http,
+            &cred,
+            a.concurrency,
+            &progress,
+        ));
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(live) => {
+                    let (rec, d) = crate::fleet::apply_live(&tenants[i], &live, ctx.now);
+                    tenants[i] = rec;
+                    drift[i] = d;
+                }
+                Err(e) => live_errors[i] = Some(e.to_string()),
+            }
+        }
+    }
+    let statuses: Vec<TenantStatus> = tenants
+        .iter()
+        .map(|t| status::evaluate(t, ctx.now, th))
+        .collect();
+
+    if a.check {
+        let (code, line) = check_line(&statuses, &live_errors, th);
+        ctx.printer.raw(&line);
+        return Ok(code);
+    }
+    let format = a.format.unwrap_or(if ctx.printer.json() {
+        StatusFormat::Json
+    } else {
+        StatusFormat::Table
+    });
+    match format {
+        StatusFormat::Json => {
+            let list: Vec<serde_json::Value> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    if a.live {
+                        v["drift"] = serde_json::json!(drift[i]);
+                        v["live_error"] = serde_json::json!(live_errors[i]);
+                    }
+                    v
+                })
+                .collect();
+            let out = serde_json::json!({"as_of": ctx.now, "live": a.live, "tenants": list});
+            ctx.printer.raw(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            ));
+        }
+        StatusFormat::Table => {
+            let rows: Vec<(TenantStatus, String)> = statuses
+                .iter()
+                .cloned()
+                .zip(tenants.iter().map(|t| crate::report::timeline(t, ctx.now)))
+                .collect();
+            let mut s = crate::report::table(&rows);
+            for (i, t) in tenants.iter().enumerate() {
+                for d in &drift[i] {
+                    s.push_str(&format!(
+                        "drift {}: {} {} ({})\n",
+                        t.domain, d.app_id, d.thumbprint_sha1, d.kind
+                    ));
+                }
+                if let Some(e) = &live_errors[i] {
+                    s.push_str(&format!("could not read {}: {e}\n", t.domain));
+                }
+            }
+            ctx.printer.raw(&s);
+        }
+        StatusFormat::Prometheus => {
+            let pairs: Vec<(&TenantRecord, TenantStatus)> =
+                tenants.iter().zip(statuses.iter().cloned()).collect();
+            ctx.printer.raw(&crate::report::prometheus(&pairs, ctx.now));
+        }
+        StatusFormat::Ics => {
+            let pairs: Vec<(&TenantRecord, TenantStatus)> =
+                tenants.iter().zip(statuses.iter().cloned()).collect();
+            let thresholds = ctx.settings()?.reminders.thresholds_days;
+            ctx.printer
+                .raw(&crate::report::ics(&pairs, &thresholds, ctx.now));
+        }
+    }
+    Ok(u8::from(live_errors.iter().any(Option::is_some)))
+}
+
+/// The Nagios/Icinga plugin line and exit code.
+fn check_line(
+    statuses: &[TenantStatus],
+    errors: &[Option<String>],
+    th: Thresholds,
+) -> (u8, String) {
+    let crit: Vec<&TenantStatus> = statuses
+        .iter()
+        .filter(|s| matches!(s.state, State::Expired | State::Missing | State::Expiring))
+        .collect();
+    let warn: Vec<&TenantStatus> = statuses.iter().filter(|s| s.state == State::Due).collect();
+    let errs = errors.iter().filter(|e| e.is_some()).count();
+    let next = statuses
+        .iter()
+        .filter(|s| s.days_left.is_some())
+        .min_by_key(|s| s.days_left);
+    let perf: String = statuses
+        .iter()
+        .filter_map(|s| {
+            s.days_left
+                .map(|d| format!(" '{}'={d};{};{}", s.domain, th.warn_days, th.crit_days))
+        })
+        .collect();
+    let (code, word) = if statuses.is_empty() || errs > 0 {
+        (3, "UNKNOWN")
+    } else if !crit.is_empty() {
+        (2, "CRITICAL")
+    } else if !warn.is_empty() {
+        (1, "WARNING")
+    } else {
+        (0, "OK")
+    };
+    let detail = if statuses.is_empty() {
+        "no tenants in the ledger".to_string()
+    } else if errs > 0 {
+        format!("{errs} tenant(s) could not be read")
+    } else if let Some(c) = crit.first() {
+        format!(
+            "{} tenant(s) critical: {} is {} ({})",
+            crit.len(),
+            c.domain,
+            c.state.name(),
+            c.next_action
+        )
+    } else if let Some(w) = warn.first() {
+        format!(
+            "{} tenant(s) due: {} in {} days",
+            warn.len(),
+            w.domain,
+            w.days_left.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "{} tenant(s); next lapse {} in {} days",
+            statuses.len(),
+            next.map_or("-", |n| n.domain.as_str()),
+            next.and_then(|n| n.days_left).unwrap_or(0)
+        )
+    };
+    (code, format!("HYBRID-TRUST {word} - {detail} |{perf}\n"))
+}

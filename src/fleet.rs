@@ -1,0 +1,160 @@
+//! Reading many tenants at once (`status --live`): a bounded number of tenants in flight, one
+//! shared HTTP client (its connection pool and HTTP/2 multiplex the requests), and a progress
+//! callback. Two requests per tenant and application in the common case: a token, then one
+//! collection query for the keys (see `Graph::list_keys`).
+
+use crate::cloud::Cloud;
+use crate::graph::{Graph, GraphError, KeyCredential};
+use crate::http::HttpClient;
+use crate::ledger::{CredentialRecord, TenantRecord};
+use crate::sts::{AdminCredential, TokenProvider};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+/// The keys read from one tenant, per application.
+#[derive(Debug, Clone)]
+pub struct LiveKeys {
+    pub apps: Vec<(String, Vec<KeyCredential>)>,
+    pub tenant_id: Option<String>,
+}
+
+/// A difference between the ledger and the tenant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Drift {
+    pub app_id: String,
+    pub thumbprint_sha1: String,
+    pub end: Option<DateTime<Utc>>,
+    /// `missing-in-tenant` (the ledger has it, the tenant does not) or `not-in-ledger`.
+    pub kind: &'static str,
+}
+
+/// Reads every tenant's keys with at most `concurrency` tenants in flight.
+pub async fn read_all(
+    tenants: &[TenantRecord],
+    cloud: &Cloud,
+    http: &HttpClient,
+    credential: &AdminCredential,
+    concurrency: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<Result<LiveKeys, GraphError>> {
+    let total = tenants.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(usize, Result<LiveKeys, GraphError>)> =
+        futures_util::stream::iter(tenants.iter().enumerate())
+            .map(|(i, t)| {
+                let done = &done;
+                async move {
+                    let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
+                    let tokens =
+                        TokenProvider::new(http.clone(), cloud.clone(), &name, credential.clone());
+                    let g = Graph::new(http, cloud, &tokens);
+                    let mut apps = Vec::new();
+                    let mut err = None;
+                    for app in &t.app_ids {
+                        match g.list_keys(app).await {
+                            Ok(sp) => apps.push((app.clone(), sp.key_credentials)),
+                            Err(e) => {
+                                err = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    let tenant_id = match &err {
+                        None => tokens
+                            .token(&cloud.graph_scope())
+                            .await
+                            .ok()
+                            .and_then(|tok| crate::sts::unverified_claim(tok.expose(), "tid")),
+                        Some(_) => None,
+                    };
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(n, total);
+                    (
+                        i,
+                        match err {
+                            Some(e) => Err(e),
+                            None => Ok(LiveKeys { apps, tenant_id }),
+                        },
+                    )
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut ordered: Vec<Option<Result<LiveKeys, GraphError>>> = (0..total).map(|_| None).collect();
+    for (i, r) in results {
+        ordered[i] = Some(r);
+    }
+    ordered.into_iter().flatten().collect()
+}
+
+/// The tenant record as the tenant shows it: the ledger's credentials replaced by the live keys
+/// of the recorded certificates (any `Verify` certificate key when none is recorded), and the
+/// drift between the two.
+pub fn apply_live(
+    t: &TenantRecord,
+    live: &LiveKeys,
+    now: DateTime<Utc>,
+) -> (TenantRecord, Vec<Drift>) {
+    let certs: Vec<&str> = t
+        .cert
+        .iter()
+        .chain(t.next_cert.iter())
+        .map(|c| c.thumbprint_sha1.as_str())
+        .collect();
+    let mut rec = t.clone();
+    if rec.tenant_id.is_none() {
+        rec.tenant_id = live.tenant_id.clone();
+    }
+    rec.credentials.clear();
+    for (app, keys) in &live.apps {
+        for k in keys {
+            let (Some(tp), Some(s), Some(e)) = (k.thumbprint(), k.start_date_time, k.end_date_time)
+            else {
+                continue;
+            };
+            if (certs.is_empty() && k.is_verify_cert()) || certs.contains(&tp.as_str()) {
+                rec.credentials.push(CredentialRecord {
+                    app_id: app.clone(),
+                    key_id: k.key_id.clone(),
+                    thumbprint_sha1: tp,
+                    start: s,
+                    end: e,
+                    recorded_at: now,
+                });
+            }
+        }
+    }
+    let key = |c: &CredentialRecord| {
+        (
+            c.app_id.clone(),
+            c.thumbprint_sha1.clone(),
+            c.end.timestamp(),
+        )
+    };
+    let live_set: Vec<_> = rec.credentials.iter().map(key).collect();
+    let ledger_set: Vec<_> = t.credentials.iter().map(key).collect();
+    let mut drift = Vec::new();
+    for c in &t.credentials {
+        if c.end > now && !live_set.contains(&key(c)) {
+            drift.push(Drift {
+                app_id: c.app_id.clone(),
+                thumbprint_sha1: c.thumbprint_sha1.clone(),
+                end: Some(c.end),
+                kind: "missing-in-tenant",
+            });
+        }
+    }
+    for c in &rec.credentials {
+        if !ledger_set.contains(&key(c)) {
+            drift.push(Drift {
+                app_id: c.app_id.clone(),
+                thumbprint_sha1: c.thumbprint_sha1.clone(),
+                end: Some(c.end),
+                kind: "not-in-ledger",
+            });
+        }
+    }
+    (rec, drift)
+}

@@ -1,0 +1,202 @@
+//! Reading and writing the ledger: an exclusive lock (`ledger.lock`, `std::fs::File::lock`)
+//! around every read-modify-write, atomic replacement (temp file in the same directory, fsync,
+//! rename, fsync of the directory), mode 0600, and the previous good copy kept as
+//! `ledger.json.bak`. A ledger that does not parse is never overwritten: the error names it and
+//! the last good copy. Older formats are migrated on load.
+
+use super::{FORMAT, Ledger};
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot read the ledger {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the ledger {path} is damaged ({reason}); it was left untouched")]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        backup: Option<PathBuf>,
+    },
+    #[error(
+        "the ledger {path} has format {found}, newer than this hybrid-trust understands ({FORMAT})"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot write the ledger {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another hybrid-trust run holds the ledger lock {path} for more than {secs} s")]
+    Busy { path: PathBuf, secs: u64 },
+}
+
+impl LedgerError {
+    pub fn hint(&self) -> String {
+        match self {
+            LedgerError::Corrupt { backup: Some(b), .. } => format!("restore the last good copy: cp {} <ledger>, or move the damaged file away", b.display()),
+            LedgerError::Corrupt { .. } => "move the damaged file away; tenants can be added again with hybrid-trust tenant add".into(),
+            LedgerError::TooNew { .. } => "upgrade hybrid-trust".into(),
+            LedgerError::Read { .. } | LedgerError::Write { .. } => "check the state dir's permissions (--state-dir)".into(),
+            LedgerError::Busy { .. } => "wait for the other run to finish".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerStore {
+    path: PathBuf,
+}
+
+/// Parses any format ever written and migrates it to the current one.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Ledger, LedgerError> {
+    let corrupt = |reason: String| LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+        backup: backup_path(path).filter(|b| b.exists()),
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let format = v
+        .get("format")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("no format number".into()))? as u32;
+    match format {
+        1 => serde_json::from_value(v).map_err(|e| corrupt(e.to_string())),
+        f if f > FORMAT => Err(LedgerError::TooNew {
+            path: path.to_path_buf(),
+            found: f,
+        }),
+        f => Err(corrupt(format!("unknown format {f}"))),
+    }
+}
+
+fn backup_path(path: &Path) -> Option<PathBuf> {
+    Some(path.with_file_name(format!("{}.bak", path.file_name()?.to_string_lossy())))
+}
+
+/// Holds the ledger lock for a read-modify-write.
+pub struct LedgerGuard {
+    _lock: File,
+    store: LedgerStore,
+    pub ledger: Ledger,
+}
+
+impl LedgerGuard {
+    /// Writes the ledger and releases the lock.
+    pub fn commit(self) -> Result<(), LedgerError> {
+        self.store.write(&self.ledger)
+    }
+}
+
+impl LedgerStore {
+    pub fn in_dir(state_dir: &Path) -> LedgerStore {
+        LedgerStore {
+            path: state_dir.join("ledger.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the ledger (an empty one if there is none yet).
+    pub fn load(&self) -> Result<Ledger, LedgerError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => parse(&b, &self.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::empty()),
+            Err(source) => Err(LedgerError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Locks, loads, and hands back the ledger for changes; `commit` writes it.
+    pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {
+        let lock_path = self.path.with_file_name("ledger.lock");
+        let werr = |source| LedgerError::Write {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            crate::paths::ensure_private_dir(dir).map_err(werr)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(werr)?;
+        let start = Instant::now();
+        loop {
+            match f.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LedgerError::Busy {
+                        path: lock_path,
+                        secs: timeout.as_secs(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(werr(e)),
+            }
+        }
+        let ledger = self.load()?;
+        Ok(LedgerGuard {
+            _lock: f,
+            store: self.clone(),
+            ledger,
+        })
+    }
+
+    /// Atomic replacement; the current file (known good: it parsed) becomes the backup.
+    fn write(&self, ledger: &Ledger) -> Result<(), LedgerError> {
+        let werr = |source| LedgerError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::paths::ensure_private_dir(dir).map_err(werr)?;
+        let mut bytes =
+            serde_json::to_vec_pretty(ledger).map_err(|e| werr(std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ledger.")
+            .tempfile_in(dir)
+            .map_err(werr)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(werr)?;
+        }
+        tmp.write_all(&bytes).map_err(werr)?;
+        tmp.as_file().sync_all().map_err(werr)?;
+        if let (true, Some(bak)) = (self.path.exists(), backup_path(&self.path))
+            && std::fs::read(&self.path)
+                .ok()
+                .is_some_and(|b| parse(&b, &self.path).is_ok())
+        {
+            std::fs::copy(&self.path, &bak).map_err(werr)?;
+        }
+        tmp.persist(&self.path).map_err(|e| werr(e.error))?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}

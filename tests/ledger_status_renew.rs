@@ -1,0 +1,577 @@
+//! The ledger (formats, corruption, atomicity under kill -9, concurrent runs), `status` (states,
+//! --check codes, formats, --live drift) and `renew` end to end against the emulator (re-window,
+//! roll, finish a roll, blocked, --all isolation, dry run).
+
+mod support;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use support::*;
+
+fn keys(sp: &Value) -> Vec<Value> {
+    sp["keyCredentials"].as_array().unwrap().clone()
+}
+
+fn ledger(tool: &Tool) -> Value {
+    serde_json::from_slice(&std::fs::read(tool.state_dir.join("ledger.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_ledger_format_ever_written_loads() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let l = hybrid_trust::ledger::store::parse(&std::fs::read(&p).unwrap(), &p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(l.format, hybrid_trust::ledger::FORMAT);
+            assert!(!l.tenants.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+    // And the CLI reads it.
+    let state = tempfile::tempdir().unwrap();
+    std::fs::copy(format!("{dir}/v1.json"), state.path().join("ledger.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .args(["--output", "json", "status", "--all"])
+        .env("HYBRID_TRUST_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_out(&o);
+    assert_eq!(
+        v["tenants"][0]["cert_thumbprint_sha1"],
+        "C018A043066A6F5CEC76253A1D3CAE84C0E2F730"
+    );
+    assert_eq!(v["tenants"][1]["state"], "missing");
+}
+
+fn ht(state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .args(args)
+        .env("HYBRID_TRUST_STATE_DIR", state)
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_corrupt_ledger_is_never_overwritten_and_names_the_last_good_copy() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    assert_eq!(
+        ht(s, &["tenant", "add", "a.example.com", "--cert", cert])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        ht(s, &["tenant", "add", "b.example.com", "--cert", cert])
+            .status
+            .code(),
+        Some(0)
+    );
+    let path = s.join("ledger.json");
+    std::fs::write(&path, b"{\"format\": 1, \"tenants\": [ {\"domain\": ").unwrap();
+    for args in [
+        vec!["status", "--all"],
+        vec!["tenant", "add", "c.example.com"],
+    ] {
+        let o = ht(s, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("damaged") && e.contains("ledger.json.bak"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{\"format\": 1, \"tenants\": [ {\"domain\": ",
+            "left untouched"
+        );
+    }
+    let o = ht(s, &["status", "--all", "--check"]);
+    assert_eq!(o.status.code(), Some(3), "UNKNOWN for monitoring");
+    // The backup is the last good ledger.
+    let bak: Value =
+        serde_json::from_slice(&std::fs::read(s.join("ledger.json.bak")).unwrap()).unwrap();
+    assert_eq!(bak["tenants"].as_array().unwrap().len(), 1);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(s.join("ledger.json.bak"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn kill_9_during_writes_never_leaves_a_ledger_that_does_not_load() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    // A ledger of some size, so each write takes a while.
+    for i in 0..40 {
+        assert_eq!(
+            ht(
+                s,
+                &[
+                    "tenant",
+                    "add",
+                    &format!("t{i}.example.com"),
+                    "--cert",
+                    cert,
+                    "--credential-end",
+                    "2027-06-01"
+                ]
+            )
+            .status
+            .code(),
+            Some(0)
+        );
+    }
+    let mut killed = 0;
+    for i in 0..120u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args([
+                "tenant",
+                "add",
+                &format!("k{i}.example.com"),
+                "--cert",
+                cert,
+            ])
+            .env("HYBRID_TRUST_STATE_DIR", s)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros((i * 7919) % 12_000));
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            killed += 1;
+        }
+        let _ = child.wait();
+        let bytes = std::fs::read(s.join("ledger.json")).unwrap();
+        hybrid_trust::ledger::store::parse(&bytes, &s.join("ledger.json"))
+            .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+    }
+    assert!(
+        killed > 10,
+        "the loop must really interrupt runs ({killed} killed)"
+    );
+    assert!(ht(s, &["status", "--all"]).status.success());
+}
+
+#[test]
+fn concurrent_runs_keep_every_change() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_path_buf();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || ht(&s, &["tenant", "add", &format!("c{i}.example.com")]))
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap().status.success());
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(s.join("ledger.json")).unwrap()).unwrap();
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn status_states_check_codes_and_formats() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    let now = Utc::now();
+    let d = |n: i64| (now + TimeDelta::days(n)).format("%Y-%m-%d").to_string();
+    assert!(
+        ht(
+            s,
+            &[
+                "tenant",
+                "add",
+                "ok.example.com",
+                "--cert",
+                cert,
+                "--credential-end",
+                &d(200)
+            ]
+        )
+        .status
+        .success()
+    );
+    let o = ht(s, &["status", "--check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("HYBRID-TRUST OK - "));
+    assert!(
+        ht(
+            s,
+            &[
+                "tenant",
+                "add",
+                "due.example.com",
+                "--cert",
+                cert,
+                "--credential-end",
+                &d(20)
+            ]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(ht(s, &["status", "--check"]).status.code(), Some(1));
+    assert_eq!(
+        ht(
+            s,
+            &["status", "--check", "--warn-days", "10", "--crit-days", "5"]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    assert!(
+        ht(
+            s,
+            &[
+                "tenant",
+                "add",
+                "soon.example.com",
+                "--cert",
+                cert,
+                "--credential-end",
+                &d(3)
+            ]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(ht(s, &["status", "--check"]).status.code(), Some(2));
+    let o = ht(s, &["--output", "json", "status", "--all"]);
+    let v = json_out(&o);
+    let states: Vec<&str> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["ok", "due", "expiring"]);
+    for t in v["tenants"].as_array().unwrap() {
+        for k in [
+            "tenant_id",
+            "domain",
+            "app_ids",
+            "cert_thumbprint_sha1",
+            "cert_not_after",
+            "credential_end",
+            "days_left",
+            "state",
+            "next_action",
+        ] {
+            assert!(t.get(k).is_some(), "{k}");
+        }
+    }
+    assert!(
+        v["tenants"][1]["next_action"]
+            .as_str()
+            .unwrap()
+            .contains("hybrid-trust renew --tenant due.example.com")
+    );
+    // Planning ahead with --as-of: in 250 days the first one is expired.
+    let as_of = (now + TimeDelta::days(250)).to_rfc3339();
+    let v = json_out(&ht(
+        s,
+        &[
+            "--output",
+            "json",
+            "--as-of",
+            &as_of,
+            "status",
+            "--tenant",
+            "ok.example.com",
+        ],
+    ));
+    assert_eq!(v["tenants"][0]["state"], "expired");
+    // Table with a timeline; Prometheus; iCalendar.
+    let table = String::from_utf8(ht(s, &["status"]).stdout).unwrap();
+    assert!(table.contains("NEXT 12 MONTHS") && table.lines().nth(1).unwrap().contains('#'));
+    let prom = String::from_utf8(ht(s, &["status", "--format", "prometheus"]).stdout).unwrap();
+    assert!(prom.contains("# TYPE hybrid_trust_credential_expiry_seconds gauge"));
+    assert!(
+        prom.lines().filter(|l| !l.starts_with('#')).all(|l| l
+            .rsplit_once(' ')
+            .is_some_and(|(_, v)| v.parse::<i64>().is_ok())),
+        "{prom}"
+    );
+    assert!(prom.contains("hybrid_trust_state{tenant=\"due.example.com\",state=\"due\"} 1"));
+    let ics = String::from_utf8(ht(s, &["status", "--format", "ics"]).stdout).unwrap();
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n") && ics.ends_with("END:VCALENDAR\r\n"));
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 3);
+    assert_eq!(ics.matches("TRIGGER:-P30D").count(), 3);
+    assert!(
+        ics.split("\r\n").all(|l| l.len() <= 75),
+        "folded at 75 octets"
+    );
+    // Bad thresholds are usage errors.
+    assert_eq!(
+        ht(s, &["status", "--warn-days", "5", "--crit-days", "9"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+fn date(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renew_rewindows_rolls_and_finishes_a_roll() {
+    let emu = Emu::start().await;
+    let tool = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let cert = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(30),
+        now + TimeDelta::days(700),
+    );
+    let p = tool.write_cert("c.pem", &cert);
+    let end = (now + TimeDelta::days(20)).format("%Y-%m-%d").to_string();
+    assert_eq!(
+        tool.run_async(&[
+            "credential",
+            "upload",
+            "--tenant",
+            &t,
+            "--cert",
+            &p,
+            "--yes",
+            "--end",
+            &end
+        ])
+        .await
+        .status
+        .code(),
+        Some(0)
+    );
+    let v = json_out(&tool.run_async(&["status", "--tenant", &t]).await);
+    assert_eq!(v["tenants"][0]["state"], "due");
+    assert_eq!(v["tenants"][0]["tenant_id"], emu.tenant.tenant_id);
+
+    // Dry run: the decision, no change.
+    let o = tool
+        .run_async(&["renew", "--tenant", &t, "--dry-run"])
+        .await;
+    assert_eq!(json_out(&o)["results"][0]["decision"]["action"], "rewindow");
+    assert_eq!(keys(&emu.sp(SFB).await).len(), 1);
+
+    // Re-window: a new year for the same certificate, the old key removed once the new one is in.
+    let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ks = keys(&emu.sp(SFB).await);
+    assert_eq!(ks.len(), 1, "{ks:?}");
+    let new_end = date(&ks[0]["endDateTime"]);
+    assert!(new_end > now + TimeDelta::days(360), "{new_end}");
+    let v = json_out(&tool.run_async(&["status", "--tenant", &t]).await);
+    assert_eq!(v["tenants"][0]["state"], "ok");
+    assert_eq!(date(&v["tenants"][0]["credential_end"]), new_end);
+    let audit = std::fs::read_to_string(tool.state_dir.join("audit.log")).unwrap();
+    let patches: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last_two = &patches[patches.len() - 2..];
+    assert_eq!(
+        last_two[0]["after"].as_array().unwrap().len(),
+        2,
+        "first the new window next to the old"
+    );
+    assert_eq!(
+        last_two[1]["after"].as_array().unwrap().len(),
+        1,
+        "then the old window removed"
+    );
+
+    // Nothing to do now.
+    let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;
+    assert_eq!(json_out(&o)["results"][0]["decision"]["action"], "nothing");
+
+    // Roll to a new certificate: uploaded next to the old one, on-prem step written.
+    let next = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(1),
+        now + TimeDelta::days(900),
+    );
+    let np = tool.write_cert("next.pem", &next);
+    let o = tool
+        .run_async(&["renew", "--tenant", &t, "--new-cert", &np, "--yes"])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = &json_out(&o)["results"][0];
+    assert_eq!(r["decision"]["action"], "roll");
+    let effective = date(&r["decision"]["effective"]);
+    assert!(effective > Utc::now() + TimeDelta::hours(23));
+    let ks = keys(&emu.sp(SFB).await);
+    assert_eq!(ks.len(), 2, "old and new side by side");
+    let script = std::fs::read_to_string(r["onprem_script"].as_str().unwrap()).unwrap();
+    assert!(script.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint {} -Roll -EffectiveDate ([datetimeoffset]'{}').LocalDateTime", next.sha1_hex(), effective.format("%Y-%m-%dT%H:%M:%S+00:00"))), "{script}");
+    let l = ledger(&tool);
+    assert_eq!(
+        l["tenants"][0]["next_cert"]["thumbprint_sha1"],
+        next.sha1_hex()
+    );
+
+    // Once the old certificate has expired, renew makes the new one current.
+    let lp = tool.state_dir.join("ledger.json");
+    let mut l = ledger(&tool);
+    l["tenants"][0]["cert"]["not_after"] = json!((now - TimeDelta::hours(1)).to_rfc3339());
+    std::fs::write(&lp, serde_json::to_vec(&l).unwrap()).unwrap();
+    let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;
+    assert_eq!(
+        json_out(&o)["results"][0]["decision"]["action"],
+        "finish-roll",
+        "{}",
+        stderr(&o)
+    );
+    let l = ledger(&tool);
+    assert_eq!(l["tenants"][0]["cert"]["thumbprint_sha1"], next.sha1_hex());
+    assert!(l["tenants"][0]["next_cert"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renew_all_isolates_failures_records_them_and_live_status_finds_drift() {
+    let mut cfg = quiet_tls();
+    cfg.tenants = vec!["a.onmicrosoft.com".into(), "b.onmicrosoft.com".into()];
+    let emu = Emu::start_with(cfg).await;
+    let tool = Tool::for_emulator(&emu);
+    let now = Utc::now();
+    let cert = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(30),
+        now + TimeDelta::days(700),
+    );
+    let p = tool.write_cert("c.pem", &cert);
+    let end = (now + TimeDelta::days(10)).format("%Y-%m-%d").to_string();
+    for t in ["a.onmicrosoft.com", "b.onmicrosoft.com"] {
+        assert_eq!(
+            tool.run_async(&[
+                "credential",
+                "upload",
+                "--tenant",
+                t,
+                "--cert",
+                &p,
+                "--yes",
+                "--end",
+                &end
+            ])
+            .await
+            .status
+            .code(),
+            Some(0)
+        );
+    }
+    // A third tenant whose certificate ends in 5 days: blocked, it needs a new certificate.
+    let short = make_cert(
+        "x.contoso.com",
+        now - TimeDelta::days(300),
+        now + TimeDelta::days(5),
+    );
+    let sp = tool.write_cert("s.pem", &short);
+    let mut c = tool.command();
+    let st = tokio::task::spawn_blocking(move || {
+        c.args([
+            "tenant",
+            "add",
+            "c.example.com",
+            "--cert",
+            &sp,
+            "--credential-end",
+            &(Utc::now() + TimeDelta::days(4))
+                .format("%Y-%m-%d")
+                .to_string(),
+        ])
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(st.status.success(), "{}", stderr(&st));
+    let o = tool.run_async(&["renew", "--all", "--yes"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_out(&o);
+    let outcomes: Vec<(&str, &str)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tenant"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("a.onmicrosoft.com", "applied"),
+            ("b.onmicrosoft.com", "applied"),
+            ("c.example.com", "blocked")
+        ]
+    );
+    let l = ledger(&tool);
+    assert!(
+        l["tenants"][2]["last_renewal_failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("new"),
+        "{l}"
+    );
+    let v = json_out(
+        &tool
+            .run_async(&["status", "--tenant", "c.example.com"])
+            .await,
+    );
+    assert!(
+        v["tenants"][0]["next_action"]
+            .as_str()
+            .unwrap()
+            .contains("the last renewal failed")
+    );
+
+    // Someone removes the key out of band: --live sees it.
+    assert_eq!(
+        emu.control(
+            Method::PUT,
+            &format!("tenants/b.onmicrosoft.com/servicePrincipals/{SFB}/keyCredentials"),
+            json!([])
+        )
+        .await,
+        204
+    );
+    let o = tool.run_async(&["status", "--all", "--live"]).await;
+    let v = json_out(&o);
+    let b = &v["tenants"][1];
+    assert_eq!(b["domain"], "b.onmicrosoft.com");
+    assert_eq!(b["state"], "missing");
+    assert_eq!(b["drift"][0]["kind"], "missing-in-tenant");
+    assert_eq!(v["tenants"][0]["state"], "ok");
+    assert!(v["tenants"][0]["drift"].as_array().unwrap().is_empty());
+}
