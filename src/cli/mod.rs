@@ -12,6 +12,7 @@ mod login_cmd;
 mod onprem_cmd;
 mod password;
 mod printer;
+mod remind_cmd;
 mod renew_cmd;
 mod status_cmd;
 mod tenant_cmd;
@@ -139,6 +140,8 @@ pub enum Command {
     /// Prove the trust end to end: get a token as Skype for Business Online with the on-prem
     /// certificate, as the server will.
     Verify(verify_cmd::VerifyArgs),
+    /// Send the reminders that are due (email, webhooks, stdout), each once.
+    Remind(remind_cmd::RemindArgs),
     /// Renew what is due: a new window for the same certificate, or a roll to a new one.
     Renew(renew_cmd::RenewArgs),
     /// Every tenant's state: ok, due, expiring, expired, missing (from the ledger, or --live).
@@ -245,6 +248,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify_cmd::run(&ctx, a),
         Command::Status(a) => status_cmd::run(&ctx, a),
         Command::Renew(a) => renew_cmd::run(&ctx, a),
+        Command::Remind(a) => remind_cmd::run(&ctx, a),
         Command::Credential(c) => credential_cmd::run(&ctx, c),
         Command::Spn(c) => credential_cmd::run_spn(&ctx, c),
         Command::Login(a) => login_cmd::login(&ctx, a),

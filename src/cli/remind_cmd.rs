@@ -1,0 +1,157 @@
+//! `remind` (CONTRACT.md): send each due reminder once per threshold, credential and channel.
+//! A delivery is recorded in the ledger as soon as it succeeds; a failed one is not, so the next
+//! run retries it, and this run exits 1.
+
+use super::{Context, Failure};
+use crate::config::Settings;
+use crate::ledger::ReminderSent;
+use crate::notify::{Email, Notifier, Stdout, Webhook};
+use crate::remind;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hybrid-trust remind --all --dry-run\n  hybrid-trust remind --all            # daily, from cron or the systemd timer in scripts/\n\nChannels come from the settings file ([reminders] in config.toml; see README)."
+)]
+pub struct RemindArgs {
+    /// Every tenant (the default).
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, conflicts_with = "all")]
+    pub tenant: Option<String>,
+}
+
+fn channels(ctx: &Context, s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failure> {
+    let mut out: Vec<Box<dyn Notifier>> = Vec::new();
+    for e in &s.reminders.email {
+        let password = match (&e.password_env, e.password_keyring, &e.username) {
+            (Some(var), _, _) => Some(crate::secret::SecretString::new(
+                std::env::var(var).map_err(|_| {
+                    Failure::input(
+                        anyhow::anyhow!(
+                            "the SMTP password variable {var} (password_env) is not set"
+                        ),
+                        Some(format!("export {var}, or use password_keyring")),
+                    )
+                })?,
+            )),
+            (None, true, Some(user)) => {
+                let store = crate::keyring::SecretStore::open().map_err(|e| {
+                    let hint = e.hint().to_string();
+                    Failure::runtime(e, Some(hint))
+                })?;
+                Some(store.get(&format!("smtp:{user}")).map_err(|e| Failure::runtime(e, None))?.ok_or_else(|| {
+                    Failure::input(anyhow::anyhow!("no keyring entry smtp:{user}"), Some("store it with secret-tool or the keyring of your desktop, service hybrid-trust".to_string()))
+                })?)
+            }
+            _ => None,
+        };
+        out.push(Box::new(Email {
+            channel: e.clone(),
+            password,
+        }));
+    }
+    for w in &s.reminders.webhook {
+        let cloud = ctx
+            .cloud()
+            .unwrap_or_else(|_| crate::cloud::National::Global.cloud());
+        let http = crate::http::HttpClient::for_cloud(&crate::cloud::Cloud {
+            ca_file: None,
+            ..cloud
+        })
+        .map_err(|e| Failure::runtime(e, None))?;
+        out.push(Box::new(Webhook {
+            channel: w.clone(),
+            http,
+        }));
+    }
+    if s.reminders.stdout || out.is_empty() {
+        out.push(Box::new(Stdout));
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
+    if !ctx.global.dry_run {
+        ctx.refuse_as_of("remind (without --dry-run)")?;
+    }
+    let settings = ctx.settings()?;
+    let notifiers = channels(ctx, &settings)?;
+    let ledger = ctx.ledger()?;
+    let tenants: Vec<_> = ledger
+        .tenants
+        .iter()
+        .filter(|t| a.tenant.as_deref().is_none_or(|n| t.is(n)))
+        .cloned()
+        .collect();
+    if let Some(n) = &a.tenant
+        && tenants.is_empty()
+    {
+        {
+            return Err(Failure::input(
+                anyhow::anyhow!("{n} is not in the ledger"),
+                None,
+            ));
+        }
+    }
+    let rt = super::runtime()?;
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    let mut planned = Vec::new();
+    for t in &tenants {
+        for n in &notifiers {
+            let id = n.id();
+            for msg in remind::due(t, &settings.reminders.thresholds_days, &id, ctx.now) {
+                if ctx.global.dry_run {
+                    planned.push(serde_json::json!({"channel": id, "message": msg, "subject": crate::notify::subject(&msg)}));
+                    continue;
+                }
+                match rt.block_on(n.send(&msg, &t.notify)) {
+                    Ok(()) => {
+                        let now = chrono::Utc::now();
+                        ctx.record(&t.domain, &[], |rec| {
+                            for th in &msg.covers {
+                                rec.reminders_sent.push(ReminderSent {
+                                    credential: msg.credential.clone(),
+                                    threshold_days: *th,
+                                    channel: id.clone(),
+                                    sent_at: now,
+                                });
+                            }
+                            if msg.kind == remind::Kind::RenewalFailure
+                                && let Some(f) = rec.last_renewal_failure.as_mut()
+                            {
+                                f.reported = true;
+                            }
+                        })?;
+                        sent.push(serde_json::json!({"tenant": t.domain, "channel": id, "threshold_days": msg.threshold_days, "kind": msg.kind}));
+                    }
+                    Err(e) => {
+                        ctx.printer
+                            .note(&format!("warning: {e}; it will be retried on the next run"));
+                        failed.push(serde_json::json!({"tenant": t.domain, "channel": id, "error": e.to_string()}));
+                    }
+                }
+            }
+        }
+    }
+    let json = serde_json::json!({"dry_run": ctx.global.dry_run, "sent": sent, "failed": failed, "planned": planned});
+    ctx.printer.emit(&json, || {
+        if ctx.global.dry_run {
+            let mut s = format!(
+                "{} reminder(s) due (dry run, nothing sent):\n",
+                planned.len()
+            );
+            for p in &planned {
+                s.push_str(&format!(
+                    "  {} -> {}\n",
+                    p["subject"].as_str().unwrap_or(""),
+                    p["channel"].as_str().unwrap_or("")
+                ));
+            }
+            s
+        } else {
+            format!("{} reminder(s) sent, {} failed\n", sent.len(), failed.len())
+        }
+    });
+    Ok(u8::from(!failed.is_empty()))
+}

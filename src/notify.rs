@@ -1,0 +1,302 @@
+//! Delivering reminders: a [`Notifier`] trait with email (SMTP through lettre: plain, STARTTLS
+//! or implicit TLS, AUTH with a password from the environment or the keyring), webhooks (generic
+//! JSON, a Teams Workflows Adaptive Card, Slack blocks) and stdout. Messages say which tenant,
+//! what expires, when, and the exact command to renew.
+
+use crate::config::{EmailChannel, WebhookChannel, WebhookFormat};
+use crate::http::HttpClient;
+use crate::remind::{Due, Kind};
+use crate::secret::SecretString;
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("email to {to} via {server} failed: {detail}")]
+    Email {
+        server: String,
+        to: String,
+        detail: String,
+    },
+    #[error("webhook {url} failed: {detail}")]
+    Webhook { url: String, detail: String },
+    #[error("channel {0} is misconfigured: {1}")]
+    Config(String, String),
+}
+
+/// Something that delivers reminders.
+pub trait Notifier: Send + Sync {
+    /// A stable name, used to record what was sent (never contains a secret or a query string).
+    fn id(&self) -> String;
+    fn send<'a>(&'a self, msg: &'a Due, recipients: &'a [String]) -> SendFuture<'a>;
+}
+
+/// The subject line.
+pub fn subject(m: &Due) -> String {
+    match m.kind {
+        Kind::RenewalFailure => format!(
+            "[hybrid-trust] {}: the renewal of the Skype for Business hybrid trust failed",
+            m.tenant
+        ),
+        Kind::Expired => format!(
+            "[hybrid-trust] {}: the Skype for Business hybrid trust has EXPIRED",
+            m.tenant
+        ),
+        Kind::Expiry => format!(
+            "[hybrid-trust] {}: the Skype for Business hybrid trust ends in {} day(s) ({})",
+            m.tenant,
+            m.days_left.unwrap_or(0),
+            m.ends
+                .map(|e| e.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The command that fixes it.
+pub fn command(m: &Due) -> String {
+    format!("hybrid-trust renew --tenant {}", m.tenant)
+}
+
+/// The plain-text body.
+pub fn text(m: &Due) -> String {
+    let tid = m
+        .tenant_id
+        .as_deref()
+        .map(|t| format!(" (tenant id {t})"))
+        .unwrap_or_default();
+    match m.kind {
+        Kind::RenewalFailure => format!(
+            "Tenant: {}{tid}\nThe last renewal attempt failed: {}\n\nUntil it is fixed, the trust between Skype for Business Server and Exchange Online will lapse at the credential's end.\nTo retry and see the error: {}\nTo see every tenant: hybrid-trust status --all\n",
+            m.tenant,
+            m.detail,
+            command(m)
+        ),
+        Kind::Expiry | Kind::Expired => format!(
+            "Tenant: {}{tid}\nWhat expires: {} for the on-prem OAuthTokenIssuer certificate {} on application {}\nWhen: {} ({})\nWhat breaks then: unified contact store, Exchange archiving and meetings for users whose mailboxes are in Exchange Online (LS Storage Service events 32053/32054).\n\nTo renew: {}\nTo check first: {} --dry-run\n",
+            m.tenant,
+            m.detail,
+            m.thumbprint_sha1,
+            m.app_id,
+            m.ends
+                .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
+            match m.days_left {
+                Some(d) if d < 0 || m.kind == Kind::Expired =>
+                    "already ended: the trust is broken now".to_string(),
+                Some(d) => format!("in {d} day(s)"),
+                None => "unknown".into(),
+            },
+            command(m),
+            command(m)
+        ),
+    }
+}
+
+pub struct Stdout;
+
+impl Notifier for Stdout {
+    fn id(&self) -> String {
+        "stdout".into()
+    }
+    fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
+        Box::pin(async move {
+            use std::io::Write as _;
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{}\n{}", subject(msg), text(msg));
+            Ok(())
+        })
+    }
+}
+
+pub struct Webhook {
+    pub channel: WebhookChannel,
+    pub http: HttpClient,
+}
+
+/// The payload for each webhook format.
+pub fn webhook_payload(format: WebhookFormat, m: &Due) -> serde_json::Value {
+    let ends = m
+        .ends
+        .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    match format {
+        WebhookFormat::Json => json!({
+            "event": "hybrid-trust.reminder",
+            "kind": m.kind,
+            "tenant": m.tenant,
+            "tenant_id": m.tenant_id,
+            "app_id": m.app_id,
+            "thumbprint_sha1": m.thumbprint_sha1,
+            "ends": m.ends,
+            "days_left": m.days_left,
+            "threshold_days": m.threshold_days,
+            "summary": subject(m),
+            "text": text(m),
+            "command": command(m),
+        }),
+        // A Teams Workflows ("Post to a channel when a webhook request is received") message
+        // with an Adaptive Card attachment.
+        WebhookFormat::Teams => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": subject(m), "weight": "Bolder", "size": "Medium", "wrap": true},
+                        {"type": "FactSet", "facts": [
+                            {"title": "Tenant", "value": m.tenant},
+                            {"title": "Ends", "value": ends},
+                            {"title": "Days left", "value": m.days_left.map(|d| d.to_string()).unwrap_or_default()},
+                            {"title": "Certificate", "value": m.thumbprint_sha1},
+                        ]},
+                        {"type": "TextBlock", "text": format!("Renew: `{}`", command(m)), "wrap": true},
+                    ],
+                },
+            }],
+        }),
+        WebhookFormat::Slack => json!({
+            "text": subject(m),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": subject(m)}},
+                {"type": "section", "fields": [
+                    {"type": "mrkdwn", "text": format!("*Tenant*\n{}", m.tenant)},
+                    {"type": "mrkdwn", "text": format!("*Ends*\n{ends}")},
+                ]},
+                {"type": "section", "text": {"type": "mrkdwn", "text": format!("Renew: `{}`", command(m))}},
+            ],
+        }),
+    }
+}
+
+impl Notifier for Webhook {
+    fn id(&self) -> String {
+        // Never the query string: Teams workflow URLs carry their signature there.
+        format!("webhook:{}", crate::http::redact(&self.channel.url))
+    }
+    fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = webhook_payload(self.channel.format, msg);
+            let url = &self.channel.url;
+            let fail = |detail: String| NotifyError::Webhook {
+                url: crate::http::redact(url),
+                detail,
+            };
+            let resp = self
+                .http
+                .send(|c| c.post(url).json(&body), false)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            if resp.is_success() {
+                Ok(())
+            } else {
+                Err(fail(format!("HTTP {}", resp.status)))
+            }
+        })
+    }
+}
+
+pub struct Email {
+    pub channel: EmailChannel,
+    pub password: Option<SecretString>,
+}
+
+impl Email {
+    fn server(&self) -> String {
+        crate::http::redact(&self.channel.smtp_url)
+    }
+}
+
+impl Notifier for Email {
+    fn id(&self) -> String {
+        format!("email:{}", self.server())
+    }
+    fn send<'a>(&'a self, msg: &'a Due, recipients: &'a [String]) -> SendFuture<'a> {
+        Box::pin(async move {
+            use lettre::message::{Mailbox, header::ContentType};
+            use lettre::transport::smtp::authentication::Credentials;
+            use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+            use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+            let to: Vec<String> = if recipients.is_empty() {
+                self.channel.to.clone()
+            } else {
+                recipients.to_vec()
+            };
+            let fail = |detail: String| NotifyError::Email {
+                server: self.server(),
+                to: to.join(","),
+                detail,
+            };
+            let url = url::Url::parse(&self.channel.smtp_url).map_err(|e| fail(e.to_string()))?;
+            let host = url
+                .host_str()
+                .ok_or_else(|| fail("no host".into()))?
+                .to_string();
+            let mode = url
+                .query_pairs()
+                .find(|(k, _)| k == "tls")
+                .map(|(_, v)| v.into_owned());
+            let tls_params = || -> Result<TlsParameters, NotifyError> {
+                let mut b = TlsParameters::builder(host.clone());
+                if let Some(ca) = &self.channel.ca_file {
+                    let pem = std::fs::read(ca)
+                        .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
+                    b = b.add_root_certificate(
+                        Certificate::from_pem(&pem).map_err(|e| fail(e.to_string()))?,
+                    );
+                }
+                b.build_rustls().map_err(|e| fail(e.to_string()))
+            };
+            let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
+                ("smtps", _) => (Tls::Wrapper(tls_params()?), 465),
+                ("smtp", Some("starttls")) => (Tls::Required(tls_params()?), 587),
+                ("smtp", None | Some("none")) => (Tls::None, 25),
+                (s, m) => {
+                    return Err(NotifyError::Config(
+                        self.id(),
+                        format!("unsupported {s} with tls={m:?}"),
+                    ));
+                }
+            };
+            let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+                .port(url.port().unwrap_or(default_port))
+                .tls(tls)
+                .timeout(Some(std::time::Duration::from_secs(30)));
+            if let Some(user) = &self.channel.username {
+                let pw = self.password.as_ref().ok_or_else(|| {
+                    NotifyError::Config(
+                        self.id(),
+                        "a username without a password (password_env or password_keyring)".into(),
+                    )
+                })?;
+                b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+            }
+            let transport = b.build();
+            let from: Mailbox = self
+                .channel
+                .from
+                .parse()
+                .map_err(|e| fail(format!("from: {e}")))?;
+            let mut mb = Message::builder()
+                .from(from)
+                .subject(subject(msg))
+                .header(ContentType::TEXT_PLAIN);
+            for r in &to {
+                mb = mb.to(r.parse().map_err(|e| fail(format!("to {r}: {e}")))?);
+            }
+            let email = mb.body(text(msg)).map_err(|e| fail(e.to_string()))?;
+            transport
+                .send(email)
+                .await
+                .map_err(|e| fail(crate::error_chain(&e)))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,55 @@
+"""A real SMTP server on loopback for the reminder tests (aiosmtpd from PyPI).
+usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY] [--auth USER PASSWORD]
+Writes the chosen port to PORT_FILE once listening; each message becomes a file in MAILDIR."""
+import asyncio, os, ssl, sys, uuid
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port_file, maildir = sys.argv[1], sys.argv[2]
+args = sys.argv[3:]
+tls = auth = None
+while args:
+    if args[0] == "--tls":
+        tls, args = (args[1], args[2]), args[3:]
+    elif args[0] == "--auth":
+        auth, args = (args[1], args[2]), args[3:]
+    else:
+        sys.exit(f"unknown {args[0]}")
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        name = os.path.join(maildir, uuid.uuid4().hex + ".eml")
+        with open(name + ".tmp", "wb") as f:
+            f.write(("X-Rcpt: " + ",".join(envelope.rcpt_tos) + "\r\n").encode())
+            f.write(("X-Auth: " + str(session.authenticated) + "\r\n").encode())
+            f.write(("X-TLS: " + str(session.ssl is not None) + "\r\n").encode())
+            f.write(envelope.original_content or envelope.content)
+        os.rename(name + ".tmp", name)
+        return "250 OK"
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth and auth_data.login.decode() == auth[0] and auth_data.password.decode() == auth[1]
+    # handled=False: aiosmtpd answers 535 itself (otherwise it waits for the handler to)
+    return AuthResult(success=bool(ok), handled=False)
+
+kwargs = {}
+if tls:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls)
+    kwargs.update(tls_context=ctx, require_starttls=True)
+if auth:
+            kwargs.update(authenticator=authenticator, auth_require_tls=bool(tls), auth_required=True)
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+c = Controller(Handler(), hostname="127.0.0.1", port=port, **kwargs)
+c.start()
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(port))
+os.rename(port_file + ".tmp", port_file)
+try:
+    asyncio.get_event_loop().run_until_complete(asyncio.sleep(600))
+finally:
+    c.stop()

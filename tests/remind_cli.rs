@@ -1,0 +1,396 @@
+//! `remind` with real channels: an SMTP server (aiosmtpd on loopback, plain and STARTTLS with a
+//! test CA and AUTH) and a webhook receiver; an outage then recovery; no duplicates across runs;
+//! per-tenant recipients; renewal failures reported at once.
+
+use axum::routing::post;
+use chrono::{TimeDelta, Utc};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn python() -> String {
+    let p = std::env::var("HYBRID_TRUST_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-test/bin/python").to_string()
+    });
+    assert!(
+        Path::new(&p).exists(),
+        "the Python test venv is missing: run scripts/test.sh (it installs aiosmtpd)"
+    );
+    p
+}
+
+struct Smtp {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp(dir: &Path, extra: &[&str]) -> Smtp {
+    let maildir = dir.join(format!("mail-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&maildir).unwrap();
+    let port_file = dir.join(format!("port-{}", uuid::Uuid::new_v4().simple()));
+    let child = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/smtp_server.py"
+        ))
+        .arg(&port_file)
+        .arg(&maildir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Owned at once, so a failed start below still kills and waits for it.
+    let mut server = Smtp {
+        child,
+        port: 0,
+        maildir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            server.port = p.trim().parse().unwrap();
+            return server;
+        }
+        assert!(Instant::now() < deadline, "the SMTP server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The messages received, headers unfolded.
+fn mails(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .replace("\r\n ", " ")
+                .replace("\n ", " ")
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn ht(state: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+    c.args(["--config", config.to_str().unwrap()])
+        .args(args)
+        .env("HYBRID_TRUST_STATE_DIR", state)
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn add_tenant(state: &Path, config: &Path, domain: &str, days: i64, notify: Option<&str>) {
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    let end = (Utc::now() + TimeDelta::days(days) + TimeDelta::hours(12))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut args = vec![
+        "tenant",
+        "add",
+        domain,
+        "--cert",
+        cert,
+        "--credential-end",
+        &end,
+    ];
+    if let Some(n) = notify {
+        args.extend(["--notify", n]);
+    }
+    let o = ht(state, config, &args, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn email_outage_then_recovery_without_duplicates_and_per_tenant_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    // A port nothing listens on, for the outage.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let write_config = |port: u16| {
+        std::fs::write(&config, format!("[reminders]\nthresholds_days = [60, 30, 14, 7, 3, 1]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{port}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\n")).unwrap();
+    };
+    write_config(dead);
+    add_tenant(&state, &config, "contoso.com", 10, None);
+    add_tenant(&state, &config, "fabrikam.com", 200, None);
+    add_tenant(&state, &config, "adatum.com", 2, Some("ops@adatum.com"));
+
+    let o = ht(&state, &config, &["remind", "--all"], &[]);
+    assert_eq!(o.status.code(), Some(1), "a failed delivery fails the run");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("retried on the next run"));
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(state.join("ledger.json")).unwrap()).unwrap();
+    assert!(
+        ledger["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["reminders_sent"].as_array().unwrap().is_empty()),
+        "nothing marked sent"
+    );
+
+    let server = smtp(dir.path(), &[]);
+    write_config(server.port);
+    let o = ht(
+        &state,
+        &config,
+        &["--output", "json", "remind", "--all"],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = mails(&server.maildir);
+    assert_eq!(
+        m.len(),
+        2,
+        "one per due tenant, the most urgent threshold only"
+    );
+    let contoso = m
+        .iter()
+        .find(|x| x.contains("contoso.com: the Skype for Business hybrid trust ends in 10 day(s)"))
+        .expect("contoso mail");
+    assert!(contoso.contains("X-Rcpt: uc-admins@contoso.com"));
+    assert!(
+        contoso.contains("hybrid-trust renew --tenant contoso.com"),
+        "the exact command"
+    );
+    let adatum = m.iter().find(|x| x.contains("adatum.com")).unwrap();
+    assert!(
+        adatum.contains("X-Rcpt: ops@adatum.com"),
+        "per-tenant recipients override: {adatum}"
+    );
+    // Again: nothing new.
+    let o = ht(&state, &config, &["remind", "--all"], &[]);
+    assert!(o.status.success());
+    assert_eq!(mails(&server.maildir).len(), 2, "no duplicates");
+    // Planning: in 5 days contoso crosses 7 (dry run sends nothing).
+    let as_of = (Utc::now() + TimeDelta::days(5)).to_rfc3339();
+    let o = ht(
+        &state,
+        &config,
+        &[
+            "--output",
+            "json",
+            "--as-of",
+            &as_of,
+            "--dry-run",
+            "remind",
+            "--all",
+        ],
+        &[],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let planned = v["planned"].as_array().unwrap();
+    assert!(planned.iter().any(|p| p["message"]["tenant"] == "contoso.com" && p["message"]["threshold_days"] == 7), "{v}");
+    assert_eq!(mails(&server.maildir).len(), 2);
+    assert_eq!(
+        ht(
+            &state,
+            &config,
+            &["--as-of", &as_of, "remind", "--all"],
+            &[]
+        )
+        .status
+        .code(),
+        Some(2),
+        "--as-of only with --dry-run"
+    );
+}
+
+#[test]
+fn starttls_with_auth_and_a_password_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // A test CA and a server certificate for 127.0.0.1.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    let server = smtp(
+        dir.path(),
+        &[
+            "--tls",
+            dir.path().join("server.pem").to_str().unwrap(),
+            dir.path().join("server.key").to_str().unwrap(),
+            "--auth",
+            "bot",
+            "s3cret-smtp-pw",
+        ],
+    );
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}?tls=starttls\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"bot\"\npassword_env = \"SMTP_PASSWORD\"\nca_file = \"{}\"\n",
+            server.port,
+            dir.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    add_tenant(&state, &config, "contoso.com", 20, None);
+    let o = ht(
+        &state,
+        &config,
+        &["remind", "--all"],
+        &[("SMTP_PASSWORD", "wrong")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "bad AUTH: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ht(
+        &state,
+        &config,
+        &["remind", "--all"],
+        &[("SMTP_PASSWORD", "s3cret-smtp-pw")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = mails(&server.maildir);
+    assert_eq!(m.len(), 1);
+    assert!(
+        m[0].contains("X-Auth: True") && m[0].contains("X-TLS: True"),
+        "{}",
+        m[0]
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    ) + &std::fs::read_to_string(state.join("ledger.json")).unwrap();
+    assert!(!all.contains("s3cret-smtp-pw"));
+    // Without the password variable: a usage error before anything is sent.
+    assert_eq!(
+        ht(&state, &config, &["remind", "--all"], &[]).status.code(),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_json_teams_slack_with_a_failure_then_recovery() {
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (r2, f2) = (received.clone(), failing.clone());
+    let app = axum::Router::new().route(
+        "/{kind}",
+        post(
+            move |axum::extract::Path(kind): axum::extract::Path<String>,
+                  axum::Json(v): axum::Json<Value>| {
+                let (r, f) = (r2.clone(), f2.clone());
+                async move {
+                    if f.load(std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    r.lock().unwrap().push((kind, v));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[reminders]\n[[reminders.webhook]]\nurl = \"http://{addr}/json?sig=SECRET-SIG\"\n[[reminders.webhook]]\nurl = \"http://{addr}/teams\"\nformat = \"teams\"\n[[reminders.webhook]]\nurl = \"http://{addr}/slack\"\nformat = \"slack\"\n"),
+    )
+    .unwrap();
+    let (s, c) = (state.clone(), config.clone());
+    tokio::task::spawn_blocking(move || add_tenant(&s, &c, "contoso.com", 6, None))
+        .await
+        .unwrap();
+    let run = |state: PathBuf, config: PathBuf| {
+        tokio::task::spawn_blocking(move || ht(&state, &config, &["remind", "--all"], &[]))
+    };
+    let o = run(state.clone(), config.clone()).await.unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("SECRET-SIG"),
+        "the webhook's signature is never printed"
+    );
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let o = run(state.clone(), config.clone()).await.unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(state.clone(), config.clone()).await.unwrap();
+    assert!(o.status.success());
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "one per channel, no duplicates");
+    let by = |k: &str| got.iter().find(|(kind, _)| kind == k).unwrap().1.clone();
+    let j = by("json");
+    assert_eq!(
+        (
+            j["event"].as_str(),
+            j["tenant"].as_str(),
+            j["threshold_days"].as_i64()
+        ),
+        (Some("hybrid-trust.reminder"), Some("contoso.com"), Some(7))
+    );
+    assert_eq!(j["command"], "hybrid-trust renew --tenant contoso.com");
+    let t = by("teams");
+    assert_eq!(
+        t["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(t["attachments"][0]["content"]["type"], "AdaptiveCard");
+    let s = by("slack");
+    assert!(
+        s["text"].as_str().unwrap().contains("contoso.com")
+            && s["blocks"].as_array().unwrap().len() >= 2
+    );
+    let ledger = std::fs::read_to_string(state.join("ledger.json")).unwrap();
+    assert!(
+        !ledger.contains("SECRET-SIG"),
+        "the channel is recorded without its query"
+    );
+}
