@@ -450,13 +450,21 @@ impl KeyOp {
 }
 
 /// Runs a key change on each target application under the tenant lock, and prints the results.
-fn change_each(
+/// What each application's key change came to.
+pub type AppOutcomes = Vec<(String, Outcome)>;
+
+/// (added, already present, planned, the names now).
+pub type NameChanges = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
+/// Applies a key change to each application under the tenant lock and records it in the
+/// ledger. `ask`: confirm on the terminal (false when the caller already confirmed).
+pub fn apply_keys(
     ctx: &Context,
     tenant: &str,
     apps: &[String],
     op: &KeyOp,
-    thumb: Option<String>,
-) -> Result<u8, Failure> {
+    ask: bool,
+) -> Result<(AppOutcomes, Option<String>), Failure> {
     let cloud = ctx.cloud()?;
     let tokens = ctx.token_provider(&cloud, tenant)?;
     let http = ctx.http(&cloud)?;
@@ -487,7 +495,7 @@ fn change_each(
                 .keys(
                     &sp_id,
                     |existing| op.plan(existing, ctx.now),
-                    &mut |sp, plan| confirm_plan(ctx, sp, plan),
+                    &mut |sp, plan| !ask || confirm_plan(ctx, sp, plan),
                     op.note(),
                 )
                 .await
@@ -502,6 +510,18 @@ fn change_each(
     if !ctx.global.dry_run {
         record_outcomes(ctx, tenant, tid.as_deref(), apps, op, &results)?;
     }
+    Ok((results, tid))
+}
+
+fn change_each(
+    ctx: &Context,
+    tenant: &str,
+    apps: &[String],
+    op: &KeyOp,
+    thumb: Option<String>,
+) -> Result<u8, Failure> {
+    let (results, tid) = apply_keys(ctx, tenant, apps, op, true)?;
+    let audit = AuditLog::in_dir(&ctx.state_dir()?);
     let json = serde_json::json!({
         "tenant": tenant,
         "tenant_id": tid,
@@ -565,71 +585,7 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
             )
         })?;
     ctx.require_confirmable()?;
-    let cloud = ctx.cloud()?;
-    let tokens = ctx.token_provider(&cloud, &tenant)?;
-    let http = ctx.http(&cloud)?;
-    let state = ctx.state_dir()?;
-    let audit = AuditLog::in_dir(&state);
-    let _lock = TenantLock::acquire(&state, &tenant, Duration::from_secs(300))
-        .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))?;
-    let actor = tokens.actor();
-    let rt = super::runtime()?;
-    let g = Graph::new(&http, &cloud, &tokens);
-    let mut added = Vec::new();
-    let mut present = Vec::new();
-    let mut planned = Vec::new();
-    let mut sp_after = None;
-    for name in &names {
-        let (changed, sp) = rt
-            .block_on(async {
-                let sp_id = g.find_service_principal(SFB_APP_ID).await?;
-                let change = Change {
-                    graph: &g,
-                    tenant: &tenant,
-                    app_id: SFB_APP_ID,
-                    actor: &actor,
-                    audit: &audit,
-                    dry_run: ctx.global.dry_run,
-                    now: ctx.now,
-                };
-                change
-                    .add_name(&sp_id, name, &mut |sp, new| {
-                        eprintln!(
-                            "Service principal names of {} will be:\n  {}",
-                            sp.app_id,
-                            new.join("\n  ")
-                        );
-                        ctx.confirm("Apply this change?")
-                    })
-                    .await
-            })
-            .map_err(cred_failure)?;
-        match changed {
-            NameOutcome::Added => added.push(name.clone()),
-            NameOutcome::Present => present.push(name.clone()),
-            NameOutcome::Planned => planned.push(name.clone()),
-        }
-        sp_after = Some(sp);
-    }
-    let names_now = sp_after
-        .map(|s| s.service_principal_names)
-        .unwrap_or_default();
-    if !ctx.global.dry_run {
-        let fqdns: Vec<String> = names
-            .iter()
-            .filter_map(|n| n.split_once('/').map(|(_, f)| f.to_string()))
-            .collect();
-        ctx.record(&tenant, &[SFB_APP_ID.to_string()], |rec| {
-            for f in &fqdns {
-                if !rec.pool_fqdns.contains(f) {
-                    rec.pool_fqdns.push(f.clone());
-                }
-            }
-            if !added.is_empty() {
-                rec.log(Utc::now(), "spn add", added.join(", "));
-            }
-        })?;
-    }
+    let (added, present, planned, names_now) = add_names(ctx, &tenant, &names, true)?;
     let json = serde_json::json!({"tenant": tenant, "app_id": SFB_APP_ID, "dry_run": ctx.global.dry_run, "added": added, "already_present": present, "planned": planned, "service_principal_names": names_now});
     ctx.printer.emit(&json, || {
         let mut s = String::new();
@@ -727,4 +683,84 @@ fn record_outcomes(
             }
         }
     })
+}
+
+/// Adds service principal names under the tenant lock and records the pools in the ledger.
+/// Returns (added, already present, planned, names now).
+pub fn add_names(
+    ctx: &Context,
+    tenant: &str,
+    names: &[String],
+    ask: bool,
+) -> Result<NameChanges, Failure> {
+    let tenant = tenant.to_string();
+    let cloud = ctx.cloud()?;
+    let tokens = ctx.token_provider(&cloud, &tenant)?;
+    let http = ctx.http(&cloud)?;
+    let state = ctx.state_dir()?;
+    let audit = AuditLog::in_dir(&state);
+    let _lock = TenantLock::acquire(&state, &tenant, Duration::from_secs(300))
+        .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))?;
+    let actor = tokens.actor();
+    let rt = super::runtime()?;
+    let g = Graph::new(&http, &cloud, &tokens);
+    let mut added = Vec::new();
+    let mut present = Vec::new();
+    let mut planned = Vec::new();
+    let mut sp_after = None;
+    for name in names {
+        let (changed, sp) = rt
+            .block_on(async {
+                let sp_id = g.find_service_principal(SFB_APP_ID).await?;
+                let change = Change {
+                    graph: &g,
+                    tenant: &tenant,
+                    app_id: SFB_APP_ID,
+                    actor: &actor,
+                    audit: &audit,
+                    dry_run: ctx.global.dry_run,
+                    now: ctx.now,
+                };
+                change
+                    .add_name(&sp_id, name, &mut |sp, new| {
+                        if !ask {
+                            return true;
+                        }
+                        eprintln!(
+                            "Service principal names of {} will be:\n  {}",
+                            sp.app_id,
+                            new.join("\n  ")
+                        );
+                        ctx.confirm("Apply this change?")
+                    })
+                    .await
+            })
+            .map_err(cred_failure)?;
+        match changed {
+            NameOutcome::Added => added.push(name.to_string()),
+            NameOutcome::Present => present.push(name.to_string()),
+            NameOutcome::Planned => planned.push(name.to_string()),
+        }
+        sp_after = Some(sp);
+    }
+    let names_now = sp_after
+        .map(|s| s.service_principal_names)
+        .unwrap_or_default();
+    if !ctx.global.dry_run {
+        let fqdns: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.split_once('/').map(|(_, f)| f.to_string()))
+            .collect();
+        ctx.record(&tenant, &[SFB_APP_ID.to_string()], |rec| {
+            for f in &fqdns {
+                if !rec.pool_fqdns.contains(f) {
+                    rec.pool_fqdns.push(f.clone());
+                }
+            }
+            if !added.is_empty() {
+                rec.log(Utc::now(), "spn add", added.join(", "));
+            }
+        })?;
+    }
+    Ok((added, present, planned, names_now))
 }

@@ -1,105 +1,146 @@
-//! `demo`: for now, starts the emulator in-process on loopback, checks it answers, and shows how
-//! to use it. No network beyond loopback, no prompts, exit 0.
+//! `demo`: the whole onboarding against an in-process emulated tenant on loopback, in seconds,
+//! with no network beyond loopback and no prompts. It starts `m365-emulator` in this process
+//! (TLS, its own CA), makes a demo OAuthTokenIssuer certificate, runs this very binary's
+//! `onboard` against it with a temporary state dir, then shows `status`.
 
 use super::{Context, Failure};
 use crate::emulator;
+use std::process::Command;
 
-pub fn run(_ctx: &Context, serve: bool) -> Result<u8, Failure> {
-    let rt = super::runtime()?;
-    rt.block_on(demo(serve)).map_err(|e| {
-        Failure::runtime(
-            e,
-            Some("this is a local emulator run; report it as a bug".to_string()),
-        )
-    })?;
-    Ok(0)
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::runtime(
+        anyhow::anyhow!("demo: {e}"),
+        Some("this runs only on loopback; report it as a bug".to_string()),
+    )
 }
 
-async fn demo(serve: bool) -> anyhow::Result<()> {
-    let config = emulator::Config {
-        tls: true,
-        log_requests: false,
-        ..emulator::Config::default()
-    };
-    let emu = emulator::start(config).await?;
+/// A demo OAuthTokenIssuer certificate: RSA 2048, CN=sfb.contoso.com, SANs for the SIP domain.
+fn demo_certificate() -> Result<String, Failure> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(fail)?;
+    let mut p = rcgen::CertificateParams::new(vec![
+        "sfb.contoso.com".to_string(),
+        "contoso.com".to_string(),
+        "sip.contoso.com".to_string(),
+    ])
+    .map_err(fail)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "sfb.contoso.com");
+    dn.push(rcgen::DnType::OrganizationName, "Contoso (demo)");
+    p.distinguished_name = dn;
+    p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(730);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = p.self_signed(&key).map_err(fail)?;
+    Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
+}
+
+pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
+    let rt = super::runtime()?;
+    let emu = rt
+        .block_on(emulator::start(emulator::Config {
+            tls: true,
+            log_requests: false,
+            ..emulator::Config::default()
+        }))
+        .map_err(fail)?;
+    let dir = tempfile::tempdir().map_err(fail)?;
     let r = &emu.ready;
     let t = &r.tenants[0];
-    let ca = reqwest::Certificate::from_pem(emu.ca_pem().as_bytes())?;
-    let client = reqwest::Client::builder()
-        .tls_certs_merge([ca])
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    println!("hybrid-trust demo: the built-in Microsoft cloud emulator");
-    println!(
-        "(the end-to-end onboarding demo is not built yet; this checks the emulator instead)\n"
+    let cloud_file = dir.path().join("cloud.json");
+    let ca = dir.path().join("emulator-ca.pem");
+    std::fs::write(&ca, emu.ca_pem()).map_err(fail)?;
+    let cloud = serde_json::json!({"name": "m365-emulator", "login_url": r.cloud.login_url, "graph_url": r.cloud.graph_url, "acs_url": r.cloud.acs_url, "exchange_url": r.cloud.exchange_url, "ca_file": ca});
+    std::fs::write(&cloud_file, cloud.to_string()).map_err(fail)?;
+    let cert = dir.path().join("oauth-token-issuer.pem");
+    std::fs::write(&cert, demo_certificate()?).map_err(fail)?;
+    let state = dir.path().join("state");
+    let exe = std::env::current_exe().map_err(fail)?;
+    let say = |s: &str| ctx.printer.raw(&format!("{s}\n"));
+    say(
+        "hybrid-trust demo: onboarding an emulated Microsoft 365 tenant (everything stays on this machine)\n",
     );
-    let disc: serde_json::Value = client
-        .get(format!(
-            "{}/{}/v2.0/.well-known/openid-configuration",
-            r.cloud.login_url, t.domain
-        ))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    println!(
-        "1. Entra discovery for {} -> issuer {}",
-        t.domain,
-        disc["issuer"].as_str().unwrap_or("?")
+    say(&format!(
+        "  emulated cloud   {} (Entra ID, ACS metadata, Microsoft Graph; TLS with its own CA)",
+        r.cloud.login_url
+    ));
+    say(&format!(
+        "  tenant           {} ({})",
+        t.domain, t.tenant_id
+    ));
+    say(
+        "  on-prem cert     a fresh RSA-2048 OAuthTokenIssuer certificate for sfb.contoso.com (demo)",
     );
-    let token: serde_json::Value = client
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            r.cloud.login_url, t.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", t.admin.client_id.as_str()),
-            ("client_secret", t.admin.client_secret.as_str()),
-            ("scope", &format!("{}/.default", r.cloud.graph_url)),
-        ])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let access = token["access_token"].as_str().unwrap_or_default();
-    println!(
-        "2. admin app signed in with client credentials (token of {} bytes)",
-        access.len()
+    say(
+        "  admin identity   the tenant's admin app, its secret passed in an environment variable\n",
     );
-    let sps: serde_json::Value = client
-        .get(format!(
-            "{}/v1.0/servicePrincipals?$filter=appId eq '00000004-0000-0ff1-ce00-000000000000'&$select=id,appId,displayName,keyCredentials",
-            r.cloud.graph_url
-        ))
-        .bearer_auth(access)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let sp = &sps["value"][0];
-    println!(
-        "3. Graph found service principal {} ({}) with {} key credential(s)",
-        sp["displayName"].as_str().unwrap_or("?"),
-        sp["appId"].as_str().unwrap_or("?"),
-        sp["keyCredentials"].as_array().map_or(0, Vec::len)
-    );
-    println!("\nRun it yourself for your own scripts:");
-    println!("  cargo run --release --bin m365-emulator -- --tls --ready-file /tmp/emu.json");
-    println!(
-        "  # /tmp/emu.json names the URLs, the CA file and each tenant's admin client id and secret;"
-    );
-    println!("  # its \"cloud\" object is a --cloud-file for hybrid-trust.");
-    if serve {
-        println!(
-            "\nServing at {} until Ctrl-C (CA: {}).",
-            r.cloud.login_url,
-            r.cloud.ca_file.as_deref().unwrap_or("-")
-        );
-        tokio::signal::ctrl_c().await?;
+    say("onboard: discover the tenant, check the certificate, sign in, upload the key credential,");
+    say("add the pool's service principal name, prove the trust with a real token, write the");
+    say("Management Shell script, record the tenant in the ledger.\n");
+    let run = |args: &[&str]| -> Result<std::process::ExitStatus, Failure> {
+        Command::new(&exe)
+            .args(args)
+            .env("HYBRID_TRUST_CLOUD_FILE", &cloud_file)
+            .env("HYBRID_TRUST_STATE_DIR", &state)
+            .env("HYBRID_TRUST_CLIENT_ID", &t.admin.client_id)
+            .env("HT_DEMO_SECRET", &t.admin.client_secret)
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .env_remove("HYBRID_TRUST_CONFIG")
+            .env("HYBRID_TRUST_CONFIG", dir.path().join("no-config.toml"))
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(fail)
+    };
+    // The config path names a file that does not exist: run with the defaults, not the user's.
+    let _ = std::fs::remove_file(dir.path().join("no-config.toml"));
+    std::fs::write(dir.path().join("no-config.toml"), "").map_err(fail)?;
+    let st = run(&[
+        "onboard",
+        "--tenant",
+        &t.domain,
+        "--cert",
+        cert.to_str().unwrap_or_default(),
+        "--sip-domain",
+        "contoso.com",
+        "--pool-fqdn",
+        "webext.contoso.com",
+        "--client-secret-env",
+        "HT_DEMO_SECRET",
+        "--yes",
+    ])?;
+    if !st.success() {
+        return Err(fail("onboard failed"));
     }
-    Ok(())
+    say(
+        "\nstatus: what the ledger says about every tenant (run daily with --check for monitoring):\n",
+    );
+    let st = run(&["status", "--all"])?;
+    if !st.success() {
+        return Err(fail("status failed"));
+    }
+    say("\nWhat next, on your own tenant:");
+    say(
+        "  hybrid-trust cert inspect oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com",
+    );
+    say(
+        "  hybrid-trust onboard --tenant contoso.onmicrosoft.com --cert oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com --pool-fqdn webext.contoso.com",
+    );
+    say(
+        "  hybrid-trust renew --all --yes   and   hybrid-trust remind --all   (daily: scripts/systemd, scripts/cron)",
+    );
+    if serve {
+        say(&format!(
+            "\nThe emulator keeps running at {} until Ctrl-C (CA {}, state {}).",
+            r.cloud.login_url,
+            ca.display(),
+            state.display()
+        ));
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    drop(emu);
+    Ok(0)
 }

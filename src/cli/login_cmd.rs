@@ -31,6 +31,9 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hybrid-trust logout --tenant contoso.onmicrosoft.com\n  hybrid-trust logout --all-tenants"
+)]
 pub struct LogoutArgs {
     #[arg(long, required_unless_present = "all_tenants")]
     pub tenant: Option<String>,

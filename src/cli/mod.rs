@@ -9,6 +9,7 @@ mod failure;
 mod files;
 mod ledger_rec;
 mod login_cmd;
+mod onboard_cmd;
 mod onprem_cmd;
 mod password;
 mod printer;
@@ -127,6 +128,8 @@ pub enum Command {
     /// Inspect and export the on-prem OAuthTokenIssuer certificate.
     #[command(subcommand)]
     Cert(cert_cmd::CertCommand),
+    /// The whole cross-premises setup in order, with a plan shown first.
+    Onboard(onboard_cmd::OnboardArgs),
     /// List, upload and remove the key credentials of the service principal.
     #[command(subcommand)]
     Credential(credential_cmd::CredentialCommand),
@@ -152,13 +155,25 @@ pub enum Command {
     /// Generate the on-prem Management Shell script (with a drift check).
     #[command(subcommand)]
     Onprem(onprem_cmd::OnpremCommand),
-    /// Start the built-in Microsoft cloud emulator on loopback, check it answers, and show how to
-    /// use it. (The full onboarding demo arrives with the `onboard` command.)
+    /// Onboard an emulated tenant end to end on loopback, in seconds: no network, no prompts.
+    #[command(
+        after_help = "Example:\n  hybrid-trust demo\n  hybrid-trust demo --serve     # keep the emulator running afterwards"
+    )]
     Demo {
-        /// Keep the emulator running until Ctrl-C instead of exiting after the check.
+        /// Keep the emulator running until Ctrl-C after the demo.
         #[arg(long)]
         serve: bool,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  hybrid-trust completions bash > /etc/bash_completion.d/hybrid-trust"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Example:\n  hybrid-trust man > /usr/local/share/man/man1/hybrid-trust.1"
+    )]
+    Man,
 }
 
 /// Settings every command sees once the flags are validated.
@@ -250,11 +265,30 @@ pub fn main() -> ExitCode {
         Command::Renew(a) => renew_cmd::run(&ctx, a),
         Command::Remind(a) => remind_cmd::run(&ctx, a),
         Command::Credential(c) => credential_cmd::run(&ctx, c),
+        Command::Onboard(a) => onboard_cmd::run(&ctx, a),
         Command::Spn(c) => credential_cmd::run_spn(&ctx, c),
         Command::Login(a) => login_cmd::login(&ctx, a),
         Command::Logout(a) => login_cmd::logout(&ctx, a),
         Command::Onprem(c) => onprem_cmd::run(&ctx, c),
         Command::Demo { serve } => demo::run(&ctx, serve),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "hybrid-trust", &mut out);
+            ctx.printer.raw(&String::from_utf8_lossy(&out));
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => {
+                    ctx.printer.raw(&String::from_utf8_lossy(&out));
+                    Ok(0)
+                }
+                Err(e) => Err(Failure::runtime(e, None)),
+            }
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,367 @@
+//! `onboard` (CONTRACT.md): the whole cross-premises setup in order — discover the tenant and
+//! validate its metadata, validate the certificate, sign in, show the plan and confirm, upload the
+//! credential, add the service principal names, verify end to end, write the on-prem script next
+//! to the ledger, record the tenant. Re-running on an onboarded tenant changes nothing and says
+//! so; a failure midway says what was done and how to finish or undo it.
+
+use super::credential_cmd::{self, KeyOp, SFB_APP_ID};
+use super::password::PasswordArgs;
+use super::{Context, Failure};
+use crate::cert::{self, CheckOptions, Severity};
+use crate::credential::Outcome;
+use crate::graph;
+use crate::ledger::CertRecord;
+use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
+use crate::sts::AssertionAlg;
+use crate::tenant::{self, TenantRef};
+use chrono::Utc;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  PFX_PASSWORD=... HT_SECRET=... hybrid-trust onboard --tenant contoso.onmicrosoft.com \\\n      --cert oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com \\\n      --pool-fqdn webext.contoso.com --client-id <admin app id> --client-secret-env HT_SECRET"
+)]
+pub struct OnboardArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// The on-prem OAuthTokenIssuer certificate with its private key (PFX, or PEM with key).
+    #[arg(long, value_name = "PFX")]
+    pub cert: PathBuf,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    /// The SIP domain the certificate must cover.
+    #[arg(long, value_name = "DOMAIN")]
+    pub sip_domain: String,
+    /// Each pool's external web services FQDN (repeatable).
+    #[arg(long = "pool-fqdn", value_name = "FQDN")]
+    pub pool_fqdns: Vec<String>,
+    /// Target applications (default 00000004-0000-0ff1-ce00-000000000000).
+    #[arg(long = "app-id", value_name = "GUID")]
+    pub app_ids: Vec<String>,
+    /// Exchange autodiscover URL for Set-CsOAuthConfiguration.
+    #[arg(long, value_name = "URL")]
+    pub autodiscover_url: Option<String>,
+}
+
+struct Steps<'a> {
+    ctx: &'a Context,
+    done: Vec<String>,
+}
+
+impl Steps<'_> {
+    fn say(&mut self, n: usize, what: &str) {
+        self.ctx.printer.note(&format!("[{n}/8] {what}"));
+        self.done.push(what.to_string());
+    }
+}
+
+pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
+    ctx.refuse_as_of("onboard")?;
+    let t = TenantRef::parse(&a.tenant).map_err(super::bad_tenant)?;
+    let apps = credential_cmd::app_ids(&a.app_ids)?;
+    let pools = a
+        .pool_fqdns
+        .iter()
+        .map(|p| Fqdn::parse("--pool-fqdn", p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Failure::input(
+                e,
+                Some(
+                    "give the pool's external web services FQDN, e.g. webext.contoso.com"
+                        .to_string(),
+                ),
+            )
+        })?;
+    let sip = Fqdn::parse("--sip-domain", &a.sip_domain).map_err(|e| {
+        Failure::input(e, Some("give the SIP domain, e.g. contoso.com".to_string()))
+    })?;
+    let autodiscover = a
+        .autodiscover_url
+        .as_deref()
+        .map(|u| HttpsUrl::parse("--autodiscover-url", u))
+        .transpose()
+        .map_err(|e| Failure::input(e, None))?;
+    ctx.require_confirmable()?;
+    let mut steps = Steps {
+        ctx,
+        done: Vec::new(),
+    };
+
+    // 1. The tenant and its metadata.
+    let cloud = ctx.cloud()?;
+    let http = ctx.http(&cloud)?;
+    let rt = super::runtime()?;
+    let d = rt
+        .block_on(tenant::discover(&http, &cloud, &t, Utc::now()))
+        .map_err(|e| {
+            let hint = e.hint();
+            Failure::runtime(e, Some(hint))
+        })?;
+    if let Some(f) = d
+        .metadata
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+    {
+        return Err(Failure::runtime(
+            anyhow::anyhow!("the tenant's ACS metadata is not usable: {}", f.message),
+            Some("see hybrid-trust tenant discover".to_string()),
+        ));
+    }
+    let tid = d.tenant_id.clone();
+    steps.say(
+        1,
+        &format!(
+            "tenant {t} is {tid}; its ACS metadata is valid ({} signing key(s))",
+            d.metadata.signing_keys.len()
+        ),
+    );
+
+    // 2. The certificate.
+    let loaded = super::cert_cmd::load(&a.cert, &a.password)?;
+    let findings = cert::check(
+        &loaded,
+        &CheckOptions {
+            now: Utc::now(),
+            sip_domain: Some(sip.as_str().to_string()),
+            horizon_days: 30,
+            require_private_key: true,
+        },
+    );
+    if let Some(f) = findings.iter().find(|f| f.severity == Severity::Error) {
+        return Err(Failure::input(anyhow::anyhow!("the certificate is not fit for OAuthTokenIssuer: {}", f.message), Some("fix the certificate (hybrid-trust cert inspect shows every finding), then run onboard again".to_string())));
+    }
+    let c = loaded.leaf.clone();
+    let thumb = c.thumbprint_sha1();
+    let (start, end) = graph::window(c.not_before, c.not_after, None, None, Utc::now())
+        .map_err(|e| Failure::input(e, None))?;
+    steps.say(
+        2,
+        &format!(
+            "certificate {thumb} ({}) is fit for OAuthTokenIssuer",
+            c.subject
+        ),
+    );
+
+    // 3. Sign in, 4. the plan.
+    let tokens = ctx.token_provider(&cloud, &tid)?;
+    rt.block_on(tokens.token(&cloud.graph_scope()))
+        .map_err(|e| {
+            let hint = e.hint();
+            Failure::runtime(e, Some(hint))
+        })?;
+    steps.say(
+        3,
+        &format!("signed in to Microsoft Graph as {}", tokens.actor()),
+    );
+    let names: Vec<String> = pools
+        .iter()
+        .map(|p| format!("{SFB_APP_ID}/{}", p.as_str()))
+        .collect();
+    let plan = format!(
+        "plan for {tid}: add certificate {thumb} as a Verify key ({} -> {}) on {}; add service principal names {}; verify; write the on-prem script; record the tenant",
+        start.format("%Y-%m-%d"),
+        end.format("%Y-%m-%d"),
+        apps.join(", "),
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    ctx.printer.note(&plan);
+    if ctx.global.dry_run {
+        ctx.printer.emit(
+            &serde_json::json!({"dry_run": true, "tenant_id": tid, "plan": plan}),
+            || "dry run: nothing was changed\n".to_string(),
+        );
+        return Ok(0);
+    }
+    if !ctx.confirm("Onboard this tenant?") {
+        return Err(Failure::input(
+            anyhow::anyhow!("cancelled: nothing was changed"),
+            Some("run again and answer y, or pass --yes".to_string()),
+        ));
+    }
+    steps.say(4, "plan confirmed");
+
+    let undo = |steps: &Steps, e: Failure| -> Failure {
+        let mut hint = format!("done so far: {}", steps.done.join("; "));
+        if steps.done.len() >= 5 {
+            hint.push_str(&format!(". To finish, fix the cause and run onboard again (it skips what is done); to undo the upload: hybrid-trust credential remove --tenant {tid} --thumbprint {thumb} --yes"));
+        }
+        if let Some(h) = &e.hint {
+            hint = format!("{h}; {hint}");
+        }
+        Failure {
+            hint: Some(hint),
+            ..e
+        }
+    };
+
+    // 5. Upload.
+    let new = graph::new_key(
+        &c,
+        start,
+        end,
+        &format!(
+            "hybrid-trust OAuthTokenIssuer {} {}",
+            c.subject_cn.as_deref().unwrap_or(""),
+            start.format("%Y-%m-%d")
+        ),
+    );
+    let (results, _) = credential_cmd::apply_keys(
+        ctx,
+        &tid,
+        &apps,
+        &KeyOp::Upload(Box::new((new, CertRecord::from_cert(&c)))),
+        false,
+    )
+    .map_err(|e| undo(&steps, e))?;
+    let uploaded: Vec<&str> = results
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
+        .map(|(a, _)| a.as_str())
+        .collect();
+    let key_start = results
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Outcome::Applied { plan, .. } | Outcome::Unchanged { plan, .. } => plan
+                .added
+                .as_ref()
+                .or(plan.already_present.as_ref())
+                .and_then(|k| k.start_date_time),
+            Outcome::Planned { .. } => None,
+        })
+        .max();
+    steps.say(
+        5,
+        &if uploaded.is_empty() {
+            format!(
+                "certificate {thumb} was already a key of {}",
+                apps.join(", ")
+            )
+        } else {
+            format!("uploaded certificate {thumb} to {}", uploaded.join(", "))
+        },
+    );
+
+    // 6. Service principal names.
+    let (added, present, _, _) = if names.is_empty() {
+        Default::default()
+    } else {
+        credential_cmd::add_names(ctx, &tid, &names, false).map_err(|e| undo(&steps, e))?
+    };
+    steps.say(
+        6,
+        &format!(
+            "service principal names: {} added, {} already there",
+            added.len(),
+            present.len()
+        ),
+    );
+
+    // 7. Verify end to end (a key just uploaded starts now: wait for it).
+    if let Some(s) = key_start {
+        let wait = (s - Utc::now()).to_std().unwrap_or_default();
+        if wait < std::time::Duration::from_secs(120) {
+            std::thread::sleep(wait + std::time::Duration::from_millis(1100));
+        }
+    }
+    let token_url = cloud.token_url(&tid);
+    let assertion = crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, Utc::now())
+        .map_err(|e| undo(&steps, Failure::runtime(e, None)))?;
+    let v = rt
+        .block_on(crate::verify::verify(
+            &http,
+            &cloud,
+            &tid,
+            &assertion,
+            Utc::now(),
+        ))
+        .map_err(|e| {
+            let (cause, fix) = e.cause_and_fix();
+            undo(
+                &steps,
+                Failure::runtime(anyhow::anyhow!(cause).context(e.to_string()), Some(fix)),
+            )
+        })?;
+    steps.say(
+        7,
+        &format!(
+            "verified: Entra ID issued a token to 00000004 for Exchange Online ({})",
+            v.token.aud.as_deref().unwrap_or("?")
+        ),
+    );
+
+    // 8. The on-prem script and the ledger.
+    let state = ctx.state_dir()?;
+    let input = ScriptInput {
+        tenant_id: Guid::parse("tenant id", &tid).map_err(|e| Failure::runtime(e, None))?,
+        metadata_url: HttpsUrl::parse("metadata URL", &d.metadata_url)
+            .map_err(|e| Failure::runtime(e, None))?,
+        pool_fqdns: pools.clone(),
+        autodiscover_url: autodiscover,
+        client_auth_sts: false,
+        generated_at: Utc::now(),
+    };
+    let script_path = state.join(format!("onprem-{}.ps1", tid));
+    crate::emulator_free_write(&script_path, onprem::render(&input, None).as_bytes()).map_err(
+        |e| {
+            Failure::runtime(
+                anyhow::Error::new(e).context(format!("cannot write {}", script_path.display())),
+                None,
+            )
+        },
+    )?;
+    let domain = match &t {
+        TenantRef::Domain(dn) => dn.clone(),
+        TenantRef::Id(_) => tid.clone(),
+    };
+    let next_renewal = end - chrono::TimeDelta::days(30);
+    ctx.record(&tid, &apps, |rec| {
+        rec.domain = domain.clone();
+        rec.tenant_id = Some(tid.clone());
+        for p in &pools {
+            if !rec.pool_fqdns.iter().any(|x| x == p.as_str()) {
+                rec.pool_fqdns.push(p.as_str().to_string());
+            }
+        }
+        rec.log(
+            Utc::now(),
+            "onboard",
+            format!("onboarded with certificate {thumb}; verified"),
+        );
+    })?;
+    steps.say(
+        8,
+        &format!(
+            "wrote the on-prem script {} and recorded the tenant",
+            script_path.display()
+        ),
+    );
+    let changed = !uploaded.is_empty() || !added.is_empty();
+    let json = serde_json::json!({
+        "tenant": domain,
+        "tenant_id": tid,
+        "thumbprint_sha1": thumb,
+        "changed": changed,
+        "uploaded_to": uploaded,
+        "service_principal_names_added": added,
+        "verified": true,
+        "onprem_script": script_path.display().to_string(),
+        "credential_end": end,
+        "next_renewal": next_renewal,
+        "steps": steps.done,
+    });
+    ctx.printer.emit(&json, || {
+        format!(
+            "{}\nNext: run {} in the Skype for Business Server Management Shell on a Front End.\nRenewal: hybrid-trust renews from {} (run `hybrid-trust renew --all` daily, see scripts/systemd).\n",
+            if changed { format!("onboarded {domain} ({tid})") } else { format!("{domain} ({tid}) was already onboarded: nothing changed") },
+            script_path.display(),
+            next_renewal.format("%Y-%m-%d")
+        )
+    });
+    Ok(0)
+}
