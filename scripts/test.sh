@@ -37,6 +37,13 @@ log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
+log "cargo deny check licenses bans sources"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  log "installing cargo-deny (once)"
+  cargo install --locked --quiet cargo-deny
+fi
+# Advisories need the RustSec database from GitHub, which this network does not reach (deny.toml).
+cargo deny --log-level error check licenses bans sources
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --all-targets --no-fail-fast

@@ -184,12 +184,18 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `cloud`, trusting its extra CA if it names one.
+    /// A client for `cloud`, trusting its extra CA if it names one. The request timeout is 60 s,
+    /// or `HYBRID_TRUST_HTTP_TIMEOUT_SECS`.
     pub fn for_cloud(cloud: &Cloud) -> Result<HttpClient, HttpError> {
+        let timeout = std::env::var("HYBRID_TRUST_HTTP_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(60);
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("hybrid-trust/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10.min(timeout)))
+            .timeout(Duration::from_secs(timeout))
             .pool_idle_timeout(Duration::from_secs(30));
         if let Some(path) = &cloud.ca_file {
             let pem = std::fs::read(path).map_err(|e| HttpError::Ca {

@@ -153,5 +153,18 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             format!("{} reminder(s) sent, {} failed\n", sent.len(), failed.len())
         }
     });
-    Ok(u8::from(!failed.is_empty()))
+    if !failed.is_empty() {
+        return Err(Failure::runtime(
+            anyhow::anyhow!(
+                "{} reminder delivery(ies) failed (first: {})",
+                failed.len(),
+                failed[0]["error"].as_str().unwrap_or("")
+            ),
+            Some(
+                "nothing was marked sent for them: fix the channel and the next run retries"
+                    .to_string(),
+            ),
+        ));
+    }
+    Ok(0)
 }

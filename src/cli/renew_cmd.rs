@@ -178,7 +178,24 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         ));
         s
     });
-    Ok(u8::from(failed > 0))
+    if failed > 0 {
+        let first = results
+            .iter()
+            .find(|r| r.outcome == "failed" || r.outcome == "blocked")
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.tenant,
+                    r.error.clone().unwrap_or_else(|| describe(&r.decision))
+                )
+            })
+            .unwrap_or_default();
+        return Err(Failure::runtime(
+            anyhow::anyhow!("{failed} of {} tenant(s) could not be renewed (first: {first})", results.len()),
+            Some("each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".to_string()),
+        ));
+    }
+    Ok(0)
 }
 
 fn describe(d: &Decision) -> String {

@@ -180,7 +180,24 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
                 .raw(&crate::report::ics(&pairs, &thresholds, ctx.now));
         }
     }
-    Ok(u8::from(live_errors.iter().any(Option::is_some)))
+    if let Some((i, e)) = live_errors
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| e.as_ref().map(|e| (i, e)))
+    {
+        let n = live_errors.iter().filter(|e| e.is_some()).count();
+        return Err(Failure::runtime(
+            anyhow::anyhow!(
+                "{n} tenant(s) could not be read live (first: {}: {e})",
+                tenants[i].domain
+            ),
+            Some(
+                "the others are shown; check the admin identity's access to those tenants"
+                    .to_string(),
+            ),
+        ));
+    }
+    Ok(0)
 }
 
 /// The Nagios/Icinga plugin line and exit code.

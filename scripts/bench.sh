@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmarks that print their figures and the machine (never timed assertions in tests):
+#   1. status --all --live over 1,000 emulated tenants at 50 ms per response
+#   2. one onboard at 50 ms per response: HTTP requests and wall time against their floor
+#   3. cold start of `hybrid-trust cert inspect` against `openssl x509 -noout -fingerprint -dates`
+# Usage: scripts/bench.sh [--tenants N] [--latency-ms MS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+exec python3 scripts/bench.py "$@"
