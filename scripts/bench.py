@@ -73,7 +73,7 @@ def fleet(tmp, tenants, latency):
     json.dump({"format": 1, "tenants": [rec(t) for t in emu.info["tenants"]]}, open(os.path.join(state, "ledger.json"), "w"))
     admin = emu.info["tenants"][0]["admin"]
     env = dict(os.environ, HYBRID_TRUST_CLOUD_FILE=emu.cloud_file, HYBRID_TRUST_STATE_DIR=state, HYBRID_TRUST_CLIENT_ID=admin["client_id"], HT_SECRET=admin["client_secret"])
-    for conc in (64, 256, tenants):
+    for conc in (64, 128, 256, tenants):
         emu.control("requests", "DELETE")
         wall, _, out = run([HT, "--output", "json", "--client-secret-env", "HT_SECRET", "status", "--all", "--live", "--concurrency", str(conc)], env)
         # Peak RSS of this run alone, measured with /usr/bin/time when present.

@@ -139,7 +139,7 @@ fn kill_9_during_writes_never_leaves_a_ledger_that_does_not_load() {
         );
     }
     let mut killed = 0;
-    for i in 0..120u64 {
+    for i in 0..300u64 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
             .args([
                 "tenant",

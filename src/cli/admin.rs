@@ -52,14 +52,34 @@ impl Context {
         }
     }
 
-    pub fn token_provider(&self, cloud: &Cloud, tenant: &str) -> Result<TokenProvider, Failure> {
+    /// The token provider for `tenant`, shared by every step of this run (one token per tenant
+    /// and scope, not one per step).
+    pub fn token_provider(
+        &self,
+        cloud: &Cloud,
+        tenant: &str,
+    ) -> Result<std::sync::Arc<TokenProvider>, Failure> {
+        let key = format!("{}|{tenant}", cloud.login_url);
+        if let Some(p) = self
+            .providers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
         let cred = self.admin_credential(tenant)?;
-        Ok(TokenProvider::new(
+        let p = std::sync::Arc::new(TokenProvider::new(
             self.http(cloud)?,
             cloud.clone(),
             tenant,
             cred,
-        ))
+        ));
+        self.providers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, p.clone());
+        Ok(p)
     }
 
     /// The state dir (created 0700).

@@ -183,6 +183,10 @@ pub struct Context {
     pub now: DateTime<Utc>,
     pub as_of: Option<DateTime<Utc>>,
     pub global: GlobalArgs,
+    /// Token providers by cloud and tenant, shared across the steps of one run.
+    pub providers: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<crate::sts::TokenProvider>>,
+    >,
 }
 
 impl Context {
@@ -256,6 +260,7 @@ pub fn main() -> ExitCode {
         now: cli.global.as_of.unwrap_or_else(Utc::now),
         as_of: cli.global.as_of,
         global: cli.global,
+        providers: Default::default(),
     };
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),

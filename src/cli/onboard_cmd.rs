@@ -266,7 +266,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     if let Some(s) = key_start {
         let wait = (s - Utc::now()).to_std().unwrap_or_default();
         if wait < std::time::Duration::from_secs(120) {
-            std::thread::sleep(wait + std::time::Duration::from_millis(1100));
+            std::thread::sleep(wait + std::time::Duration::from_millis(100));
         }
     }
     let token_url = cloud.token_url(&tid);
