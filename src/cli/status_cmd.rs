@@ -37,8 +37,9 @@ pub struct StatusArgs {
     /// Re-read the keys from the tenants and report drift from the ledger.
     #[arg(long)]
     pub live: bool,
-    /// Tenants read at once with --live (128: measured ~85x faster than one at a time over
-    /// 1,000 tenants at 50 ms latency, while staying far below Entra's and Graph's per-app limits).
+    // 128: measured ~80x faster than one at a time over 1,000 tenants at 50 ms latency
+    // (scripts/bench.sh, README "Performance"), far below Entra's and Graph's per-app limits.
+    /// Tenants read at once with --live.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub concurrency: usize,
     #[arg(long, value_enum)]
