@@ -246,6 +246,7 @@ pub fn login(ctx: &Context, a: LoginArgs) -> Result<u8, Failure> {
 }
 
 pub fn logout(ctx: &Context, a: LogoutArgs) -> Result<u8, Failure> {
+    ctx.refuse_as_of("logout")?;
     let user = user_for(if a.all_tenants {
         None
     } else {
