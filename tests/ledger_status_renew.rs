@@ -575,3 +575,59 @@ async fn renew_all_isolates_failures_records_them_and_live_status_finds_drift() 
     assert_eq!(v["tenants"][0]["state"], "ok");
     assert!(v["tenants"][0]["drift"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_renews_of_one_tenant_renew_it_once_and_lose_no_key() {
+    let emu = Emu::start().await;
+    let tool = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let cert = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(30),
+        now + TimeDelta::days(700),
+    );
+    let p = tool.write_cert("c.pem", &cert);
+    let end = (now + TimeDelta::days(15)).format("%Y-%m-%d").to_string();
+    assert_eq!(
+        tool.run_async(&[
+            "credential",
+            "upload",
+            "--tenant",
+            &t,
+            "--cert",
+            &p,
+            "--yes",
+            "--end",
+            &end
+        ])
+        .await
+        .status
+        .code(),
+        Some(0)
+    );
+    let args = ["renew", "--tenant", t.as_str(), "--yes"];
+    let runs = (0..4).map(|_| tool.run_async(&args));
+    let outs = futures_util::future::join_all(runs).await;
+    let mut outcomes = Vec::new();
+    for o in &outs {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        outcomes.push(
+            json_out(o)["results"][0]["outcome"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        vec!["applied", "nothing", "nothing", "nothing"],
+        "decided under the lock: renewed once"
+    );
+    let ks = keys(&emu.sp(SFB).await);
+    assert_eq!(ks.len(), 1, "{ks:?}");
+    assert!(date(&ks[0]["endDateTime"]) > now + TimeDelta::days(360));
+    let l = ledger(&tool);
+    assert_eq!(l["tenants"][0]["credentials"].as_array().unwrap().len(), 1);
+}

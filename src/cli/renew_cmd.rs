@@ -108,6 +108,34 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
     let mut results = Vec::new();
     let mut failed = 0;
     for (t, d) in tenants.iter().zip(decisions) {
+        // Decide again under the tenant lock, from the ledger as it is now: another run may have
+        // renewed this tenant since the plan above was made.
+        let mut _lock = None;
+        let (t, d) = if ctx.global.dry_run
+            || matches!(d, Decision::Nothing { .. } | Decision::Blocked { .. })
+        {
+            (t.clone(), d)
+        } else {
+            let state = ctx.state_dir()?;
+            _lock = Some(
+                TenantLock::acquire(&state, &t.domain, Duration::from_secs(300)).map_err(|e| {
+                    Failure::runtime(e, Some("wait for the other run to finish".to_string()))
+                })?,
+            );
+            let fresh = ctx
+                .ledger()?
+                .tenant(&t.domain)
+                .cloned()
+                .unwrap_or_else(|| t.clone());
+            let again = renew::decide(
+                &fresh,
+                offered.as_ref().map(CertRecord::from_cert).as_ref(),
+                Utc::now(),
+                policy,
+            );
+            (fresh, again)
+        };
+        let t = &t;
         let r = if ctx.global.dry_run {
             Ok((
                 if matches!(d, Decision::Nothing { .. }) {
@@ -452,9 +480,8 @@ fn with_graph(
     let cloud = ctx.cloud().map_err(|f| f.error)?;
     let tokens = ctx.token_provider(&cloud, &name).map_err(|f| f.error)?;
     let http = ctx.http(&cloud).map_err(|f| f.error)?;
-    let state = ctx.state_dir().map_err(|f| f.error)?;
-    let audit = AuditLog::in_dir(&state);
-    let _lock = TenantLock::acquire(&state, &t.domain, Duration::from_secs(300))?;
+    let audit = AuditLog::in_dir(&ctx.state_dir().map_err(|f| f.error)?);
+    // The tenant lock is held by the caller (`run`), which decided under it.
     let actor = tokens.actor();
     let rt = super::runtime().map_err(|f| f.error)?;
     let g = Graph::new(&http, &cloud, &tokens);
