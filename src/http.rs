@@ -184,9 +184,14 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `cloud`, trusting its extra CA if it names one. The request timeout is 60 s,
-    /// or `HYBRID_TRUST_HTTP_TIMEOUT_SECS`.
+    /// A client for `cloud`, trusting its extra CA if it names one.
     pub fn for_cloud(cloud: &Cloud) -> Result<HttpClient, HttpError> {
+        HttpClient::new(cloud.ca_file.as_deref())
+    }
+
+    /// A client trusting the platform roots and `extra_ca` (PEM, one or more certificates). The
+    /// request timeout is 60 s, or `HYBRID_TRUST_HTTP_TIMEOUT_SECS`.
+    pub fn new(extra_ca: Option<&std::path::Path>) -> Result<HttpClient, HttpError> {
         let timeout = std::env::var("HYBRID_TRUST_HTTP_TIMEOUT_SECS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -197,7 +202,9 @@ impl HttpClient {
             .connect_timeout(Duration::from_secs(10.min(timeout)))
             .timeout(Duration::from_secs(timeout))
             .pool_idle_timeout(Duration::from_secs(30));
-        if let Some(path) = &cloud.ca_file {
+        if let Some(path) = extra_ca {
+            let path = path.to_path_buf();
+            let path = &path;
             let pem = std::fs::read(path).map_err(|e| HttpError::Ca {
                 path: path.clone(),
                 detail: e.to_string(),

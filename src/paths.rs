@@ -51,3 +51,32 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     }
     b.create(dir)
 }
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory with `mode` (on
+/// Unix), fsync, rename over `path`, fsync of the directory. A reader sees the old file or the
+/// new one, never a part of either. The one place the tool writes a file it keeps.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hybrid-trust.")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

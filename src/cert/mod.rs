@@ -15,7 +15,7 @@ mod findings;
 mod key;
 mod load;
 
-pub use certificate::{Certificate, KeyType};
+pub use certificate::{Certificate, KeyType, hex_upper};
 pub use export::{base64_der, pem_armour};
 pub use findings::{CheckOptions, Finding, Severity, check};
 pub use key::{KeyFormat, PrivateKey};

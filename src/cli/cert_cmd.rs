@@ -244,18 +244,7 @@ fn print_inspect(ctx: &Context, l: &Loaded, findings: &[Finding]) {
                 }
             ),
         );
-        if findings.is_empty() {
-            s.push_str("Findings:     none\n");
-        } else {
-            s.push_str("Findings:\n");
-            for f in findings {
-                let sev = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                s.push_str(&format!("  {sev:<8}{:<24}{}\n", f.code, f.message));
-            }
-        }
+        super::printer::push_findings(&mut s, findings, 14);
         s
     });
 }

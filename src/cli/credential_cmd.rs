@@ -5,13 +5,11 @@ use super::{Context, Failure};
 use crate::audit::AuditLog;
 use crate::credential::{Change, CredentialError, NameOutcome, Outcome};
 use crate::graph::{self, Graph, KeyCredential, KeyPlan, ServicePrincipal};
-use crate::lock::TenantLock;
 use crate::onprem::Fqdn;
 use crate::tenant::TenantRef;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub const SFB_APP_ID: &str = "00000004-0000-0ff1-ce00-000000000000";
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -468,10 +466,8 @@ pub fn apply_keys(
     let cloud = ctx.cloud()?;
     let tokens = ctx.token_provider(&cloud, tenant)?;
     let http = ctx.http(&cloud)?;
-    let state = ctx.state_dir()?;
-    let audit = AuditLog::in_dir(&state);
-    let _lock = TenantLock::acquire(&state, tenant, Duration::from_secs(300))
-        .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))?;
+    let audit = AuditLog::in_dir(&ctx.state_dir()?);
+    let _lock = ctx.tenant_lock(tenant)?;
     let actor = tokens.actor();
     let rt = super::runtime()?;
     let g = Graph::new(&http, &cloud, &tokens);
@@ -697,10 +693,8 @@ pub fn add_names(
     let cloud = ctx.cloud()?;
     let tokens = ctx.token_provider(&cloud, &tenant)?;
     let http = ctx.http(&cloud)?;
-    let state = ctx.state_dir()?;
-    let audit = AuditLog::in_dir(&state);
-    let _lock = TenantLock::acquire(&state, &tenant, Duration::from_secs(300))
-        .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))?;
+    let audit = AuditLog::in_dir(&ctx.state_dir()?);
+    let _lock = ctx.tenant_lock(&tenant)?;
     let actor = tokens.actor();
     let rt = super::runtime()?;
     let g = Graph::new(&http, &cloud, &tokens);

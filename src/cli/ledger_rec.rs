@@ -68,3 +68,19 @@ impl Context {
         })
     }
 }
+
+impl Context {
+    /// The per-tenant lock. Keyed by the tenant's ledger record when the ledger knows the tenant
+    /// under the name given (domain or id), so that every command touching one tenant takes the
+    /// same lock whichever name it was given.
+    pub fn tenant_lock(&self, name: &str) -> Result<crate::lock::TenantLock, Failure> {
+        let state = self.state_dir()?;
+        let key = self
+            .ledger()
+            .ok()
+            .and_then(|l| l.tenant(name).map(|t| t.domain.clone()))
+            .unwrap_or_else(|| name.to_ascii_lowercase());
+        crate::lock::TenantLock::acquire(&state, &key, std::time::Duration::from_secs(300))
+            .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))
+    }
+}

@@ -307,14 +307,13 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         generated_at: Utc::now(),
     };
     let script_path = state.join(format!("onprem-{}.ps1", tid));
-    crate::emulator_free_write(&script_path, onprem::render(&input, None).as_bytes()).map_err(
-        |e| {
+    crate::paths::write_atomic(&script_path, onprem::render(&input, None).as_bytes(), 0o600)
+        .map_err(|e| {
             Failure::runtime(
                 anyhow::Error::new(e).context(format!("cannot write {}", script_path.display())),
                 None,
             )
-        },
-    )?;
+        })?;
     let domain = match &t {
         TenantRef::Domain(dn) => dn.clone(),
         TenantRef::Id(_) => tid.clone(),

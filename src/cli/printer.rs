@@ -48,3 +48,20 @@ impl Printer {
         eprintln!("{line}");
     }
 }
+
+/// Findings for people: a `Findings:` row (labels padded to `width`), one line each.
+pub fn push_findings(s: &mut String, findings: &[crate::cert::Finding], width: usize) {
+    if findings.is_empty() {
+        s.push_str(&format!("{:<width$}none\n", "Findings:"));
+        return;
+    }
+    s.push_str("Findings:\n");
+    for f in findings {
+        let sev = if f.severity == crate::cert::Severity::Error {
+            "error"
+        } else {
+            "warning"
+        };
+        s.push_str(&format!("  {sev:<8}{:<24}{}\n", f.code, f.message));
+    }
+}

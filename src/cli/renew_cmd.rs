@@ -11,7 +11,6 @@ use crate::cert::Certificate;
 use crate::credential::{Change, CredentialError, Outcome};
 use crate::graph::{self, Graph, KeyCredential};
 use crate::ledger::{CertRecord, CredentialRecord, RenewalFailure, TenantRecord};
-use crate::lock::TenantLock;
 use crate::renew::{self, Decision, Policy};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -116,12 +115,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         {
             (t.clone(), d)
         } else {
-            let state = ctx.state_dir()?;
-            _lock = Some(
-                TenantLock::acquire(&state, &t.domain, Duration::from_secs(300)).map_err(|e| {
-                    Failure::runtime(e, Some("wait for the other run to finish".to_string()))
-                })?,
-            );
+            _lock = Some(ctx.tenant_lock(&t.domain)?);
             let fresh = ctx
                 .ledger()?
                 .tenant(&t.domain)
@@ -552,6 +546,6 @@ fn roll_script(
     );
     let dir = ctx.state_dir().map_err(|f| f.error)?;
     let path = dir.join(format!("roll-{}-{}.ps1", t.domain, &tp[..8]));
-    crate::emulator_free_write(&path, text.as_bytes())?;
+    crate::paths::write_atomic(&path, text.as_bytes(), 0o600)?;
     Ok(path.display().to_string())
 }

@@ -96,24 +96,8 @@ fn text(doc: &MetadataDoc, tenant_id: Option<&str>, metadata_url: Option<&str>) 
             ),
         );
     }
-    push_findings(&mut s, &doc.findings);
+    super::printer::push_findings(&mut s, &doc.findings, 16);
     s
-}
-
-pub fn push_findings(s: &mut String, findings: &[Finding]) {
-    if findings.is_empty() {
-        s.push_str("Findings:       none\n");
-        return;
-    }
-    s.push_str("Findings:\n");
-    for f in findings {
-        let sev = if f.severity == Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
-        s.push_str(&format!("  {sev:<8}{:<24}{}\n", f.code, f.message));
-    }
 }
 
 fn exit_for(findings: &[Finding]) -> u8 {

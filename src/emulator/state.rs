@@ -282,22 +282,12 @@ impl Directory {
     }
 }
 
-/// Writes a file atomically (temp file in the same directory, fsync, rename), mode 0600.
+/// Writes an emulator file (state, CA, ready file) atomically, mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StartError> {
-    use std::io::Write as _;
-    let werr = |source| StartError::Write {
+    crate::paths::write_atomic(path, bytes, 0o600).map_err(|source| StartError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    Ok(())
+    })
 }
 
 fn random_secret() -> String {

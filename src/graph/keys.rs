@@ -50,9 +50,7 @@ pub struct KeyCredential {
     pub usage: Option<String>,
 }
 
-fn hex_upper(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
+use crate::cert::hex_upper;
 
 fn is_hex_thumbprint(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -254,18 +252,15 @@ fn split_existing(
     Ok((keep, expired))
 }
 
-/// Adds `new` (unless its certificate is already there), keeps every other still-valid key as it
-/// was, drops expired keys.
-pub fn plan_upload(
+/// Adds `new` unless a key that `is_same` is already there; keeps every other still-valid key as
+/// it was; drops expired keys (Graph rejects a PATCH that carries one).
+fn plan_add(
     existing: &[KeyCredential],
     new: KeyCredential,
     now: DateTime<Utc>,
+    is_same: impl Fn(&KeyCredential) -> bool,
 ) -> Result<KeyPlan, PlanError> {
-    let new_tp = new.thumbprint();
-    if let Some(present) = existing
-        .iter()
-        .find(|k| !k.is_expired(now) && k.thumbprint().is_some() && k.thumbprint() == new_tp)
-    {
+    if let Some(present) = existing.iter().find(|k| is_same(k)) {
         return Ok(KeyPlan {
             keep: existing.to_vec(),
             dropped_expired: vec![],
@@ -281,6 +276,19 @@ pub fn plan_upload(
         removed: vec![],
         added: Some(new),
         already_present: None,
+    })
+}
+
+/// Adds `new` (unless its certificate is already a valid key), keeps every other still-valid key
+/// as it was, drops expired keys.
+pub fn plan_upload(
+    existing: &[KeyCredential],
+    new: KeyCredential,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let tp = new.thumbprint();
+    plan_add(existing, new, now, |k| {
+        !k.is_expired(now) && k.thumbprint().is_some() && k.thumbprint() == tp
     })
 }
 
@@ -316,27 +324,9 @@ pub fn plan_rewindow(
     new: KeyCredential,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
-    let same = |k: &KeyCredential| {
-        k.thumbprint() == new.thumbprint()
-            && k.start_date_time == new.start_date_time
-            && k.end_date_time == new.end_date_time
-    };
-    if let Some(present) = existing.iter().find(|k| same(k)) {
-        return Ok(KeyPlan {
-            keep: existing.to_vec(),
-            dropped_expired: vec![],
-            removed: vec![],
-            added: None,
-            already_present: Some(present.clone()),
-        });
-    }
-    let (keep, dropped_expired) = split_existing(existing, now)?;
-    Ok(KeyPlan {
-        keep,
-        dropped_expired,
-        removed: vec![],
-        added: Some(new),
-        already_present: None,
+    let (tp, start, end) = (new.thumbprint(), new.start_date_time, new.end_date_time);
+    plan_add(existing, new, now, |k| {
+        k.thumbprint() == tp && k.start_date_time == start && k.end_date_time == end
     })
 }
 

@@ -6,7 +6,6 @@
 
 use super::{FORMAT, Ledger};
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -173,30 +172,16 @@ impl LedgerStore {
         let mut bytes =
             serde_json::to_vec_pretty(ledger).map_err(|e| werr(std::io::Error::other(e)))?;
         bytes.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".ledger.")
-            .tempfile_in(dir)
-            .map_err(werr)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(werr)?;
-        }
-        tmp.write_all(&bytes).map_err(werr)?;
-        tmp.as_file().sync_all().map_err(werr)?;
+        // The current file parsed, so it is the last good copy: keep it before replacing it.
         if let (true, Some(bak)) = (self.path.exists(), backup_path(&self.path))
             && std::fs::read(&self.path)
                 .ok()
                 .is_some_and(|b| parse(&b, &self.path).is_ok())
         {
-            std::fs::copy(&self.path, &bak).map_err(werr)?;
+            crate::paths::write_atomic(&bak, &std::fs::read(&self.path).map_err(werr)?, 0o600)
+                .map_err(werr)?;
         }
-        tmp.persist(&self.path).map_err(|e| werr(e.error))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        crate::paths::write_atomic(&self.path, &bytes, 0o600).map_err(werr)?;
         Ok(())
     }
 }
