@@ -96,7 +96,10 @@ pub fn text(m: &Due) -> String {
     }
 }
 
-pub struct Stdout;
+/// Prints reminders for people: on stdout, or on stderr when stdout carries `--output json`.
+pub struct Stdout {
+    pub to_stderr: bool,
+}
 
 impl Notifier for Stdout {
     fn id(&self) -> String {
@@ -104,9 +107,13 @@ impl Notifier for Stdout {
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            use std::io::Write as _;
-            let mut o = std::io::stdout().lock();
-            let _ = writeln!(o, "{}\n{}", subject(msg), text(msg));
+            let line = format!("{}\n{}", subject(msg), text(msg));
+            if self.to_stderr {
+                eprintln!("{line}");
+            } else {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
             Ok(())
         })
     }

@@ -138,3 +138,20 @@ fn completions_and_man_page() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains(".TH hybrid-trust 1")
     );
 }
+
+#[test]
+fn demo_with_json_output_prints_exactly_one_json_document() {
+    let out = ht(&["--output", "json", "demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["ok"], true);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[8/8]"),
+        "the story goes to stderr"
+    );
+}

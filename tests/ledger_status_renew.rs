@@ -631,3 +631,45 @@ async fn concurrent_renews_of_one_tenant_renew_it_once_and_lose_no_key() {
     let l = ledger(&tool);
     assert_eq!(l["tenants"][0]["credentials"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn status_json_output_stays_one_json_document() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    let end = (Utc::now() + TimeDelta::days(20))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        ht(
+            s,
+            &[
+                "tenant",
+                "add",
+                "due.example.com",
+                "--cert",
+                cert,
+                "--credential-end",
+                &end
+            ]
+        )
+        .status
+        .success()
+    );
+    let o = ht(s, &["--output", "json", "status", "--check"]);
+    assert_eq!(o.status.code(), Some(1), "the monitoring code is kept");
+    let v = json_out(&o);
+    assert_eq!(
+        (v["status"].as_str(), v["code"].as_u64()),
+        (Some("WARNING"), Some(1))
+    );
+    assert!(
+        v["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("HYBRID-TRUST WARNING")
+    );
+    let o = ht(s, &["--output", "json", "status", "--format", "prometheus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+}

@@ -394,3 +394,34 @@ async fn webhooks_json_teams_slack_with_a_failure_then_recovery() {
         "the channel is recorded without its query"
     );
 }
+
+#[test]
+fn the_stdout_channel_keeps_json_output_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[reminders]\nstdout = true\n").unwrap();
+    add_tenant(&state, &config, "contoso.com", 5, None);
+    let o = ht(&state, &config, &["remind", "--all"], &[]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("contoso.com: the Skype for Business hybrid trust ends in"),
+        "text mode: on stdout"
+    );
+    add_tenant(&state, &config, "fabrikam.com", 5, None);
+    let o = ht(
+        &state,
+        &config,
+        &["--output", "json", "remind", "--all"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["sent"].as_array().unwrap().len(), 1);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("fabrikam.com: the Skype for Business hybrid trust ends in"),
+        "the reminder went to stderr"
+    );
+}

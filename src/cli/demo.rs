@@ -58,7 +58,16 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
     std::fs::write(&cert, demo_certificate()?).map_err(fail)?;
     let state = dir.path().join("state");
     let exe = std::env::current_exe().map_err(fail)?;
-    let say = |s: &str| ctx.printer.raw(&format!("{s}\n"));
+    // With --output json, stdout carries one JSON document: the story and the child commands'
+    // output go to stderr.
+    let json = ctx.printer.json();
+    let say = |s: &str| {
+        if json {
+            eprintln!("{s}")
+        } else {
+            ctx.printer.raw(&format!("{s}\n"))
+        }
+    };
     say(
         "hybrid-trust demo: onboarding an emulated Microsoft 365 tenant (everything stays on this machine)\n",
     );
@@ -90,6 +99,11 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
             .env_remove("HYBRID_TRUST_CONFIG")
             .env("HYBRID_TRUST_CONFIG", dir.path().join("no-config.toml"))
             .stdin(std::process::Stdio::null())
+            .stdout(if json {
+                std::process::Stdio::from(std::io::stderr())
+            } else {
+                std::process::Stdio::inherit()
+            })
             .status()
             .map_err(fail)
     };
@@ -140,6 +154,9 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
         rt.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
+    }
+    if json {
+        ctx.printer.emit(&serde_json::json!({"ok": true, "tenant": t.domain, "tenant_id": t.tenant_id, "emulator": r.cloud.login_url}), String::new);
     }
     drop(emu);
     Ok(0)

@@ -20,7 +20,7 @@ pub struct RemindArgs {
     pub tenant: Option<String>,
 }
 
-fn channels(s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failure> {
+fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure> {
     let mut out: Vec<Box<dyn Notifier>> = Vec::new();
     for e in &s.reminders.email {
         let password = match (&e.password_env, e.password_keyring, &e.username) {
@@ -62,7 +62,7 @@ fn channels(s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failure> {
         }
     }
     if s.reminders.stdout || out.is_empty() {
-        out.push(Box::new(Stdout));
+        out.push(Box::new(Stdout { to_stderr: json }));
     }
     Ok(out)
 }
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         ctx.refuse_as_of("remind (without --dry-run)")?;
     }
     let settings = ctx.settings()?;
-    let notifiers = channels(&settings)?;
+    let notifiers = channels(&settings, ctx.printer.json())?;
     let ledger = ctx.ledger()?;
     let tenants: Vec<_> = ledger
         .tenants

@@ -57,6 +57,15 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
             None,
         ));
     }
+    if ctx.printer.json() && a.format.is_some_and(|f| f != StatusFormat::Json) {
+        return Err(Failure::input(
+            anyhow::anyhow!(
+                "--format {:?} conflicts with --output json",
+                a.format.unwrap_or(StatusFormat::Json)
+            ),
+            Some("use one of them: --output json prints one JSON document".to_string()),
+        ));
+    }
     let th = Thresholds {
         warn_days: a.warn_days,
         crit_days: a.crit_days,
@@ -121,7 +130,12 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
 
     if a.check {
         let (code, line) = check_line(&statuses, &live_errors, th);
-        ctx.printer.raw(&line);
+        if ctx.printer.json() {
+            let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code.min(3))];
+            ctx.printer.emit(&serde_json::json!({"status": word, "code": code, "summary": line.trim_end(), "tenants": statuses}), String::new);
+        } else {
+            ctx.printer.raw(&line);
+        }
         return Ok(code);
     }
     let format = a.format.unwrap_or(if ctx.printer.json() {
