@@ -1,7 +1,15 @@
-//! Reading many tenants at once (`status --live`): a bounded number of tenants in flight, one
-//! shared HTTP client (its connection pool and HTTP/2 multiplex the requests), and a progress
-//! callback. Two requests per tenant and application in the common case: a token, then one
-//! collection query for the keys (see `Graph::list_keys`).
+//! Reading many tenants at once (`status --live`): a bounded number of tenants in flight, spread
+//! over a few connection pools ("lanes") whose HTTP/2 connections multiplex the requests, and a
+//! progress callback. Two requests per tenant and application in the common case: a token, then
+//! one collection query for the keys (see `Graph::list_keys`).
+//!
+//! Connections: with ALPN the pool cannot know before the TLS handshake that a connection will
+//! be HTTP/2, so requests started together each open one (a TCP and TLS handshake each, on both
+//! sides) and all but one are thrown away. Each lane's first tenant therefore asks for its token
+//! alone; the lane's other tenants start when that answer is in and share the connection. Each
+//! lane is planned for [`STREAMS_PER_CONNECTION`] streams, the minimum RFC 9113 §6.5.2 asks
+//! servers to allow; over HTTP/1.1 (a proxy that does not speak HTTP/2) the pool simply opens
+//! more connections.
 
 use crate::cloud::Cloud;
 use crate::graph::{Graph, GraphError, KeyCredential};
@@ -29,6 +37,10 @@ pub struct Drift {
     pub kind: &'static str,
 }
 
+/// Concurrent streams one connection is planned to carry (RFC 9113 §6.5.2: "It is recommended
+/// that this value be no smaller than 100").
+pub const STREAMS_PER_CONNECTION: usize = 100;
+
 /// Reads every tenant's keys with at most `concurrency` tenants in flight.
 pub async fn read_all(
     tenants: &[TenantRecord],
@@ -39,19 +51,45 @@ pub async fn read_all(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Vec<Result<LiveKeys, GraphError>> {
     let total = tenants.len();
+    let concurrency = concurrency.max(1);
+    let lanes = concurrency
+        .div_ceil(STREAMS_PER_CONNECTION)
+        .clamp(1, total.max(1));
+    let clients: Vec<HttpClient> = (0..lanes)
+        .map(|i| match i {
+            0 => http.clone(),
+            _ => http.with_own_pool().unwrap_or_else(|_| http.clone()),
+        })
+        .collect();
+    let opened: Vec<tokio::sync::OnceCell<()>> =
+        (0..lanes).map(|_| tokio::sync::OnceCell::new()).collect();
+    let scope = cloud.graph_scope();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(usize, Result<LiveKeys, GraphError>)> =
         futures_util::stream::iter(tenants.iter().enumerate())
             .map(|(i, t)| {
-                let done = &done;
+                let (done, scope) = (&done, &scope);
+                let (http, opened) = (&clients[i % lanes], &opened[i % lanes]);
                 async move {
                     let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
                     let tokens =
                         TokenProvider::new(http.clone(), cloud.clone(), &name, credential.clone());
+                    // The lane's first tenant gets its token while the others wait (see above).
+                    let mut mine = None;
+                    opened
+                        .get_or_init(|| async { mine = Some(tokens.token(scope).await) })
+                        .await;
+                    let token = match mine {
+                        Some(r) => r,
+                        None => tokens.token(scope).await,
+                    };
                     let g = Graph::new(http, cloud, &tokens);
                     let mut apps = Vec::new();
-                    let mut err = None;
-                    for app in &t.app_ids {
+                    let mut err = match token {
+                        Ok(_) => None,
+                        Err(e) => Some(GraphError::Sts(e)),
+                    };
+                    for app in t.app_ids.iter().filter(|_| err.is_none()) {
                         match g.list_keys(app).await {
                             Ok(sp) => apps.push((app.clone(), sp.key_credentials)),
                             Err(e) => {
@@ -62,7 +100,7 @@ pub async fn read_all(
                     }
                     let tenant_id = match &err {
                         None => tokens
-                            .token(&cloud.graph_scope())
+                            .token(scope)
                             .await
                             .ok()
                             .and_then(|tok| crate::sts::unverified_claim(tok.expose(), "tid")),
@@ -79,7 +117,7 @@ pub async fn read_all(
                     )
                 }
             })
-            .buffer_unordered(concurrency.max(1))
+            .buffer_unordered(concurrency)
             .collect()
             .await;
     let mut ordered: Vec<Option<Result<LiveKeys, GraphError>>> = (0..total).map(|_| None).collect();

@@ -180,6 +180,7 @@ pub fn redact(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
+    extra_ca: Option<PathBuf>,
     pub retry: RetryPolicy,
 }
 
@@ -224,8 +225,18 @@ impl HttpClient {
         let inner = b.build().map_err(|e| HttpError::Client(e.to_string()))?;
         Ok(HttpClient {
             inner,
+            extra_ca: extra_ca.map(|p| p.to_path_buf()),
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same client (trust, timeouts, retry policy) with a connection pool of its own: the
+    /// fleet reader spreads its requests over several, so that no single HTTP/2 connection
+    /// carries more streams than servers commonly allow.
+    pub fn with_own_pool(&self) -> Result<HttpClient, HttpError> {
+        let mut other = HttpClient::new(self.extra_ca.as_deref())?;
+        other.retry = self.retry.clone();
+        Ok(other)
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {

@@ -572,7 +572,7 @@ async fn renew_all_isolates_failures_records_them_and_live_status_finds_drift() 
     assert_eq!(b["domain"], "b.onmicrosoft.com");
     assert_eq!(b["state"], "missing");
     assert_eq!(b["drift"][0]["kind"], "missing-in-tenant");
-    assert_eq!(v["tenants"][0]["state"], "ok");
+    assert_eq!(v["tenants"][0]["state"], "ok", "{v}");
     assert!(v["tenants"][0]["drift"].as_array().unwrap().is_empty());
 }
 
@@ -672,4 +672,71 @@ fn status_json_output_stays_one_json_document() {
     let o = ht(s, &["--output", "json", "status", "--format", "prometheus"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
+}
+
+/// `status --live` over more tenants than one connection's streams: the reads spread over
+/// several connection pools ("lanes"), each lane's first token alone. Every tenant is read with
+/// exactly two requests, each tenant's keys land on that tenant only, and one tenant's failure
+/// (an unknown domain) stays that tenant's.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_status_reads_a_fleet_over_several_connections_with_two_requests_each() {
+    let mut cfg = quiet_tls();
+    cfg.generated_tenants = 230;
+    let emu = Emu::start_with(cfg).await;
+    let tool = Tool::for_emulator(&emu);
+    let tenants = emu.running.ready.tenants.clone();
+    let cert = fresh_cert("sfb.contoso.com");
+    assert_eq!(emu.patch_keys(SFB, json!([key_body(&cert)])).await.0, 204);
+    let now = Utc::now().to_rfc3339();
+    let mut records: Vec<Value> = tenants
+        .iter()
+        .map(|t| {
+            json!({"domain": t.domain, "tenant_id": t.tenant_id, "cloud": "emulator",
+                   "app_ids": [SFB], "cert": null, "added_at": now})
+        })
+        .collect();
+    records.push(
+        json!({"domain": "nowhere.example.com", "tenant_id": null, "cloud": "emulator",
+                        "app_ids": [SFB], "cert": null, "added_at": now}),
+    );
+    std::fs::create_dir_all(&tool.state_dir).unwrap();
+    std::fs::write(
+        tool.state_dir.join("ledger.json"),
+        serde_json::to_vec(&json!({"format": 1, "tenants": records})).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        emu.control(Method::DELETE, "requests", json!(null)).await,
+        204
+    );
+    let o = tool
+        .run_async(&["status", "--all", "--live", "--concurrency", "250"])
+        .await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "one tenant unreadable: {}",
+        stderr(&o)
+    );
+    let v = json_out(&o);
+    let rows = v["tenants"].as_array().unwrap();
+    assert_eq!(rows.len(), 231);
+    let read: Vec<&Value> = rows.iter().filter(|r| r["live_error"].is_null()).collect();
+    assert_eq!(read.len(), 230, "{}", stderr(&o));
+    assert!(rows[230]["live_error"].is_string());
+    // The key is in the first tenant only.
+    let with_key: Vec<&str> = read
+        .iter()
+        .filter(|r| !r["drift"].as_array().unwrap().is_empty())
+        .map(|r| r["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(with_key, vec![tenants[0].domain.as_str()], "{}", rows[0]);
+    let counts = emu.control_get("requests").await;
+    assert_eq!(
+        counts["by_route"]["GET graph servicePrincipals"], 230,
+        "{counts}"
+    );
+    // 230 tokens, plus what the unknown tenant's failure took (retries included).
+    let tokens = counts["by_route"]["POST login token"].as_u64().unwrap();
+    assert!((231..=236).contains(&tokens), "{counts}");
 }
