@@ -600,3 +600,21 @@ async fn device_code_flow_is_pending_then_approved_with_delegated_scopes() {
         .await;
     assert_eq!((s.as_u16(), code(&b)), (401, 7000218));
 }
+
+/// `--reuse-tokens` (a benchmark aid) hands the same app-only token out again; by default every
+/// request gets a freshly signed one, as from Entra.
+#[tokio::test]
+async fn tokens_are_fresh_per_request_unless_reuse_is_asked_for() {
+    let emu = Emu::start().await;
+    assert_ne!(emu.admin_token().await, emu.admin_token().await);
+    let mut cfg = quiet_tls();
+    cfg.reuse_tokens = true;
+    let emu = Emu::start_with(cfg).await;
+    let a = emu.admin_token().await;
+    assert_eq!(a, emu.admin_token().await);
+    // Still a valid token for Graph.
+    let (status, _, _) = emu
+        .graph_as(&a, Method::GET, "servicePrincipals?$select=appId", None)
+        .await;
+    assert_eq!(status, 200);
+}

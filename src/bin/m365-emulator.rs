@@ -49,6 +49,11 @@ struct Args {
     /// How long a timeout fault holds a request before answering 504.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     timeout_fault_secs: u64,
+    /// Benchmark aid: hand out an app-only token again while over half its lifetime is left
+    /// (Entra signs a fresh one per request; the signing CPU would be taken from the client
+    /// being measured).
+    #[arg(long)]
+    reuse_tokens: bool,
     /// [U] Return `key` in the filtered collection query too.
     #[arg(long)]
     key_in_collection: bool,
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
         timeout_fault_secs: args.timeout_fault_secs,
         allow_non_loopback: args.allow_non_loopback,
         log_requests: !args.quiet,
+        reuse_tokens: args.reuse_tokens,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -326,6 +326,45 @@ fn refresh_token_grant(
 fn issue(s: &Shared, g: Grant, version: Version, now: DateTime<Utc>) -> Response {
     let lifetime = s.dir().behaviour.access_token_lifetime_secs;
     let iat = now.timestamp();
+    // `--reuse-tokens`: an app-only token still over half-lived is handed out again.
+    let reuse_key = s
+        .minted
+        .as_ref()
+        .filter(|_| g.refresh_token.is_none())
+        .map(|_| {
+            format!(
+                "{version:?}|{}|{}|{}",
+                g.tenant_id,
+                g.resource,
+                Value::Object(g.claims.clone())
+            )
+        });
+    let reused = match (&s.minted, &reuse_key) {
+        (Some(m), Some(k)) => m
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(k)
+            .filter(|(_, exp)| exp - iat > lifetime / 2)
+            .cloned(),
+        _ => None,
+    };
+    let (token, exp) = match reused {
+        Some(t) => t,
+        None => {
+            let (token, exp) = mint(s, &g, iat, lifetime);
+            if let (Some(m), Some(k)) = (&s.minted, reuse_key) {
+                m.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k, (token.clone(), exp));
+            }
+            (token, exp)
+        }
+    };
+    respond(g, version, token, iat, exp)
+}
+
+/// Signs an access token for `g` issued at `iat`: the token and its expiry.
+fn mint(s: &Shared, g: &Grant, iat: i64, lifetime: i64) -> (String, i64) {
     let exp = iat + lifetime;
     let mut claims = json!({
         "aud": g.resource,
@@ -338,9 +377,19 @@ fn issue(s: &Shared, g: Grant, version: Version, now: DateTime<Utc>) -> Response
         "uti": URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes()),
     });
     if let Value::Object(m) = &mut claims {
-        m.extend(g.claims);
+        m.extend(g.claims.clone());
     }
-    let token = jose::sign_rs256(&s.signing.key, &s.signing.x5t, &claims);
+    (
+        jose::sign_rs256(&s.signing.key, &s.signing.x5t, &claims),
+        exp,
+    )
+}
+
+/// The token endpoint's answer in the shape of `version`.
+fn respond(g: Grant, version: Version, token: String, now: i64, exp: i64) -> Response {
+    // What is left of the token's life (all of it unless `--reuse-tokens` handed it out again).
+    let lifetime = exp - now;
+    let iat = now;
     let mut body = match version {
         Version::V2 => json!({
             "token_type": "Bearer",

@@ -68,6 +68,8 @@ pub struct Shared {
     pub refresh_tokens: Mutex<HashMap<String, super::entra::RefreshSession>>,
     pub request_counts: Mutex<BTreeMap<String, u64>>,
     log_requests: bool,
+    /// With `--reuse-tokens`: signed app-only tokens by what they grant, with their expiry.
+    pub minted: Option<Mutex<HashMap<String, (String, i64)>>>,
 }
 
 impl Shared {
@@ -275,6 +277,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
         refresh_tokens: Mutex::new(HashMap::new()),
         request_counts: Mutex::new(BTreeMap::new()),
         log_requests: config.log_requests,
+        minted: config.reuse_tokens.then(|| Mutex::new(HashMap::new())),
     });
 
     let router = router(shared.clone());
