@@ -34,6 +34,7 @@ impl CredentialError {
             CredentialError::Graph(g) => g.hint(),
             CredentialError::Plan(PlanError::KeyNotReturned { .. }) => "run again; if Graph keeps omitting `key`, report it (the tool will not drop a key it cannot re-send)".into(),
             CredentialError::Plan(PlanError::NoSuchKey(_)) => "list the keys with hybrid-trust credential list".into(),
+            CredentialError::Plan(PlanError::WindowPassed(_)) => "run the command again: it plans a new window from now".into(),
             CredentialError::Audit(_) => "check that the state dir is writable (--state-dir)".into(),
             CredentialError::LostUpdate(_) => "find the other process or admin changing this application and run again when it is done".into(),
             CredentialError::Declined => "run again and answer y, or pass --yes".into(),
@@ -63,6 +64,16 @@ pub enum Outcome {
         after: ServicePrincipal,
         attempts: u32,
     },
+}
+
+impl Outcome {
+    /// The service principal as last read (after the change when one was applied).
+    pub fn service_principal(&self) -> &ServicePrincipal {
+        match self {
+            Outcome::Unchanged { sp, .. } | Outcome::Planned { sp, .. } => sp,
+            Outcome::Applied { after, .. } => after,
+        }
+    }
 }
 
 pub struct Change<'a> {
@@ -103,7 +114,7 @@ impl Change<'_> {
         loop {
             attempt += 1;
             let sp = self.graph.read_service_principal(sp_id).await?;
-            let plan = make_plan(&sp.key_credentials)?;
+            let mut plan = make_plan(&sp.key_credentials)?;
             if !plan.changes() {
                 return match first {
                     // A re-read after a crossed write found our change already there.
@@ -123,6 +134,9 @@ impl Change<'_> {
                 if !confirm(&sp, &plan) {
                     return Err(CredentialError::Declined);
                 }
+                // The confirmation may have outlasted the planned start (a re-merge plans
+                // again from its own moment).
+                plan.start_no_earlier_than(Utc::now())?;
                 first = Some(sp.clone());
             }
             let body = plan.body();

@@ -490,7 +490,7 @@ pub fn apply_keys(
             change
                 .keys(
                     &sp_id,
-                    |existing| op.plan(existing, ctx.now),
+                    |existing| op.plan(existing, Utc::now()),
                     &mut |sp, plan| !ask || confirm_plan(ctx, sp, plan),
                     op.note(),
                 )
@@ -581,7 +581,7 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
             )
         })?;
     ctx.require_confirmable()?;
-    let (added, present, planned, names_now) = add_names(ctx, &tenant, &names, true)?;
+    let (added, present, planned, names_now) = add_names(ctx, &tenant, &names, true, None)?;
     let json = serde_json::json!({"tenant": tenant, "app_id": SFB_APP_ID, "dry_run": ctx.global.dry_run, "added": added, "already_present": present, "planned": planned, "service_principal_names": names_now});
     ctx.printer.emit(&json, || {
         let mut s = String::new();
@@ -683,11 +683,14 @@ fn record_outcomes(
 
 /// Adds service principal names under the tenant lock and records the pools in the ledger.
 /// Returns (added, already present, planned, names now).
+/// `sp_id`: the SfB service principal's object id when the caller already looked it up (onboard,
+/// right after the upload), saving the lookup.
 pub fn add_names(
     ctx: &Context,
     tenant: &str,
     names: &[String],
     ask: bool,
+    sp_id: Option<&str>,
 ) -> Result<NameChanges, Failure> {
     let tenant = tenant.to_string();
     let cloud = ctx.cloud()?;
@@ -702,10 +705,15 @@ pub fn add_names(
     let mut present = Vec::new();
     let mut planned = Vec::new();
     let mut sp_after = None;
+    let sp_id = match sp_id {
+        Some(id) => id.to_string(),
+        None => rt
+            .block_on(g.find_service_principal(SFB_APP_ID))
+            .map_err(|e| cred_failure(CredentialError::Graph(e)))?,
+    };
     for name in names {
         let (changed, sp) = rt
             .block_on(async {
-                let sp_id = g.find_service_principal(SFB_APP_ID).await?;
                 let change = Change {
                     graph: &g,
                     tenant: &tenant,

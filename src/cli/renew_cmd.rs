@@ -334,7 +334,11 @@ fn act(
                         app_id: app.clone(),
                         key_id: key.as_ref().and_then(|k| k.key_id.clone()),
                         thumbprint_sha1: tp.clone(),
-                        start: *start,
+                        // As sent: the start may have been moved up to the moment of sending.
+                        start: key
+                            .as_ref()
+                            .and_then(|k| k.start_date_time)
+                            .unwrap_or(*start),
                         end: *end,
                         recorded_at: now,
                     });
@@ -375,7 +379,11 @@ fn act(
                         app_id: app.clone(),
                         key_id: key.as_ref().and_then(|k| k.key_id.clone()),
                         thumbprint_sha1: thumbprint.clone(),
-                        start: *start,
+                        // As sent: the start may have been moved up to the moment of sending.
+                        start: key
+                            .as_ref()
+                            .and_then(|k| k.start_date_time)
+                            .unwrap_or(*start),
                         end: *end,
                         recorded_at: now,
                     });
@@ -436,15 +444,29 @@ impl RenewOp {
                         "renew: new window",
                     )
                     .await?;
-                // The old window goes only once the new one has started.
-                let wait = (*start - Utc::now()).to_std().unwrap_or_default();
+                // The old window goes only once the new one has started: the new key's start
+                // as sent (it may have been moved up from `start` to the moment of sending).
+                let plan = match &first {
+                    Outcome::Applied { plan, .. }
+                    | Outcome::Unchanged { plan, .. }
+                    | Outcome::Planned { plan, .. } => plan,
+                };
+                let new_start = plan
+                    .added
+                    .as_ref()
+                    .or(plan.already_present.as_ref())
+                    .and_then(|k| k.start_date_time)
+                    .unwrap_or(*start)
+                    .max(*start);
+                let wait = (new_start - Utc::now()).to_std().unwrap_or_default();
                 tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+                // Old windows: the certificate's other keys (the new window is the one with
+                // the new end).
                 let old_windows = |ex: &[KeyCredential]| -> Vec<String> {
                     ex.iter()
                         .filter(|k| {
                             k.thumbprint().as_deref() == Some(thumbprint.as_str())
-                                && (k.start_date_time, k.end_date_time)
-                                    != (Some(*start), Some(*end))
+                                && k.end_date_time != Some(*end)
                         })
                         .filter_map(|k| k.key_id.clone())
                         .collect()

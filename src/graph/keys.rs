@@ -208,6 +208,25 @@ pub struct KeyPlan {
 }
 
 impl KeyPlan {
+    /// Moves the added key's start up to `now` (rounded up to the second) when the plan waited
+    /// past it (for a confirmation, the tenant lock, a re-merge), so that a window never starts
+    /// before the moment it is sent. The end stays: the window only gets shorter, so the
+    /// one-year and certificate rules still hold.
+    pub fn start_no_earlier_than(&mut self, now: DateTime<Utc>) -> Result<(), PlanError> {
+        let Some(k) = self.added.as_mut() else {
+            return Ok(());
+        };
+        let start = ceil_second(now);
+        if k.start_date_time.is_some_and(|s| s < start) {
+            if k.end_date_time.is_some_and(|e| e <= start) {
+                return Err(PlanError::WindowPassed(
+                    k.end_date_time.map(d).unwrap_or_default(),
+                ));
+            }
+            k.start_date_time = Some(start);
+        }
+        Ok(())
+    }
     /// The full keyCredentials array for the PATCH.
     pub fn body(&self) -> Vec<KeyCredential> {
         self.keep
@@ -230,6 +249,8 @@ pub enum PlanError {
     KeyNotReturned { key_id: String },
     #[error("no key credential has thumbprint {0}")]
     NoSuchKey(String),
+    #[error("the planned key window ended ({0}) while the change waited to be sent")]
+    WindowPassed(String),
 }
 
 fn split_existing(
@@ -270,13 +291,15 @@ fn plan_add(
         });
     }
     let (keep, dropped_expired) = split_existing(existing, now)?;
-    Ok(KeyPlan {
+    let mut plan = KeyPlan {
         keep,
         dropped_expired,
         removed: vec![],
         added: Some(new),
         already_present: None,
-    })
+    };
+    plan.start_no_earlier_than(now)?;
+    Ok(plan)
 }
 
 /// Adds `new` (unless its certificate is already a valid key), keeps every other still-valid key
@@ -318,15 +341,16 @@ pub fn plan_remove(
 
 /// Re-window: adds `new` (a new window of a certificate that is already there) and keeps every
 /// valid key, the old window included; the old one is removed by [`plan_remove_key_ids`] once the
-/// new window has started, so no moment is left without a valid key.
+/// new window has started, so no moment is left without a valid key. The new window is known by
+/// its certificate and its end: its start may have been moved up to the moment it was sent.
 pub fn plan_rewindow(
     existing: &[KeyCredential],
     new: KeyCredential,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
-    let (tp, start, end) = (new.thumbprint(), new.start_date_time, new.end_date_time);
+    let (tp, end) = (new.thumbprint(), new.end_date_time);
     plan_add(existing, new, now, |k| {
-        k.thumbprint() == tp && k.start_date_time == start && k.end_date_time == end
+        k.thumbprint() == tp && k.end_date_time == end
     })
 }
 
@@ -389,6 +413,42 @@ mod tests {
             .thumbprint(),
             None
         );
+    }
+
+    #[test]
+    fn a_plan_that_waited_starts_when_it_is_sent() {
+        let added = KeyCredential {
+            start_date_time: Some(t(2026, 1, 1)),
+            end_date_time: Some(t(2026, 12, 1)),
+            ..Default::default()
+        };
+        let plan = KeyPlan {
+            keep: vec![],
+            dropped_expired: vec![],
+            removed: vec![],
+            added: Some(added),
+            already_present: None,
+        };
+        // Sent before the start: unchanged.
+        let mut p = plan.clone();
+        p.start_no_earlier_than(t(2025, 12, 31)).unwrap();
+        assert_eq!(p, plan);
+        // Sent 90.5 s after the planned start: starts at the next whole second, same end.
+        let mut p = plan.clone();
+        let sent = t(2026, 1, 1) + TimeDelta::milliseconds(90_500);
+        p.start_no_earlier_than(sent).unwrap();
+        let k = p.added.as_ref().unwrap();
+        assert_eq!(
+            k.start_date_time,
+            Some(t(2026, 1, 1) + TimeDelta::seconds(91))
+        );
+        assert_eq!(k.end_date_time, Some(t(2026, 12, 1)));
+        // Sent after the end: refused rather than sent empty.
+        let mut p = plan.clone();
+        assert!(matches!(
+            p.start_no_earlier_than(t(2026, 12, 2)),
+            Err(PlanError::WindowPassed(_))
+        ));
     }
 
     #[test]
