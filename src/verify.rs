@@ -180,10 +180,14 @@ pub async fn verify(
         ("client_assertion", assertion),
         ("scope", scope.as_str()),
     ];
-    let resp = http
-        .send(|c| c.post(&token_url).form(&form), true)
-        .await
-        .map_err(VerifyError::Http)?;
+    // The tenant's signing keys are fetched while the token is asked for (they do not depend on
+    // it; Entra serves them by tenant id or domain).
+    let jwks_url = format!("{}/{tenant}/discovery/v2.0/keys", cloud.login_url);
+    let (resp, jwks_resp) = tokio::join!(
+        http.send(|c| c.post(&token_url).form(&form), true),
+        http.send(|c| c.get(&jwks_url), true)
+    );
+    let resp = resp.map_err(VerifyError::Http)?;
     let server_time = server_date(&resp.headers);
     let body: Value =
         serde_json::from_slice(&resp.body).map_err(|e| VerifyError::Malformed(e.to_string()))?;
@@ -203,13 +207,15 @@ pub async fn verify(
         .nth(1)
         .and_then(decode_part)
         .ok_or_else(|| VerifyError::BadToken("not a JWT".into()))?;
-    let tid =
-        claim(&unverified, "tid").ok_or_else(|| VerifyError::BadToken("no tid claim".into()))?;
-    let jwks_url = format!("{}/{tid}/discovery/v2.0/keys", cloud.login_url);
-    let jwks_resp = http
-        .send(|c| c.get(&jwks_url), true)
-        .await
-        .map_err(VerifyError::Http)?;
+    claim(&unverified, "tid").ok_or_else(|| VerifyError::BadToken("no tid claim".into()))?;
+    let jwks_resp = jwks_resp.map_err(VerifyError::Http)?;
+    if !jwks_resp.is_success() {
+        return Err(VerifyError::Malformed(format!(
+            "the signing keys ({}) answered HTTP {}",
+            crate::http::redact(&jwks_url),
+            jwks_resp.status
+        )));
+    }
     let jwks: Value = serde_json::from_slice(&jwks_resp.body)
         .map_err(|e| VerifyError::Malformed(e.to_string()))?;
     let claims = verify_with_jwks(token, &jwks).map_err(VerifyError::BadToken)?;

@@ -14,7 +14,7 @@ use crate::ledger::CertRecord;
 use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
 use crate::sts::AssertionAlg;
 use crate::tenant::{self, TenantRef};
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +54,21 @@ impl Steps<'_> {
         self.done.push(what.to_string());
     }
 }
+
+/// Whether Entra's refusal says it does not see the key (yet): AADSTS700027 "The key was not
+/// found." or "The key used is expired." (PROTOCOL.md §error codes), not a failed signature.
+fn not_seen_yet(r: &crate::sts::EntraErrorResponse) -> bool {
+    let d = r
+        .error_description
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    r.error_codes.contains(&700027)
+        && (d.contains("key was not found") || d.contains("key used is expired"))
+}
+
+/// Waits before each new attempt when Entra ID refuses a just-uploaded key (AADSTS700027).
+const VERIFY_RETRY_SECS: [u64; 3] = [2, 4, 8];
 
 pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     ctx.refuse_as_of("onboard")?;
@@ -251,7 +266,13 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     let (added, present, _, _) = if names.is_empty() {
         Default::default()
     } else {
-        credential_cmd::add_names(ctx, &tid, &names, false).map_err(|e| undo(&steps, e))?
+        // The SfB service principal was just read by the upload: its id saves a lookup.
+        let sp_id = results
+            .iter()
+            .find(|(app, _)| app.eq_ignore_ascii_case(SFB_APP_ID))
+            .map(|(_, o)| o.service_principal().id.clone());
+        credential_cmd::add_names(ctx, &tid, &names, false, sp_id.as_deref())
+            .map_err(|e| undo(&steps, e))?
     };
     steps.say(
         6,
@@ -262,25 +283,42 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         ),
     );
 
-    // 7. Verify end to end (a key just uploaded starts now: wait for it).
+    // 7. Verify end to end. A key just uploaded starts at the next whole second: wait for it.
+    // Entra may not see a new key at once (its clock may lag ours, and directory changes take a
+    // moment to reach the token service), so AADSTS700027 for it is retried a few times.
     if let Some(s) = key_start {
         let wait = (s - Utc::now()).to_std().unwrap_or_default();
         if wait < std::time::Duration::from_secs(120) {
-            std::thread::sleep(wait + std::time::Duration::from_millis(100));
+            std::thread::sleep(wait + std::time::Duration::from_millis(20));
         }
     }
     let token_url = cloud.token_url(&tid);
-    let assertion = crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, Utc::now())
-        .map_err(|e| undo(&steps, Failure::runtime(e, None)))?;
-    let v = rt
-        .block_on(crate::verify::verify(
+    let mut retries = VERIFY_RETRY_SECS.iter();
+    let v = loop {
+        let assertion =
+            crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, Utc::now())
+                .map_err(|e| undo(&steps, Failure::runtime(e, None)))?;
+        let result = rt.block_on(crate::verify::verify(
             &http,
             &cloud,
             &tid,
             &assertion,
             Utc::now(),
-        ))
-        .map_err(|e| {
+        ));
+        let fresh_key = key_start.is_some_and(|s| Utc::now() - s < TimeDelta::minutes(2));
+        match (&result, retries.next()) {
+            (Err(crate::verify::VerifyError::Refused { response, .. }), Some(secs))
+                if fresh_key && not_seen_yet(response) =>
+            {
+                ctx.printer.note(&format!(
+                    "Entra ID does not accept the new key yet (AADSTS700027); trying again in {secs} s"
+                ));
+                std::thread::sleep(std::time::Duration::from_secs(*secs));
+            }
+            _ => break result,
+        }
+    }
+    .map_err(|e| {
             let (cause, fix) = e.cause_and_fix();
             undo(
                 &steps,
