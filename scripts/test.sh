@@ -37,13 +37,20 @@ log "cargo fmt --check"
 cargo fmt --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
-log "cargo deny check licenses bans sources"
+log "cargo deny check licenses bans sources (+ advisories where the RustSec database is reachable)"
 if ! command -v cargo-deny >/dev/null 2>&1; then
   log "installing cargo-deny (once)"
   cargo install --locked --quiet cargo-deny
 fi
-# Advisories need the RustSec database from GitHub, which this network does not reach (deny.toml).
 cargo deny --log-level error check licenses bans sources
+# Advisories need the RustSec database, fetched from github.com. Where it can be fetched, a known
+# advisory fails the run; where it cannot (this CI machine reaches only crates.io, PyPI and
+# Debian), the run says so on one line instead of pretending.
+if getent hosts github.com >/dev/null 2>&1; then
+  cargo deny --log-level error check advisories
+else
+  log "cargo deny check advisories: NOT RUN: github.com (the RustSec database) is unreachable here"
+fi
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --all-targets --no-fail-fast
