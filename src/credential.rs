@@ -86,9 +86,14 @@ pub struct Change<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// A key's identity across a PATCH: its certificate and its window (keyIds may be regenerated).
-fn identity(k: &KeyCredential) -> (Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    (k.thumbprint(), k.start_date_time, k.end_date_time)
+/// A key's identity across a PATCH: its certificate and its window (keyIds may be regenerated),
+/// to the second (whether Graph keeps a fraction of a second is unconfirmed).
+fn identity(k: &KeyCredential) -> (Option<String>, Option<i64>, Option<i64>) {
+    (
+        k.thumbprint(),
+        k.start_date_time.map(|t| t.timestamp()),
+        k.end_date_time.map(|t| t.timestamp()),
+    )
 }
 
 /// Whether `after` holds every key the plan keeps or adds, and none it removes.

@@ -94,7 +94,12 @@ async fn upload_enforces_the_window_and_is_idempotent() {
         start >= now && start <= Utc::now() + TimeDelta::seconds(2),
         "start is now: {start}"
     );
-    assert_eq!(end - start, TimeDelta::days(365), "the latest end allowed");
+    assert_eq!(
+        end.timestamp(),
+        (start + TimeDelta::days(365)).timestamp(),
+        "the latest end allowed, in whole seconds"
+    );
+    assert_eq!(end.timestamp_subsec_nanos(), 0);
     let k = &keys(&emu.sp(SFB).await)[0];
     assert_eq!(
         (k["type"].as_str(), k["usage"].as_str()),
@@ -234,12 +239,11 @@ async fn windows_outside_the_rule_exit_2_and_change_nothing() {
         .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let k = &keys(&emu.sp(SFB).await)[0];
+    // The start goes to the millisecond (rounded up); the emulator shows whole seconds.
+    let ms = s.timestamp_millis() + i64::from(s.timestamp_subsec_nanos() % 1_000_000 > 0);
     assert_eq!(
         k["startDateTime"],
-        fmt(
-            DateTime::from_timestamp(s.timestamp() + i64::from(s.timestamp_subsec_nanos() > 0), 0)
-                .unwrap()
-        )
+        fmt(DateTime::from_timestamp(ms.div_euclid(1000), 0).unwrap())
     );
     assert_eq!(k["endDateTime"], fmt(e));
 }

@@ -157,8 +157,10 @@ pub struct CredentialJson {
     pub display_name: Option<String>,
 }
 
+/// RFC 3339 in UTC, with the fraction of a second when there is one (a new key starts to the
+/// millisecond), as Graph has it.
 fn rfc(d: Option<DateTime<Utc>>) -> Option<String> {
-    d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    d.map(crate::graph::keys::graph_time)
 }
 
 pub fn credential_json(k: &KeyCredential, now: DateTime<Utc>) -> CredentialJson {

@@ -283,14 +283,14 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         ),
     );
 
-    // 7. Verify end to end. A key just uploaded starts at the next whole second: wait for it.
+    // 7. Verify end to end (a key whose start is still ahead is waited for).
     // Entra may not see a new key at once (its clock may lag ours, and directory changes take a
     // moment to reach the token service), so AADSTS700027 for it is retried a few times.
-    if let Some(s) = key_start {
-        let wait = (s - Utc::now()).to_std().unwrap_or_default();
-        if wait < std::time::Duration::from_secs(120) {
-            std::thread::sleep(wait + std::time::Duration::from_millis(20));
-        }
+    if let Some(s) = key_start
+        && let Ok(wait) = (s - Utc::now()).to_std()
+        && wait < std::time::Duration::from_secs(120)
+    {
+        std::thread::sleep(wait + std::time::Duration::from_millis(20));
     }
     let token_url = cloud.token_url(&tid);
     let mut retries = VERIFY_RETRY_SECS.iter();

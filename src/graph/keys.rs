@@ -13,10 +13,21 @@ use sha1::Digest as _;
 /// under a leap-year calendar year, which keeps clear of "exceeds 1 year" clock-skew rejections.
 pub const MAX_LIFETIME_DAYS: i64 = 365;
 
+/// A DateTimeOffset as Graph takes it: UTC, `Z`, and the fraction of a second when there is one,
+/// in at most 7 digits (OData's DateTimeOffset precision, 100 ns ticks), so that a key read with
+/// a fractional time is re-sent exactly as it was.
 fn graph_date<S: serde::Serializer>(d: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     match d {
-        Some(d) => s.serialize_str(&d.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        Some(d) => s.serialize_str(&graph_time(*d)),
         None => s.serialize_none(),
+    }
+}
+
+pub fn graph_time(d: DateTime<Utc>) -> String {
+    let base = d.format("%Y-%m-%dT%H:%M:%S");
+    match d.timestamp_subsec_nanos() / 100 {
+        0 => format!("{base}Z"),
+        ticks => format!("{base}.{}Z", format!("{ticks:07}").trim_end_matches('0')),
     }
 }
 
@@ -124,18 +135,26 @@ fn d(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or(t);
+/// Rounded up to the millisecond: a start is never before now, yet a key uploaded now is valid
+/// at once (a whole-second start made every upload wait up to a second before it could be used).
+fn ceil_milli(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t);
     if floor < t {
-        floor + TimeDelta::seconds(1)
+        floor + TimeDelta::milliseconds(1)
     } else {
         floor
     }
 }
 
+fn floor_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 /// The window rule (enforced, not advisory): `start >= max(now, notBefore)`,
 /// `end <= min(start + 1 year, notAfter)`, `end > start`. Defaults: start now, end the latest
-/// allowed. Whole seconds, UTC.
+/// allowed. UTC; the start to the millisecond (never before now, valid at once), the end in whole
+/// seconds (rounded down, so it stays inside the year). Whether Graph keeps the fraction is
+/// unconfirmed: keys are compared by whole seconds (`credential::identity`), either way works.
 pub fn window(
     cert_not_before: DateTime<Utc>,
     cert_not_after: DateTime<Utc>,
@@ -143,21 +162,19 @@ pub fn window(
     end: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), WindowError> {
-    let earliest = ceil_second(now.max(cert_not_before));
+    let earliest = ceil_milli(now.max(cert_not_before));
     if cert_not_after <= earliest {
         return Err(WindowError::CertificateExpired(d(cert_not_after)));
     }
-    let start = start.map(ceil_second).unwrap_or(earliest);
+    let start = start.map(ceil_milli).unwrap_or(earliest);
     if start < earliest {
         return Err(WindowError::StartTooEarly {
             start: d(start),
             earliest: d(earliest),
         });
     }
-    let latest = (start + TimeDelta::days(MAX_LIFETIME_DAYS)).min(cert_not_after);
-    let end = end
-        .map(|e| DateTime::<Utc>::from_timestamp(e.timestamp(), 0).unwrap_or(e))
-        .unwrap_or(latest);
+    let latest = floor_second(start + TimeDelta::days(MAX_LIFETIME_DAYS)).min(cert_not_after);
+    let end = end.map(floor_second).unwrap_or(latest);
     if end <= start {
         return Err(WindowError::EndNotAfterStart {
             start: d(start),
@@ -208,7 +225,7 @@ pub struct KeyPlan {
 }
 
 impl KeyPlan {
-    /// Moves the added key's start up to `now` (rounded up to the second) when the plan waited
+    /// Moves the added key's start up to `now` (rounded up to the millisecond) when the plan waited
     /// past it (for a confirmation, the tenant lock, a re-merge), so that a window never starts
     /// before the moment it is sent. The end stays: the window only gets shorter, so the
     /// one-year and certificate rules still hold.
@@ -216,7 +233,7 @@ impl KeyPlan {
         let Some(k) = self.added.as_mut() else {
             return Ok(());
         };
-        let start = ceil_second(now);
+        let start = ceil_milli(now);
         if k.start_date_time.is_some_and(|s| s < start) {
             if k.end_date_time.is_some_and(|e| e <= start) {
                 return Err(PlanError::WindowPassed(
@@ -416,6 +433,19 @@ mod tests {
     }
 
     #[test]
+    fn dates_go_to_graph_with_their_fraction_in_at_most_seven_digits() {
+        let whole = t(2026, 11, 22);
+        assert_eq!(graph_time(whole), "2026-11-22T00:00:00Z");
+        assert_eq!(
+            graph_time(whole + TimeDelta::milliseconds(345)),
+            "2026-11-22T00:00:00.345Z"
+        );
+        // A time Graph gave with 7 digits goes back as it came.
+        let read: DateTime<Utc> = "2024-09-03T15:50:38.8335376Z".parse().unwrap();
+        assert_eq!(graph_time(read), "2024-09-03T15:50:38.8335376Z");
+    }
+
+    #[test]
     fn a_plan_that_waited_starts_when_it_is_sent() {
         let added = KeyCredential {
             start_date_time: Some(t(2026, 1, 1)),
@@ -433,14 +463,14 @@ mod tests {
         let mut p = plan.clone();
         p.start_no_earlier_than(t(2025, 12, 31)).unwrap();
         assert_eq!(p, plan);
-        // Sent 90.5 s after the planned start: starts at the next whole second, same end.
+        // Sent 90.5002 s after the planned start: starts then (to the ms, rounded up), same end.
         let mut p = plan.clone();
-        let sent = t(2026, 1, 1) + TimeDelta::milliseconds(90_500);
+        let sent = t(2026, 1, 1) + TimeDelta::microseconds(90_500_200);
         p.start_no_earlier_than(sent).unwrap();
         let k = p.added.as_ref().unwrap();
         assert_eq!(
             k.start_date_time,
-            Some(t(2026, 1, 1) + TimeDelta::seconds(91))
+            Some(t(2026, 1, 1) + TimeDelta::milliseconds(90_501))
         );
         assert_eq!(k.end_date_time, Some(t(2026, 12, 1)));
         // Sent after the end: refused rather than sent empty.
@@ -457,12 +487,14 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + TimeDelta::milliseconds(400);
         let (nb, na) = (t(2026, 1, 1), t(2030, 1, 1));
         let (s, e) = window(nb, na, None, None, now).unwrap();
+        assert_eq!(s, now, "never before now, valid at once");
+        let (s, _) = window(nb, na, None, None, now + TimeDelta::microseconds(1)).unwrap();
+        assert_eq!(s, now + TimeDelta::milliseconds(1), "rounded up to the ms");
         assert_eq!(
-            s,
-            Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 1).unwrap(),
-            "never before now: rounded up"
+            e,
+            Utc.with_ymd_and_hms(2027, 11, 22, 10, 0, 0).unwrap(),
+            "a year on, rounded down to the second"
         );
-        assert_eq!(e, s + TimeDelta::days(365));
         let (_, e) = window(nb, t(2027, 3, 1), None, None, now).unwrap();
         assert_eq!(e, t(2027, 3, 1), "never beyond the certificate");
         let future_nb = t(2027, 1, 1);
