@@ -165,3 +165,66 @@ async fn no_secret_reaches_output_logs_or_files() {
         assert!(!text.contains("PRIVATE KEY"), "key material in {name}");
     }
 }
+
+/// The one place the tool starts processes: `demo` runs itself with the emulated admin's secret.
+/// While it runs, every child is looked at through /proc: the secret is in its environment
+/// (HT_DEMO_SECRET) and never in its arguments.
+#[test]
+fn demo_children_get_the_secret_by_environment_never_in_argv() {
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .arg("demo")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .env_remove("HYBRID_TRUST_STATE_DIR")
+        .env_remove("HYBRID_TRUST_CLOUD_FILE")
+        .spawn()
+        .unwrap();
+    let parent = demo.id().to_string();
+    let mut children_seen = std::collections::BTreeSet::new();
+    let status = loop {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let dir = e.path();
+            let Ok(stat) = std::fs::read_to_string(dir.join("status")) else {
+                continue;
+            };
+            let ppid = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(str::trim);
+            if ppid != Some(parent.as_str()) {
+                continue;
+            }
+            let (Ok(environ), Ok(cmdline)) = (
+                std::fs::read(dir.join("environ")),
+                std::fs::read(dir.join("cmdline")),
+            ) else {
+                continue;
+            };
+            let Some(secret) = environ
+                .split(|b| *b == 0)
+                .find_map(|v| v.strip_prefix(b"HT_DEMO_SECRET="))
+                .filter(|s| s.len() >= 8)
+            else {
+                continue;
+            };
+            assert!(
+                !cmdline.windows(secret.len()).any(|w| w == secret),
+                "the demo's secret is in a child's argv: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            );
+            children_seen.insert(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+        if let Some(st) = demo.try_wait().unwrap() {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(status.success());
+    // The check really read the children's arguments (the onboard run among them).
+    assert!(
+        children_seen.iter().any(|c| c.contains(" onboard ")),
+        "no child carrying the secret was seen: the check did not run: {children_seen:?}"
+    );
+}
