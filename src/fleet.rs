@@ -83,38 +83,20 @@ pub async fn read_all(
                         Some(r) => r,
                         None => tokens.token(scope).await,
                     };
-                    let g = Graph::new(http, cloud, &tokens);
-                    let mut apps = Vec::new();
-                    let mut err = match token {
-                        Ok(_) => None,
-                        Err(e) => Some(GraphError::Sts(e)),
-                    };
-                    for app in t.app_ids.iter().filter(|_| err.is_none()) {
-                        match g.list_keys(app).await {
-                            Ok(sp) => apps.push((app.clone(), sp.key_credentials)),
-                            Err(e) => {
-                                err = Some(e);
-                                break;
-                            }
+                    let result = async {
+                        let token = token.map_err(GraphError::Sts)?;
+                        let tenant_id = crate::sts::unverified_claim(token.expose(), "tid");
+                        let g = Graph::new(http, cloud, &tokens);
+                        let mut apps = Vec::new();
+                        for app in &t.app_ids {
+                            apps.push((app.clone(), g.list_keys(app).await?.key_credentials));
                         }
+                        Ok(LiveKeys { apps, tenant_id })
                     }
-                    let tenant_id = match &err {
-                        None => tokens
-                            .token(scope)
-                            .await
-                            .ok()
-                            .and_then(|tok| crate::sts::unverified_claim(tok.expose(), "tid")),
-                        Some(_) => None,
-                    };
+                    .await;
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     progress(n, total);
-                    (
-                        i,
-                        match err {
-                            Some(e) => Err(e),
-                            None => Ok(LiveKeys { apps, tenant_id }),
-                        },
-                    )
+                    (i, result)
                 }
             })
             .buffer_unordered(concurrency)
