@@ -108,14 +108,16 @@ impl Settings {
                 });
             }
         };
-        let s: Settings = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            reason: e.message().to_string(),
-        })?;
-        s.validate().map_err(|reason| ConfigError::Invalid {
+        Settings::parse(&text).map_err(|reason| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
-        })?;
+        })
+    }
+
+    /// Parses and validates a settings document (TOML); the reason when it is not valid.
+    pub fn parse(text: &str) -> Result<Settings, String> {
+        let s: Settings = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        s.validate()?;
         Ok(s)
     }
 

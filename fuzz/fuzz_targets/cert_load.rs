@@ -14,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = l.key_matches();
         let _ = cert::check(
             &l,
-            &cert::CheckOptions { now: chrono::Utc::now(), sip_domain: Some("contoso.com".into()), horizon_days: 30, require_private_key: true },
+            &cert::CheckOptions {
+                now: chrono::Utc::now(),
+                sip_domain: Some("contoso.com".into()),
+                horizon_days: 30,
+                require_private_key: true,
+            },
         );
     }
     let mut password = || Ok(Some(SecretString::new("Passw0rd!".into())));

@@ -13,5 +13,10 @@ fuzz_target!(|data: &[u8]| {
         oauth_configuration: Some(objs.clone()),
         certificates: Some(objs),
     };
-    let _ = onprem::compare(&current, "https://accounts.accesscontrol.windows.net/x/metadata/json/1", Some("https://a/b"), true);
+    let _ = onprem::compare(
+        &current,
+        "https://accounts.accesscontrol.windows.net/x/metadata/json/1",
+        Some("https://a/b"),
+        true,
+    );
 });

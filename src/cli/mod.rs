@@ -19,6 +19,7 @@ mod status_cmd;
 mod tenant_cmd;
 mod verify_cmd;
 
+pub use credential_cmd::parse_date;
 pub use failure::Failure;
 pub use printer::{OutputFormat, Printer};
 
