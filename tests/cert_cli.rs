@@ -504,3 +504,47 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+/// On a terminal with no password flag, `cert inspect` asks for the PFX password on /dev/tty
+/// with echo off: the right one opens the file, a wrong one exits 2 with one error line, and the
+/// typed password never shows on the terminal.
+#[test]
+fn the_terminal_prompt_opens_a_pfx_and_never_echoes_the_password() {
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/tty_prompt.py");
+    let pfx = fixture("sfb-aes.pfx");
+    let on_tty = |answer: &str| {
+        let o = Command::new("python3")
+            .arg(driver)
+            .arg(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args(["cert", "inspect"])
+            .arg(&pfx)
+            .env("TTY_INPUT", answer)
+            .env("NO_COLOR", "1")
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, text) = on_tty("Passw0rd!");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("PFX password:"), "it asked: {text}");
+    let tp = &expected()["sfb.pem"].sha1;
+    assert!(text.contains(tp.as_str()), "{text}");
+    assert!(
+        !text.contains("Passw0rd!"),
+        "the password was echoed: {text}"
+    );
+    let (code, text) = on_tty("not-the-password");
+    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("wrong password"), "{text}");
+    assert!(!text.contains("not-the-password"), "{text}");
+}

@@ -112,7 +112,7 @@ impl CertError {
                 "give the password with --password-env VAR or --password-file PATH"
             }
             CertError::WrongPassword { .. } => {
-                "check the password in --password-env / --password-file (it is the PFX export password)"
+                "check the password typed or given with --password-env / --password-file / --password-keyring (it is the PFX export password)"
             }
             CertError::BadPfx { .. } | CertError::PfxWithoutCertificate { .. } => {
                 "export the PFX again with the certificate and its private key (Export-PfxCertificate -ChainOption BuildChain)"
