@@ -1,5 +1,5 @@
-//! `remind` with real channels: an SMTP server (aiosmtpd on loopback, plain and STARTTLS with a
-//! test CA and AUTH) and a webhook receiver; an outage then recovery; no duplicates across runs;
+//! `remind` with real channels: an SMTP server (aiosmtpd on loopback: plain, STARTTLS and implicit
+//! TLS (smtps://) with a test CA and AUTH) and a webhook receiver; an outage then recovery; no duplicates across runs;
 //! per-tenant recipients; renewal failures reported at once.
 
 use axum::routing::post;
@@ -226,10 +226,8 @@ fn email_outage_then_recovery_without_duplicates_and_per_tenant_recipients() {
     );
 }
 
-#[test]
-fn starttls_with_auth_and_a_password_from_the_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    // A test CA and a server certificate for 127.0.0.1.
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 (`server.pem`, `server.key`).
+fn write_test_tls(dir: &Path) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -238,9 +236,73 @@ fn starttls_with_auth_and_a_password_from_the_environment() {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+/// smtps:// (TLS from the first byte, as on port 465) with AUTH: the message arrives; without
+/// the test CA the server is not trusted and nothing is sent.
+#[test]
+fn implicit_tls_smtps_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test_tls(dir.path());
+    let server = smtp(
+        dir.path(),
+        &[
+            "--implicit-tls",
+            dir.path().join("server.pem").to_str().unwrap(),
+            dir.path().join("server.key").to_str().unwrap(),
+            "--auth",
+            "bot",
+            "s3cret-smtp-pw",
+        ],
+    );
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    let write_config = |ca: bool| {
+        std::fs::write(
+            &config,
+            format!(
+                "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtps://127.0.0.1:{}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"bot\"\npassword_env = \"SMTP_PASSWORD\"\n{}",
+                server.port,
+                if ca {
+                    format!("ca_file = \"{}\"\n", dir.path().join("ca.pem").display())
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .unwrap();
+    };
+    write_config(false);
+    add_tenant(&state, &config, "contoso.com", 20, None);
+    let env = [("SMTP_PASSWORD", "s3cret-smtp-pw")];
+    let o = ht(&state, &config, &["remind", "--all"], &env);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an untrusted server: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(mails(&server.maildir).is_empty());
+    write_config(true);
+    let o = ht(&state, &config, &["remind", "--all"], &env);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = mails(&server.maildir);
+    assert_eq!(m.len(), 1);
+    assert!(m[0].contains("X-Auth: True"), "{}", m[0]);
+}
+
+#[test]
+fn starttls_with_auth_and_a_password_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test_tls(dir.path());
     let server = smtp(
         dir.path(),
         &[

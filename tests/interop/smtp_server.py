@@ -1,5 +1,6 @@
 """A real SMTP server on loopback for the reminder tests (aiosmtpd from PyPI).
-usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY] [--auth USER PASSWORD]
+usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY | --implicit-tls CERT KEY] [--auth USER PASSWORD]
+--tls: STARTTLS required; --implicit-tls: TLS from the first byte (SMTPS, port 465 style).
 Writes the chosen port to PORT_FILE once listening; each message becomes a file in MAILDIR."""
 import asyncio, os, ssl, sys, uuid
 from aiosmtpd.controller import Controller
@@ -7,10 +8,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port_file, maildir = sys.argv[1], sys.argv[2]
 args = sys.argv[3:]
-tls = auth = None
+tls = implicit = auth = None
 while args:
     if args[0] == "--tls":
         tls, args = (args[1], args[2]), args[3:]
+    elif args[0] == "--implicit-tls":
+        implicit, args = (args[1], args[2]), args[3:]
     elif args[0] == "--auth":
         auth, args = (args[1], args[2]), args[3:]
     else:
@@ -37,6 +40,12 @@ if tls:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(*tls)
     kwargs.update(tls_context=ctx, require_starttls=True)
+if implicit:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*implicit)
+    kwargs.update(ssl_context=ctx)
+# (With implicit TLS the whole session is encrypted; aiosmtpd only counts STARTTLS for
+# auth_require_tls, so it is asked for with --tls alone.)
 if auth:
             kwargs.update(authenticator=authenticator, auth_require_tls=bool(tls), auth_required=True)
 import socket
