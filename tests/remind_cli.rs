@@ -1,6 +1,6 @@
-//! `remind` with real channels: an SMTP server (aiosmtpd on loopback: plain, STARTTLS and implicit
-//! TLS (smtps://) with a test CA and AUTH) and a webhook receiver; an outage then recovery; no duplicates across runs;
-//! per-tenant recipients; renewal failures reported at once.
+//! `remind` with real channels: an SMTP server (aiosmtpd on loopback: plain, STARTTLS and
+//! implicit TLS (smtps://) with a test CA and AUTH) and a webhook receiver; an outage then
+//! recovery; no duplicates across runs; per-tenant recipients; renewal failures reported at once.
 
 use axum::routing::post;
 use chrono::{TimeDelta, Utc};
