@@ -125,7 +125,7 @@ impl SecretStore {
         match self.backend {
             Backend::SecretService => "the Secret Service keyring (GNOME Keyring / KWallet)",
             Backend::KernelKeyutils => {
-                "the Linux kernel keyring (session keyring; gone at logout or reboot)"
+                "the Linux kernel keyring (your persistent keyring: kept for days after logout, gone at reboot)"
             }
             Backend::Mock => "the in-memory mock keyring (tests only)",
         }

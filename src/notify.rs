@@ -221,6 +221,80 @@ impl Email {
     }
 }
 
+impl Email {
+    /// The SMTP transport for this channel: TLS mode from the URL, the extra CA, credentials.
+    /// `fail` turns a detail into the error the caller reports.
+    fn transport(
+        &self,
+        fail: &dyn Fn(String) -> NotifyError,
+    ) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, NotifyError> {
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        use lettre::{AsyncSmtpTransport, Tokio1Executor};
+        let url = url::Url::parse(&self.channel.smtp_url).map_err(|e| fail(e.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| fail("no host".into()))?
+            .to_string();
+        let mode = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        let tls_params = || -> Result<TlsParameters, NotifyError> {
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(ca) = &self.channel.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
+                b = b.add_root_certificate(
+                    Certificate::from_pem(&pem).map_err(|e| fail(e.to_string()))?,
+                );
+            }
+            b.build_rustls().map_err(|e| fail(e.to_string()))
+        };
+        let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
+            ("smtps", _) => (Tls::Wrapper(tls_params()?), 465),
+            ("smtp", Some("starttls")) => (Tls::Required(tls_params()?), 587),
+            ("smtp", None | Some("none")) => (Tls::None, 25),
+            (s, m) => {
+                return Err(NotifyError::Config(
+                    self.id(),
+                    format!("unsupported {s} with tls={m:?}"),
+                ));
+            }
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+            .port(url.port().unwrap_or(default_port))
+            .tls(tls)
+            .timeout(Some(std::time::Duration::from_secs(30)));
+        if let Some(user) = &self.channel.username {
+            let pw = self.password.as_ref().ok_or_else(|| {
+                NotifyError::Config(
+                    self.id(),
+                    "a username without a password (password_env or password_keyring)".into(),
+                )
+            })?;
+            b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+        }
+        Ok(b.build())
+    }
+
+    /// Connects, and signs in when the channel has a username, without sending anything: proves
+    /// a password before it is stored.
+    pub async fn check_login(&self) -> Result<(), NotifyError> {
+        let fail = |detail: String| NotifyError::Email {
+            server: self.server(),
+            to: "(sign-in check)".into(),
+            detail,
+        };
+        let transport = self.transport(&fail)?;
+        match transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(fail("the server closed the connection".into())),
+            Err(e) => Err(fail(crate::error_chain(&e))),
+        }
+    }
+}
+
 impl Notifier for Email {
     fn id(&self) -> String {
         format!("email:{}", self.server())
@@ -228,9 +302,7 @@ impl Notifier for Email {
     fn send<'a>(&'a self, msg: &'a Due, recipients: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
             use lettre::message::{Mailbox, header::ContentType};
-            use lettre::transport::smtp::authentication::Credentials;
-            use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-            use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+            use lettre::{AsyncTransport, Message};
             let to: Vec<String> = if recipients.is_empty() {
                 self.channel.to.clone()
             } else {
@@ -241,51 +313,7 @@ impl Notifier for Email {
                 to: to.join(","),
                 detail,
             };
-            let url = url::Url::parse(&self.channel.smtp_url).map_err(|e| fail(e.to_string()))?;
-            let host = url
-                .host_str()
-                .ok_or_else(|| fail("no host".into()))?
-                .to_string();
-            let mode = url
-                .query_pairs()
-                .find(|(k, _)| k == "tls")
-                .map(|(_, v)| v.into_owned());
-            let tls_params = || -> Result<TlsParameters, NotifyError> {
-                let mut b = TlsParameters::builder(host.clone());
-                if let Some(ca) = &self.channel.ca_file {
-                    let pem = std::fs::read(ca)
-                        .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
-                    b = b.add_root_certificate(
-                        Certificate::from_pem(&pem).map_err(|e| fail(e.to_string()))?,
-                    );
-                }
-                b.build_rustls().map_err(|e| fail(e.to_string()))
-            };
-            let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
-                ("smtps", _) => (Tls::Wrapper(tls_params()?), 465),
-                ("smtp", Some("starttls")) => (Tls::Required(tls_params()?), 587),
-                ("smtp", None | Some("none")) => (Tls::None, 25),
-                (s, m) => {
-                    return Err(NotifyError::Config(
-                        self.id(),
-                        format!("unsupported {s} with tls={m:?}"),
-                    ));
-                }
-            };
-            let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-                .port(url.port().unwrap_or(default_port))
-                .tls(tls)
-                .timeout(Some(std::time::Duration::from_secs(30)));
-            if let Some(user) = &self.channel.username {
-                let pw = self.password.as_ref().ok_or_else(|| {
-                    NotifyError::Config(
-                        self.id(),
-                        "a username without a password (password_env or password_keyring)".into(),
-                    )
-                })?;
-                b = b.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
-            }
-            let transport = b.build();
+            let transport = self.transport(&fail)?;
             let from: Mailbox = self
                 .channel
                 .from

@@ -487,3 +487,73 @@ fn the_stdout_channel_keeps_json_output_clean() {
         "the reminder went to stderr"
     );
 }
+
+/// `password_keyring = true`: `remind --remember-smtp-password` signs in with the password first
+/// and stores it only when the server accepts it; `remind` then reads it from the keyring (the
+/// kernel keyring, in a `keyctl session` of its own). The password never shows.
+#[test]
+fn an_smtp_password_from_the_keyring_is_proved_then_stored_then_used() {
+    if Command::new("keyctl").arg("--version").output().is_err() {
+        panic!("keyctl is missing: scripts/test.sh installs keyutils");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel keyring store keeps entries in the user's persistent keyring, shared by every
+    // session of this user: a name of this run's own, removed at the end.
+    let user = format!("bot-{}", uuid::Uuid::new_v4().simple());
+    let server = smtp(dir.path(), &["--auth", &user, "kr-smtp-pw-9f3"]);
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"{user}\"\npassword_keyring = true\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    add_tenant(&state, &config, "contoso.com", 20, None);
+    let h = format!(
+        "{} --config {}",
+        env!("CARGO_BIN_EXE_hybrid-trust"),
+        config.display()
+    );
+    let script = "$H remind --remember-smtp-password --smtp-password-env WRONG; echo \"rc=$?\"\n\
+         $H remind --all; echo \"rc=$?\"\n\
+         $H remind --remember-smtp-password --smtp-password-env PW; echo \"rc=$?\"\n\
+         $H remind --all; echo \"rc=$?\"\n\
+         P=$(keyctl get_persistent @s); K=$(keyctl search $P user \"keyring:smtp:$U@hybrid-trust\") \
+         && keyctl unlink $K $P >/dev/null && echo removed\n";
+    let out = Command::new("timeout")
+        .args(["60", "keyctl", "session", "-", "bash", "-c", script])
+        .env("H", &h)
+        .env("U", &user)
+        .env("HYBRID_TRUST_STATE_DIR", &state)
+        .env("HYBRID_TRUST_KEYRING", "keyutils")
+        .env("PW", "kr-smtp-pw-9f3")
+        .env("WRONG", "not-it")
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let codes: Vec<&str> = text.lines().filter(|l| l.starts_with("rc=")).collect();
+    assert_eq!(
+        codes,
+        vec!["rc=1", "rc=2", "rc=0", "rc=0"],
+        "refused and not stored; no password yet; stored; used: {text}"
+    );
+    assert!(text.contains("nothing was stored"), "{text}");
+    assert!(text.contains(&format!("stored smtp:{user}")), "{text}");
+    assert!(
+        text.contains("removed"),
+        "the test's entry is removed: {text}"
+    );
+    let m = mails(&server.maildir);
+    assert_eq!(m.len(), 1, "{text}");
+    assert!(m[0].contains("X-Auth: True"), "{}", m[0]);
+    assert!(
+        !text.contains("kr-smtp-pw-9f3") && !text.contains("not-it"),
+        "{text}"
+    );
+}

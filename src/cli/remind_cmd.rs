@@ -10,7 +10,7 @@ use crate::remind;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hybrid-trust remind --all --dry-run\n  hybrid-trust remind --all            # daily, from cron or the systemd timer in scripts/\n\nChannels come from the settings file ([reminders] in config.toml; see README)."
+    after_help = "Examples:\n  hybrid-trust remind --all --dry-run\n  hybrid-trust remind --all            # daily, from cron or the systemd timer in scripts/\n  SMTP_PW=... hybrid-trust remind --remember-smtp-password --smtp-password-env SMTP_PW\n\nChannels come from the settings file ([reminders] in config.toml; see README)."
 )]
 pub struct RemindArgs {
     /// Every tenant (the default).
@@ -18,6 +18,13 @@ pub struct RemindArgs {
     pub all: bool,
     #[arg(long, conflicts_with = "all")]
     pub tenant: Option<String>,
+    /// Store the SMTP password of each email channel with `password_keyring = true` in the OS
+    /// keyring, once its server has accepted it (nothing is sent); then exit.
+    #[arg(long, requires = "smtp_password_env", conflicts_with_all = ["all", "tenant"])]
+    pub remember_smtp_password: bool,
+    /// With --remember-smtp-password: the environment variable that holds the password.
+    #[arg(long, value_name = "VAR", requires = "remember_smtp_password")]
+    pub smtp_password_env: Option<String>,
 }
 
 fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure> {
@@ -40,7 +47,7 @@ fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure>
                     Failure::runtime(e, Some(hint))
                 })?;
                 Some(store.get(&format!("smtp:{user}")).map_err(|e| Failure::runtime(e, None))?.ok_or_else(|| {
-                    Failure::input(anyhow::anyhow!("no keyring entry smtp:{user}"), Some("store it with secret-tool or the keyring of your desktop, service hybrid-trust".to_string()))
+                    Failure::input(anyhow::anyhow!("no SMTP password for {user} in {}", store.describe()), Some("store it with: hybrid-trust remind --remember-smtp-password --smtp-password-env VAR".to_string()))
                 })?)
             }
             _ => None,
@@ -67,7 +74,78 @@ fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure>
     Ok(out)
 }
 
+/// `--remember-smtp-password`: every channel that reads its password from the keyring signs in
+/// with the given password first; only when all have accepted it is it stored (`smtp:USER`).
+fn remember_smtp_password(ctx: &Context, settings: &Settings, var: &str) -> Result<u8, Failure> {
+    ctx.refuse_as_of("remind --remember-smtp-password")?;
+    let pw = crate::secret::SecretString::new(std::env::var(var).map_err(|_| {
+        Failure::input(
+            anyhow::anyhow!("the variable {var} (--smtp-password-env) is not set"),
+            Some(format!("export {var} with the SMTP password")),
+        )
+    })?);
+    let channels: Vec<(&str, Email)> = settings
+        .reminders
+        .email
+        .iter()
+        .filter(|e| e.password_keyring)
+        .filter_map(|e| {
+            let user = e.username.as_deref()?;
+            let email = Email {
+                channel: e.clone(),
+                password: Some(pw.clone()),
+            };
+            Some((user, email))
+        })
+        .collect();
+    if channels.is_empty() {
+        return Err(Failure::input(
+            anyhow::anyhow!(
+                "no [[reminders.email]] channel has password_keyring = true and a username"
+            ),
+            Some("set them in the settings file (README, \"Reminders and monitoring\")".into()),
+        ));
+    }
+    let rt = super::runtime()?;
+    for (_, email) in &channels {
+        rt.block_on(email.check_login()).map_err(|e| {
+            Failure::runtime(
+                e,
+                Some("check the password, the username and smtp_url; nothing was stored".into()),
+            )
+        })?;
+    }
+    let store = crate::keyring::SecretStore::open().map_err(|e| {
+        let hint = e.hint().to_string();
+        Failure::runtime(e, Some(hint))
+    })?;
+    let mut stored: Vec<String> = Vec::new();
+    for (user, _) in &channels {
+        let entry = format!("smtp:{user}");
+        if !stored.contains(&entry) {
+            store
+                .set(&entry, &pw)
+                .map_err(|e| Failure::runtime(e, Some("unlock the keyring".to_string())))?;
+            stored.push(entry);
+        }
+    }
+    ctx.printer.emit(
+        &serde_json::json!({"stored": stored, "keyring": store.describe()}),
+        || {
+            format!(
+                "the SMTP server accepted the password; stored {} in {}\n",
+                stored.join(", "),
+                store.describe()
+            )
+        },
+    );
+    Ok(0)
+}
+
 pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
+    if let (true, Some(var)) = (a.remember_smtp_password, &a.smtp_password_env) {
+        return remember_smtp_password(ctx, &ctx.settings()?, var);
+    }
     if !ctx.global.dry_run {
         ctx.refuse_as_of("remind (without --dry-run)")?;
     }
