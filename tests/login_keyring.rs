@@ -145,7 +145,9 @@ async fn a_pfx_password_from_the_kernel_keyring() {
         "export HYBRID_TRUST_KEYRING=keyutils PW='Passw0rd!' WRONG=nope\n\
          $H cert remember-password {pfx} --password-env WRONG; echo \"rc=$?\"\n\
          $H cert remember-password {pfx} --password-env PW; echo \"rc=$?\"\n\
-         $H --output json cert inspect {pfx} --password-keyring; echo \"rc=$?\"\n"
+         $H --output json cert inspect {pfx} --password-keyring; echo \"rc=$?\"\n\
+         P=$(keyctl get_persistent @s); K=$(keyctl search $P user \"keyring:pfx-password:{pfx}@hybrid-trust\") \
+         && keyctl unlink $K $P >/dev/null && echo removed\n"
     );
     let s = script(&tool, &body);
     let out = tokio::task::spawn_blocking(move || {
@@ -169,4 +171,7 @@ async fn a_pfx_password_from_the_kernel_keyring() {
         "{text}"
     );
     assert!(!text.contains("Passw0rd!"), "never printed");
+    // The kernel keyring store keeps entries in the user's persistent keyring, beyond this
+    // session: the test's own entry is removed.
+    assert!(text.contains("removed"), "{text}");
 }
