@@ -226,6 +226,24 @@ fn email_outage_then_recovery_without_duplicates_and_per_tenant_recipients() {
     );
 }
 
+/// An SMTP server with a certificate from a test CA (`ca.pem` in `dir`), TLS as `mode` says
+/// (`--tls`: STARTTLS, `--implicit-tls`: smtps), AUTH for bot / s3cret-smtp-pw.
+fn tls_smtp_with_auth(dir: &Path, mode: &str) -> Smtp {
+    write_test_tls(dir);
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    smtp(
+        dir,
+        &[
+            mode,
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--auth",
+            "bot",
+            "s3cret-smtp-pw",
+        ],
+    )
+}
+
 /// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 (`server.pem`, `server.key`).
 fn write_test_tls(dir: &Path) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -246,18 +264,7 @@ fn write_test_tls(dir: &Path) {
 #[test]
 fn implicit_tls_smtps_with_auth() {
     let dir = tempfile::tempdir().unwrap();
-    write_test_tls(dir.path());
-    let server = smtp(
-        dir.path(),
-        &[
-            "--implicit-tls",
-            dir.path().join("server.pem").to_str().unwrap(),
-            dir.path().join("server.key").to_str().unwrap(),
-            "--auth",
-            "bot",
-            "s3cret-smtp-pw",
-        ],
-    );
+    let server = tls_smtp_with_auth(dir.path(), "--implicit-tls");
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
     let write_config = |ca: bool| {
@@ -302,18 +309,7 @@ fn implicit_tls_smtps_with_auth() {
 #[test]
 fn starttls_with_auth_and_a_password_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    write_test_tls(dir.path());
-    let server = smtp(
-        dir.path(),
-        &[
-            "--tls",
-            dir.path().join("server.pem").to_str().unwrap(),
-            dir.path().join("server.key").to_str().unwrap(),
-            "--auth",
-            "bot",
-            "s3cret-smtp-pw",
-        ],
-    );
+    let server = tls_smtp_with_auth(dir.path(), "--tls");
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
     std::fs::write(
