@@ -5,7 +5,6 @@ use super::{Context, Failure};
 use crate::audit::AuditLog;
 use crate::credential::{Change, CredentialError, NameOutcome, Outcome};
 use crate::graph::{self, Graph, KeyCredential, KeyPlan, ServicePrincipal};
-use crate::onprem::Fqdn;
 use crate::tenant::TenantRef;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -374,12 +373,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
                 ));
             }
             ctx.require_confirmable()?;
-            let display = format!(
-                "hybrid-trust OAuthTokenIssuer {} {}",
-                c.subject_cn.as_deref().unwrap_or(""),
-                ws.format("%Y-%m-%d")
-            );
-            let new = graph::new_key(c, ws, we, &display);
+            let new = graph::new_key(c, ws, we);
             let thumb = c.thumbprint_sha1();
             change_each(
                 ctx,
@@ -569,19 +563,10 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
     let SpnCommand::Add { tenant, pool_fqdns } = cmd;
     ctx.refuse_as_of("spn add")?;
     let tenant = tenant_arg(&tenant)?;
-    let names = pool_fqdns
+    let names: Vec<String> = super::pool_fqdns(&pool_fqdns)?
         .iter()
-        .map(|p| Fqdn::parse("--pool-fqdn", p).map(|f| format!("{SFB_APP_ID}/{}", f.as_str())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Failure::input(
-                e,
-                Some(
-                    "give the pool's external web services FQDN, e.g. webext.contoso.com"
-                        .to_string(),
-                ),
-            )
-        })?;
+        .map(|f| format!("{SFB_APP_ID}/{}", f.as_str()))
+        .collect();
     ctx.require_confirmable()?;
     let (added, present, planned, names_now) = add_names(ctx, &tenant, &names, true, None)?;
     let json = serde_json::json!({"tenant": tenant, "app_id": SFB_APP_ID, "dry_run": ctx.global.dry_run, "added": added, "already_present": present, "planned": planned, "service_principal_names": names_now});

@@ -322,3 +322,17 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 pub fn bad_tenant(e: crate::tenant::BadTenant) -> Failure {
     Failure::input(e, Some("the tenant id is on the Overview page of the Entra admin center; the initial domain is <name>.onmicrosoft.com".to_string()))
 }
+
+/// `--pool-fqdn` values (onboard, onprem script, spn add): each a valid FQDN, or a usage error.
+pub fn pool_fqdns(values: &[String]) -> Result<Vec<crate::onprem::Fqdn>, Failure> {
+    values
+        .iter()
+        .map(|p| crate::onprem::Fqdn::parse("--pool-fqdn", p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Failure::input(
+                e,
+                Some("give the pool's external web services FQDN, e.g. webext.contoso.com".into()),
+            )
+        })
+}

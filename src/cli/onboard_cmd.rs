@@ -74,20 +74,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     ctx.refuse_as_of("onboard")?;
     let t = TenantRef::parse(&a.tenant).map_err(super::bad_tenant)?;
     let apps = credential_cmd::app_ids(&a.app_ids)?;
-    let pools = a
-        .pool_fqdns
-        .iter()
-        .map(|p| Fqdn::parse("--pool-fqdn", p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Failure::input(
-                e,
-                Some(
-                    "give the pool's external web services FQDN, e.g. webext.contoso.com"
-                        .to_string(),
-                ),
-            )
-        })?;
+    let pools = super::pool_fqdns(&a.pool_fqdns)?;
     let sip = Fqdn::parse("--sip-domain", &a.sip_domain).map_err(|e| {
         Failure::input(e, Some("give the SIP domain, e.g. contoso.com".to_string()))
     })?;
@@ -216,16 +203,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     };
 
     // 5. Upload.
-    let new = graph::new_key(
-        &c,
-        start,
-        end,
-        &format!(
-            "hybrid-trust OAuthTokenIssuer {} {}",
-            c.subject_cn.as_deref().unwrap_or(""),
-            start.format("%Y-%m-%d")
-        ),
-    );
+    let new = graph::new_key(&c, start, end);
     let (results, _) = credential_cmd::apply_keys(
         ctx,
         &tid,

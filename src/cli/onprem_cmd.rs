@@ -1,7 +1,7 @@
 //! `onprem script` (CONTRACT.md).
 
 use super::{Context, Failure};
-use crate::onprem::{self, Current, Fqdn, Guid, HttpsUrl, ScriptInput};
+use crate::onprem::{self, Current, Guid, HttpsUrl, ScriptInput};
 use crate::tenant::{self, TenantRef};
 use std::path::PathBuf;
 
@@ -49,19 +49,7 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
         force,
     } = cmd;
     let t = TenantRef::parse(&tenant).map_err(super::bad_tenant)?;
-    let pools = pool_fqdns
-        .iter()
-        .map(|p| Fqdn::parse("--pool-fqdn", p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Failure::input(
-                e,
-                Some(
-                    "give the pool's external web services FQDN, e.g. webext.contoso.com"
-                        .to_string(),
-                ),
-            )
-        })?;
+    let pools = super::pool_fqdns(&pool_fqdns)?;
     let autodiscover = autodiscover_url
         .as_deref()
         .map(|u| HttpsUrl::parse("--autodiscover-url", u))

@@ -309,12 +309,7 @@ fn act(
                 .or(t.cert.as_ref())
                 .ok_or_else(|| anyhow::anyhow!("no certificate"))?;
             let cert = cert_of(current)?;
-            let name = format!(
-                "hybrid-trust OAuthTokenIssuer {} {}",
-                cert.subject_cn.as_deref().unwrap_or(""),
-                start.format("%Y-%m-%d")
-            );
-            let new = graph::new_key(&cert, *start, *end, &name);
+            let new = graph::new_key(&cert, *start, *end);
             let added = with_graph(
                 ctx,
                 t,
@@ -327,21 +322,10 @@ fn act(
             )?;
             let tp = cert.thumbprint_sha1();
             ctx.record(&t.domain, &[], |rec| {
-                for (app, key) in &added {
+                for c in added_records(&added, &tp, *start, *end, now) {
                     rec.credentials
-                        .retain(|c| !(c.app_id == *app && c.thumbprint_sha1 == tp));
-                    rec.record_credential(CredentialRecord {
-                        app_id: app.clone(),
-                        key_id: key.as_ref().and_then(|k| k.key_id.clone()),
-                        thumbprint_sha1: tp.clone(),
-                        // As sent: the start may have been moved up to the moment of sending.
-                        start: key
-                            .as_ref()
-                            .and_then(|k| k.start_date_time)
-                            .unwrap_or(*start),
-                        end: *end,
-                        recorded_at: now,
-                    });
+                        .retain(|r| !(r.app_id == c.app_id && r.thumbprint_sha1 == tp));
+                    rec.record_credential(c);
                 }
                 rec.last_renewal = Some(now);
                 rec.last_renewal_failure = None;
@@ -365,28 +349,12 @@ fn act(
                 .filter(|c| c.thumbprint_sha1() == *thumbprint)
                 .ok_or_else(|| anyhow::anyhow!("the new certificate is not at hand"))?
                 .clone();
-            let name = format!(
-                "hybrid-trust OAuthTokenIssuer {} {}",
-                cert.subject_cn.as_deref().unwrap_or(""),
-                start.format("%Y-%m-%d")
-            );
-            let new = graph::new_key(&cert, *start, *end, &name);
+            let new = graph::new_key(&cert, *start, *end);
             let added = with_graph(ctx, t, &RenewOp::Roll { new })?;
             let script = roll_script(ctx, t, &cert, *effective)?;
             ctx.record(&t.domain, &[], |rec| {
-                for (app, key) in &added {
-                    rec.record_credential(CredentialRecord {
-                        app_id: app.clone(),
-                        key_id: key.as_ref().and_then(|k| k.key_id.clone()),
-                        thumbprint_sha1: thumbprint.clone(),
-                        // As sent: the start may have been moved up to the moment of sending.
-                        start: key
-                            .as_ref()
-                            .and_then(|k| k.start_date_time)
-                            .unwrap_or(*start),
-                        end: *end,
-                        recorded_at: now,
-                    });
+                for c in added_records(&added, thumbprint, *start, *end, now) {
+                    rec.record_credential(c);
                 }
                 rec.next_cert = Some(CertRecord::from_cert(&cert));
                 rec.roll_effective = Some(*effective);
@@ -402,6 +370,31 @@ fn act(
             Ok(("applied".into(), Some(script)))
         }
     }
+}
+
+/// The ledger's records of the keys `renew` added, one per application, with the start as sent
+/// (it may have been moved up to the moment of sending).
+fn added_records(
+    added: &[(String, Option<KeyCredential>)],
+    thumbprint: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<CredentialRecord> {
+    added
+        .iter()
+        .map(|(app, key)| CredentialRecord {
+            app_id: app.clone(),
+            key_id: key.as_ref().and_then(|k| k.key_id.clone()),
+            thumbprint_sha1: thumbprint.to_string(),
+            start: key
+                .as_ref()
+                .and_then(|k| k.start_date_time)
+                .unwrap_or(start),
+            end,
+            recorded_at: now,
+        })
+        .collect()
 }
 
 /// A key change `renew` makes on each application.

@@ -191,12 +191,13 @@ pub fn window(
 }
 
 /// A new key credential for `cert` in the given window.
-pub fn new_key(
-    cert: &Certificate,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    display_name: &str,
-) -> KeyCredential {
+pub fn new_key(cert: &Certificate, start: DateTime<Utc>, end: DateTime<Utc>) -> KeyCredential {
+    // Named so an admin in the portal sees what put it there and for which window.
+    let display_name = format!(
+        "hybrid-trust OAuthTokenIssuer {} {}",
+        cert.subject_cn.as_deref().unwrap_or(""),
+        start.format("%Y-%m-%d")
+    );
     KeyCredential {
         custom_key_identifier: None,
         display_name: Some(display_name.chars().take(90).collect()),
