@@ -2,6 +2,12 @@
 //! Graph's replace-semantics PATCH (PROTOCOL.md §1.4): read with `key`, plan the whole new array,
 //! confirm, write the before/after to the audit log, PATCH, read back, and if another writer's
 //! PATCH crossed ours (no ETag exists), merge again from what is there now.
+//!
+//! A plan shown for confirmation is stale once a person has answered: the keys are read and
+//! planned again before anything is written. When the new plan does something else (another
+//! admin added or removed a key meanwhile), the difference is shown and the question asked again;
+//! when nobody is there to ask (`--yes`, or a run confirmed as a whole), a changed plan is applied
+//! only if it is additive, that is, removes no valid key.
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::graph::{Graph, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal};
@@ -26,6 +32,10 @@ pub enum CredentialError {
     LostUpdate(u32),
     #[error("cancelled: nothing was changed")]
     Declined,
+    #[error(
+        "the keys changed while this change waited, and the new plan removes a key that was not in the plan shown; nothing was changed"
+    )]
+    ChangedSinceShown,
 }
 
 impl CredentialError {
@@ -35,12 +45,39 @@ impl CredentialError {
             CredentialError::Plan(PlanError::KeyNotReturned { .. }) => "run again; if Graph keeps omitting `key`, report it (the tool will not drop a key it cannot re-send)".into(),
             CredentialError::Plan(PlanError::NoSuchKey(_)) => "list the keys with hybrid-trust credential list".into(),
             CredentialError::Plan(PlanError::WindowPassed(_)) => "run the command again: it plans a new window from now".into(),
+            CredentialError::Plan(PlanError::ReplacementMissing(_) | PlanError::ReplacementNotValid(_)) => "list the keys with hybrid-trust credential list; another host or admin changed them. Run renew again: it adopts a valid new window, or adds one".into(),
+            CredentialError::Plan(PlanError::LastValidKey(_)) => "nothing was removed; list the keys with hybrid-trust credential list".into(),
+            CredentialError::ChangedSinceShown => "run again to see the plan as the keys are now".into(),
             CredentialError::Audit(_) => "check that the state dir is writable (--state-dir)".into(),
             CredentialError::LostUpdate(_) => "find the other process or admin changing this application and run again when it is done".into(),
             CredentialError::Declined => "run again and answer y, or pass --yes".into(),
         }
     }
 }
+
+/// How a plan was approved (what a confirmation callback answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// Approved without asking anyone (`--yes`, or a run confirmed as a whole beforehand): the
+    /// plan is fresh, and a plan that changes later is applied only if it is additive.
+    Standing,
+    /// A person read the plan and answered yes: time passed, so the keys are read again first.
+    Answered,
+    /// Declined: nothing is changed.
+    Refused,
+}
+
+/// The confirmation callback: the service principal as read, the plan, and the plan shown before
+/// when this one replaces it (the keys changed meanwhile).
+pub type Confirm<'c> = dyn FnMut(&ServicePrincipal, &KeyPlan, Option<&KeyPlan>) -> Approval + 'c;
+
+/// The callback of a change nobody is asked about: the run was confirmed as a whole, or `--yes`.
+pub fn standing(_: &ServicePrincipal, _: &KeyPlan, _: Option<&KeyPlan>) -> Approval {
+    Approval::Standing
+}
+
+/// How many times a person is asked again because the keys kept changing under the question.
+const MAX_ASKS: u32 = 3;
 
 /// What `add_name` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,42 +143,69 @@ pub fn plan_stuck(plan: &KeyPlan, after: &[KeyCredential]) -> bool {
 
 impl Change<'_> {
     /// Applies the key plan `make_plan` computes from the current keys. `confirm` sees the first
-    /// plan (not a re-merge after a lost update, which only re-applies the same intent).
+    /// plan, and again any plan that differs from the one it approved while a person answered
+    /// (see the module doc); a re-merge after a lost update that does the same as the approved
+    /// plan is not asked again.
     pub async fn keys(
         &self,
         sp_id: &str,
         make_plan: impl Fn(&[KeyCredential]) -> Result<KeyPlan, PlanError>,
-        confirm: &mut dyn FnMut(&ServicePrincipal, &KeyPlan) -> bool,
+        confirm: &mut Confirm<'_>,
         note: &str,
     ) -> Result<Outcome, CredentialError> {
         let mut attempt = 0;
+        let mut asks = 0;
         let mut first: Option<ServicePrincipal> = None;
+        // The plan approved last, and how.
+        let mut approved: Option<(KeyPlan, Approval)> = None;
         loop {
-            attempt += 1;
             let sp = self.graph.read_service_principal(sp_id).await?;
             let mut plan = make_plan(&sp.key_credentials)?;
             if !plan.changes() {
                 return match first {
                     // A re-read after a crossed write found our change already there.
-                    Some(before) if attempt > 1 => Ok(Outcome::Applied {
+                    Some(before) if attempt > 0 => Ok(Outcome::Applied {
                         plan,
                         before,
                         after: sp,
-                        attempts: attempt - 1,
+                        attempts: attempt,
                     }),
                     _ => Ok(Outcome::Unchanged { plan, sp }),
                 };
             }
+            if approved.is_none() && self.dry_run {
+                return Ok(Outcome::Planned { plan, sp });
+            }
+            let shown = approved.as_ref().map(|(p, _)| p);
+            let ask = match &approved {
+                None => true,
+                Some((p, _)) if p.same_effect(&plan) => false,
+                // Nobody to show the difference to: only an additive change goes on.
+                Some((_, Approval::Standing)) if plan.is_additive() => false,
+                Some((_, Approval::Standing)) => return Err(CredentialError::ChangedSinceShown),
+                Some((_, _)) => true,
+            };
+            if ask {
+                asks += 1;
+                if asks > MAX_ASKS {
+                    return Err(CredentialError::ChangedSinceShown);
+                }
+                match confirm(&sp, &plan, shown) {
+                    Approval::Refused => return Err(CredentialError::Declined),
+                    // Time passed while the person read: read and plan again before writing.
+                    Approval::Answered => {
+                        approved = Some((plan, Approval::Answered));
+                        continue;
+                    }
+                    Approval::Standing => approved = Some((plan.clone(), Approval::Standing)),
+                }
+            } else if let Some((_, how)) = approved.take() {
+                approved = Some((plan.clone(), how));
+            }
+            // A confirmation or a re-merge may have outlasted the planned start.
+            plan.start_no_earlier_than(Utc::now())?;
+            attempt += 1;
             if first.is_none() {
-                if self.dry_run {
-                    return Ok(Outcome::Planned { plan, sp });
-                }
-                if !confirm(&sp, &plan) {
-                    return Err(CredentialError::Declined);
-                }
-                // The confirmation may have outlasted the planned start (a re-merge plans
-                // again from its own moment).
-                plan.start_no_earlier_than(Utc::now())?;
                 first = Some(sp.clone());
             }
             let body = plan.body();

@@ -134,7 +134,9 @@ pub fn apply_live(
             else {
                 continue;
             };
-            if (certs.is_empty() && k.is_verify_cert()) || certs.contains(&tp.as_str()) {
+            // Only a `Verify` key lets Entra check the Front Ends' assertions (a `Sign` key of the
+            // same certificate does not).
+            if k.is_verify_cert() && (certs.is_empty() || certs.contains(&tp.as_str())) {
                 rec.credentials.push(CredentialRecord {
                     app_id: app.clone(),
                     key_id: k.key_id.clone(),

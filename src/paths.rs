@@ -37,6 +37,52 @@ pub fn default_config_file() -> Option<PathBuf> {
     })
 }
 
+/// A state file or folder that others can write.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path} can be written by others (mode {mode:03o}); refusing to use it")]
+pub struct LooseMode {
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub mode: u32,
+    /// The mode to set (0700 for a folder, 0600 for a file).
+    pub fix: u32,
+}
+
+impl LooseMode {
+    pub fn hint(&self) -> String {
+        format!(
+            "anyone who can write it can change what hybrid-trust uploads; check who changed it, then run: chmod {:o} '{}'",
+            self.fix,
+            self.path.display()
+        )
+    }
+}
+
+/// Refuses a state folder or file that the group or others can write, as ssh refuses a loose
+/// `~/.ssh` (sshd `StrictModes`): the ledger holds the certificate `renew` uploads, so whoever can
+/// write it chooses the key that lets its holder act as Skype for Business Online. A missing
+/// file is fine (it will be made 0600).
+pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(LooseMode {
+                    what,
+                    path: path.to_path_buf(),
+                    mode,
+                    fix: if m.is_dir() { 0o700 } else { 0o600 },
+                });
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
+}
+
 /// Creates `dir` (and parents) with mode 0700 if missing.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {

@@ -99,6 +99,15 @@ impl Context {
                 Some("pass a writable --state-dir".to_string()),
             )
         })?;
+        for (path, what) in [
+            (dir.clone(), "the state dir"),
+            (dir.join("ledger.json"), "the ledger"),
+        ] {
+            crate::paths::refuse_loose(&path, what).map_err(|e| {
+                let hint = e.hint();
+                Failure::input(e, Some(hint))
+            })?;
+        }
         Ok(dir)
     }
 

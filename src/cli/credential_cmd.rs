@@ -3,7 +3,7 @@
 use super::password::PasswordArgs;
 use super::{Context, Failure};
 use crate::audit::AuditLog;
-use crate::credential::{Change, CredentialError, NameOutcome, Outcome};
+use crate::credential::{Approval, Change, CredentialError, NameOutcome, Outcome};
 use crate::graph::{self, Graph, KeyCredential, KeyPlan, ServicePrincipal};
 use crate::tenant::TenantRef;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -413,9 +413,53 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
     }
 }
 
-fn confirm_plan(ctx: &Context, sp: &ServicePrincipal, plan: &KeyPlan) -> bool {
+/// Shows the plan (and, when it replaces one shown before, what changed on the service principal
+/// meanwhile) and asks. With `--yes` nobody is asked: the approval stands for additive changes.
+fn confirm_plan(
+    ctx: &Context,
+    sp: &ServicePrincipal,
+    plan: &KeyPlan,
+    shown: Option<&KeyPlan>,
+) -> Approval {
+    if let Some(prev) = shown {
+        eprint!("{}", difference_text(sp, prev, plan, ctx.now));
+    }
     eprint!("{}", plan_text(sp, plan, ctx.now));
-    ctx.confirm("Apply this change?")
+    if ctx.global.yes {
+        return Approval::Standing;
+    }
+    if ctx.confirm("Apply this change?") {
+        Approval::Answered
+    } else {
+        Approval::Refused
+    }
+}
+
+/// What changed on the service principal between the read a plan was shown from and a later one.
+fn difference_text(
+    sp: &ServicePrincipal,
+    shown: &KeyPlan,
+    now_plan: &KeyPlan,
+    now: DateTime<Utc>,
+) -> String {
+    use crate::graph::KeyIdentity;
+    let before = shown.read_keys();
+    let after = now_plan.read_keys();
+    let has = |ks: &[&KeyCredential], k: &KeyCredential| {
+        ks.iter().any(|o| KeyIdentity::of(o) == KeyIdentity::of(k))
+    };
+    let mut s = format!(
+        "The keys of {} changed since the plan was shown (another admin or host?):\n",
+        sp.app_id
+    );
+    for k in after.iter().filter(|k| !has(&before, k)) {
+        s.push_str(&key_line("new", k, now));
+    }
+    for k in before.iter().filter(|k| !has(&after, k)) {
+        s.push_str(&key_line("gone", k, now));
+    }
+    s.push_str("The plan as the keys are now:\n");
+    s
 }
 
 /// A change to the keys of a service principal.
@@ -463,7 +507,10 @@ pub fn apply_keys(
     let tokens = ctx.token_provider(&cloud, tenant)?;
     let http = ctx.http(&cloud)?;
     let audit = AuditLog::in_dir(&ctx.state_dir()?);
-    let _lock = ctx.tenant_lock(tenant)?;
+    // The tenant id before the lock: one tenant, one lock and one ledger record, whether this run
+    // names it by domain or by GUID.
+    let tid = ctx.tenant_id_of(tenant);
+    let _lock = ctx.tenant_lock(tid.as_deref().unwrap_or(tenant))?;
     let actor = tokens.actor();
     let rt = super::runtime()?;
     let g = Graph::new(&http, &cloud, &tokens);
@@ -487,7 +534,13 @@ pub fn apply_keys(
                 .keys(
                     &sp_id,
                     |existing| op.plan(existing, Utc::now()),
-                    &mut |sp, plan| !ask || confirm_plan(ctx, sp, plan),
+                    &mut |sp, plan, shown| {
+                        if ask {
+                            confirm_plan(ctx, sp, plan, shown)
+                        } else {
+                            Approval::Standing
+                        }
+                    },
                     op.note(),
                 )
                 .await
@@ -495,10 +548,6 @@ pub fn apply_keys(
         let outcome = outcome.map_err(cred_failure)?;
         results.push((app.clone(), outcome));
     }
-    let tid = rt
-        .block_on(tokens.token(&cloud.graph_scope()))
-        .ok()
-        .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"));
     if !ctx.global.dry_run {
         record_outcomes(ctx, tenant, tid.as_deref(), apps, op, &results)?;
     }
@@ -596,10 +645,7 @@ fn record_outcomes(
     results: &[(String, Outcome)],
 ) -> Result<(), Failure> {
     let now = Utc::now();
-    ctx.record(tenant, apps, |rec| {
-        if rec.tenant_id.is_none() {
-            rec.tenant_id = tid.map(str::to_string);
-        }
+    ctx.record_for(tenant, tid, apps, |rec| {
         for (app, outcome) in results {
             let (plan, applied) = match outcome {
                 Outcome::Applied { plan, .. } => (plan, true),
@@ -684,7 +730,8 @@ pub fn add_names(
     let tokens = ctx.token_provider(&cloud, &tenant)?;
     let http = ctx.http(&cloud)?;
     let audit = AuditLog::in_dir(&ctx.state_dir()?);
-    let _lock = ctx.tenant_lock(&tenant)?;
+    let tid = ctx.tenant_id_of(&tenant);
+    let _lock = ctx.tenant_lock(tid.as_deref().unwrap_or(&tenant))?;
     let actor = tokens.actor();
     let rt = super::runtime()?;
     let g = Graph::new(&http, &cloud, &tokens);
@@ -740,7 +787,7 @@ pub fn add_names(
             .iter()
             .filter_map(|n| n.split_once('/').map(|(_, f)| f.to_string()))
             .collect();
-        ctx.record(&tenant, &[SFB_APP_ID.to_string()], |rec| {
+        ctx.record_for(&tenant, tid.as_deref(), &[SFB_APP_ID.to_string()], |rec| {
             for f in &fqdns {
                 if !rec.pool_fqdns.contains(f) {
                     rec.pool_fqdns.push(f.clone());

@@ -21,14 +21,27 @@ impl Context {
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, Failure> {
+        self.record_for(tenant, None, apps, f)
+    }
+
+    /// [`Context::record`] for a tenant whose id is known: the record is found by the name or by
+    /// the id, so a tenant named by domain in one run and by GUID in another has one record.
+    pub fn record_for<T>(
+        &self,
+        tenant: &str,
+        tenant_id: Option<&str>,
+        apps: &[String],
+        f: impl FnOnce(&mut TenantRecord) -> T,
+    ) -> Result<T, Failure> {
         let store = self.ledger_store()?;
         let mut guard = store
             .lock(Duration::from_secs(60))
             .map_err(ledger_failure)?;
         let cloud = self.cloud_name();
-        let rec = guard
-            .ledger
-            .tenant_entry(tenant, &cloud, apps, chrono::Utc::now());
+        let rec =
+            guard
+                .ledger
+                .tenant_entry_for(tenant, tenant_id, &cloud, apps, chrono::Utc::now());
         let out = f(rec);
         guard.commit().map_err(ledger_failure)?;
         Ok(out)
@@ -70,17 +83,52 @@ impl Context {
 }
 
 impl Context {
-    /// The per-tenant lock. Keyed by the tenant's ledger record when the ledger knows the tenant
-    /// under the name given (domain or id), so that every command touching one tenant takes the
-    /// same lock whichever name it was given.
-    pub fn tenant_lock(&self, name: &str) -> Result<crate::lock::TenantLock, Failure> {
-        let state = self.state_dir()?;
-        let key = self
+    /// The tenant id (GUID) of `name`: itself when it is one, the ledger's record, or else the
+    /// `tid` claim of an admin token for the tenant (one token request, which the run reuses).
+    /// `None` when none of these answers (the command then fails on its own first request).
+    pub fn tenant_id_of(&self, name: &str) -> Option<String> {
+        if let Some(id) = guid(name) {
+            return Some(id);
+        }
+        if let Some(id) = self
             .ledger()
             .ok()
-            .and_then(|l| l.tenant(name).map(|t| t.domain.clone()))
-            .unwrap_or_else(|| name.to_ascii_lowercase());
+            .and_then(|l| l.tenant(name).and_then(|t| t.tenant_id.clone()))
+        {
+            return Some(id);
+        }
+        let cloud = self.cloud().ok()?;
+        let tokens = self.token_provider(&cloud, name).ok()?;
+        let rt = super::runtime().ok()?;
+        rt.block_on(tokens.token(&cloud.graph_scope()))
+            .ok()
+            .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"))
+            .and_then(|t| guid(&t))
+    }
+
+    /// The per-tenant lock, keyed by the tenant id whenever it is known (give the id from
+    /// [`Context::tenant_id_of`]), else by the ledger's record for the name, so that every command
+    /// touching one tenant takes the same lock whichever name it was given.
+    pub fn tenant_lock(&self, name: &str) -> Result<crate::lock::TenantLock, Failure> {
+        let state = self.state_dir()?;
+        let key = guid(name).unwrap_or_else(|| {
+            self.ledger()
+                .ok()
+                .and_then(|l| {
+                    l.tenant(name)
+                        .map(|t| t.tenant_id.clone().unwrap_or_else(|| t.domain.clone()))
+                })
+                .unwrap_or_else(|| name.to_ascii_lowercase())
+        });
         crate::lock::TenantLock::acquire(&state, &key, std::time::Duration::from_secs(300))
             .map_err(|e| Failure::runtime(e, Some("wait for the other run to finish".to_string())))
     }
+}
+
+/// `s` as a lowercase GUID, when it is one.
+fn guid(s: &str) -> Option<String> {
+    (s.len() == 36)
+        .then(|| uuid::Uuid::parse_str(s).ok())
+        .flatten()
+        .map(|u| u.to_string())
 }

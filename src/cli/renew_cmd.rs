@@ -8,11 +8,11 @@ use super::password::PasswordArgs;
 use super::{Context, Failure};
 use crate::audit::AuditLog;
 use crate::cert::Certificate;
-use crate::credential::{Change, CredentialError, Outcome};
-use crate::graph::{self, Graph, KeyCredential};
+use crate::credential::{Change, CredentialError, Outcome, standing};
+use crate::graph::{self, Graph, KeyCredential, KeyIdentity};
 use crate::ledger::{CertRecord, CredentialRecord, RenewalFailure, TenantRecord};
 use crate::renew::{self, Decision, Policy};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -115,7 +115,9 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         {
             (t.clone(), d)
         } else {
-            _lock = Some(ctx.tenant_lock(&t.domain)?);
+            // Keyed by the tenant id, as every command that changes the tenant is.
+            let id = t.tenant_id.clone().or_else(|| ctx.tenant_id_of(&t.domain));
+            _lock = Some(ctx.tenant_lock(id.as_deref().unwrap_or(&t.domain))?);
             let fresh = ctx
                 .ledger()?
                 .tenant(&t.domain)
@@ -141,7 +143,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
                 None,
             ))
         } else {
-            act(ctx, t, &d, offered.as_ref())
+            act(ctx, t, &d, offered.as_ref(), policy)
         };
         match r {
             Ok((outcome, script)) => {
@@ -262,15 +264,25 @@ fn record_failure(ctx: &Context, t: &TenantRecord, msg: &str) -> Result<(), Fail
     })
 }
 
+/// The certificate the ledger recorded, re-read from its DER, which must still have the recorded
+/// thumbprint: a ledger someone else edited never gets another certificate uploaded.
 fn cert_of(r: &CertRecord) -> anyhow::Result<Certificate> {
     use base64::Engine as _;
     let der = base64::engine::general_purpose::STANDARD.decode(&r.der_base64)?;
-    Certificate::from_der(&der).map_err(|e| {
+    let cert = Certificate::from_der(&der).map_err(|e| {
         anyhow::anyhow!(
             "the ledger's certificate {} does not parse: {e}",
             r.thumbprint_sha1
         )
-    })
+    })?;
+    anyhow::ensure!(
+        cert.thumbprint_sha1()
+            .eq_ignore_ascii_case(&r.thumbprint_sha1),
+        "the ledger's certificate {} has another thumbprint ({}): the ledger was changed outside hybrid-trust, nothing was uploaded; check who can write the state dir, and upload the right certificate with hybrid-trust credential upload",
+        r.thumbprint_sha1,
+        cert.thumbprint_sha1()
+    );
+    Ok(cert)
 }
 
 /// Carries out one tenant's decision. Returns the outcome word and the on-prem script written.
@@ -279,6 +291,7 @@ fn act(
     t: &TenantRecord,
     d: &Decision,
     offered: Option<&Certificate>,
+    policy: Policy,
 ) -> anyhow::Result<(String, Option<String>)> {
     let now = Utc::now();
     match d {
@@ -315,9 +328,9 @@ fn act(
                 t,
                 &RenewOp::Rewindow {
                     new,
-                    thumbprint: cert.thumbprint_sha1(),
                     start: *start,
-                    end: *end,
+                    // A window that lasts past the horizon is a renewal already done.
+                    covered_until: now + TimeDelta::days(policy.horizon_days.max(1)),
                 },
             )?;
             let tp = cert.thumbprint_sha1();
@@ -372,8 +385,8 @@ fn act(
     }
 }
 
-/// The ledger's records of the keys `renew` added, one per application, with the start as sent
-/// (it may have been moved up to the moment of sending).
+/// The ledger's records of the keys `renew` added (or adopted), one per application, with the
+/// dates as on Graph (the start may have been moved up to the moment of sending).
 fn added_records(
     added: &[(String, Option<KeyCredential>)],
     thumbprint: &str,
@@ -391,7 +404,8 @@ fn added_records(
                 .as_ref()
                 .and_then(|k| k.start_date_time)
                 .unwrap_or(start),
-            end,
+            // The window on Graph: another host's, when its renewal was adopted.
+            end: key.as_ref().and_then(|k| k.end_date_time).unwrap_or(end),
             recorded_at: now,
         })
         .collect()
@@ -399,12 +413,14 @@ fn added_records(
 
 /// A key change `renew` makes on each application.
 enum RenewOp {
-    /// A new window for the same certificate, then the old window removed once the new started.
+    /// A new window for the same certificate, then the windows it supersedes retired once it
+    /// has started.
     Rewindow {
         new: KeyCredential,
-        thumbprint: String,
         start: DateTime<Utc>,
-        end: DateTime<Utc>,
+        /// A window of the certificate lasting until then is a renewal already done (adopted, not
+        /// doubled); the windows ending before then are superseded.
+        covered_until: DateTime<Utc>,
     },
     /// The new certificate next to the old one.
     Roll { new: KeyCredential },
@@ -418,58 +434,52 @@ impl RenewOp {
                     .keys(
                         sp_id,
                         |ex| graph::plan_upload(ex, new.clone(), Utc::now()),
-                        &mut |_, _| true,
+                        &mut standing,
                         "renew: roll, new certificate next to the old",
                     )
                     .await
             }
             RenewOp::Rewindow {
                 new,
-                thumbprint,
                 start,
-                end,
+                covered_until,
             } => {
                 let first = change
                     .keys(
                         sp_id,
-                        |ex| graph::plan_rewindow(ex, new.clone(), Utc::now()),
-                        &mut |_, _| true,
+                        |ex| graph::plan_rewindow(ex, new.clone(), *covered_until, Utc::now()),
+                        &mut standing,
                         "renew: new window",
                     )
                     .await?;
-                // The old window goes only once the new one has started: the new key's start
-                // as sent (it may have been moved up from `start` to the moment of sending).
-                let plan = match &first {
-                    Outcome::Applied { plan, .. }
-                    | Outcome::Unchanged { plan, .. }
-                    | Outcome::Planned { plan, .. } => plan,
+                let (plan, before) = match &first {
+                    Outcome::Applied { plan, before, .. } => (plan, before),
+                    Outcome::Unchanged { plan, sp } | Outcome::Planned { plan, sp } => (plan, sp),
                 };
-                let new_start = plan
-                    .added
-                    .as_ref()
-                    .or(plan.already_present.as_ref())
-                    .and_then(|k| k.start_date_time)
-                    .unwrap_or(*start)
-                    .max(*start);
+                // The replacement as it is on Graph: ours as sent (its start may have been moved up
+                // to the moment of sending), or another host's that was adopted.
+                let Some(replacement) = plan.added.as_ref().or(plan.already_present.as_ref())
+                else {
+                    return Ok(first);
+                };
+                // What it supersedes, identified in the read taken before it was added: never a
+                // window another host added since.
+                let superseded =
+                    graph::superseded_windows(&before.key_credentials, replacement, *covered_until);
+                if superseded.is_empty() {
+                    return Ok(first);
+                }
+                // The old windows go only once the new one has started.
+                let new_start = replacement.start_date_time.unwrap_or(*start);
                 let wait = (new_start - Utc::now()).to_std().unwrap_or_default();
                 tokio::time::sleep(wait + Duration::from_millis(1100)).await;
-                // Old windows: the certificate's other keys (the new window is the one with
-                // the new end).
-                let old_windows = |ex: &[KeyCredential]| -> Vec<String> {
-                    ex.iter()
-                        .filter(|k| {
-                            k.thumbprint().as_deref() == Some(thumbprint.as_str())
-                                && k.end_date_time != Some(*end)
-                        })
-                        .filter_map(|k| k.key_id.clone())
-                        .collect()
-                };
+                let replacement = KeyIdentity::of(replacement);
                 change
                     .keys(
                         sp_id,
-                        |ex| graph::plan_remove_key_ids(ex, &old_windows(ex), Utc::now()),
-                        &mut |_, _| true,
-                        "renew: remove the old window",
+                        |ex| graph::plan_retire(ex, &superseded, &replacement, Utc::now()),
+                        &mut standing,
+                        "renew: retire the superseded window",
                     )
                     .await?;
                 Ok(first)

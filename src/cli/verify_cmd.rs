@@ -177,7 +177,7 @@ fn listing_check(
             let found = sp
                 .key_credentials
                 .iter()
-                .find(|k| k.thumbprint().as_deref() == Some(thumb));
+                .find(|k| k.is_verify_cert() && k.thumbprint().as_deref() == Some(thumb));
             match found {
                 None => {
                     serde_json::json!({"checked": true, "present": false, "summary": format!("certificate {thumb} is NOT a key of 00000004-0000-0ff1-ce00-000000000000 ({} other key(s))", sp.key_credentials.len())})

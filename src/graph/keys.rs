@@ -257,6 +257,65 @@ impl KeyPlan {
     pub fn changes(&self) -> bool {
         self.added.is_some() || !self.dropped_expired.is_empty() || !self.removed.is_empty()
     }
+    /// Whether the change only adds: no valid key is removed (dropping an expired one is no loss).
+    pub fn is_additive(&self) -> bool {
+        self.removed.is_empty()
+    }
+    /// The keys the plan was made from, as they were read.
+    pub fn read_keys(&self) -> Vec<&KeyCredential> {
+        self.keep
+            .iter()
+            .chain(&self.dropped_expired)
+            .chain(&self.removed)
+            .collect()
+    }
+    /// Whether `other` (planned again from a later read) does the same as this plan: the same keys
+    /// kept, dropped and removed, and the same certificate and end added (the start may move up).
+    pub fn same_effect(&self, other: &KeyPlan) -> bool {
+        fn same(a: &[KeyCredential], b: &[KeyCredential]) -> bool {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|k| b.iter().any(|o| KeyIdentity::of(o) == KeyIdentity::of(k)))
+        }
+        let added = |p: &KeyPlan| {
+            p.added
+                .as_ref()
+                .map(|k| (k.thumbprint(), k.end_date_time.map(|e| e.timestamp())))
+        };
+        same(&self.keep, &other.keep)
+            && same(&self.dropped_expired, &other.dropped_expired)
+            && same(&self.removed, &other.removed)
+            && added(self) == added(other)
+            && self.already_present.as_ref().map(KeyIdentity::of)
+                == other.already_present.as_ref().map(KeyIdentity::of)
+    }
+}
+
+/// What identifies one key across reads: its keyId, its certificate and its window, to the second
+/// (whether Graph keeps a fraction of a second is unconfirmed). A removal names the keys it
+/// removes by all four, so a key another host added meanwhile, even one of the same certificate,
+/// is never taken for one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub key_id: Option<String>,
+    pub thumbprint: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl KeyIdentity {
+    pub fn of(k: &KeyCredential) -> KeyIdentity {
+        KeyIdentity {
+            key_id: k.key_id.clone(),
+            thumbprint: k.thumbprint(),
+            start: k.start_date_time.map(|t| t.timestamp()),
+            end: k.end_date_time.map(|t| t.timestamp()),
+        }
+    }
+    /// The same certificate and window, whatever keyId Graph gave it.
+    pub fn same_window(&self, other: &KeyIdentity) -> bool {
+        self.thumbprint == other.thumbprint && self.start == other.start && self.end == other.end
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -269,6 +328,14 @@ pub enum PlanError {
     NoSuchKey(String),
     #[error("the planned key window ended ({0}) while the change waited to be sent")]
     WindowPassed(String),
+    #[error(
+        "the new window of certificate {0} is no longer on the service principal, so the old one is kept"
+    )]
+    ReplacementMissing(String),
+    #[error("the new window of certificate {0} is not valid now, so the old one is kept")]
+    ReplacementNotValid(String),
+    #[error("refusing to remove the last valid key of certificate {0}")]
+    LastValidKey(String),
 }
 
 fn split_existing(
@@ -329,11 +396,15 @@ pub fn plan_upload(
 ) -> Result<KeyPlan, PlanError> {
     let tp = new.thumbprint();
     plan_add(existing, new, now, |k| {
-        !k.is_expired(now) && k.thumbprint().is_some() && k.thumbprint() == tp
+        // The same certificate as another type or usage (an `X509CertAndPassword`/`Sign` key)
+        // is not the `Verify` key Entra checks assertions against: only that one counts.
+        k.is_verify_cert() && !k.is_expired(now) && k.thumbprint().is_some() && k.thumbprint() == tp
     })
 }
 
-/// Removes the keys whose certificate has `thumbprint`, keeps the other valid ones, drops expired.
+/// Removes the `Verify` keys whose certificate has `thumbprint` (the keys this tool manages; a key
+/// of the same certificate with another type or usage stays), keeps the other valid ones, drops
+/// expired.
 pub fn plan_remove(
     existing: &[KeyCredential],
     thumbprint: &str,
@@ -343,7 +414,7 @@ pub fn plan_remove(
     let (removed, rest): (Vec<_>, Vec<_>) = existing
         .iter()
         .cloned()
-        .partition(|k| k.thumbprint().as_deref() == Some(tp.as_str()));
+        .partition(|k| k.is_verify_cert() && k.thumbprint().as_deref() == Some(tp.as_str()));
     if removed.is_empty() {
         return Err(PlanError::NoSuchKey(tp));
     }
@@ -358,30 +429,94 @@ pub fn plan_remove(
 }
 
 /// Re-window: adds `new` (a new window of a certificate that is already there) and keeps every
-/// valid key, the old window included; the old one is removed by [`plan_remove_key_ids`] once the
-/// new window has started, so no moment is left without a valid key. The new window is known by
-/// its certificate and its end: its start may have been moved up to the moment it was sent.
+/// valid key, the old window included; the old one is retired by [`plan_retire`] once the new
+/// window has started, so no moment is left without a valid key.
+///
+/// When a `Verify` key of the same certificate already covers the tenant until `covered_until`
+/// (another host or admin renewed it, or an earlier attempt of this run), that key is adopted as
+/// the new window instead of adding a second one: Graph is the truth, the ledger is only this
+/// host's memory. The new window itself is known by its certificate and its end, as its start may
+/// have been moved up to the moment it was sent.
 pub fn plan_rewindow(
     existing: &[KeyCredential],
     new: KeyCredential,
+    covered_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (tp, end) = (new.thumbprint(), new.end_date_time);
-    plan_add(existing, new, now, |k| {
-        k.thumbprint() == tp && k.end_date_time == end
-    })
+    // Of several covering windows, the one that lasts longest.
+    let covering = existing
+        .iter()
+        .filter(|k| {
+            k.is_verify_cert()
+                && !k.is_expired(now)
+                && k.thumbprint().is_some()
+                && k.thumbprint() == tp
+                && k.end_date_time
+                    .is_some_and(|e| Some(e) == end || e >= covered_until)
+        })
+        .max_by_key(|k| k.end_date_time)
+        .cloned();
+    plan_add(existing, new, now, |k| Some(k) == covering.as_ref())
 }
 
-/// Removes the keys with these keyIds (the old windows after a re-window), keeps the rest.
-pub fn plan_remove_key_ids(
+/// The windows a re-window supersedes, identified in the read taken before it was added: the
+/// `Verify` keys of the replacement's certificate, other than the replacement, that end before
+/// `covered_until`. Identified by keyId, certificate and dates, so that [`plan_retire`] never
+/// removes a key it did not see here (another host's window added since, for one).
+pub fn superseded_windows(
+    before: &[KeyCredential],
+    replacement: &KeyCredential,
+    covered_until: DateTime<Utc>,
+) -> Vec<KeyIdentity> {
+    let new = KeyIdentity::of(replacement);
+    before
+        .iter()
+        .filter(|k| {
+            k.is_verify_cert()
+                && k.thumbprint().is_some()
+                && k.thumbprint() == new.thumbprint
+                && !KeyIdentity::of(k).same_window(&new)
+                && k.end_date_time.is_some_and(|e| e < covered_until)
+        })
+        .map(KeyIdentity::of)
+        .collect()
+}
+
+/// Retires superseded windows (from [`superseded_windows`]) once their replacement is in place.
+/// It removes only keys that match a superseded identity exactly (keyId, certificate, start and
+/// end), and only when the replacement (same certificate and window) is present on the service
+/// principal as a `Verify` key that has started and has not ended; so it never removes the last
+/// valid key of the certificate. Anything else is refused, and nothing is removed.
+pub fn plan_retire(
     existing: &[KeyCredential],
-    key_ids: &[String],
+    superseded: &[KeyIdentity],
+    replacement: &KeyIdentity,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
+    let tp = replacement.thumbprint.clone().unwrap_or_default();
+    let Some(r) = existing
+        .iter()
+        .find(|k| k.is_verify_cert() && KeyIdentity::of(k).same_window(replacement))
+    else {
+        return Err(PlanError::ReplacementMissing(tp));
+    };
+    if r.start_date_time.is_some_and(|s| s > now) || r.is_expired(now) {
+        return Err(PlanError::ReplacementNotValid(tp));
+    }
     let (removed, rest): (Vec<_>, Vec<_>) = existing
         .iter()
         .cloned()
-        .partition(|k| k.key_id.as_ref().is_some_and(|id| key_ids.contains(id)));
+        .partition(|k| superseded.contains(&KeyIdentity::of(k)));
+    let valid_left = rest.iter().any(|k| {
+        k.is_verify_cert()
+            && k.thumbprint().as_deref() == Some(tp.as_str())
+            && k.start_date_time.is_none_or(|s| s <= now)
+            && !k.is_expired(now)
+    });
+    if !removed.is_empty() && !valid_left {
+        return Err(PlanError::LastValidKey(tp));
+    }
     let (keep, dropped_expired) = split_existing(&rest, now)?;
     Ok(KeyPlan {
         keep,
@@ -565,6 +700,147 @@ mod tests {
             let n_new = body.iter().filter(|b| b.thumbprint() == new.thumbprint()).count();
             prop_assert_eq!(n_new, 1, "the certificate is there exactly once");
         }
+    }
+
+    fn verify_key(cert: &str, id: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> KeyCredential {
+        KeyCredential {
+            key: Some(STANDARD.encode(cert)),
+            key_id: Some(id.into()),
+            start_date_time: Some(start),
+            end_date_time: Some(end),
+            kind: Some("AsymmetricX509Cert".into()),
+            usage: Some("Verify".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn upload_matches_on_certificate_type_and_usage() {
+        let now = t(2026, 11, 22);
+        let mut sign = verify_key("c", "s", now, t(2027, 6, 1));
+        sign.kind = Some("X509CertAndPassword".into());
+        sign.usage = Some("Sign".into());
+        let new = verify_key("c", "n", now, t(2027, 11, 1));
+        let plan = plan_upload(std::slice::from_ref(&sign), new.clone(), now).unwrap();
+        assert_eq!(
+            plan.added.as_ref().map(|k| k.key_id.clone()),
+            Some(Some("n".into()))
+        );
+        assert_eq!(plan.keep, vec![sign.clone()]);
+        // And `credential remove` leaves the Sign key alone.
+        let both = [sign.clone(), new];
+        let plan = plan_remove(&both, &both[1].thumbprint().unwrap(), now).unwrap();
+        assert_eq!(plan.keep, vec![sign]);
+        assert_eq!(plan.removed.len(), 1);
+    }
+
+    #[test]
+    fn a_rewindow_adopts_a_window_another_host_added() {
+        let now = t(2026, 11, 22);
+        let old = verify_key("c", "old", t(2025, 12, 1), t(2026, 12, 10));
+        let theirs = verify_key("c", "theirs", now, t(2027, 11, 21));
+        let ours = verify_key("c", "ours", now, t(2027, 11, 22));
+        let covered = now + TimeDelta::days(30);
+        // Nothing covers: ours is added next to the old window.
+        let plan = plan_rewindow(std::slice::from_ref(&old), ours.clone(), covered, now).unwrap();
+        assert_eq!(plan.added, Some(ours.clone()));
+        assert_eq!(plan.keep, vec![old.clone()]);
+        // Another host's year-long window of the same certificate: adopted, nothing added.
+        let plan =
+            plan_rewindow(&[old.clone(), theirs.clone()], ours.clone(), covered, now).unwrap();
+        assert!(!plan.changes());
+        assert_eq!(plan.already_present, Some(theirs.clone()));
+        // Our own window, after a crossed write: found again by its end.
+        let plan = plan_rewindow(&[old.clone(), ours.clone()], ours.clone(), covered, now).unwrap();
+        assert_eq!(plan.already_present, Some(ours.clone()));
+        // A Sign key or another certificate does not count.
+        let mut sign = theirs.clone();
+        sign.usage = Some("Sign".into());
+        let other = verify_key("d", "d", now, t(2027, 11, 21));
+        let plan = plan_rewindow(&[old, sign, other], ours, covered, now).unwrap();
+        assert!(plan.added.is_some());
+    }
+
+    #[test]
+    fn retiring_removes_only_what_was_identified_and_only_behind_a_valid_replacement() {
+        let now = t(2026, 11, 22);
+        let covered = now + TimeDelta::days(30);
+        let old = verify_key("c", "old", t(2025, 12, 1), t(2026, 12, 10));
+        let ours = verify_key("c", "ours", now, t(2027, 11, 22));
+        let theirs = verify_key("c", "theirs", now, t(2027, 11, 21));
+        let other_cert_old = verify_key("d", "d", t(2025, 12, 1), t(2026, 12, 10));
+        // Identified in the read before the new window was added.
+        let superseded = superseded_windows(&[old.clone(), other_cert_old.clone()], &ours, covered);
+        assert_eq!(superseded, vec![KeyIdentity::of(&old)]);
+        let replacement = KeyIdentity::of(&ours);
+        let later = now + TimeDelta::seconds(2);
+        // The replacement is there and started: the old window goes, another host's window and
+        // the other certificate stay.
+        let ex = [
+            old.clone(),
+            ours.clone(),
+            theirs.clone(),
+            other_cert_old.clone(),
+        ];
+        let plan = plan_retire(&ex, &superseded, &replacement, later).unwrap();
+        assert_eq!(plan.removed, vec![old.clone()]);
+        assert_eq!(
+            plan.keep,
+            vec![ours.clone(), theirs.clone(), other_cert_old.clone()]
+        );
+        // Another host removed our window: nothing is removed.
+        let ex = [old.clone(), theirs.clone()];
+        assert_eq!(
+            plan_retire(&ex, &superseded, &replacement, later),
+            Err(PlanError::ReplacementMissing(ours.thumbprint().unwrap()))
+        );
+        // The replacement has not started yet: nothing is removed.
+        assert_eq!(
+            plan_retire(
+                &[old.clone(), ours.clone()],
+                &superseded,
+                &replacement,
+                now - TimeDelta::seconds(1)
+            ),
+            Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
+        );
+        // A key with the old window's dates but another keyId (re-added by someone) is not it.
+        let mut lookalike = old.clone();
+        lookalike.key_id = Some("other".into());
+        let plan = plan_retire(
+            &[lookalike.clone(), ours.clone()],
+            &superseded,
+            &replacement,
+            later,
+        )
+        .unwrap();
+        assert!(plan.removed.is_empty());
+        assert!(!plan.changes());
+        // The replacement and the superseded window being one key: never removed.
+        let same = [KeyIdentity::of(&ours)];
+        assert_eq!(
+            plan_retire(std::slice::from_ref(&ours), &same, &replacement, later),
+            Err(PlanError::LastValidKey(ours.thumbprint().unwrap()))
+        );
+    }
+
+    #[test]
+    fn plans_compare_by_what_they_do() {
+        let now = t(2026, 11, 22);
+        let a = verify_key("a", "a", now, t(2027, 6, 1));
+        let b = verify_key("b", "b", now, t(2027, 6, 1));
+        let new = verify_key("n", "n", now, t(2027, 11, 1));
+        let p1 = plan_upload(std::slice::from_ref(&a), new.clone(), now).unwrap();
+        let mut moved = new.clone();
+        moved.start_date_time = Some(now + TimeDelta::seconds(30));
+        let p2 = plan_upload(std::slice::from_ref(&a), moved, now).unwrap();
+        assert!(p1.same_effect(&p2), "a moved start is the same change");
+        let p3 = plan_upload(&[a.clone(), b.clone()], new.clone(), now).unwrap();
+        assert!(!p1.same_effect(&p3), "a key appeared meanwhile");
+        assert!(p3.is_additive());
+        let r = plan_remove(&[a.clone(), b], &a.thumbprint().unwrap(), now).unwrap();
+        assert!(!r.is_additive());
+        assert_eq!(p3.read_keys().len(), 2);
     }
 
     #[test]

@@ -7,6 +7,6 @@ pub mod keys;
 
 pub use client::{Graph, GraphError, ServicePrincipal};
 pub use keys::{
-    KeyCredential, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_remove_key_ids,
-    plan_rewindow, plan_upload, window,
+    KeyCredential, KeyIdentity, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_retire,
+    plan_rewindow, plan_upload, superseded_windows, window,
 };

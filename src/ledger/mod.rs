@@ -199,8 +199,33 @@ impl Ledger {
         app_ids: &[String],
         now: DateTime<Utc>,
     ) -> &mut TenantRecord {
-        if let Some(i) = self.tenants.iter().position(|t| t.is(name)) {
+        self.tenant_entry_for(name, None, cloud, app_ids, now)
+    }
+
+    /// The record for `name` or for `tenant_id` (one tenant named by domain in one run and by GUID
+    /// in another has one record), created if missing. A record found by id learns the domain
+    /// when it only had the GUID for a name, and a record found by name learns its id.
+    pub fn tenant_entry_for(
+        &mut self,
+        name: &str,
+        tenant_id: Option<&str>,
+        cloud: &str,
+        app_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> &mut TenantRecord {
+        let found = self
+            .tenants
+            .iter()
+            .position(|t| t.is(name))
+            .or_else(|| tenant_id.and_then(|id| self.tenants.iter().position(|t| t.is(id))));
+        if let Some(i) = found {
             let t = &mut self.tenants[i];
+            if t.tenant_id.is_none() {
+                t.tenant_id = tenant_id.map(str::to_ascii_lowercase);
+            }
+            if uuid::Uuid::parse_str(&t.domain).is_ok() && uuid::Uuid::parse_str(name).is_err() {
+                t.domain = name.to_ascii_lowercase();
+            }
             for a in app_ids {
                 if !t.app_ids.contains(a) {
                     t.app_ids.push(a.clone());
@@ -211,9 +236,43 @@ impl Ledger {
         let mut t = TenantRecord::new(name, cloud, app_ids.to_vec(), now);
         if uuid::Uuid::parse_str(name).is_ok() {
             t.tenant_id = Some(name.to_ascii_lowercase());
+        } else {
+            t.tenant_id = tenant_id.map(str::to_ascii_lowercase);
         }
         self.tenants.push(t);
         let last = self.tenants.len() - 1;
         &mut self.tenants[last]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tenant_named_by_domain_and_by_id_has_one_record() {
+        let now = Utc::now();
+        let id = "8eaef023-2b34-4da1-9baa-8bc8c9d6a490";
+        // The GUID first, then the domain: one record, which learns the domain.
+        let mut l = Ledger::empty();
+        l.tenant_entry_for(id, Some(id), "global", &[], now);
+        l.tenant_entry_for("Contoso.onmicrosoft.com", Some(id), "global", &[], now);
+        assert_eq!(l.tenants.len(), 1);
+        assert_eq!(l.tenants[0].domain, "contoso.onmicrosoft.com");
+        assert_eq!(l.tenants[0].tenant_id.as_deref(), Some(id));
+        // A record made offline (no id) learns its id from the next run that resolved it; then
+        // the GUID finds the same record.
+        let mut l = Ledger::empty();
+        l.tenant_entry_for("contoso.onmicrosoft.com", None, "global", &[], now);
+        l.tenant_entry_for("contoso.onmicrosoft.com", Some(id), "global", &[], now);
+        l.tenant_entry_for(id, Some(id), "global", &["x".into()], now);
+        assert_eq!(l.tenants.len(), 1);
+        assert_eq!(l.tenants[0].tenant_id.as_deref(), Some(id));
+        assert_eq!(l.tenants[0].app_ids, vec!["x".to_string()]);
+        // Without an id, two names stay two records (nothing says they are one tenant).
+        let mut l = Ledger::empty();
+        l.tenant_entry("a.example", "global", &[], now);
+        l.tenant_entry("b.example", "global", &[], now);
+        assert_eq!(l.tenants.len(), 2);
     }
 }
