@@ -19,6 +19,7 @@ pub mod http;
 pub mod keyring;
 pub mod ledger;
 pub mod lock;
+pub mod microsoft;
 pub mod notify;
 pub mod onprem;
 pub mod paths;

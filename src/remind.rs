@@ -139,7 +139,7 @@ mod tests {
     use chrono::{TimeDelta, TimeZone as _};
     use proptest::prelude::*;
 
-    const APP: &str = "00000004-0000-0ff1-ce00-000000000000";
+    const APP: &str = crate::microsoft::SFB_APP_ID;
     const TH: &[i64] = &[60, 30, 14, 7, 3, 1];
 
     fn t0() -> DateTime<Utc> {

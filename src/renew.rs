@@ -215,7 +215,7 @@ mod tests {
     use chrono::TimeZone as _;
     use proptest::prelude::*;
 
-    const APP: &str = "00000004-0000-0ff1-ce00-000000000000";
+    const APP: &str = crate::microsoft::SFB_APP_ID;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-pub const SFB_CLIENT_ID: &str = "00000004-0000-0ff1-ce00-000000000000";
+/// The client the Front Ends (and `verify`) ask for tokens as.
+pub const SFB_CLIENT_ID: &str = crate::microsoft::SFB_APP_ID;
 
 /// The claims of the issued token worth showing.
 #[derive(Debug, Clone, Serialize, PartialEq)]

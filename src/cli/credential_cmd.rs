@@ -10,13 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
 
-pub const SFB_APP_ID: &str = "00000004-0000-0ff1-ce00-000000000000";
-const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
-const KNOWN_APPS: &[&str] = &[
-    SFB_APP_ID,
-    "7557eb47-c689-4224-abcf-aef9bd7573df",
-    "db7de2b5-2149-435e-8043-e080dd50afae",
-];
+use crate::microsoft::KNOWN_TARGETS as KNOWN_APPS;
+pub use crate::microsoft::SFB_APP_ID;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CredentialCommand {
@@ -104,11 +99,9 @@ pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
                 )
             })?
             .to_string();
-        if id == EXCHANGE_APP_ID {
-            return Err(Failure::input(
-                anyhow::anyhow!("refusing to add a key to Exchange Online's shared service principal ({EXCHANGE_APP_ID})"),
-                Some("Exchange hybrid moved to its own application (April 2025) and EWS through the shared principal is blocked since October 2025; Skype for Business Server needs the key on 00000004-0000-0ff1-ce00-000000000000 only".to_string()),
-            ));
+        if let Err(e) = crate::microsoft::check_target(&id) {
+            let hint = e.hint().to_string();
+            return Err(Failure::input(e, Some(hint)));
         }
         if !KNOWN_APPS.contains(&id.as_str()) {
             tracing::warn!(

@@ -19,6 +19,6 @@ pub use quote::{Fqdn, Guid, HttpsUrl, UnsafeValue, ps_quote};
 pub use script::{ScriptInput, render};
 
 /// Skype for Business Online, the `-ServiceName` of the hybrid OAuth configuration.
-pub const SFB_SERVICE_NAME: &str = "00000004-0000-0ff1-ce00-000000000000";
+pub const SFB_SERVICE_NAME: &str = crate::microsoft::SFB_APP_ID;
 /// Exchange Online, the `microsoft.exchange` partner application's identifier.
-pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+pub const EXCHANGE_APP_ID: &str = crate::microsoft::EXCHANGE_APP_ID;
