@@ -33,7 +33,7 @@ pub enum CredentialError {
     #[error("cancelled: nothing was changed")]
     Declined,
     #[error(
-        "the keys changed while this change waited, and the new plan removes a key that was not in the plan shown; nothing was changed"
+        "the keys changed while this change waited, and the plan made from them now would remove a key: it was not applied"
     )]
     ChangedSinceShown,
 }
@@ -123,11 +123,21 @@ pub struct Change<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// A key's identity across a PATCH: its certificate and its window (keyIds may be regenerated),
-/// to the second (whether Graph keeps a fraction of a second is unconfirmed).
-fn identity(k: &KeyCredential) -> (Option<String>, Option<i64>, Option<i64>) {
+/// A key's identity across a PATCH: its certificate, type, usage and window (keyIds may be
+/// regenerated), to the second (whether Graph keeps a fraction of a second is unconfirmed).
+type Identity = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn identity(k: &KeyCredential) -> Identity {
     (
         k.thumbprint(),
+        k.kind.clone(),
+        k.usage.clone(),
         k.start_date_time.map(|t| t.timestamp()),
         k.end_date_time.map(|t| t.timestamp()),
     )
@@ -253,14 +263,17 @@ impl Change<'_> {
         }
     }
 
-    /// Adds `name` to the service principal names, keeping the others.
+    /// Adds `name` to the service principal names, keeping the others. The change only adds, so
+    /// after a person's answer the names are read again and the list is rebuilt from what is
+    /// there now (a name another admin added meanwhile is kept) without asking again.
     pub async fn add_name(
         &self,
         sp_id: &str,
         name: &str,
-        confirm: &mut dyn FnMut(&ServicePrincipal, &[String]) -> bool,
+        confirm: &mut dyn FnMut(&ServicePrincipal, &[String]) -> Approval,
     ) -> Result<(NameOutcome, ServicePrincipal), CredentialError> {
         let mut attempt = 0;
+        let mut approved = false;
         loop {
             attempt += 1;
             let sp = self.graph.read_service_principal(sp_id).await?;
@@ -280,12 +293,19 @@ impl Change<'_> {
             }
             let mut names = sp.service_principal_names.clone();
             names.push(name.to_string());
-            if attempt == 1 {
+            if !approved {
                 if self.dry_run {
                     return Ok((NameOutcome::Planned, sp));
                 }
-                if !confirm(&sp, &names) {
-                    return Err(CredentialError::Declined);
+                approved = true;
+                match confirm(&sp, &names) {
+                    Approval::Refused => return Err(CredentialError::Declined),
+                    // Time passed while the person read: read again before writing.
+                    Approval::Answered => {
+                        attempt = 0;
+                        continue;
+                    }
+                    Approval::Standing => {}
                 }
             }
             self.audit.append(&AuditEntry {

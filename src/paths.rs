@@ -37,43 +37,56 @@ pub fn default_config_file() -> Option<PathBuf> {
     })
 }
 
-/// A state file or folder that others can write.
+/// A state file or folder that others can write, or that another user owns.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} {path} can be written by others (mode {mode:03o}); refusing to use it")]
+#[error("{what} {path} {reason}; refusing to use it")]
 pub struct LooseMode {
     pub what: &'static str,
     pub path: PathBuf,
-    pub mode: u32,
-    /// The mode to set (0700 for a folder, 0600 for a file).
-    pub fix: u32,
+    pub reason: String,
+    /// The command that fixes it.
+    pub fix: String,
 }
 
 impl LooseMode {
     pub fn hint(&self) -> String {
         format!(
-            "anyone who can write it can change what hybrid-trust uploads; check who changed it, then run: chmod {:o} '{}'",
-            self.fix,
-            self.path.display()
+            "whoever can write it can change what hybrid-trust uploads; check who changed it, then run: {}",
+            self.fix
         )
     }
 }
 
-/// Refuses a state folder or file that the group or others can write, as ssh refuses a loose
-/// `~/.ssh` (sshd `StrictModes`): the ledger holds the certificate `renew` uploads, so whoever can
-/// write it chooses the key that lets its holder act as Skype for Business Online. A missing
-/// file is fine (it will be made 0600).
+/// Refuses a state folder or file that the group or others can write, or that a user other than
+/// this one (or root) owns, as ssh refuses a loose `~/.ssh` (sshd `StrictModes`): the ledger holds
+/// the certificate `renew` uploads, so whoever can write it chooses the key that lets its holder
+/// act as Skype for Business Online. A missing file is fine (it will be made 0600).
 pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::MetadataExt as _;
         if let Ok(m) = std::fs::metadata(path) {
-            let mode = m.permissions().mode() & 0o7777;
+            let mode = m.mode() & 0o7777;
+            let quoted = format!("'{}'", path.display());
             if mode & 0o022 != 0 {
+                let fix = if m.is_dir() { 0o700 } else { 0o600 };
                 return Err(LooseMode {
                     what,
                     path: path.to_path_buf(),
-                    mode,
-                    fix: if m.is_dir() { 0o700 } else { 0o600 },
+                    reason: format!("can be written by others (mode {mode:03o})"),
+                    fix: format!("chmod {fix:o} {quoted}"),
+                });
+            }
+            // This process's user: the owner of /proc/self (Linux; elsewhere the check is skipped).
+            if let Ok(me) = std::fs::metadata("/proc/self").map(|p| p.uid())
+                && m.uid() != me
+                && m.uid() != 0
+            {
+                return Err(LooseMode {
+                    what,
+                    path: path.to_path_buf(),
+                    reason: format!("belongs to another user (uid {})", m.uid()),
+                    fix: format!("chown {me} {quoted}"),
                 });
             }
         }

@@ -439,7 +439,8 @@ fn difference_text(
     let before = shown.read_keys();
     let after = now_plan.read_keys();
     let has = |ks: &[&KeyCredential], k: &KeyCredential| {
-        ks.iter().any(|o| KeyIdentity::of(o) == KeyIdentity::of(k))
+        ks.iter()
+            .any(|o| KeyIdentity::of(o).same_window(&KeyIdentity::of(k)) && o.usage == k.usage)
     };
     let mut s = format!(
         "The keys of {} changed since the plan was shown (another admin or host?):\n",
@@ -753,14 +754,20 @@ pub fn add_names(
                 change
                     .add_name(&sp_id, name, &mut |sp, new| {
                         if !ask {
-                            return true;
+                            return Approval::Standing;
                         }
                         eprintln!(
                             "Service principal names of {} will be:\n  {}",
                             sp.app_id,
                             new.join("\n  ")
                         );
-                        ctx.confirm("Apply this change?")
+                        if ctx.global.yes {
+                            Approval::Standing
+                        } else if ctx.confirm("Apply this change?") {
+                            Approval::Answered
+                        } else {
+                            Approval::Refused
+                        }
                     })
                     .await
             })

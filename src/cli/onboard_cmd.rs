@@ -202,6 +202,13 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         }
     };
 
+    // A record the ledger has for the domain (from `tenant add`, without the id) learns the id
+    // now, so the upload below, which names the tenant by id, finds it: one tenant, one record.
+    if let TenantRef::Domain(dn) = &t {
+        ctx.record_for(dn, Some(&tid), &apps, |_| ())
+            .map_err(|e| undo(&steps, e))?;
+    }
+
     // 5. Upload.
     let new = graph::new_key(&c, start, end);
     let (results, _) = credential_cmd::apply_keys(

@@ -323,7 +323,9 @@ fn act(
                 .ok_or_else(|| anyhow::anyhow!("no certificate"))?;
             let cert = cert_of(current)?;
             let new = graph::new_key(&cert, *start, *end);
-            let added = with_graph(
+            // The applications renewed before a failing one are recorded all the same: the
+            // ledger never forgets a window that is on Graph.
+            let (added, failed) = with_graph_each(
                 ctx,
                 t,
                 &RenewOp::Rewindow {
@@ -333,6 +335,11 @@ fn act(
                     covered_until: now + TimeDelta::days(policy.horizon_days.max(1)),
                 },
             )?;
+            if added.is_empty()
+                && let Some(e) = failed
+            {
+                return Err(e);
+            }
             let tp = cert.thumbprint_sha1();
             ctx.record(&t.domain, &[], |rec| {
                 for c in added_records(&added, &tp, *start, *end, now) {
@@ -349,6 +356,9 @@ fn act(
                 );
             })
             .map_err(|f| f.error)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             Ok(("applied".into(), None))
         }
         Decision::Roll {
@@ -474,14 +484,22 @@ impl RenewOp {
                 let wait = (new_start - Utc::now()).to_std().unwrap_or_default();
                 tokio::time::sleep(wait + Duration::from_millis(1100)).await;
                 let replacement = KeyIdentity::of(replacement);
-                change
+                // The renewal is done once the new window is in: a superseded window that cannot
+                // be retired now stays until it ends (the next change drops it as expired).
+                if let Err(e) = change
                     .keys(
                         sp_id,
                         |ex| graph::plan_retire(ex, &superseded, &replacement, Utc::now()),
                         &mut standing,
                         "renew: retire the superseded window",
                     )
-                    .await?;
+                    .await
+                {
+                    tracing::warn!(
+                        "{}: the new window is in, but the old one was left in place until it ends: {e}",
+                        change.app_id
+                    );
+                }
                 Ok(first)
             }
         }
@@ -490,11 +508,24 @@ impl RenewOp {
 
 /// Runs `op` on each of the tenant's applications under the tenant lock; returns the key each
 /// added (for the ledger).
-fn with_graph(
+/// The key each application got (for the ledger).
+type AppKeys = Vec<(String, Option<KeyCredential>)>;
+
+fn with_graph(ctx: &Context, t: &TenantRecord, op: &RenewOp) -> anyhow::Result<AppKeys> {
+    let (done, failed) = with_graph_each(ctx, t, op)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// [`with_graph`], keeping what the applications before a failing one got: (the keys added,
+/// the first failure). The run stops at the first failure.
+fn with_graph_each(
     ctx: &Context,
     t: &TenantRecord,
     op: &RenewOp,
-) -> anyhow::Result<Vec<(String, Option<KeyCredential>)>> {
+) -> anyhow::Result<(AppKeys, Option<anyhow::Error>)> {
     let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
     let cloud = ctx.cloud().map_err(|f| f.error)?;
     let tokens = ctx.token_provider(&cloud, &name).map_err(|f| f.error)?;
@@ -522,14 +553,17 @@ fn with_graph(
             };
             op.apply(&change, &sp_id).await
         });
-        let key = match outcome.map_err(|e| anyhow::anyhow!("{app}: {e} ({})", e.hint()))? {
-            Outcome::Applied { plan, .. }
-            | Outcome::Unchanged { plan, .. }
-            | Outcome::Planned { plan, .. } => plan.added.or(plan.already_present),
+        let key = match outcome {
+            Ok(
+                Outcome::Applied { plan, .. }
+                | Outcome::Unchanged { plan, .. }
+                | Outcome::Planned { plan, .. },
+            ) => plan.added.or(plan.already_present),
+            Err(e) => return Ok((out, Some(anyhow::anyhow!("{app}: {e} ({})", e.hint())))),
         };
         out.push((app.clone(), key));
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// Writes the on-prem roll step next to the ledger. Every value is validated: the thumbprint is

@@ -272,10 +272,16 @@ impl KeyPlan {
     /// Whether `other` (planned again from a later read) does the same as this plan: the same keys
     /// kept, dropped and removed, and the same certificate and end added (the start may move up).
     pub fn same_effect(&self, other: &KeyPlan) -> bool {
+        // By certificate and window: whether Graph keeps keyIds on a re-send is unconfirmed.
         fn same(a: &[KeyCredential], b: &[KeyCredential]) -> bool {
             a.len() == b.len()
-                && a.iter()
-                    .all(|k| b.iter().any(|o| KeyIdentity::of(o) == KeyIdentity::of(k)))
+                && a.iter().all(|k| {
+                    b.iter().any(|o| {
+                        KeyIdentity::of(o).same_window(&KeyIdentity::of(k))
+                            && o.kind == k.kind
+                            && o.usage == k.usage
+                    })
+                })
         }
         let added = |p: &KeyPlan| {
             p.added
@@ -286,8 +292,11 @@ impl KeyPlan {
             && same(&self.dropped_expired, &other.dropped_expired)
             && same(&self.removed, &other.removed)
             && added(self) == added(other)
-            && self.already_present.as_ref().map(KeyIdentity::of)
-                == other.already_present.as_ref().map(KeyIdentity::of)
+            && match (&self.already_present, &other.already_present) {
+                (None, None) => true,
+                (Some(a), Some(b)) => KeyIdentity::of(a).same_window(&KeyIdentity::of(b)),
+                _ => false,
+            }
     }
 }
 
@@ -444,12 +453,14 @@ pub fn plan_rewindow(
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (tp, end) = (new.thumbprint(), new.end_date_time);
-    // Of several covering windows, the one that lasts longest.
+    // Of several covering windows, the one that lasts longest. Only a window that has started
+    // is adopted: one that starts later (added with a chosen start) leaves a gap until then.
     let covering = existing
         .iter()
         .filter(|k| {
             k.is_verify_cert()
                 && !k.is_expired(now)
+                && k.start_date_time.is_none_or(|s| s <= now)
                 && k.thumbprint().is_some()
                 && k.thumbprint() == tp
                 && k.end_date_time
@@ -484,10 +495,12 @@ pub fn superseded_windows(
 }
 
 /// Retires superseded windows (from [`superseded_windows`]) once their replacement is in place.
-/// It removes only keys that match a superseded identity exactly (keyId, certificate, start and
-/// end), and only when the replacement (same certificate and window) is present on the service
-/// principal as a `Verify` key that has started and has not ended; so it never removes the last
-/// valid key of the certificate. Anything else is refused, and nothing is removed.
+/// It removes only `Verify` keys that match a superseded window (certificate, start and end to
+/// the second; not the keyId, which Graph may give a re-sent key anew: unconfirmed), and only when
+/// the replacement (same certificate and window) is present on the service principal as a
+/// `Verify` key that has started and lasts at least as long as every window it removes; so it
+/// never removes the last valid key of the certificate. Anything else is refused, and nothing is
+/// removed.
 pub fn plan_retire(
     existing: &[KeyCredential],
     superseded: &[KeyIdentity],
@@ -504,10 +517,19 @@ pub fn plan_retire(
     if r.start_date_time.is_some_and(|s| s > now) || r.is_expired(now) {
         return Err(PlanError::ReplacementNotValid(tp));
     }
-    let (removed, rest): (Vec<_>, Vec<_>) = existing
+    let (removed, rest): (Vec<_>, Vec<_>) = existing.iter().cloned().partition(|k| {
+        let id = KeyIdentity::of(k);
+        k.is_verify_cert()
+            && !id.same_window(replacement)
+            && superseded.iter().any(|s| s.same_window(&id))
+    });
+    let replacement_end = r.end_date_time.map(|e| e.timestamp());
+    if removed
         .iter()
-        .cloned()
-        .partition(|k| superseded.contains(&KeyIdentity::of(k)));
+        .any(|k| k.end_date_time.map(|e| e.timestamp()) > replacement_end)
+    {
+        return Err(PlanError::ReplacementNotValid(tp));
+    }
     let valid_left = rest.iter().any(|k| {
         k.is_verify_cert()
             && k.thumbprint().as_deref() == Some(tp.as_str())
@@ -750,6 +772,11 @@ mod tests {
             plan_rewindow(&[old.clone(), theirs.clone()], ours.clone(), covered, now).unwrap();
         assert!(!plan.changes());
         assert_eq!(plan.already_present, Some(theirs.clone()));
+        // A window that starts later is not adopted (it would leave a gap until it starts).
+        let mut future = theirs.clone();
+        future.start_date_time = Some(now + TimeDelta::days(60));
+        let plan = plan_rewindow(&[old.clone(), future], ours.clone(), covered, now).unwrap();
+        assert_eq!(plan.added, Some(ours.clone()));
         // Our own window, after a crossed write: found again by its end.
         let plan = plan_rewindow(&[old.clone(), ours.clone()], ours.clone(), covered, now).unwrap();
         assert_eq!(plan.already_present, Some(ours.clone()));
@@ -804,24 +831,33 @@ mod tests {
             ),
             Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
         );
-        // A key with the old window's dates but another keyId (re-added by someone) is not it.
-        let mut lookalike = old.clone();
-        lookalike.key_id = Some("other".into());
+        // The old window re-sent under a new keyId (whether Graph keeps keyIds is unconfirmed) is
+        // still the old window; a key of another usage with its dates is not.
+        let mut renamed = old.clone();
+        renamed.key_id = Some("other".into());
+        let mut sign = old.clone();
+        sign.usage = Some("Sign".into());
         let plan = plan_retire(
-            &[lookalike.clone(), ours.clone()],
+            &[renamed.clone(), sign.clone(), ours.clone()],
             &superseded,
             &replacement,
             later,
         )
         .unwrap();
-        assert!(plan.removed.is_empty());
-        assert!(!plan.changes());
+        assert_eq!(plan.removed, vec![renamed]);
+        assert_eq!(plan.keep, vec![sign, ours.clone()]);
+        // A replacement that ends before the window it would replace: nothing is removed.
+        let mut long_old = old.clone();
+        long_old.end_date_time = Some(t(2028, 1, 1));
+        let sup = [KeyIdentity::of(&long_old)];
+        assert_eq!(
+            plan_retire(&[long_old, ours.clone()], &sup, &replacement, later),
+            Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
+        );
         // The replacement and the superseded window being one key: never removed.
         let same = [KeyIdentity::of(&ours)];
-        assert_eq!(
-            plan_retire(std::slice::from_ref(&ours), &same, &replacement, later),
-            Err(PlanError::LastValidKey(ours.thumbprint().unwrap()))
-        );
+        let plan = plan_retire(std::slice::from_ref(&ours), &same, &replacement, later).unwrap();
+        assert!(plan.removed.is_empty() && !plan.changes());
     }
 
     #[test]
