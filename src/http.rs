@@ -2,6 +2,15 @@
 //! environment (`HTTPS_PROXY`, `NO_PROXY`), timeouts, a user agent, retries with backoff that
 //! honour `Retry-After` (Graph throttling guidance: learn.microsoft.com/graph/throttling), and
 //! logging that never shows bodies or query strings. Knows no Graph or STS paths.
+//!
+//! Redirects are never followed (issue 14, defect 3). reqwest's default policy follows up to 10
+//! redirects and, for 307/308, sends the body again to the new location
+//! (docs.rs/reqwest/0.13/reqwest/redirect/struct.Policy.html): a token endpoint answering
+//! `307 Location: http://elsewhere/` would receive `client_secret=…` in cleartext at another
+//! origin, past the cloud file's "http only on loopback" rule. Entra ID, the ACS metadata
+//! endpoint and Microsoft Graph answer these calls directly, and a webhook receiver (Teams
+//! Workflows, Slack) takes its POST where it is sent, so every client built here has
+//! `Policy::none()` and a 3xx answer is [`HttpError::Redirect`].
 
 use crate::cloud::Cloud;
 use bytes::Bytes;
@@ -67,6 +76,15 @@ pub enum HttpError {
     Reset { url: String, detail: String },
     #[error("the answer from {url} is larger than {MAX_BODY} bytes")]
     TooLarge { url: String },
+    #[error(
+        "{url} answered HTTP {status} redirecting to {location}: redirects are refused, they could carry the request and its credentials elsewhere"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        /// The `Location`, redacted.
+        location: String,
+    },
     #[error("cannot read CA file {path}")]
     Ca { path: PathBuf, detail: String },
     #[error("cannot build the HTTP client: {0}")]
@@ -105,6 +123,9 @@ impl HttpError {
             }
             HttpError::TooLarge { .. } => {
                 "the URL does not serve what it should; check the cloud URLs"
+            }
+            HttpError::Redirect { .. } => {
+                "the cloud's URLs (--cloud / --cloud-file) or the webhook URL must name the service itself; if a proxy rewrites answers, fix the proxy"
             }
             HttpError::Ca { .. } => {
                 "fix ca_file in the cloud file (a PEM file with one or more certificates)"
@@ -260,6 +281,8 @@ impl HttpClient {
             .timeout(Duration::from_secs(timeout))
             .pool_idle_timeout(Duration::from_secs(30))
             .tls_backend_preconfigured(tls.clone())
+            // Never follow a redirect: see the module docs.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpError::Client(e.to_string()))?;
         Ok(HttpClient { inner, tls, retry })
@@ -302,6 +325,18 @@ impl HttpClient {
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            if (300..400).contains(&status) {
+                let location = headers
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| redact(&String::from_utf8_lossy(v.as_bytes())))
+                    .unwrap_or_else(|| "(no Location header)".to_string());
+                tracing::debug!("{method} {} -> {status}, refused", redact(&url));
+                return Err(HttpError::Redirect {
+                    url: redact(&url),
+                    status,
+                    location,
+                });
+            }
             let retry_after = headers
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
