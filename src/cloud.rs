@@ -177,11 +177,20 @@ impl Cloud {
     }
 }
 
+/// Whether `url` names this machine: 127.0.0.0/8, ::1 or `localhost`, the only hosts plain http
+/// may be used with (the emulator, a test receiver), here and for webhooks.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 fn check_base_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e})"))?;
-    let loopback = matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-        || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-        || parsed.host_str() == Some("localhost");
+    let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}

@@ -145,8 +145,13 @@ impl Settings {
         for w in &r.webhook {
             let u = url::Url::parse(&w.url)
                 .map_err(|_| format!("webhook url {:?} is not a URL", w.url))?;
-            if !matches!(u.scheme(), "https" | "http") {
-                return Err(format!("webhook url {:?} must be https", w.url));
+            // Reminders say which tenant lapses when: not for cleartext beyond this machine.
+            let http_ok = u.scheme() == "http" && crate::cloud::is_loopback(&u);
+            if (u.scheme() != "https" && !http_ok) || u.host_str().is_none() {
+                return Err(format!(
+                    "webhook url {:?} must be https (plain http only on loopback: 127.0.0.1, ::1, localhost)",
+                    w.url
+                ));
             }
         }
         if self.renewal.horizon_days < 1 || self.renewal.horizon_days > 300 {
@@ -186,6 +191,19 @@ format = "teams"
     }
 
     #[test]
+    fn webhooks_are_https_or_loopback() {
+        for good in [
+            "https://hooks.example.com/x",
+            "http://127.0.0.1:8080/x",
+            "http://127.9.9.9/x",
+            "http://[::1]:8080/x",
+            "http://LOCALHOST/x",
+        ] {
+            Settings::parse(&format!("[[reminders.webhook]]\nurl = \"{good}\"")).unwrap();
+        }
+    }
+
+    #[test]
     fn typos_and_bad_values_are_refused() {
         for bad in [
             "[reminders]\nthreshold_days = [1]",
@@ -193,6 +211,8 @@ format = "teams"
             "[[reminders.email]]\nsmtp_url = \"http://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
             "[[reminders.email]]\nsmtp_url = \"smtp://u:p@x:25\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
             "[[reminders.webhook]]\nurl = \"ftp://x\"",
+            "[[reminders.webhook]]\nurl = \"http://hooks.example.com/x\"",
+            "[[reminders.webhook]]\nurl = \"http://localhost.example.com/x\"",
             "[[reminders.webhook]]\nurl = \"https://x\"\nformat = \"discord\"",
         ] {
             let r: Result<Settings, _> = toml::from_str(bad);
