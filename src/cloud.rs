@@ -189,24 +189,31 @@ pub fn is_loopback(url: &url::Url) -> bool {
 }
 
 fn check_base_url(u: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e})"))?;
+    // Errors show the URL redacted (issue 14, defect 6).
+    let shown = crate::secret::redact_url(u);
+    let parsed = reqwest::Url::parse(u).map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
     let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
         s => {
             return Err(format!(
-                "{u:?} uses {s}; only https (or http on loopback) is allowed"
+                "{shown:?} uses {s}; only https (or http on loopback) is allowed"
             ));
         }
     }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{shown:?} has credentials in it; a cloud URL names the service only"
+        ));
+    }
     if u.ends_with('/') {
         return Err(format!(
-            "{u:?} ends with '/'; give it without trailing slash"
+            "{shown:?} ends with '/'; give it without trailing slash"
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{u:?} has a query or fragment"));
+        return Err(format!("{shown:?} has a query or fragment"));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Unknown keys are refused (a typo must not silently disable a reminder). No secret is ever in
 //! the file: an SMTP password comes from `password_env` or the keyring.
 
+use crate::secret::redact_url;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -127,12 +128,12 @@ impl Settings {
             return Err("reminders.thresholds_days must list days between 0 and 3650".into());
         }
         for e in &r.email {
+            let shown = redact_url(&e.smtp_url);
             let u = url::Url::parse(&e.smtp_url)
-                .map_err(|_| format!("smtp_url {:?} is not a URL", e.smtp_url))?;
+                .map_err(|_| format!("smtp_url {shown:?} is not a URL"))?;
             if !matches!(u.scheme(), "smtp" | "smtps") || u.host_str().is_none() {
                 return Err(format!(
-                    "smtp_url {:?} must be smtp://host:port or smtps://host:port",
-                    e.smtp_url
+                    "smtp_url {shown:?} must be smtp://host:port or smtps://host:port"
                 ));
             }
             if !u.username().is_empty() || u.password().is_some() {
@@ -143,14 +144,14 @@ impl Settings {
             }
         }
         for w in &r.webhook {
+            let shown = redact_url(&w.url);
             let u = url::Url::parse(&w.url)
-                .map_err(|_| format!("webhook url {:?} is not a URL", w.url))?;
+                .map_err(|_| format!("webhook url {shown:?} is not a URL"))?;
             // Reminders say which tenant lapses when: not for cleartext beyond this machine.
             let http_ok = u.scheme() == "http" && crate::cloud::is_loopback(&u);
             if (u.scheme() != "https" && !http_ok) || u.host_str().is_none() {
                 return Err(format!(
-                    "webhook url {:?} must be https (plain http only on loopback: 127.0.0.1, ::1, localhost)",
-                    w.url
+                    "webhook url {shown:?} must be https (plain http only on loopback: 127.0.0.1, ::1, localhost)"
                 ));
             }
         }

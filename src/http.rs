@@ -166,6 +166,9 @@ fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'stat
 
 fn classify(e: reqwest::Error, url: &str) -> HttpError {
     let url = redact(url);
+    // reqwest's message names the whole URL ("error sending request for url (…)"); ours is
+    // already in the error, redacted.
+    let e = e.without_url();
     let text = chain_text(&e);
     let lower = text.to_ascii_lowercase();
     if e.is_timeout() {
@@ -194,11 +197,8 @@ fn classify(e: reqwest::Error, url: &str) -> HttpError {
     HttpError::Connect { url, detail: text }
 }
 
-/// A URL for logs and errors: no query string (it may carry filters; never secrets, but keep
-/// logs small and predictable).
-pub fn redact(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or(url).to_string()
-}
+// A URL for logs and errors: the one redaction helper.
+use crate::secret::redact_url as redact;
 
 #[derive(Debug, Clone)]
 pub struct HttpClient {

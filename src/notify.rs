@@ -185,15 +185,17 @@ pub fn webhook_payload(format: WebhookFormat, m: &Due) -> serde_json::Value {
 
 impl Notifier for Webhook {
     fn id(&self) -> String {
-        // Never the query string: Teams workflow URLs carry their signature there.
-        format!("webhook:{}", crate::http::redact(&self.channel.url))
+        // Never the query string (Teams workflow URLs carry their signature there) nor a
+        // password; stable across versions: it keys what the ledger records as sent.
+        let url = crate::secret::redact_url(&self.channel.url);
+        format!("webhook:{}", url.split(['?', '#']).next().unwrap_or(&url))
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
             let body = webhook_payload(self.channel.format, msg);
             let url = &self.channel.url;
             let fail = |detail: String| NotifyError::Webhook {
-                url: crate::http::redact(url),
+                url: crate::secret::redact_url(url),
                 detail,
             };
             let resp = self
@@ -217,7 +219,8 @@ pub struct Email {
 
 impl Email {
     fn server(&self) -> String {
-        crate::http::redact(&self.channel.smtp_url)
+        let url = crate::secret::redact_url(&self.channel.smtp_url);
+        url.split(['?', '#']).next().unwrap_or(&url).to_string()
     }
 }
 
