@@ -99,6 +99,9 @@ pub fn text(m: &Due) -> String {
 /// Prints reminders for people: on stdout, or on stderr when stdout carries `--output json`.
 pub struct Stdout {
     pub to_stderr: bool,
+    /// Makes the text safe for a terminal (the CLI printer's escaping of control characters:
+    /// a failure's detail may quote a server).
+    pub terminal_safe: fn(&str) -> String,
 }
 
 impl Notifier for Stdout {
@@ -107,7 +110,7 @@ impl Notifier for Stdout {
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            let line = format!("{}\n{}", subject(msg), text(msg));
+            let line = (self.terminal_safe)(&format!("{}\n{}", subject(msg), text(msg)));
             if self.to_stderr {
                 eprintln!("{line}");
             } else {

@@ -69,7 +69,10 @@ fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure>
         }
     }
     if s.reminders.stdout || out.is_empty() {
-        out.push(Box::new(Stdout { to_stderr: json }));
+        out.push(Box::new(Stdout {
+            to_stderr: json,
+            terminal_safe: |s| super::printer::terminal_safe(s).into_owned(),
+        }));
     }
     Ok(out)
 }

@@ -67,7 +67,9 @@ struct MetadataJson<'a> {
 
 fn text(doc: &MetadataDoc, tenant_id: Option<&str>, metadata_url: Option<&str>) -> String {
     let mut s = String::new();
-    let mut row = |k: &str, v: &str| s.push_str(&format!("{k:<16}{v}\n"));
+    // One line per row: an issuer or subject from the document is shown escaped.
+    let mut row =
+        |k: &str, v: &str| s.push_str(&format!("{k:<16}{}\n", super::printer::display_safe(v)));
     row("Tenant id:", tenant_id.unwrap_or("(none)"));
     if let Some(u) = metadata_url {
         row("Metadata URL:", u);
