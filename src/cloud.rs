@@ -118,10 +118,12 @@ impl Cloud {
     /// URLs must be https (http only for loopback), without trailing slash, query or fragment.
     /// A relative `ca_file` is resolved against the cloud file's directory.
     pub fn from_file(path: &Path) -> Result<Cloud, CloudError> {
-        let bytes = std::fs::read(path).map_err(|source| CloudError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::paths::read_limited(path, crate::paths::MAX_SETTINGS_FILE, "a cloud file")
+                .map_err(|source| CloudError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         let invalid = |reason: String| CloudError::Invalid {
             path: path.to_path_buf(),
             reason,

@@ -97,7 +97,14 @@ pub enum ConfigError {
 impl Settings {
     /// Reads `path`; a missing file at the default location means the defaults.
     pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        let read =
+            crate::paths::read_limited(path, crate::paths::MAX_SETTINGS_FILE, "a settings file")
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                });
+        let text = match read {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Settings::default());

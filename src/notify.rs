@@ -249,8 +249,9 @@ impl Email {
         let tls_params = || -> Result<TlsParameters, NotifyError> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &self.channel.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
+                let pem =
+                    crate::paths::read_limited(ca, crate::paths::MAX_SETTINGS_FILE, "a CA file")
+                        .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
                 b = b.add_root_certificate(
                     Certificate::from_pem(&pem).map_err(|e| fail(e.to_string()))?,
                 );

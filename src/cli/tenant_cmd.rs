@@ -212,27 +212,17 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             Ok(0)
         }
         TenantCommand::Metadata { file } => {
-            let meta = std::fs::metadata(&file).map_err(|e| {
+            let bytes = crate::paths::read_limited(
+                &file,
+                crate::paths::MAX_DOCUMENT_FILE,
+                "a metadata document",
+            )
+            .map_err(|e| {
                 Failure::input(
                     anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
-                    Some("check the path".to_string()),
-                )
-            })?;
-            if meta.is_dir() || meta.len() > crate::cert::MAX_FILE_BYTES {
-                return Err(Failure::input(
-                    anyhow::anyhow!(
-                        "{} is not a metadata document file (a directory, or over 1 MiB)",
-                        file.display()
-                    ),
                     Some(
                         "save the document the metadata URL returns and name that file".to_string(),
                     ),
-                ));
-            }
-            let bytes = std::fs::read(&file).map_err(|e| {
-                Failure::input(
-                    anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
-                    None,
                 )
             })?;
             let doc = tenant::parse_document(&bytes, ctx.now).map_err(|e| {
