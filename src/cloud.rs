@@ -118,10 +118,12 @@ impl Cloud {
     /// URLs must be https (http only for loopback), without trailing slash, query or fragment.
     /// A relative `ca_file` is resolved against the cloud file's directory.
     pub fn from_file(path: &Path) -> Result<Cloud, CloudError> {
-        let bytes = std::fs::read(path).map_err(|source| CloudError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::paths::read_limited(path, crate::paths::MAX_SETTINGS_FILE, "a cloud file")
+                .map_err(|source| CloudError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         let invalid = |reason: String| CloudError::Invalid {
             path: path.to_path_buf(),
             reason,
@@ -177,27 +179,43 @@ impl Cloud {
     }
 }
 
+/// Whether `url` names this machine: 127.0.0.0/8, ::1 or `localhost`, the only hosts plain http
+/// may be used with (the emulator, a test receiver), here and for webhooks.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 fn check_base_url(u: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(u).map_err(|e| format!("{u:?} is not a URL ({e})"))?;
-    let loopback = matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-        || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-        || parsed.host_str() == Some("localhost");
+    // Errors show the URL redacted (issue 14, defect 6).
+    let shown = crate::secret::redact_url(u);
+    let parsed = reqwest::Url::parse(u).map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
+    let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
         s => {
             return Err(format!(
-                "{u:?} uses {s}; only https (or http on loopback) is allowed"
+                "{shown:?} uses {s}; only https (or http on loopback) is allowed"
             ));
         }
     }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{shown:?} has credentials in it; a cloud URL names the service only"
+        ));
+    }
     if u.ends_with('/') {
         return Err(format!(
-            "{u:?} ends with '/'; give it without trailing slash"
+            "{shown:?} ends with '/'; give it without trailing slash"
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{u:?} has a query or fragment"));
+        return Err(format!("{shown:?} has a query or fragment"));
     }
     Ok(())
 }

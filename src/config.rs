@@ -2,6 +2,7 @@
 //! Unknown keys are refused (a typo must not silently disable a reminder). No secret is ever in
 //! the file: an SMTP password comes from `password_env` or the keyring.
 
+use crate::secret::redact_url;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -96,7 +97,14 @@ pub enum ConfigError {
 impl Settings {
     /// Reads `path`; a missing file at the default location means the defaults.
     pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        let read =
+            crate::paths::read_limited(path, crate::paths::MAX_SETTINGS_FILE, "a settings file")
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                });
+        let text = match read {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Settings::default());
@@ -127,12 +135,12 @@ impl Settings {
             return Err("reminders.thresholds_days must list days between 0 and 3650".into());
         }
         for e in &r.email {
+            let shown = redact_url(&e.smtp_url);
             let u = url::Url::parse(&e.smtp_url)
-                .map_err(|_| format!("smtp_url {:?} is not a URL", e.smtp_url))?;
+                .map_err(|_| format!("smtp_url {shown:?} is not a URL"))?;
             if !matches!(u.scheme(), "smtp" | "smtps") || u.host_str().is_none() {
                 return Err(format!(
-                    "smtp_url {:?} must be smtp://host:port or smtps://host:port",
-                    e.smtp_url
+                    "smtp_url {shown:?} must be smtp://host:port or smtps://host:port"
                 ));
             }
             if !u.username().is_empty() || u.password().is_some() {
@@ -143,10 +151,15 @@ impl Settings {
             }
         }
         for w in &r.webhook {
+            let shown = redact_url(&w.url);
             let u = url::Url::parse(&w.url)
-                .map_err(|_| format!("webhook url {:?} is not a URL", w.url))?;
-            if !matches!(u.scheme(), "https" | "http") {
-                return Err(format!("webhook url {:?} must be https", w.url));
+                .map_err(|_| format!("webhook url {shown:?} is not a URL"))?;
+            // Reminders say which tenant lapses when: not for cleartext beyond this machine.
+            let http_ok = u.scheme() == "http" && crate::cloud::is_loopback(&u);
+            if (u.scheme() != "https" && !http_ok) || u.host_str().is_none() {
+                return Err(format!(
+                    "webhook url {shown:?} must be https (plain http only on loopback: 127.0.0.1, ::1, localhost)"
+                ));
             }
         }
         if self.renewal.horizon_days < 1 || self.renewal.horizon_days > 300 {
@@ -186,6 +199,19 @@ format = "teams"
     }
 
     #[test]
+    fn webhooks_are_https_or_loopback() {
+        for good in [
+            "https://hooks.example.com/x",
+            "http://127.0.0.1:8080/x",
+            "http://127.9.9.9/x",
+            "http://[::1]:8080/x",
+            "http://LOCALHOST/x",
+        ] {
+            Settings::parse(&format!("[[reminders.webhook]]\nurl = \"{good}\"")).unwrap();
+        }
+    }
+
+    #[test]
     fn typos_and_bad_values_are_refused() {
         for bad in [
             "[reminders]\nthreshold_days = [1]",
@@ -193,6 +219,8 @@ format = "teams"
             "[[reminders.email]]\nsmtp_url = \"http://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
             "[[reminders.email]]\nsmtp_url = \"smtp://u:p@x:25\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
             "[[reminders.webhook]]\nurl = \"ftp://x\"",
+            "[[reminders.webhook]]\nurl = \"http://hooks.example.com/x\"",
+            "[[reminders.webhook]]\nurl = \"http://localhost.example.com/x\"",
             "[[reminders.webhook]]\nurl = \"https://x\"\nformat = \"discord\"",
         ] {
             let r: Result<Settings, _> = toml::from_str(bad);

@@ -2,6 +2,15 @@
 //! environment (`HTTPS_PROXY`, `NO_PROXY`), timeouts, a user agent, retries with backoff that
 //! honour `Retry-After` (Graph throttling guidance: learn.microsoft.com/graph/throttling), and
 //! logging that never shows bodies or query strings. Knows no Graph or STS paths.
+//!
+//! Redirects are never followed (issue 14, defect 3). reqwest's default policy follows up to 10
+//! redirects and, for 307/308, sends the body again to the new location
+//! (docs.rs/reqwest/0.13/reqwest/redirect/struct.Policy.html): a token endpoint answering
+//! `307 Location: http://elsewhere/` would receive `client_secret=…` in cleartext at another
+//! origin, past the cloud file's "http only on loopback" rule. Entra ID, the ACS metadata
+//! endpoint and Microsoft Graph answer these calls directly, and a webhook receiver (Teams
+//! Workflows, Slack) takes its POST where it is sent, so every client built here has
+//! `Policy::none()` and a 3xx answer is [`HttpError::Redirect`].
 
 use crate::cloud::Cloud;
 use bytes::Bytes;
@@ -67,8 +76,21 @@ pub enum HttpError {
     Reset { url: String, detail: String },
     #[error("the answer from {url} is larger than {MAX_BODY} bytes")]
     TooLarge { url: String },
-    #[error("cannot read CA file {path}")]
+    #[error(
+        "{url} answered HTTP {status} redirecting to {location}: redirects are refused, they could carry the request and its credentials elsewhere"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        /// The `Location`, redacted.
+        location: String,
+    },
+    #[error("cannot read CA file {path}: {detail}")]
     Ca { path: PathBuf, detail: String },
+    #[error(
+        "{var} is {value:?}: it must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}"
+    )]
+    Setting { var: &'static str, value: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -106,8 +128,14 @@ impl HttpError {
             HttpError::TooLarge { .. } => {
                 "the URL does not serve what it should; check the cloud URLs"
             }
+            HttpError::Redirect { .. } => {
+                "the cloud's URLs (--cloud / --cloud-file) or the webhook URL must name the service itself; if a proxy rewrites answers, fix the proxy"
+            }
             HttpError::Ca { .. } => {
                 "fix ca_file in the cloud file (a PEM file with one or more certificates)"
+            }
+            HttpError::Setting { .. } => {
+                "set HYBRID_TRUST_HTTP_TIMEOUT_SECS to a number of seconds such as 60, or unset it (default 60)"
             }
             HttpError::Client(_) => "report this as a bug",
         }
@@ -145,6 +173,9 @@ fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'stat
 
 fn classify(e: reqwest::Error, url: &str) -> HttpError {
     let url = redact(url);
+    // reqwest's message names the whole URL ("error sending request for url (…)"); ours is
+    // already in the error, redacted.
+    let e = e.without_url();
     let text = chain_text(&e);
     let lower = text.to_ascii_lowercase();
     if e.is_timeout() {
@@ -173,15 +204,35 @@ fn classify(e: reqwest::Error, url: &str) -> HttpError {
     HttpError::Connect { url, detail: text }
 }
 
-/// A URL for logs and errors: no query string (it may carry filters; never secrets, but keep
-/// logs small and predictable).
-pub fn redact(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or(url).to_string()
+// A URL for logs and errors: the one redaction helper.
+use crate::secret::redact_url as redact;
+
+const TIMEOUT_VAR: &str = "HYBRID_TRUST_HTTP_TIMEOUT_SECS";
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
+const MAX_TIMEOUT_SECS: u64 = 3600;
+
+/// The request timeout: `HYBRID_TRUST_HTTP_TIMEOUT_SECS` (whole seconds, 1 to 3600), 60 when
+/// unset or empty. Anything else is an error naming the variable (issue 14, defect 10: `abc`,
+/// `-1` and `0` used to become 60 silently).
+fn timeout_secs(value: Option<std::ffi::OsString>) -> Result<u64, HttpError> {
+    let Some(raw) = value.filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_TIMEOUT_SECS);
+    };
+    let text = raw.to_string_lossy();
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
+        .ok_or_else(|| HttpError::Setting {
+            var: TIMEOUT_VAR,
+            value: text.into_owned(),
+        })
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
+    timeout: Duration,
     /// Shared by the clients made with [`HttpClient::with_own_pool`].
     tls: rustls::ClientConfig,
     pub retry: RetryPolicy,
@@ -193,7 +244,8 @@ fn read_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, HttpE
         path: path.to_path_buf(),
         detail,
     };
-    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let pem = crate::paths::read_limited(path, crate::paths::MAX_SETTINGS_FILE, "a CA file")
+        .map_err(|e| ca_error(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ca_error(e.to_string()))?;
@@ -237,7 +289,8 @@ impl HttpClient {
             Some(path) => read_ca(path)?,
             None => Vec::new(),
         };
-        HttpClient::with_tls(tls_config(extra)?, RetryPolicy::default())
+        let timeout = Duration::from_secs(timeout_secs(std::env::var_os(TIMEOUT_VAR))?);
+        HttpClient::with_tls(tls_config(extra)?, RetryPolicy::default(), timeout)
     }
 
     /// The same client (trust, timeouts, retry policy) with a connection pool of its own: the
@@ -245,24 +298,30 @@ impl HttpClient {
     /// carries more streams than servers commonly allow. The TLS configuration (and the
     /// platform roots it loaded, ~3 ms) is shared.
     pub fn with_own_pool(&self) -> Result<HttpClient, HttpError> {
-        HttpClient::with_tls(self.tls.clone(), self.retry.clone())
+        HttpClient::with_tls(self.tls.clone(), self.retry.clone(), self.timeout)
     }
 
-    fn with_tls(tls: rustls::ClientConfig, retry: RetryPolicy) -> Result<HttpClient, HttpError> {
-        let timeout = std::env::var("HYBRID_TRUST_HTTP_TIMEOUT_SECS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|s| *s > 0)
-            .unwrap_or(60);
+    fn with_tls(
+        tls: rustls::ClientConfig,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Result<HttpClient, HttpError> {
         let inner = reqwest::Client::builder()
             .user_agent(concat!("hybrid-trust/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10.min(timeout)))
-            .timeout(Duration::from_secs(timeout))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .tls_backend_preconfigured(tls.clone())
+            // Never follow a redirect: see the module docs.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpError::Client(e.to_string()))?;
-        Ok(HttpClient { inner, tls, retry })
+        Ok(HttpClient {
+            inner,
+            timeout,
+            tls,
+            retry,
+        })
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {
@@ -302,6 +361,18 @@ impl HttpClient {
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            if (300..400).contains(&status) {
+                let location = headers
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| redact(&String::from_utf8_lossy(v.as_bytes())))
+                    .unwrap_or_else(|| "(no Location header)".to_string());
+                tracing::debug!("{method} {} -> {status}, refused", redact(&url));
+                return Err(HttpError::Redirect {
+                    url: redact(&url),
+                    status,
+                    location,
+                });
+            }
             let retry_after = headers
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
@@ -380,4 +451,24 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_variable_is_checked_not_replaced() {
+        assert_eq!(timeout_secs(None).unwrap(), 60);
+        assert_eq!(timeout_secs(Some("".into())).unwrap(), 60);
+        assert_eq!(timeout_secs(Some("5".into())).unwrap(), 5);
+        assert_eq!(timeout_secs(Some(" 3600 ".into())).unwrap(), 3600);
+        for bad in ["abc", "-1", "0", "1.5", "3601", "99999999999999999999"] {
+            let e = timeout_secs(Some(bad.into())).unwrap_err();
+            assert!(
+                e.to_string().contains("HYBRID_TRUST_HTTP_TIMEOUT_SECS"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -99,6 +99,9 @@ pub fn text(m: &Due) -> String {
 /// Prints reminders for people: on stdout, or on stderr when stdout carries `--output json`.
 pub struct Stdout {
     pub to_stderr: bool,
+    /// Makes the text safe for a terminal (the CLI printer's escaping of control characters:
+    /// a failure's detail may quote a server).
+    pub terminal_safe: fn(&str) -> String,
 }
 
 impl Notifier for Stdout {
@@ -107,7 +110,7 @@ impl Notifier for Stdout {
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            let line = format!("{}\n{}", subject(msg), text(msg));
+            let line = (self.terminal_safe)(&format!("{}\n{}", subject(msg), text(msg)));
             if self.to_stderr {
                 eprintln!("{line}");
             } else {
@@ -185,15 +188,17 @@ pub fn webhook_payload(format: WebhookFormat, m: &Due) -> serde_json::Value {
 
 impl Notifier for Webhook {
     fn id(&self) -> String {
-        // Never the query string: Teams workflow URLs carry their signature there.
-        format!("webhook:{}", crate::http::redact(&self.channel.url))
+        // Never the query string (Teams workflow URLs carry their signature there) nor a
+        // password; stable across versions: it keys what the ledger records as sent.
+        let url = crate::secret::redact_url(&self.channel.url);
+        format!("webhook:{}", url.split(['?', '#']).next().unwrap_or(&url))
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
             let body = webhook_payload(self.channel.format, msg);
             let url = &self.channel.url;
             let fail = |detail: String| NotifyError::Webhook {
-                url: crate::http::redact(url),
+                url: crate::secret::redact_url(url),
                 detail,
             };
             let resp = self
@@ -217,7 +222,8 @@ pub struct Email {
 
 impl Email {
     fn server(&self) -> String {
-        crate::http::redact(&self.channel.smtp_url)
+        let url = crate::secret::redact_url(&self.channel.smtp_url);
+        url.split(['?', '#']).next().unwrap_or(&url).to_string()
     }
 }
 
@@ -243,8 +249,9 @@ impl Email {
         let tls_params = || -> Result<TlsParameters, NotifyError> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &self.channel.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
+                let pem =
+                    crate::paths::read_limited(ca, crate::paths::MAX_SETTINGS_FILE, "a CA file")
+                        .map_err(|e| fail(format!("ca_file {}: {e}", ca.display())))?;
                 b = b.add_root_certificate(
                     Certificate::from_pem(&pem).map_err(|e| fail(e.to_string()))?,
                 );

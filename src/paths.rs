@@ -96,6 +96,104 @@ pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
     Ok(())
 }
 
+/// Size limits of the files a user names, each far above what its format needs (issue 14,
+/// defect 10): a certificate or PFX with its chain, a metadata document, saved `Get-Cs*`
+/// output, the settings file, the cloud file and a CA bundle are a few KiB; a password is a
+/// line.
+pub const MAX_CERT_FILE: u64 = 1024 * 1024;
+pub const MAX_DOCUMENT_FILE: u64 = 1024 * 1024;
+pub const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
+pub const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
+/// Reads a file the user named, at most `max` bytes, refusing anything that is not a regular
+/// file (issue 14, defect 10). `what` names the kind of file in the size error ("a
+/// certificate"). The one way the tool reads a user's file:
+/// - A FIFO would block `open` until a writer appears, and a device such as /dev/zero never
+///   ends: the path's metadata is checked before opening, the file is opened with `O_NONBLOCK`
+///   on Unix (a FIFO swapped in after the check then opens at once instead of hanging;
+///   `O_NONBLOCK` does not change reads of a regular file, open(2)), and the opened handle's
+///   metadata is checked again.
+/// - The read stops at `max + 1` bytes whatever the metadata said (a file may grow).
+///
+/// Errors are `std::io::Error`s (`NotFound` stays `NotFound`) whose message says what is wrong,
+/// for the caller to put under its own "cannot read …" context.
+pub fn read_limited(path: &Path, max: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    check_regular(&std::fs::metadata(path)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    check_regular(&meta)?;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {}, the limit for {what}", human_size(max)),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn check_regular(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    let kind = if t.is_dir() {
+        "a directory"
+    } else {
+        special_kind(&t)
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file ({kind})"),
+    ))
+}
+
+#[cfg(unix)]
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+fn human_size(n: u64) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// Creates `dir` (and parents) with mode 0700 if missing.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
@@ -138,4 +236,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_limited_refuses_devices_fifos_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2049]).unwrap();
+        let e = read_limited(&big, 2048, "a test file").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("larger than 2 KiB, the limit for a test file"),
+            "{e}"
+        );
+        assert_eq!(read_limited(&big, 2049, "x").unwrap().len(), 2049);
+        let e = read_limited(std::path::Path::new("/dev/zero"), 10, "x").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not a regular file (a character device)"),
+            "{e}"
+        );
+        let e = read_limited(dir.path(), 10, "x").unwrap_err();
+        assert!(
+            e.to_string().contains("not a regular file (a directory)"),
+            "{e}"
+        );
+        let e = read_limited(&dir.path().join("nope"), 10, "x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
 }

@@ -213,7 +213,7 @@ pub async fn verify(
     if !jwks_resp.is_success() {
         return Err(VerifyError::Malformed(format!(
             "the signing keys ({}) answered HTTP {}",
-            crate::http::redact(&jwks_url),
+            crate::secret::redact_url(&jwks_url),
             jwks_resp.status
         )));
     }

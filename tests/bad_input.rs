@@ -321,3 +321,184 @@ fn over_a_hundred_malformed_inputs_each_exit_2_with_one_error_line() {
     assert!(n >= 100, "{n} cases");
     eprintln!("{n} malformed inputs checked");
 }
+
+/// Runs with a deadline (a FIFO must not hang the tool) and a 1 GiB address-space cap (an
+/// endless file such as /dev/zero must not eat the machine's memory if a read is unbounded).
+fn ht_bounded(state: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -v 1048576; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .args(args)
+        .env("HYBRID_TRUST_STATE_DIR", state)
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .env_remove("HYBRID_TRUST_CONFIG")
+        .env_remove("HYBRID_TRUST_CLOUD_FILE")
+        .env_remove("HYBRID_TRUST_HTTP_TIMEOUT_SECS")
+        .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+        .env("PW", "Passw0rd!")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after 20 s (killed); stderr: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn check_bounded(state: &Path, what: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = ht_bounded(state, args, env);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{what}: {err}"
+    );
+    assert!(err.contains("hint:"), "{what}: {err}");
+    assert!(o.stdout.is_empty(), "{what}");
+    err
+}
+
+#[test]
+fn fifos_endless_files_and_bad_timeouts_exit_2_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let fifo = dir.path().join("fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let f = fifo.to_str().unwrap();
+    let pfx = fixture("certs/sfb-aes.pfx");
+    let pfx = pfx.to_str().unwrap();
+    // Get-Cs* folders whose OAuth server file is a FIFO, or endless.
+    let fifo_dir = dir.path().join("current-fifo");
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+    let st = Command::new("mkfifo")
+        .arg(fifo_dir.join("Get-CsOAuthServer.txt"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfifo");
+    let zero_dir = dir.path().join("current-zero");
+    std::fs::create_dir_all(&zero_dir).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero_dir.join("Get-CsOAuthServer.txt")).unwrap();
+    // A cloud file that points nowhere (port 1 on loopback): only its reading matters.
+    let cloud = dir.path().join("cloud.json");
+    std::fs::write(&cloud, r#"{"name":"x","login_url":"http://127.0.0.1:1/l","graph_url":"http://127.0.0.1:1/g","acs_url":"http://127.0.0.1:1/a","exchange_url":"http://127.0.0.1:1/e"}"#).unwrap();
+    let c = cloud.to_str().unwrap();
+    let tenant = "0cc2b5c4-6a6f-4e2b-9f77-8b6a1c1e2d3f";
+    for path in [f, "/dev/zero"] {
+        let bad_ca = dir.path().join("cloud-ca.json");
+        std::fs::write(&bad_ca, format!(r#"{{"name":"x","login_url":"https://127.0.0.1:1/l","graph_url":"https://127.0.0.1:1/g","acs_url":"https://127.0.0.1:1/a","exchange_url":"https://127.0.0.1:1/e","ca_file":"{path}"}}"#)).unwrap();
+        let bad_ca = bad_ca.to_str().unwrap();
+        let cases: [(&str, Vec<&str>); 7] = [
+            ("cert", vec!["cert", "inspect", path]),
+            ("metadata", vec!["tenant", "metadata", "--file", path]),
+            (
+                "password file",
+                vec!["cert", "inspect", pfx, "--password-file", path],
+            ),
+            (
+                "cloud file",
+                vec!["--cloud-file", path, "tenant", "discover", "contoso.com"],
+            ),
+            ("config", vec!["--config", path, "remind", "--all"]),
+            (
+                "client cert",
+                vec![
+                    "--client-id",
+                    "x",
+                    "--client-cert",
+                    path,
+                    "credential",
+                    "list",
+                    "--tenant",
+                    tenant,
+                ],
+            ),
+            (
+                "ca_file",
+                vec!["--cloud-file", bad_ca, "tenant", "discover", "contoso.com"],
+            ),
+        ];
+        for (what, args) in cases {
+            let what = format!("{what} {path}");
+            let err = check_bounded(&state, &what, &args, &[]);
+            // Refused for what it is, not read until memory ran out.
+            assert!(err.contains("not a regular file"), "{what}: {err}");
+        }
+    }
+    for d in [&fifo_dir, &zero_dir] {
+        let err = check_bounded(
+            &state,
+            &format!("current {}", d.display()),
+            &[
+                "onprem",
+                "script",
+                "--tenant",
+                tenant,
+                "--current",
+                d.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(err.contains("not a regular file"), "{}: {err}", d.display());
+    }
+    // A regular file over the limit is refused too (sparse: costs no disk).
+    let big = dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 * 1024 * 1024)
+        .unwrap();
+    let err = check_bounded(
+        &state,
+        "big metadata",
+        &["tenant", "metadata", "--file", big.to_str().unwrap()],
+        &[],
+    );
+    assert!(err.contains("larger than"), "big metadata: {err}");
+    // Garbage in the timeout variable: named, with what is accepted.
+    for v in ["abc", "-1", "0", "1.5", "99999999999999999999"] {
+        let err = check_bounded(
+            &state,
+            &format!("timeout {v:?}"),
+            &["--cloud-file", c, "tenant", "discover", "contoso.com"],
+            &[("HYBRID_TRUST_HTTP_TIMEOUT_SECS", v)],
+        );
+        assert!(
+            err.contains("HYBRID_TRUST_HTTP_TIMEOUT_SECS"),
+            "{v:?}: {err}"
+        );
+    }
+    // The webhook channel's client checks the variable too.
+    let cfg = dir.path().join("hook.toml");
+    std::fs::write(
+        &cfg,
+        "[[reminders.webhook]]\nurl = \"https://hooks.example.com/x\"\n",
+    )
+    .unwrap();
+    let err = check_bounded(
+        &state,
+        "timeout (remind)",
+        &["--config", cfg.to_str().unwrap(), "remind", "--all"],
+        &[("HYBRID_TRUST_HTTP_TIMEOUT_SECS", "abc")],
+    );
+    assert!(err.contains("HYBRID_TRUST_HTTP_TIMEOUT_SECS"), "{err}");
+    // Nothing was recorded by any of these runs.
+    assert!(!state.join("ledger.json").exists());
+}

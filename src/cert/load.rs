@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use std::path::{Path, PathBuf};
 
 /// Certificates and PFX files are a few KiB; anything over this is not one.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = crate::paths::MAX_CERT_FILE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceFormat {
@@ -148,17 +148,8 @@ pub fn load_file(
             size: meta.len(),
         });
     }
-    let mut bytes = Vec::new();
-    use std::io::Read as _;
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(CertError::TooLarge {
-            path: path.to_path_buf(),
-            size: bytes.len() as u64,
-        });
-    }
+    // Refuses a FIFO or device (which would hang or never end) and caps the read.
+    let bytes = crate::paths::read_limited(path, MAX_FILE_BYTES, "a certificate").map_err(io)?;
     load_bytes(&bytes, path, password)
 }
 

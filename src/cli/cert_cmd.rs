@@ -200,7 +200,10 @@ fn print_inspect(ctx: &Context, l: &Loaded, findings: &[Finding]) {
     };
     ctx.printer.emit(&json, || {
         let mut s = String::new();
-        let mut row = |k: &str, v: String| s.push_str(&format!("{k:<14}{v}\n"));
+        // One line per row: a subject or SAN from the file is shown escaped.
+        let mut row = |k: &str, v: String| {
+            s.push_str(&format!("{k:<14}{}\n", super::printer::display_safe(&v)))
+        };
         row("Subject:", c.subject.clone());
         row("Issuer:", c.issuer.clone());
         row(

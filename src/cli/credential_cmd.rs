@@ -1,6 +1,7 @@
 //! `credential list|upload|remove` and `spn add` (CONTRACT.md).
 
 use super::password::PasswordArgs;
+use super::printer::display_safe;
 use super::{Context, Failure};
 use crate::audit::AuditLog;
 use crate::credential::{Approval, Change, CredentialError, NameOutcome, Outcome};
@@ -177,7 +178,7 @@ fn key_line(verb: &str, k: &KeyCredential, now: DateTime<Utc>) -> String {
             .unwrap_or("(unknown thumbprint)"),
         j.start.as_deref().unwrap_or("?"),
         j.end.as_deref().unwrap_or("?"),
-        j.display_name.as_deref().unwrap_or("")
+        display_safe(j.display_name.as_deref().unwrap_or(""))
     )
 }
 
@@ -186,7 +187,7 @@ pub fn plan_text(sp: &ServicePrincipal, plan: &KeyPlan, now: DateTime<Utc>) -> S
     let mut s = format!(
         "Service principal {} ({}, object id {}):\n",
         sp.app_id,
-        sp.display_name.as_deref().unwrap_or("?"),
+        display_safe(sp.display_name.as_deref().unwrap_or("?")),
         sp.id
     );
     for k in &plan.keep {
@@ -307,7 +308,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             ctx.printer.emit(&json, || {
                 let mut s = format!(
                     "Service principal {app} ({}) in tenant {}:\n",
-                    sp.display_name.as_deref().unwrap_or("?"),
+                    display_safe(sp.display_name.as_deref().unwrap_or("?")),
                     tid.as_deref().unwrap_or(&tenant)
                 );
                 if sp.key_credentials.is_empty() {
@@ -318,12 +319,12 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
                     s.push_str(&format!(
                         "  {}  {} {}  {} -> {} ({} days left)  {}\n",
                         j.thumbprint_sha1.as_deref().unwrap_or("(unknown)"),
-                        j.kind.as_deref().unwrap_or("?"),
-                        j.usage.as_deref().unwrap_or("?"),
+                        display_safe(j.kind.as_deref().unwrap_or("?")),
+                        display_safe(j.usage.as_deref().unwrap_or("?")),
                         j.start.as_deref().unwrap_or("?"),
                         j.end.as_deref().unwrap_or("?"),
                         j.days_left.map_or("?".into(), |d| d.to_string()),
-                        j.display_name.as_deref().unwrap_or("")
+                        display_safe(j.display_name.as_deref().unwrap_or(""))
                     ));
                 }
                 s
@@ -415,9 +416,15 @@ fn confirm_plan(
     shown: Option<&KeyPlan>,
 ) -> Approval {
     if let Some(prev) = shown {
-        eprint!("{}", difference_text(sp, prev, plan, ctx.now));
+        eprint!(
+            "{}",
+            super::printer::terminal_safe(&difference_text(sp, prev, plan, ctx.now))
+        );
     }
-    eprint!("{}", plan_text(sp, plan, ctx.now));
+    eprint!(
+        "{}",
+        super::printer::terminal_safe(&plan_text(sp, plan, ctx.now))
+    );
     if ctx.global.yes {
         return Approval::Standing;
     }
@@ -759,7 +766,10 @@ pub fn add_names(
                         eprintln!(
                             "Service principal names of {} will be:\n  {}",
                             sp.app_id,
-                            new.join("\n  ")
+                            new.iter()
+                                .map(|n| display_safe(n))
+                                .collect::<Vec<_>>()
+                                .join("\n  ")
                         );
                         if ctx.global.yes {
                             Approval::Standing

@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
     let json = ctx.printer.json();
     let say = |s: &str| {
         if json {
-            eprintln!("{s}")
+            ctx.printer.note(s)
         } else {
             ctx.printer.raw(&format!("{s}\n"))
         }

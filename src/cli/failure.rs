@@ -29,19 +29,22 @@ impl Failure {
         }
     }
 
-    /// The lines written to stderr.
+    /// The lines written to stderr. Each error, cause and hint is one line: what came from a
+    /// server or a file in them (an Entra description, a Graph message, a name) is shown with
+    /// its control characters escaped ([`super::printer::display_safe`]).
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n", self.error);
+        use super::printer::display_safe;
+        let mut out = format!("error: {}\n", display_safe(&self.error.to_string()));
         let mut seen = self.error.to_string();
         for cause in self.error.chain().skip(1) {
             let c = cause.to_string();
             if !seen.contains(&c) {
-                out.push_str(&format!("caused by: {c}\n"));
+                out.push_str(&format!("caused by: {}\n", display_safe(&c)));
                 seen.push_str(&c);
             }
         }
         if let Some(h) = &self.hint {
-            out.push_str(&format!("hint: {h}\n"));
+            out.push_str(&format!("hint: {}\n", display_safe(h)));
         }
         out
     }
@@ -68,5 +71,17 @@ mod tests {
             "error: cannot read cert.pfx\ncaused by: No such file or directory\nhint: check the path\n"
         );
         assert_eq!(f.code, 2);
+    }
+
+    #[test]
+    fn a_server_message_cannot_drive_the_terminal_or_forge_lines() {
+        let e = anyhow::anyhow!("Graph said: \u{1b}]0;owned\u{7}\nhint: run rm -rf ~\u{9b}2J");
+        let out = Failure::runtime(e, Some("read the message".to_string())).render();
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{9b}'));
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.contains("\\x1b]0;owned\\x07\\nhint: run rm -rf ~\\u{9b}2J"),
+            "{out}"
+        );
     }
 }

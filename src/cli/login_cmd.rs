@@ -157,7 +157,11 @@ pub fn login(ctx: &Context, a: LoginArgs) -> Result<u8, Failure> {
             .clone()
             .unwrap_or_else(|| DEVICE_CLIENT_ID.to_string());
         let prompt: crate::sts::DeviceCodePrompt = Arc::new(|uri: &str, code: &str| {
-            eprintln!("To sign in, open {uri} and enter the code {code}")
+            eprintln!(
+                "To sign in, open {} and enter the code {}",
+                super::printer::display_safe(uri),
+                super::printer::display_safe(code)
+            )
         });
         (
             AdminCredential::DeviceCode {

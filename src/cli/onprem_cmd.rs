@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
         }
         None => {
             if let Some(d) = &drift {
-                eprint!("{}", drift_summary(d));
+                eprint!("{}", super::printer::terminal_safe(&drift_summary(d)));
             }
             script.clone()
         }

@@ -57,8 +57,15 @@ impl PasswordArgs {
             };
         }
         if let Some(path) = &self.password_file {
-            let mut s = std::fs::read_to_string(path)
-                .map_err(|e| CertError::Password(format!("{}: {e}", path.display())))?;
+            let read_err = |e: String| CertError::Password(format!("{}: {e}", path.display()));
+            let bytes = crate::paths::read_limited(
+                path,
+                crate::paths::MAX_PASSWORD_FILE,
+                "a password file",
+            )
+            .map_err(|e| read_err(e.to_string()))?;
+            let mut s = String::from_utf8(bytes)
+                .map_err(|_| read_err("the password is not UTF-8 text".to_string()))?;
             if s.ends_with('\n') {
                 s.pop();
                 if s.ends_with('\r') {

@@ -59,7 +59,13 @@ fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure>
     }
     if !s.reminders.webhook.is_empty() {
         // One client for every webhook; they are not the cloud's hosts, so no cloud CA.
-        let http = crate::http::HttpClient::new(None).map_err(|e| Failure::runtime(e, None))?;
+        let http = crate::http::HttpClient::new(None).map_err(|e| {
+            let hint = Some(e.hint().to_string());
+            match e {
+                crate::http::HttpError::Setting { .. } => Failure::input(e, hint),
+                _ => Failure::runtime(e, hint),
+            }
+        })?;
         for w in &s.reminders.webhook {
             let http = http.clone();
             out.push(Box::new(Webhook {
@@ -69,7 +75,10 @@ fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure>
         }
     }
     if s.reminders.stdout || out.is_empty() {
-        out.push(Box::new(Stdout { to_stderr: json }));
+        out.push(Box::new(Stdout {
+            to_stderr: json,
+            terminal_safe: |s| super::printer::terminal_safe(s).into_owned(),
+        }));
     }
     Ok(out)
 }

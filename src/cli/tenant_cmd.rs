@@ -67,7 +67,9 @@ struct MetadataJson<'a> {
 
 fn text(doc: &MetadataDoc, tenant_id: Option<&str>, metadata_url: Option<&str>) -> String {
     let mut s = String::new();
-    let mut row = |k: &str, v: &str| s.push_str(&format!("{k:<16}{v}\n"));
+    // One line per row: an issuer or subject from the document is shown escaped.
+    let mut row =
+        |k: &str, v: &str| s.push_str(&format!("{k:<16}{}\n", super::printer::display_safe(v)));
     row("Tenant id:", tenant_id.unwrap_or("(none)"));
     if let Some(u) = metadata_url {
         row("Metadata URL:", u);
@@ -210,27 +212,17 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             Ok(0)
         }
         TenantCommand::Metadata { file } => {
-            let meta = std::fs::metadata(&file).map_err(|e| {
+            let bytes = crate::paths::read_limited(
+                &file,
+                crate::paths::MAX_DOCUMENT_FILE,
+                "a metadata document",
+            )
+            .map_err(|e| {
                 Failure::input(
                     anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
-                    Some("check the path".to_string()),
-                )
-            })?;
-            if meta.is_dir() || meta.len() > crate::cert::MAX_FILE_BYTES {
-                return Err(Failure::input(
-                    anyhow::anyhow!(
-                        "{} is not a metadata document file (a directory, or over 1 MiB)",
-                        file.display()
-                    ),
                     Some(
                         "save the document the metadata URL returns and name that file".to_string(),
                     ),
-                ));
-            }
-            let bytes = std::fs::read(&file).map_err(|e| {
-                Failure::input(
-                    anyhow::Error::new(e).context(format!("cannot read {}", file.display())),
-                    None,
                 )
             })?;
             let doc = tenant::parse_document(&bytes, ctx.now).map_err(|e| {

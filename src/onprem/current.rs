@@ -120,14 +120,12 @@ impl Current {
         }
         let read = |name: &str| -> Result<Option<Vec<PsObject>>, CurrentError> {
             let path = dir.join(format!("{name}.txt"));
-            match std::fs::read(&path) {
-                Ok(b) if b.len() as u64 <= crate::cert::MAX_FILE_BYTES => {
-                    Ok(Some(parse_format_list(&decode_text(&b))))
-                }
-                Ok(_) => Err(CurrentError::Read {
-                    path,
-                    source: std::io::Error::other("file is larger than 1 MiB"),
-                }),
+            match crate::paths::read_limited(
+                &path,
+                crate::paths::MAX_DOCUMENT_FILE,
+                "saved Get-Cs* output",
+            ) {
+                Ok(b) => Ok(Some(parse_format_list(&decode_text(&b)))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(source) => Err(CurrentError::Read { path, source }),
             }

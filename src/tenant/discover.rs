@@ -147,14 +147,14 @@ pub async fn fetch_metadata(
     if !resp.is_success() {
         return Err(DiscoverError::Status {
             what: WHAT,
-            url: url.to_string(),
+            url: crate::secret::redact_url(url),
             status: resp.status,
             snippet: snippet(&resp.body),
         });
     }
     parse_document(&resp.body, now).map_err(|reason| DiscoverError::Body {
         what: WHAT,
-        url: url.to_string(),
+        url: crate::secret::redact_url(url),
         reason,
     })
 }
