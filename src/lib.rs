@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cert;
 pub mod cli;
+pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod credential;

@@ -1,0 +1,58 @@
+//! The one clock of the client: every "now" the library and the command line use comes from a
+//! [`Clock`] (DESIGN.md, "One clock"). Production reads the system time; `--as-of` plans against a
+//! fixed instant; tests and the simulation of years run on a fixed or shifted clock, and the
+//! same code paths run. This is the only place the client reads the system time (the emulator,
+//! which shares no code with the client, has its own clock in `emulator::clock`).
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// Where "now" comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// The system time.
+    #[default]
+    System,
+    /// Always this instant (`--as-of`, unit tests).
+    Fixed(DateTime<Utc>),
+    /// The system time moved by an offset (simulated months and years that still pass in real
+    /// time, for protocols that wait).
+    Shifted(TimeDelta),
+}
+
+impl Clock {
+    /// The current instant on this clock. A shift that would leave chrono's range saturates at
+    /// the system time (an offset that large is a bug in a test, not a date to act on).
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Fixed(t) => *t,
+            Clock::Shifted(d) => {
+                let t = Utc::now();
+                t.checked_add_signed(*d).unwrap_or(t)
+            }
+        }
+    }
+
+    /// Whether this clock follows the system time (time passes while the program waits).
+    pub fn is_running(&self) -> bool {
+        !matches!(self, Clock::Fixed(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn fixed_shifted_and_system() {
+        let t = Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap();
+        assert_eq!(Clock::Fixed(t).now(), t);
+        assert!(!Clock::Fixed(t).is_running());
+        let year = TimeDelta::days(365);
+        let shifted = Clock::Shifted(year).now();
+        let system = Clock::System.now();
+        assert!((shifted - system - year).num_seconds().abs() < 5);
+        assert!(Clock::Shifted(TimeDelta::MAX).now() <= Clock::System.now() + TimeDelta::seconds(5));
+    }
+}
