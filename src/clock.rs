@@ -53,6 +53,8 @@ mod tests {
         let shifted = Clock::Shifted(year).now();
         let system = Clock::System.now();
         assert!((shifted - system - year).num_seconds().abs() < 5);
-        assert!(Clock::Shifted(TimeDelta::MAX).now() <= Clock::System.now() + TimeDelta::seconds(5));
+        assert!(
+            Clock::Shifted(TimeDelta::MAX).now() <= Clock::System.now() + TimeDelta::seconds(5)
+        );
     }
 }

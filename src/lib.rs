@@ -28,6 +28,7 @@ pub mod remind;
 pub mod renew;
 pub mod report;
 pub mod secret;
+pub mod session;
 pub mod status;
 pub mod sts;
 pub mod tenant;

@@ -34,7 +34,7 @@ impl Context {
             (Some(id), Some(secret), _) => Ok(AdminCredential::Secret { client_id: id.clone(), secret: SecretString::new(secret) }),
             (Some(id), None, Some(path)) => {
                 let pw = super::password::PasswordArgs { password_env: g.client_cert_password_env.clone(), password_file: None, password_keyring: false };
-                let loaded = super::cert_cmd::load(path, &pw)?;
+                let loaded = pw.load_cert(path)?;
                 let key = loaded.key.clone().ok_or_else(|| {
                     Failure::input(anyhow::anyhow!("{} has no private key", path.display()), Some("--client-cert needs the admin app's certificate with its private key (PFX or PEM with key)".to_string()))
                 })?;
@@ -80,6 +80,24 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, p.clone());
         Ok(p)
+    }
+
+    /// The library's session for one tenant: its cloud, token provider, HTTP client, state dir
+    /// and the run's clock (one per tenant per run).
+    pub fn session(&self, tenant: &str) -> Result<crate::session::Session, Failure> {
+        let cloud = self.cloud()?;
+        let tokens = self.token_provider(&cloud, tenant)?;
+        let http = self.http(&cloud)?;
+        let state = self.state_dir()?;
+        Ok(crate::session::Session::new(
+            cloud,
+            tenant,
+            tokens,
+            http,
+            state,
+            self.clock,
+            self.global.dry_run,
+        ))
     }
 
     /// The state dir (created 0700).

@@ -4,14 +4,14 @@ use super::password::PasswordArgs;
 use super::printer::display_safe;
 use super::{Context, Failure};
 use crate::audit::AuditLog;
-use crate::credential::{Approval, Change, CredentialError, NameOutcome, Outcome};
+use crate::credential::{Approval, Outcome};
 use crate::graph::{self, Graph, KeyCredential, KeyPlan, ServicePrincipal};
-use crate::tenant::TenantRef;
-use chrono::{DateTime, NaiveDate, Utc};
+use crate::session::keys::{AppOutcomes, KeyOp};
+use crate::session::names::NameChanges;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::microsoft::KNOWN_TARGETS as KNOWN_APPS;
 pub use crate::microsoft::SFB_APP_ID;
 
 #[derive(clap::Subcommand, Debug)]
@@ -79,62 +79,6 @@ pub enum SpnCommand {
         #[arg(long = "pool-fqdn", value_name = "FQDN", required = true)]
         pool_fqdns: Vec<String>,
     },
-}
-
-/// Validates `--app-id` values: GUIDs, never Exchange Online's shared principal.
-pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
-    if given.is_empty() {
-        return Ok(vec![SFB_APP_ID.to_string()]);
-    }
-    let mut out: Vec<String> = Vec::new();
-    for a in given {
-        let id = uuid::Uuid::parse_str(a.trim())
-            .ok()
-            .filter(|_| a.trim().len() == 36)
-            .ok_or_else(|| {
-                Failure::input(
-                    anyhow::anyhow!("--app-id {a:?} is not a GUID"),
-                    Some(format!(
-                        "use {SFB_APP_ID} (Skype for Business Online), or a Teams service app id"
-                    )),
-                )
-            })?
-            .to_string();
-        if let Err(e) = crate::microsoft::check_target(&id) {
-            let hint = e.hint().to_string();
-            return Err(Failure::input(e, Some(hint)));
-        }
-        if !KNOWN_APPS.contains(&id.as_str()) {
-            tracing::warn!(
-                "--app-id {id} is not one of the Skype for Business / Teams service applications"
-            );
-        }
-        if !out.contains(&id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
-/// `--start` / `--end`: RFC 3339 (converted to UTC) or a date (midnight UTC).
-pub fn parse_date(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
-    if let Ok(d) = DateTime::parse_from_rfc3339(s.trim()) {
-        return Ok(d.with_timezone(&Utc));
-    }
-    if let Some(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-    {
-        return Ok(d.and_utc());
-    }
-    Err(Failure::input(
-        anyhow::anyhow!("{flag} {s:?} is not a date"),
-        Some("give RFC 3339 (2027-01-31T00:00:00Z) or YYYY-MM-DD".to_string()),
-    ))
-}
-
-fn tenant_arg(t: &str) -> Result<String, Failure> {
-    Ok(TenantRef::parse(t).map_err(super::bad_tenant)?.to_string())
 }
 
 #[derive(Serialize)]
@@ -264,14 +208,6 @@ fn result_json(app_id: &str, outcome: &Outcome, thumb: Option<String>) -> Result
     }
 }
 
-fn cred_failure(e: CredentialError) -> Failure {
-    let hint = e.hint();
-    match e {
-        CredentialError::Declined => Failure::input(e, Some(hint)),
-        other => Failure::runtime(other, Some(hint)),
-    }
-}
-
 fn graph_failure(e: graph::GraphError) -> Failure {
     let hint = e.hint();
     Failure::runtime(e, Some(hint))
@@ -280,8 +216,8 @@ fn graph_failure(e: graph::GraphError) -> Failure {
 pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
     match cmd {
         CredentialCommand::List { tenant, app_id } => {
-            let tenant = tenant_arg(&tenant)?;
-            let app = app_ids(&app_id.into_iter().collect::<Vec<_>>())?.remove(0);
+            let tenant = super::args::tenant_arg(&tenant)?;
+            let app = super::args::app_ids(&app_id.into_iter().collect::<Vec<_>>())?.remove(0);
             let cloud = ctx.cloud()?;
             let tokens = ctx.token_provider(&cloud, &tenant)?;
             let http = ctx.http(&cloud)?;
@@ -340,14 +276,17 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             app_ids: apps,
         } => {
             ctx.refuse_as_of("credential upload")?;
-            let tenant = tenant_arg(&tenant)?;
-            let apps = app_ids(&apps)?;
+            let tenant = super::args::tenant_arg(&tenant)?;
+            let apps = super::args::app_ids(&apps)?;
             let start = start
                 .as_deref()
-                .map(|s| parse_date("--start", s))
+                .map(|s| super::args::parse_date("--start", s))
                 .transpose()?;
-            let end = end.as_deref().map(|s| parse_date("--end", s)).transpose()?;
-            let loaded = super::cert_cmd::load(&cert, &password)?;
+            let end = end
+                .as_deref()
+                .map(|s| super::args::parse_date("--end", s))
+                .transpose()?;
+            let loaded = password.load_cert(&cert)?;
             let c = &loaded.leaf;
             let (ws, we) =
                 graph::window(c.not_before, c.not_after, start, end, ctx.now).map_err(|e| {
@@ -383,8 +322,8 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             app_ids: apps,
         } => {
             ctx.refuse_as_of("credential remove")?;
-            let tenant = tenant_arg(&tenant)?;
-            let apps = app_ids(&apps)?;
+            let tenant = super::args::tenant_arg(&tenant)?;
+            let apps = super::args::app_ids(&apps)?;
             let tp = thumbprint
                 .trim()
                 .replace([':', ' '], "")
@@ -463,96 +402,22 @@ fn difference_text(
     s
 }
 
-/// A change to the keys of a service principal.
-pub enum KeyOp {
-    Upload(Box<(KeyCredential, crate::ledger::CertRecord)>),
-    Remove(String),
-}
-
-impl KeyOp {
-    fn plan(
-        &self,
-        existing: &[KeyCredential],
-        now: DateTime<Utc>,
-    ) -> Result<KeyPlan, graph::PlanError> {
-        match self {
-            KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
-            KeyOp::Remove(tp) => graph::plan_remove(existing, tp, now),
-        }
-    }
-    fn note(&self) -> &'static str {
-        match self {
-            KeyOp::Upload(..) => "credential upload",
-            KeyOp::Remove(_) => "credential remove",
-        }
-    }
-}
-
-/// Runs a key change on each target application under the tenant lock, and prints the results.
-/// What each application's key change came to.
-pub type AppOutcomes = Vec<(String, Outcome)>;
-
-/// (added, already present, planned, the names now).
-pub type NameChanges = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
-
-/// Applies a key change to each application under the tenant lock and records it in the
-/// ledger. `ask`: confirm on the terminal (false when the caller already confirmed).
-pub fn apply_keys(
+/// Runs a key change on each target application (the library's session: lock, plan, confirm,
+/// read again, PATCH, read back, ledger) and returns what each came to, with the tenant id.
+fn apply_keys(
     ctx: &Context,
     tenant: &str,
     apps: &[String],
     op: &KeyOp,
-    ask: bool,
 ) -> Result<(AppOutcomes, Option<String>), Failure> {
-    let cloud = ctx.cloud()?;
-    let tokens = ctx.token_provider(&cloud, tenant)?;
-    let http = ctx.http(&cloud)?;
-    let audit = AuditLog::in_dir(&ctx.state_dir()?);
-    // The tenant id before the lock: one tenant, one lock and one ledger record, whether this run
-    // names it by domain or by GUID.
-    let tid = ctx.tenant_id_of(tenant);
-    let _lock = ctx.tenant_lock(tid.as_deref().unwrap_or(tenant))?;
-    let actor = tokens.actor();
+    let mut session = ctx.session(tenant)?;
     let rt = super::runtime()?;
-    let g = Graph::new(&http, &cloud, &tokens);
-    let mut results = Vec::new();
-    for app in apps {
-        let outcome = rt.block_on(async {
-            let sp_id = g
-                .find_service_principal(app)
-                .await
-                .map_err(CredentialError::Graph)?;
-            let change = Change {
-                graph: &g,
-                tenant,
-                app_id: app,
-                actor: &actor,
-                audit: &audit,
-                dry_run: ctx.global.dry_run,
-                now: ctx.now,
-            };
-            change
-                .keys(
-                    &sp_id,
-                    |existing| op.plan(existing, Utc::now()),
-                    &mut |sp, plan, shown| {
-                        if ask {
-                            confirm_plan(ctx, sp, plan, shown)
-                        } else {
-                            Approval::Standing
-                        }
-                    },
-                    op.note(),
-                )
-                .await
-        });
-        let outcome = outcome.map_err(cred_failure)?;
-        results.push((app.clone(), outcome));
-    }
-    if !ctx.global.dry_run {
-        record_outcomes(ctx, tenant, tid.as_deref(), apps, op, &results)?;
-    }
-    Ok((results, tid))
+    let results = rt
+        .block_on(session.change_keys(apps, op, &mut |sp, plan, shown| {
+            confirm_plan(ctx, sp, plan, shown)
+        }))
+        .map_err(super::session_failure)?;
+    Ok((results, session.tenant_id.clone()))
 }
 
 fn change_each(
@@ -562,7 +427,7 @@ fn change_each(
     op: &KeyOp,
     thumb: Option<String>,
 ) -> Result<u8, Failure> {
-    let (results, tid) = apply_keys(ctx, tenant, apps, op, true)?;
+    let (results, tid) = apply_keys(ctx, tenant, apps, op)?;
     let audit = AuditLog::in_dir(&ctx.state_dir()?);
     let json = serde_json::json!({
         "tenant": tenant,
@@ -612,13 +477,18 @@ fn change_each(
 pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
     let SpnCommand::Add { tenant, pool_fqdns } = cmd;
     ctx.refuse_as_of("spn add")?;
-    let tenant = tenant_arg(&tenant)?;
-    let names: Vec<String> = super::pool_fqdns(&pool_fqdns)?
+    let tenant = super::args::tenant_arg(&tenant)?;
+    let names: Vec<String> = super::args::pool_fqdns(&pool_fqdns)?
         .iter()
         .map(|f| format!("{SFB_APP_ID}/{}", f.as_str()))
         .collect();
     ctx.require_confirmable()?;
-    let (added, present, planned, names_now) = add_names(ctx, &tenant, &names, true, None)?;
+    let NameChanges {
+        added,
+        present,
+        planned,
+        names_now,
+    } = add_names(ctx, &tenant, &names)?;
     let json = serde_json::json!({"tenant": tenant, "app_id": SFB_APP_ID, "dry_run": ctx.global.dry_run, "added": added, "already_present": present, "planned": planned, "service_principal_names": names_now});
     ctx.printer.emit(&json, || {
         let mut s = String::new();
@@ -636,177 +506,26 @@ pub fn run_spn(ctx: &Context, cmd: SpnCommand) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Records applied key changes (and present keys) in the ledger.
-fn record_outcomes(
-    ctx: &Context,
-    tenant: &str,
-    tid: Option<&str>,
-    apps: &[String],
-    op: &KeyOp,
-    results: &[(String, Outcome)],
-) -> Result<(), Failure> {
-    let now = Utc::now();
-    ctx.record_for(tenant, tid, apps, |rec| {
-        for (app, outcome) in results {
-            let (plan, applied) = match outcome {
-                Outcome::Applied { plan, .. } => (plan, true),
-                Outcome::Unchanged { plan, .. } => (plan, false),
-                Outcome::Planned { .. } => continue,
-            };
-            match op {
-                KeyOp::Upload(b) => {
-                    let cert = &b.1;
-                    if let Some(k) = plan.added.as_ref().or(plan.already_present.as_ref())
-                        && let (Some(s), Some(e)) = (k.start_date_time, k.end_date_time)
-                    {
-                        {
-                            rec.record_credential(crate::ledger::CredentialRecord {
-                                app_id: app.clone(),
-                                key_id: k.key_id.clone(),
-                                thumbprint_sha1: cert.thumbprint_sha1.clone(),
-                                start: s,
-                                end: e,
-                                recorded_at: now,
-                            });
-                        }
-                    }
-                    let newer = rec.cert.as_ref().is_none_or(|c| {
-                        c.thumbprint_sha1 != cert.thumbprint_sha1 && c.not_after < cert.not_after
-                    });
-                    if newer && rec.next_cert.is_none() {
-                        rec.cert = Some(cert.clone());
-                    }
-                    if applied {
-                        rec.log(
-                            now,
-                            "credential upload",
-                            format!(
-                                "{app}: added {} ({} -> {})",
-                                cert.thumbprint_sha1,
-                                plan.added
-                                    .as_ref()
-                                    .and_then(|k| k.start_date_time)
-                                    .map(|d| d.to_rfc3339())
-                                    .unwrap_or_default(),
-                                plan.added
-                                    .as_ref()
-                                    .and_then(|k| k.end_date_time)
-                                    .map(|d| d.to_rfc3339())
-                                    .unwrap_or_default()
-                            ),
-                        );
-                    }
-                }
-                KeyOp::Remove(tp) => {
-                    rec.credentials
-                        .retain(|c| !(c.app_id == *app && c.thumbprint_sha1 == *tp));
-                    if applied {
-                        rec.log(now, "credential remove", format!("{app}: removed {tp}"));
-                    }
-                }
-            }
-            for k in &plan.dropped_expired {
-                if let Some(tp) = k.thumbprint() {
-                    rec.credentials
-                        .retain(|c| !(c.app_id == *app && c.thumbprint_sha1 == tp && c.end <= now));
-                }
-            }
-        }
-    })
-}
-
-/// Adds service principal names under the tenant lock and records the pools in the ledger.
-/// Returns (added, already present, planned, names now).
-/// `sp_id`: the SfB service principal's object id when the caller already looked it up (onboard,
-/// right after the upload), saving the lookup.
-pub fn add_names(
-    ctx: &Context,
-    tenant: &str,
-    names: &[String],
-    ask: bool,
-    sp_id: Option<&str>,
-) -> Result<NameChanges, Failure> {
-    let tenant = tenant.to_string();
-    let cloud = ctx.cloud()?;
-    let tokens = ctx.token_provider(&cloud, &tenant)?;
-    let http = ctx.http(&cloud)?;
-    let audit = AuditLog::in_dir(&ctx.state_dir()?);
-    let tid = ctx.tenant_id_of(&tenant);
-    let _lock = ctx.tenant_lock(tid.as_deref().unwrap_or(&tenant))?;
-    let actor = tokens.actor();
+/// Adds service principal names, asking on the terminal.
+fn add_names(ctx: &Context, tenant: &str, names: &[String]) -> Result<NameChanges, Failure> {
+    let mut session = ctx.session(tenant)?;
     let rt = super::runtime()?;
-    let g = Graph::new(&http, &cloud, &tokens);
-    let mut added = Vec::new();
-    let mut present = Vec::new();
-    let mut planned = Vec::new();
-    let mut sp_after = None;
-    let sp_id = match sp_id {
-        Some(id) => id.to_string(),
-        None => rt
-            .block_on(g.find_service_principal(SFB_APP_ID))
-            .map_err(|e| cred_failure(CredentialError::Graph(e)))?,
-    };
-    for name in names {
-        let (changed, sp) = rt
-            .block_on(async {
-                let change = Change {
-                    graph: &g,
-                    tenant: &tenant,
-                    app_id: SFB_APP_ID,
-                    actor: &actor,
-                    audit: &audit,
-                    dry_run: ctx.global.dry_run,
-                    now: ctx.now,
-                };
-                change
-                    .add_name(&sp_id, name, &mut |sp, new| {
-                        if !ask {
-                            return Approval::Standing;
-                        }
-                        eprintln!(
-                            "Service principal names of {} will be:\n  {}",
-                            sp.app_id,
-                            new.iter()
-                                .map(|n| display_safe(n))
-                                .collect::<Vec<_>>()
-                                .join("\n  ")
-                        );
-                        if ctx.global.yes {
-                            Approval::Standing
-                        } else if ctx.confirm("Apply this change?") {
-                            Approval::Answered
-                        } else {
-                            Approval::Refused
-                        }
-                    })
-                    .await
-            })
-            .map_err(cred_failure)?;
-        match changed {
-            NameOutcome::Added => added.push(name.to_string()),
-            NameOutcome::Present => present.push(name.to_string()),
-            NameOutcome::Planned => planned.push(name.to_string()),
+    rt.block_on(session.add_names(names, None, &mut |sp, new| {
+        eprintln!(
+            "{}",
+            super::printer::terminal_safe(&format!(
+                "Service principal names of {} will be:\n  {}",
+                sp.app_id,
+                new.join("\n  ")
+            ))
+        );
+        if ctx.global.yes {
+            Approval::Standing
+        } else if ctx.confirm("Apply this change?") {
+            Approval::Answered
+        } else {
+            Approval::Refused
         }
-        sp_after = Some(sp);
-    }
-    let names_now = sp_after
-        .map(|s| s.service_principal_names)
-        .unwrap_or_default();
-    if !ctx.global.dry_run {
-        let fqdns: Vec<String> = names
-            .iter()
-            .filter_map(|n| n.split_once('/').map(|(_, f)| f.to_string()))
-            .collect();
-        ctx.record_for(&tenant, tid.as_deref(), &[SFB_APP_ID.to_string()], |rec| {
-            for f in &fqdns {
-                if !rec.pool_fqdns.contains(f) {
-                    rec.pool_fqdns.push(f.clone());
-                }
-            }
-            if !added.is_empty() {
-                rec.log(Utc::now(), "spn add", added.join(", "));
-            }
-        })?;
-    }
-    Ok((added, present, planned, names_now))
+    }))
+    .map_err(super::session_failure)
 }

@@ -2,6 +2,7 @@
 //! output and one renderer for failures. No protocol, crypto or policy logic lives here.
 
 mod admin;
+mod args;
 mod cert_cmd;
 mod credential_cmd;
 mod demo;
@@ -19,7 +20,7 @@ mod status_cmd;
 mod tenant_cmd;
 mod verify_cmd;
 
-pub use credential_cmd::parse_date;
+pub use args::parse_date;
 pub use failure::Failure;
 pub use printer::{OutputFormat, Printer};
 
@@ -180,8 +181,10 @@ pub enum Command {
 /// Settings every command sees once the flags are validated.
 pub struct Context {
     pub printer: Printer,
-    /// The instant dates are evaluated at.
+    /// The instant dates are evaluated at (the clock's reading when the run started).
     pub now: DateTime<Utc>,
+    /// Where "now" comes from: the system time, or `--as-of`.
+    pub clock: crate::clock::Clock,
     pub as_of: Option<DateTime<Utc>>,
     pub global: GlobalArgs,
     /// Token providers by cloud and tenant, shared across the steps of one run.
@@ -254,11 +257,16 @@ pub fn color_enabled() -> bool {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
+    let clock = match cli.global.as_of {
+        Some(t) => crate::clock::Clock::Fixed(t),
+        None => crate::clock::Clock::System,
+    };
     let ctx = Context {
         printer: Printer {
             format: cli.global.output,
         },
-        now: cli.global.as_of.unwrap_or_else(Utc::now),
+        now: clock.now(),
+        clock,
         as_of: cli.global.as_of,
         global: cli.global,
         providers: Default::default(),
@@ -305,9 +313,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A tokio runtime for commands that talk to the network.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The one tokio runtime of the process, started the first time a command talks to the network
+/// (a command that needs none starts none).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| {
@@ -315,24 +328,21 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
                 anyhow::Error::new(e).context("cannot start the async runtime"),
                 None,
             )
-        })
+        })?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// A session workflow's failure: exit 2 for the user's own answer or file, else exit 1.
+pub fn session_failure(e: crate::session::SessionError) -> Failure {
+    let hint = e.hint();
+    if e.is_usage() {
+        Failure::input(e, Some(hint))
+    } else {
+        Failure::runtime(e, Some(hint))
+    }
 }
 
 /// The failure for a tenant argument that is neither a domain nor a GUID.
 pub fn bad_tenant(e: crate::tenant::BadTenant) -> Failure {
     Failure::input(e, Some("the tenant id is on the Overview page of the Entra admin center; the initial domain is <name>.onmicrosoft.com".to_string()))
-}
-
-/// `--pool-fqdn` values (onboard, onprem script, spn add): each a valid FQDN, or a usage error.
-pub fn pool_fqdns(values: &[String]) -> Result<Vec<crate::onprem::Fqdn>, Failure> {
-    values
-        .iter()
-        .map(|p| crate::onprem::Fqdn::parse("--pool-fqdn", p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Failure::input(
-                e,
-                Some("give the pool's external web services FQDN, e.g. webext.contoso.com".into()),
-            )
-        })
 }

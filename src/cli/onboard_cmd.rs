@@ -4,14 +4,16 @@
 //! to the ledger, record the tenant. Re-running on an onboarded tenant changes nothing and says
 //! so; a failure midway says what was done and how to finish or undo it.
 
-use super::credential_cmd::{self, KeyOp, SFB_APP_ID};
 use super::password::PasswordArgs;
 use super::{Context, Failure};
 use crate::cert::{self, CheckOptions, Severity};
 use crate::credential::Outcome;
+use crate::credential::{Approval, standing};
 use crate::graph;
 use crate::ledger::CertRecord;
+use crate::microsoft::SFB_APP_ID;
 use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
+use crate::session::keys::KeyOp;
 use crate::sts::AssertionAlg;
 use crate::tenant::{self, TenantRef};
 use chrono::{TimeDelta, Utc};
@@ -73,8 +75,8 @@ const VERIFY_RETRY_SECS: [u64; 3] = [2, 4, 8];
 pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     ctx.refuse_as_of("onboard")?;
     let t = TenantRef::parse(&a.tenant).map_err(super::bad_tenant)?;
-    let apps = credential_cmd::app_ids(&a.app_ids)?;
-    let pools = super::pool_fqdns(&a.pool_fqdns)?;
+    let apps = super::args::app_ids(&a.app_ids)?;
+    let pools = super::args::pool_fqdns(&a.pool_fqdns)?;
     let sip = Fqdn::parse("--sip-domain", &a.sip_domain).map_err(|e| {
         Failure::input(e, Some("give the SIP domain, e.g. contoso.com".to_string()))
     })?;
@@ -121,7 +123,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     );
 
     // 2. The certificate.
-    let loaded = super::cert_cmd::load(&a.cert, &a.password)?;
+    let loaded = a.password.load_cert(&a.cert)?;
     let findings = cert::check(
         &loaded,
         &CheckOptions {
@@ -209,16 +211,17 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
             .map_err(|e| undo(&steps, e))?;
     }
 
-    // 5. Upload.
+    // 5. Upload (confirmed above as part of the whole plan).
+    let mut session = ctx.session(&tid)?;
+    let rt = super::runtime()?;
     let new = graph::new_key(&c, start, end);
-    let (results, _) = credential_cmd::apply_keys(
-        ctx,
-        &tid,
-        &apps,
-        &KeyOp::Upload(Box::new((new, CertRecord::from_cert(&c)))),
-        false,
-    )
-    .map_err(|e| undo(&steps, e))?;
+    let results = rt
+        .block_on(session.change_keys(
+            &apps,
+            &KeyOp::Upload(Box::new((new, CertRecord::from_cert(&c)))),
+            &mut standing,
+        ))
+        .map_err(|e| undo(&steps, super::session_failure(e)))?;
     let uploaded: Vec<&str> = results
         .iter()
         .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
@@ -248,7 +251,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     );
 
     // 6. Service principal names.
-    let (added, present, _, _) = if names.is_empty() {
+    let changes = if names.is_empty() {
         Default::default()
     } else {
         // The SfB service principal was just read by the upload: its id saves a lookup.
@@ -256,9 +259,10 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
             .iter()
             .find(|(app, _)| app.eq_ignore_ascii_case(SFB_APP_ID))
             .map(|(_, o)| o.service_principal().id.clone());
-        credential_cmd::add_names(ctx, &tid, &names, false, sp_id.as_deref())
-            .map_err(|e| undo(&steps, e))?
+        rt.block_on(session.add_names(&names, sp_id.as_deref(), &mut |_, _| Approval::Standing))
+            .map_err(|e| undo(&steps, super::session_failure(e)))?
     };
+    let (added, present) = (changes.added, changes.present);
     steps.say(
         6,
         &format!(

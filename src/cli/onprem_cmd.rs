@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
         force,
     } = cmd;
     let t = TenantRef::parse(&tenant).map_err(super::bad_tenant)?;
-    let pools = super::pool_fqdns(&pool_fqdns)?;
+    let pools = super::args::pool_fqdns(&pool_fqdns)?;
     let autodiscover = autodiscover_url
         .as_deref()
         .map(|u| HttpsUrl::parse("--autodiscover-url", u))

@@ -82,3 +82,10 @@ impl PasswordArgs {
         Ok(None)
     }
 }
+
+impl PasswordArgs {
+    /// Loads a certificate file (any format), asking for a PFX password the way these flags say.
+    pub fn load_cert(&self, path: &std::path::Path) -> Result<crate::cert::Loaded, super::Failure> {
+        Ok(crate::cert::load_file(path, &mut || self.get_for(path))?)
+    }
+}

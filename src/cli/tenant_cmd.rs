@@ -120,14 +120,11 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             let name = TenantRef::parse(&domain)
                 .map_err(super::bad_tenant)?
                 .to_string();
-            let apps = super::credential_cmd::app_ids(&app_ids)?;
-            let loaded = cert
-                .as_ref()
-                .map(|p| super::cert_cmd::load(p, &password))
-                .transpose()?;
+            let apps = super::args::app_ids(&app_ids)?;
+            let loaded = cert.as_ref().map(|p| password.load_cert(p)).transpose()?;
             let end = credential_end
                 .as_deref()
-                .map(|d| super::credential_cmd::parse_date("--credential-end", d))
+                .map(|d| super::args::parse_date("--credential-end", d))
                 .transpose()?;
             for n in &notify {
                 if !n.contains('@') || n.contains(char::is_whitespace) {

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let tenant = TenantRef::parse(&a.tenant)
         .map_err(super::bad_tenant)?
         .to_string();
-    let loaded = super::cert_cmd::load(&a.cert, &a.password)?;
+    let loaded = a.password.load_cert(&a.cert)?;
     let cloud = ctx.cloud()?;
     let token_url = cloud.token_url(&tenant);
     let now = chrono::Utc::now();
@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let http = ctx.http(&cloud)?;
     let rt = super::runtime()?;
     let thumb = loaded.leaf.thumbprint_sha1();
-    let listing = listing_check(ctx, &rt, &cloud, &tenant, &thumb);
+    let listing = listing_check(ctx, rt, &cloud, &tenant, &thumb);
     if let Some(l) = &listing {
         ctx.printer
             .note(&format!("listing: {}", l["summary"].as_str().unwrap_or("")));

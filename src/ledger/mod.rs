@@ -165,6 +165,167 @@ impl TenantRecord {
         self.credentials.push(c);
     }
 
+    /// Records an upload to `app`: the key as on Graph (added now, or found already there), the
+    /// certificate as current unless a roll is pending or the current one outlives it, and a
+    /// history line when something was applied.
+    pub fn record_upload(
+        &mut self,
+        app: &str,
+        plan: &crate::graph::KeyPlan,
+        cert: &CertRecord,
+        applied: bool,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(k) = plan.added.as_ref().or(plan.already_present.as_ref())
+            && let (Some(s), Some(e)) = (k.start_date_time, k.end_date_time)
+        {
+            self.record_credential(CredentialRecord {
+                app_id: app.to_string(),
+                key_id: k.key_id.clone(),
+                thumbprint_sha1: cert.thumbprint_sha1.clone(),
+                start: s,
+                end: e,
+                recorded_at: now,
+            });
+        }
+        let newer = self.cert.as_ref().is_none_or(|c| {
+            c.thumbprint_sha1 != cert.thumbprint_sha1 && c.not_after < cert.not_after
+        });
+        if newer && self.next_cert.is_none() {
+            self.cert = Some(cert.clone());
+        }
+        if applied {
+            let date = |d: Option<DateTime<Utc>>| d.map(|d| d.to_rfc3339()).unwrap_or_default();
+            let added = plan.added.as_ref();
+            self.log(
+                now,
+                "credential upload",
+                format!(
+                    "{app}: added {} ({} -> {})",
+                    cert.thumbprint_sha1,
+                    date(added.and_then(|k| k.start_date_time)),
+                    date(added.and_then(|k| k.end_date_time))
+                ),
+            );
+        }
+    }
+
+    /// Records that the keys of certificate `thumbprint` were removed from `app`.
+    pub fn record_removal(
+        &mut self,
+        app: &str,
+        thumbprint: &str,
+        applied: bool,
+        now: DateTime<Utc>,
+    ) {
+        self.credentials
+            .retain(|c| !(c.app_id == app && c.thumbprint_sha1 == thumbprint));
+        if applied {
+            self.log(
+                now,
+                "credential remove",
+                format!("{app}: removed {thumbprint}"),
+            );
+        }
+    }
+
+    /// Forgets the credentials of `app` that a PATCH dropped as expired.
+    pub fn forget_expired(
+        &mut self,
+        app: &str,
+        dropped: &[crate::graph::KeyCredential],
+        now: DateTime<Utc>,
+    ) {
+        for k in dropped {
+            if let Some(tp) = k.thumbprint() {
+                self.credentials
+                    .retain(|c| !(c.app_id == app && c.thumbprint_sha1 == tp && c.end <= now));
+            }
+        }
+    }
+
+    /// Records the pools whose service principal names were added.
+    pub fn record_pools(&mut self, fqdns: &[String], added: &[String], now: DateTime<Utc>) {
+        for f in fqdns {
+            if !self.pool_fqdns.contains(f) {
+                self.pool_fqdns.push(f.clone());
+            }
+        }
+        if !added.is_empty() {
+            self.log(now, "spn add", added.join(", "));
+        }
+    }
+
+    /// Records a renewal that failed (or was blocked), for `status` and reminders.
+    pub fn record_renewal_failure(&mut self, message: &str, now: DateTime<Utc>) {
+        self.last_renewal_failure = Some(RenewalFailure {
+            at: now,
+            message: message.to_string(),
+            reported: false,
+        });
+        self.log(now, "renew failed", message);
+    }
+
+    /// Records a new window of certificate `thumbprint` (one per application, as on Graph): the
+    /// older records of that certificate go.
+    pub fn record_rewindow(
+        &mut self,
+        thumbprint: &str,
+        added: Vec<CredentialRecord>,
+        detail: String,
+        now: DateTime<Utc>,
+    ) {
+        for c in added {
+            self.credentials
+                .retain(|r| !(r.app_id == c.app_id && r.thumbprint_sha1 == thumbprint));
+            self.record_credential(c);
+        }
+        self.last_renewal = Some(now);
+        self.last_renewal_failure = None;
+        self.log(now, "renew", detail);
+    }
+
+    /// Records a roll started: the new certificate's keys are on Graph next to the old, and the
+    /// on-prem step takes effect at `effective`.
+    pub fn start_roll(
+        &mut self,
+        next: CertRecord,
+        added: Vec<CredentialRecord>,
+        effective: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        for c in added {
+            self.record_credential(c);
+        }
+        self.log(
+            now,
+            "renew",
+            format!(
+                "roll to {} uploaded; on-prem step effective {effective}",
+                next.thumbprint_sha1
+            ),
+        );
+        self.next_cert = Some(next);
+        self.roll_effective = Some(effective);
+        self.last_renewal = Some(now);
+        self.last_renewal_failure = None;
+    }
+
+    /// Records a roll finished: the new certificate is current. Nothing when no roll is pending.
+    pub fn finish_roll(&mut self, now: DateTime<Utc>) {
+        if let Some(n) = self.next_cert.take() {
+            self.log(
+                now,
+                "renew",
+                format!("roll finished: {} is current", n.thumbprint_sha1),
+            );
+            self.cert = Some(n);
+            self.roll_effective = None;
+            self.last_renewal = Some(now);
+            self.last_renewal_failure = None;
+        }
+    }
+
     /// The latest end among the credentials of `app_id` for `thumbprint`.
     pub fn credential_end(&self, app_id: &str, thumbprint: &str) -> Option<DateTime<Utc>> {
         self.credentials

@@ -9,6 +9,7 @@
 
 pub mod current;
 pub mod quote;
+pub mod roll;
 mod script;
 
 pub use current::{

@@ -1,0 +1,206 @@
+//! A tenant session: everything one run needs to change one tenant, built once per tenant per
+//! run (DESIGN.md, "The library owns the workflows"): the cloud, the token provider, the HTTP
+//! client (and with them the Graph client), the audit log, the ledger, the tenant lock and the
+//! clock. The write workflows are functions over it: [`keys`] (upload, remove), [`names`]
+//! (service principal names) and [`renewal`] (re-window, roll, finish a roll). The command line
+//! builds a session from its flags, passes a confirmation callback, and prints what comes back.
+
+pub mod keys;
+pub mod names;
+pub mod renewal;
+
+use crate::audit::AuditLog;
+use crate::clock::Clock;
+use crate::cloud::Cloud;
+use crate::credential::{Change, CredentialError};
+use crate::graph::Graph;
+use crate::http::HttpClient;
+use crate::ledger::{LedgerError, LedgerStore, TenantRecord};
+use crate::lock::{LockError, TenantLock};
+use crate::sts::TokenProvider;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a run waits for another run's tenant lock.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a run waits for another run's ledger lock.
+pub const LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a session workflow can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Credential(Box<CredentialError>),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Renewal(String),
+}
+
+impl From<CredentialError> for SessionError {
+    fn from(e: CredentialError) -> Self {
+        SessionError::Credential(Box::new(e))
+    }
+}
+
+impl SessionError {
+    pub fn hint(&self) -> String {
+        match self {
+            SessionError::Credential(e) => e.hint(),
+            SessionError::Ledger(e) => e.hint(),
+            SessionError::Lock(_) => "wait for the other run to finish".into(),
+            SessionError::Renewal(_) => {
+                "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".into()
+            }
+        }
+    }
+    /// Whether the user's own answer or input caused it (exit 2), not the run (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, SessionError::Credential(e) if matches!(**e, CredentialError::Declined))
+    }
+}
+
+/// One tenant, for one run.
+pub struct Session {
+    pub cloud: Cloud,
+    /// The tenant as the user named it (domain or GUID).
+    pub name: String,
+    /// The tenant id, once known (from the name, the ledger, or a token's `tid`).
+    pub tenant_id: Option<String>,
+    pub tokens: Arc<TokenProvider>,
+    pub http: HttpClient,
+    pub audit: AuditLog,
+    pub ledger: LedgerStore,
+    pub state_dir: PathBuf,
+    pub clock: Clock,
+    /// Plan only: nothing is written to the tenant or the ledger.
+    pub dry_run: bool,
+    lock: Option<TenantLock>,
+}
+
+/// `s` as a lowercase GUID, when it is one.
+pub fn guid(s: &str) -> Option<String> {
+    (s.len() == 36)
+        .then(|| uuid::Uuid::parse_str(s).ok())
+        .flatten()
+        .map(|u| u.to_string())
+}
+
+impl Session {
+    pub fn new(
+        cloud: Cloud,
+        name: &str,
+        tokens: Arc<TokenProvider>,
+        http: HttpClient,
+        state_dir: PathBuf,
+        clock: Clock,
+        dry_run: bool,
+    ) -> Session {
+        Session {
+            cloud,
+            name: name.to_string(),
+            tenant_id: guid(name),
+            tokens,
+            audit: AuditLog::in_dir(&state_dir),
+            ledger: LedgerStore::in_dir(&state_dir),
+            http,
+            state_dir,
+            clock,
+            dry_run,
+            lock: None,
+        }
+    }
+
+    pub fn graph(&self) -> Graph<'_> {
+        Graph::new(&self.http, &self.cloud, &self.tokens)
+    }
+
+    /// Who makes the changes, for the audit log.
+    pub fn actor(&self) -> String {
+        self.tokens.actor()
+    }
+
+    /// A change to one application's service principal in this tenant.
+    pub fn change<'a>(
+        &'a self,
+        graph: &'a Graph<'a>,
+        app_id: &'a str,
+        actor: &'a str,
+    ) -> Change<'a> {
+        Change {
+            graph,
+            tenant: self.tenant_id.as_deref().unwrap_or(&self.name),
+            app_id,
+            actor,
+            audit: &self.audit,
+            dry_run: self.dry_run,
+            now: self.clock.now(),
+        }
+    }
+
+    /// Learns the tenant id: the ledger's record, else the `tid` of an admin token (one token
+    /// request, which the rest of the run reuses). Stays `None` when neither answers (the
+    /// workflow then fails on its own first request).
+    pub async fn resolve_tenant_id(&mut self) -> Option<String> {
+        if self.tenant_id.is_none() {
+            self.tenant_id = self
+                .ledger
+                .load()
+                .ok()
+                .and_then(|l| l.tenant(&self.name).and_then(|t| t.tenant_id.clone()));
+        }
+        if self.tenant_id.is_none() {
+            self.tenant_id = self
+                .tokens
+                .token(&self.cloud.graph_scope())
+                .await
+                .ok()
+                .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"))
+                .and_then(|t| guid(&t));
+        }
+        self.tenant_id.clone()
+    }
+
+    /// Takes the per-tenant lock, keyed by the tenant id (resolved first), so that every run
+    /// changing one tenant takes the same lock whichever name it was given. Held until the
+    /// session is dropped.
+    pub async fn lock(&mut self) -> Result<(), SessionError> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let key = match self.resolve_tenant_id().await {
+            Some(id) => id,
+            None => self
+                .ledger
+                .load()
+                .ok()
+                .and_then(|l| l.tenant(&self.name).map(|t| t.domain.clone()))
+                .unwrap_or_else(|| self.name.to_ascii_lowercase()),
+        };
+        self.lock = Some(TenantLock::acquire(&self.state_dir, &key, LOCK_TIMEOUT)?);
+        Ok(())
+    }
+
+    /// Applies `f` to this tenant's ledger record (found by name or id, created if missing)
+    /// under the ledger lock.
+    pub fn record<T>(
+        &self,
+        apps: &[String],
+        f: impl FnOnce(&mut TenantRecord) -> T,
+    ) -> Result<T, LedgerError> {
+        let mut guard = self.ledger.lock(LEDGER_TIMEOUT)?;
+        let rec = guard.ledger.tenant_entry_for(
+            &self.name,
+            self.tenant_id.as_deref(),
+            &self.cloud.name,
+            apps,
+            self.clock.now(),
+        );
+        let out = f(rec);
+        guard.commit()?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,444 @@
+//! Carrying out a renewal decision ([`crate::renew::decide`]) on one tenant: decided again under
+//! the tenant lock from the ledger as it is then; a re-window (the new window in, then only the
+//! windows it supersedes retired once it has started, see [`crate::graph::plan_retire`]); a roll
+//! (the new certificate next to the old, and the on-prem step written); a finished roll. A
+//! failure is recorded in the ledger, where `status` and reminders find it.
+
+use super::{Session, SessionError};
+use crate::cert::Certificate;
+use crate::credential::{Change, CredentialError, Outcome, standing};
+use crate::graph::{self, KeyCredential, KeyIdentity};
+use crate::ledger::{CertRecord, CredentialRecord, LedgerStore, TenantRecord};
+use crate::renew::{self, Decision, Policy};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What one tenant's renewal came to.
+pub struct Renewed {
+    /// The ledger record it was decided from.
+    pub tenant: TenantRecord,
+    pub decision: Decision,
+    /// `applied`, `nothing`, `blocked`, `dry-run`, or the failure (recorded in the ledger).
+    pub outcome: Result<&'static str, SessionError>,
+    /// The on-prem roll step written, if any.
+    pub onprem_script: Option<PathBuf>,
+}
+
+/// A renewal that needs no tenant session: a dry run, nothing to do, or blocked (the block is
+/// recorded in the ledger, where `status` and reminders find it).
+pub fn renew_offline(
+    ledger: &LedgerStore,
+    t: &TenantRecord,
+    d: Decision,
+    clock: crate::clock::Clock,
+    dry_run: bool,
+) -> Result<Renewed, SessionError> {
+    let outcome = match (&d, dry_run) {
+        (Decision::Nothing { .. }, _) => "nothing",
+        (_, true) => "dry-run",
+        (Decision::Blocked { .. }, false) => {
+            record_failure(ledger, t, &describe(&d), clock.now())?;
+            "blocked"
+        }
+        _ => {
+            return Err(SessionError::Renewal(
+                "this renewal needs the tenant: use Session::renew".into(),
+            ));
+        }
+    };
+    Ok(Renewed {
+        tenant: t.clone(),
+        decision: d,
+        outcome: Ok(outcome),
+        onprem_script: None,
+    })
+}
+
+/// Records a renewal failure for `t` (when even a session could not be made for it).
+pub fn record_failure(
+    ledger: &LedgerStore,
+    t: &TenantRecord,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SessionError> {
+    let mut guard = ledger.lock(super::LEDGER_TIMEOUT)?;
+    if let Some(rec) = guard.ledger.tenant_mut(&t.domain) {
+        rec.record_renewal_failure(message, now);
+    }
+    guard.commit()?;
+    Ok(())
+}
+
+impl Session {
+    /// Renews this tenant: `planned` is the decision shown to the admin; an acting one is made
+    /// again under the tenant lock from the ledger as it is now (another run may have renewed
+    /// the tenant since). Failures and blocks are recorded in the ledger (not in a dry run).
+    pub async fn renew(
+        &mut self,
+        t: &TenantRecord,
+        planned: Decision,
+        offered: Option<&Certificate>,
+        policy: Policy,
+    ) -> Result<Renewed, SessionError> {
+        let acting = !matches!(planned, Decision::Nothing { .. } | Decision::Blocked { .. });
+        let (t, d) = if self.dry_run || !acting {
+            (t.clone(), planned)
+        } else {
+            self.lock().await?;
+            let fresh = self
+                .ledger
+                .load()?
+                .tenant(&t.domain)
+                .cloned()
+                .unwrap_or_else(|| t.clone());
+            let again = renew::decide(
+                &fresh,
+                offered.map(CertRecord::from_cert).as_ref(),
+                self.clock.now(),
+                policy,
+            );
+            (fresh, again)
+        };
+        let mut script = None;
+        let outcome = if self.dry_run {
+            Ok(if matches!(d, Decision::Nothing { .. }) {
+                "nothing"
+            } else {
+                "dry-run"
+            })
+        } else {
+            self.act(&t, &d, offered, policy, &mut script).await
+        };
+        if !self.dry_run {
+            let failure = match (&outcome, &d) {
+                (Err(e), _) => Some(format!("{e}")),
+                (Ok(_), Decision::Blocked { .. }) => Some(describe(&d)),
+                _ => None,
+            };
+            if let Some(msg) = failure {
+                let now = self.clock.now();
+                self.record(&[], |rec| rec.record_renewal_failure(&msg, now))?;
+            }
+        }
+        Ok(Renewed {
+            tenant: t,
+            decision: d,
+            outcome,
+            onprem_script: script,
+        })
+    }
+
+    async fn act(
+        &mut self,
+        t: &TenantRecord,
+        d: &Decision,
+        offered: Option<&Certificate>,
+        policy: Policy,
+        script: &mut Option<PathBuf>,
+    ) -> Result<&'static str, SessionError> {
+        let now = self.clock.now();
+        match d {
+            Decision::Nothing { .. } => Ok("nothing"),
+            Decision::Blocked { .. } => Ok("blocked"),
+            Decision::FinishRoll { .. } => {
+                self.record(&[], |rec| rec.finish_roll(now))?;
+                Ok("applied")
+            }
+            Decision::Rewindow { start, end, .. } => {
+                let current = t
+                    .next_cert
+                    .as_ref()
+                    .filter(|n| n.not_before <= now)
+                    .or(t.cert.as_ref())
+                    .ok_or_else(|| SessionError::Renewal("no certificate".into()))?;
+                let cert = cert_of(current)?;
+                let op = RenewOp::Rewindow {
+                    new: graph::new_key(&cert, *start, *end),
+                    start: *start,
+                    // A window that lasts past the horizon is a renewal already done.
+                    covered_until: now + TimeDelta::days(policy.horizon_days.max(1)),
+                };
+                // The applications renewed before a failing one are recorded all the same: the
+                // ledger never forgets a window that is on Graph.
+                let (added, failed) = self.each_app(t, &op).await;
+                if added.is_empty()
+                    && let Some(e) = failed
+                {
+                    return Err(e);
+                }
+                let tp = cert.thumbprint_sha1();
+                let records = added_records(&added, &tp, *start, *end, now);
+                let detail = format!("new window {start} -> {end} for {tp}");
+                self.record(&[], |rec| rec.record_rewindow(&tp, records, detail, now))?;
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok("applied"),
+                }
+            }
+            Decision::Roll {
+                thumbprint,
+                start,
+                end,
+                effective,
+                ..
+            } => {
+                let cert = offered
+                    .filter(|c| c.thumbprint_sha1() == *thumbprint)
+                    .ok_or_else(|| {
+                        SessionError::Renewal("the new certificate is not at hand".into())
+                    })?
+                    .clone();
+                let op = RenewOp::Roll {
+                    new: graph::new_key(&cert, *start, *end),
+                };
+                let (added, failed) = self.each_app(t, &op).await;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                *script = Some(self.write_roll_script(t, &cert, *effective)?);
+                let records = added_records(&added, thumbprint, *start, *end, now);
+                let next = CertRecord::from_cert(&cert);
+                self.record(&[], |rec| rec.start_roll(next, records, *effective, now))?;
+                Ok("applied")
+            }
+        }
+    }
+
+    /// Runs `op` on each of the tenant's applications (the caller holds the tenant lock):
+    /// (the key each got, the first failure; the run stops there).
+    async fn each_app(
+        &self,
+        t: &TenantRecord,
+        op: &RenewOp,
+    ) -> (Vec<(String, Option<KeyCredential>)>, Option<SessionError>) {
+        let actor = self.actor();
+        let g = self.graph();
+        let mut out = Vec::new();
+        for app in &t.app_ids {
+            let outcome = async {
+                let sp_id = g
+                    .find_service_principal(app)
+                    .await
+                    .map_err(CredentialError::Graph)?;
+                op.apply(&self.change(&g, app, &actor), &sp_id, self.clock)
+                    .await
+            }
+            .await;
+            match outcome {
+                Ok(
+                    Outcome::Applied { plan, .. }
+                    | Outcome::Unchanged { plan, .. }
+                    | Outcome::Planned { plan, .. },
+                ) => out.push((app.clone(), plan.added.or(plan.already_present))),
+                Err(e) => {
+                    let msg = format!("{app}: {e} ({})", e.hint());
+                    return (out, Some(SessionError::Renewal(msg)));
+                }
+            }
+        }
+        (out, None)
+    }
+
+    /// Writes the on-prem roll step next to the ledger; returns its path.
+    fn write_roll_script(
+        &self,
+        t: &TenantRecord,
+        cert: &Certificate,
+        effective: DateTime<Utc>,
+    ) -> Result<PathBuf, SessionError> {
+        let tp = cert.thumbprint_sha1();
+        let text = crate::onprem::roll::render_roll(&crate::onprem::roll::RollInput {
+            tenant: &t.domain,
+            thumbprint: &tp,
+            effective,
+            old_not_after: t.cert.as_ref().map(|c| c.not_after),
+            uploaded: self.clock.now(),
+        })
+        .map_err(|e| SessionError::Renewal(e.to_string()))?;
+        let path = self
+            .state_dir
+            .join(format!("roll-{}-{}.ps1", t.domain, &tp[..8]));
+        crate::paths::write_atomic(&path, text.as_bytes(), 0o600)
+            .map_err(|e| SessionError::Renewal(format!("cannot write {}: {e}", path.display())))?;
+        Ok(path)
+    }
+}
+
+/// A decision in words (the plan shown, the ledger's failure record).
+pub fn describe(d: &Decision) -> String {
+    let day = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    match d {
+        Decision::Nothing { next_check } => format!("nothing to do until {}", day(next_check)),
+        Decision::Rewindow { start, end, .. } => format!(
+            "new key window {} -> {} for the same certificate, then the old key is removed",
+            day(start),
+            day(end)
+        ),
+        Decision::Roll {
+            thumbprint,
+            effective,
+            late,
+            ..
+        } => format!(
+            "roll to certificate {thumbprint}: upload it next to the old one, then Set-CsCertificate -Roll -EffectiveDate {}{}",
+            day(effective),
+            if *late {
+                " (LATE: less than 24 h before the old certificate expires; Exchange may still hold the old key)"
+            } else {
+                ""
+            }
+        ),
+        Decision::FinishRoll { thumbprint } => format!(
+            "the old certificate has expired: {thumbprint} is now current (then Remove-CsCertificate -Type OAuthTokenIssuer -Previous on-prem)"
+        ),
+        Decision::Blocked { reason, hint } => format!("blocked: {reason}; {hint}"),
+    }
+}
+
+/// The certificate the ledger recorded, re-read from its DER, which must still have the recorded
+/// thumbprint: a ledger someone else edited never gets another certificate uploaded.
+fn cert_of(r: &CertRecord) -> Result<Certificate, SessionError> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&r.der_base64)
+        .map_err(|e| {
+            SessionError::Renewal(format!(
+                "the ledger's certificate {} is not Base64: {e}",
+                r.thumbprint_sha1
+            ))
+        })?;
+    let cert = Certificate::from_der(&der).map_err(|e| {
+        SessionError::Renewal(format!(
+            "the ledger's certificate {} does not parse: {e}",
+            r.thumbprint_sha1
+        ))
+    })?;
+    if !cert
+        .thumbprint_sha1()
+        .eq_ignore_ascii_case(&r.thumbprint_sha1)
+    {
+        return Err(SessionError::Renewal(format!(
+            "the ledger's certificate {} has another thumbprint ({}): the ledger was changed outside hybrid-trust, nothing was uploaded; check who can write the state dir, and upload the right certificate with hybrid-trust credential upload",
+            r.thumbprint_sha1,
+            cert.thumbprint_sha1()
+        )));
+    }
+    Ok(cert)
+}
+
+/// The ledger's records of the keys `renew` added (or adopted), one per application, with the
+/// dates as on Graph (the start may have been moved up to the moment of sending).
+fn added_records(
+    added: &[(String, Option<KeyCredential>)],
+    thumbprint: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<CredentialRecord> {
+    added
+        .iter()
+        .map(|(app, key)| CredentialRecord {
+            app_id: app.clone(),
+            key_id: key.as_ref().and_then(|k| k.key_id.clone()),
+            thumbprint_sha1: thumbprint.to_string(),
+            start: key
+                .as_ref()
+                .and_then(|k| k.start_date_time)
+                .unwrap_or(start),
+            // The window on Graph: another host's, when its renewal was adopted.
+            end: key.as_ref().and_then(|k| k.end_date_time).unwrap_or(end),
+            recorded_at: now,
+        })
+        .collect()
+}
+
+/// A key change `renew` makes on each application.
+enum RenewOp {
+    /// A new window for the same certificate, then the windows it supersedes retired once it
+    /// has started.
+    Rewindow {
+        new: KeyCredential,
+        start: DateTime<Utc>,
+        /// A window of the certificate lasting until then is a renewal already done (adopted, not
+        /// doubled); the windows ending before then are superseded.
+        covered_until: DateTime<Utc>,
+    },
+    /// The new certificate next to the old one.
+    Roll { new: KeyCredential },
+}
+
+impl RenewOp {
+    async fn apply(
+        &self,
+        change: &Change<'_>,
+        sp_id: &str,
+        clock: crate::clock::Clock,
+    ) -> Result<Outcome, CredentialError> {
+        match self {
+            RenewOp::Roll { new } => {
+                change
+                    .keys(
+                        sp_id,
+                        |ex| graph::plan_upload(ex, new.clone(), clock.now()),
+                        &mut standing,
+                        "renew: roll, new certificate next to the old",
+                    )
+                    .await
+            }
+            RenewOp::Rewindow {
+                new,
+                start,
+                covered_until,
+            } => {
+                let first = change
+                    .keys(
+                        sp_id,
+                        |ex| graph::plan_rewindow(ex, new.clone(), *covered_until, clock.now()),
+                        &mut standing,
+                        "renew: new window",
+                    )
+                    .await?;
+                let (plan, before) = match &first {
+                    Outcome::Applied { plan, before, .. } => (plan, before),
+                    Outcome::Unchanged { plan, sp } | Outcome::Planned { plan, sp } => (plan, sp),
+                };
+                // The replacement as it is on Graph: ours as sent (its start may have been moved up
+                // to the moment of sending), or another host's that was adopted.
+                let Some(replacement) = plan.added.as_ref().or(plan.already_present.as_ref())
+                else {
+                    return Ok(first);
+                };
+                // What it supersedes, identified in the read taken before it was added: never a
+                // window another host added since.
+                let superseded =
+                    graph::superseded_windows(&before.key_credentials, replacement, *covered_until);
+                if superseded.is_empty() {
+                    return Ok(first);
+                }
+                // The old windows go only once the new one has started.
+                let new_start = replacement.start_date_time.unwrap_or(*start);
+                let wait = (new_start - clock.now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+                let replacement = KeyIdentity::of(replacement);
+                // The renewal is done once the new window is in: a superseded window that cannot
+                // be retired now stays until it ends (the next change drops it as expired).
+                if let Err(e) = change
+                    .keys(
+                        sp_id,
+                        |ex| graph::plan_retire(ex, &superseded, &replacement, clock.now()),
+                        &mut standing,
+                        "renew: retire the superseded window",
+                    )
+                    .await
+                {
+                    tracing::warn!(
+                        "{}: the new window is in, but the old one was left in place until it ends: {e}",
+                        change.app_id
+                    );
+                }
+                Ok(first)
+            }
+        }
+    }
+}
