@@ -33,6 +33,16 @@ impl Clock {
         }
     }
 
+    /// The clock for protocol time (an assertion's `iat`, a token's expiry, a wait): a fixed
+    /// clock plans, but messages to a server carry the time that is running, so `--as-of` gives
+    /// the system time here; a shifted clock stays shifted (a simulation's servers run shifted).
+    pub fn running(&self) -> Clock {
+        match self {
+            Clock::Fixed(_) => Clock::System,
+            c => *c,
+        }
+    }
+
     /// Whether this clock follows the system time (time passes while the program waits).
     pub fn is_running(&self) -> bool {
         !matches!(self, Clock::Fixed(_))
@@ -49,6 +59,11 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap();
         assert_eq!(Clock::Fixed(t).now(), t);
         assert!(!Clock::Fixed(t).is_running());
+        assert_eq!(Clock::Fixed(t).running(), Clock::System);
+        assert_eq!(
+            Clock::Shifted(TimeDelta::days(1)).running(),
+            Clock::Shifted(TimeDelta::days(1))
+        );
         let year = TimeDelta::days(365);
         let shifted = Clock::Shifted(year).now();
         let system = Clock::System.now();

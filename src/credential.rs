@@ -11,7 +11,6 @@
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::graph::{Graph, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal};
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Duration;
 
@@ -120,7 +119,8 @@ pub struct Change<'a> {
     pub actor: &'a str,
     pub audit: &'a AuditLog,
     pub dry_run: bool,
-    pub now: DateTime<Utc>,
+    /// Where "now" comes from (the start of a key moved up to the moment it is sent, audit times).
+    pub clock: crate::clock::Clock,
 }
 
 /// A key's identity across a PATCH: its certificate, type, usage and window (keyIds may be
@@ -213,14 +213,14 @@ impl Change<'_> {
                 approved = Some((plan.clone(), how));
             }
             // A confirmation or a re-merge may have outlasted the planned start.
-            plan.start_no_earlier_than(Utc::now())?;
+            plan.start_no_earlier_than(self.clock.now())?;
             attempt += 1;
             if first.is_none() {
                 first = Some(sp.clone());
             }
             let body = plan.body();
             self.audit.append(&AuditEntry {
-                ts: Utc::now(),
+                ts: self.clock.now(),
                 actor: self.actor,
                 action: "keyCredentials.patch",
                 tenant: self.tenant,
@@ -309,7 +309,7 @@ impl Change<'_> {
                 }
             }
             self.audit.append(&AuditEntry {
-                ts: Utc::now(),
+                ts: self.clock.now(),
                 actor: self.actor,
                 action: "servicePrincipalNames.patch",
                 tenant: self.tenant,

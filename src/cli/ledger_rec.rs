@@ -38,10 +38,9 @@ impl Context {
             .lock(Duration::from_secs(60))
             .map_err(ledger_failure)?;
         let cloud = self.cloud_name();
-        let rec =
-            guard
-                .ledger
-                .tenant_entry_for(tenant, tenant_id, &cloud, apps, chrono::Utc::now());
+        let rec = guard
+            .ledger
+            .tenant_entry_for(tenant, tenant_id, &cloud, apps, self.clock.now());
         let out = f(rec);
         guard.commit().map_err(ledger_failure)?;
         Ok(out)

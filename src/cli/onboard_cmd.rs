@@ -16,7 +16,7 @@ use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
 use crate::session::keys::KeyOp;
 use crate::sts::AssertionAlg;
 use crate::tenant::{self, TenantRef};
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     let http = ctx.http(&cloud)?;
     let rt = super::runtime()?;
     let d = rt
-        .block_on(tenant::discover(&http, &cloud, &t, Utc::now()))
+        .block_on(tenant::discover(&http, &cloud, &t, ctx.clock.now()))
         .map_err(|e| {
             let hint = e.hint();
             Failure::runtime(e, Some(hint))
@@ -127,7 +127,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     let findings = cert::check(
         &loaded,
         &CheckOptions {
-            now: Utc::now(),
+            now: ctx.clock.now(),
             sip_domain: Some(sip.as_str().to_string()),
             horizon_days: 30,
             require_private_key: true,
@@ -138,7 +138,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     }
     let c = loaded.leaf.clone();
     let thumb = c.thumbprint_sha1();
-    let (start, end) = graph::window(c.not_before, c.not_after, None, None, Utc::now())
+    let (start, end) = graph::window(c.not_before, c.not_after, None, None, ctx.clock.now())
         .map_err(|e| Failure::input(e, None))?;
     steps.say(
         2,
@@ -276,7 +276,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     // Entra may not see a new key at once (its clock may lag ours, and directory changes take a
     // moment to reach the token service), so AADSTS700027 for it is retried a few times.
     if let Some(s) = key_start
-        && let Ok(wait) = (s - Utc::now()).to_std()
+        && let Ok(wait) = (s - ctx.clock.now()).to_std()
         && wait < std::time::Duration::from_secs(120)
     {
         std::thread::sleep(wait + std::time::Duration::from_millis(20));
@@ -285,16 +285,16 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     let mut retries = VERIFY_RETRY_SECS.iter();
     let v = loop {
         let assertion =
-            crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, Utc::now())
+            crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, ctx.clock.now())
                 .map_err(|e| undo(&steps, Failure::runtime(e, None)))?;
         let result = rt.block_on(crate::verify::verify(
             &http,
             &cloud,
             &tid,
             &assertion,
-            Utc::now(),
+            ctx.clock.now(),
         ));
-        let fresh_key = key_start.is_some_and(|s| Utc::now() - s < TimeDelta::minutes(2));
+        let fresh_key = key_start.is_some_and(|s| ctx.clock.now() - s < TimeDelta::minutes(2));
         match (&result, retries.next()) {
             (Err(crate::verify::VerifyError::Refused { response, .. }), Some(secs))
                 if fresh_key && not_seen_yet(response) =>
@@ -331,7 +331,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         pool_fqdns: pools.clone(),
         autodiscover_url: autodiscover,
         client_auth_sts: false,
-        generated_at: Utc::now(),
+        generated_at: ctx.clock.now(),
     };
     let script_path = state.join(format!("onprem-{}.ps1", tid));
     crate::paths::write_atomic(&script_path, onprem::render(&input, None).as_bytes(), 0o600)
@@ -355,7 +355,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
             }
         }
         rec.log(
-            Utc::now(),
+            ctx.clock.now(),
             "onboard",
             format!("onboarded with certificate {thumb}; verified"),
         );

@@ -191,7 +191,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
                 }
                 match rt.block_on(n.send(&msg, &t.notify)) {
                     Ok(()) => {
-                        let now = chrono::Utc::now();
+                        let now = ctx.clock.now();
                         ctx.record(&t.domain, &[], |rec| {
                             for th in &msg.covers {
                                 rec.reminders_sent.push(ReminderSent {

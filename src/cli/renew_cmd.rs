@@ -10,7 +10,6 @@ use crate::ledger::{CertRecord, TenantRecord};
 use crate::renew::{self, Decision, Policy};
 use crate::session::SessionError;
 use crate::session::renewal::{self, describe};
-use chrono::Utc;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -71,7 +70,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         })?],
         None => ledger.tenants.clone(),
     };
-    let now = Utc::now();
+    let now = ctx.clock.now();
     let decisions: Vec<Decision> = tenants
         .iter()
         .map(|t| {

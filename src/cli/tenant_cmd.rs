@@ -134,7 +134,7 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                     ));
                 }
             }
-            let now = chrono::Utc::now();
+            let now = ctx.clock.now();
             let status = ctx.record(&name, &apps, |rec| {
                 if let Some(l) = &loaded {
                     let c = crate::ledger::CertRecord::from_cert(&l.leaf);
@@ -190,7 +190,7 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             }
             crate::audit::AuditLog::in_dir(&ctx.state_dir()?)
                 .append(&crate::audit::AuditEntry {
-                    ts: chrono::Utc::now(),
+                    ts: ctx.clock.now(),
                     actor: "local",
                     action: "tenant.remove",
                     tenant: &name,

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     let loaded = a.password.load_cert(&a.cert)?;
     let cloud = ctx.cloud()?;
     let token_url = cloud.token_url(&tenant);
-    let now = chrono::Utc::now();
+    let now = ctx.clock.running().now();
     let assertion = verify::assertion(&loaded, &token_url, a.assertion_alg, now).map_err(|e| {
         let (_, fix) = e.cause_and_fix();
         Failure::input(e, Some(fix))
@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
         .and_then(|l| l["start"].as_str())
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
     {
-        let wait = start.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        let wait = start.with_timezone(&chrono::Utc) - ctx.clock.running().now();
         if wait > chrono::TimeDelta::zero() && wait < chrono::TimeDelta::minutes(2) {
             ctx.printer.note(&format!(
                 "the key starts in {} s; waiting for it",
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
             );
         }
     }
-    let now = chrono::Utc::now();
+    let now = ctx.clock.running().now();
     let assertion = verify::assertion(&loaded, &token_url, a.assertion_alg, now)
         .map_err(|e| Failure::input(e, None))?;
     match rt.block_on(verify::verify(&http, &cloud, &tenant, &assertion, now)) {
@@ -164,7 +164,7 @@ fn listing_check(
     let tokens = ctx.token_provider(cloud, tenant).ok()?;
     let http = ctx.http(cloud).ok()?;
     let g = crate::graph::Graph::new(&http, cloud, &tokens);
-    let now = chrono::Utc::now();
+    let now = ctx.clock.running().now();
     let r = rt.block_on(async {
         let id = g.find_service_principal(verify::SFB_CLIENT_ID).await?;
         g.read_service_principal(&id).await

@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn one_tenant_named_by_domain_and_by_id_has_one_record() {
-        let now = Utc::now();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 29, 0, 0, 0).unwrap();
         let id = "8eaef023-2b34-4da1-9baa-8bc8c9d6a490";
         // The GUID first, then the domain: one record, which learns the domain.
         let mut l = Ledger::empty();

@@ -137,7 +137,7 @@ impl Session {
             actor,
             audit: &self.audit,
             dry_run: self.dry_run,
-            now: self.clock.now(),
+            clock: self.clock,
         }
     }
 
@@ -166,9 +166,13 @@ impl Session {
 
     /// Takes the per-tenant lock, keyed by the tenant id (resolved first), so that every run
     /// changing one tenant takes the same lock whichever name it was given. Held until the
-    /// session is dropped.
+    /// session is dropped. A dry run changes nothing and takes no lock (it still learns the id).
     pub async fn lock(&mut self) -> Result<(), SessionError> {
         if self.lock.is_some() {
+            return Ok(());
+        }
+        if self.dry_run {
+            self.resolve_tenant_id().await;
             return Ok(());
         }
         let key = match self.resolve_tenant_id().await {
