@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod credential;
+pub mod dates;
 pub mod emulator;
 pub mod fleet;
 pub mod graph;
