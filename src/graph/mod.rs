@@ -5,7 +5,9 @@
 mod client;
 pub mod keys;
 
-pub use client::{Graph, GraphError, ServicePrincipal};
+pub use client::{
+    Graph, GraphError, ServicePrincipal, parse_service_principal, parse_service_principals,
+};
 pub use keys::{
     KeyCredential, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_remove_key_ids,
     plan_rewindow, plan_upload, window,
