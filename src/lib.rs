@@ -13,6 +13,7 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod credential;
+pub mod dates;
 pub mod emulator;
 pub mod fleet;
 pub mod graph;

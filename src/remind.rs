@@ -177,6 +177,24 @@ mod tests {
         }
     }
 
+    /// Issue 14, defect 4: a credential or certificate end at chrono's limits, `now` at either
+    /// end, or absurd thresholds give reminders (or none), never a panic.
+    #[test]
+    fn dates_at_the_limits_of_the_calendar_do_not_panic() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        for end in [min, max] {
+            for na in [min, max, t0() + TimeDelta::days(900)] {
+                let mut t = tenant(end);
+                if let Some(c) = t.cert.as_mut() {
+                    c.not_after = na;
+                }
+                for now in [t0(), min, max] {
+                    let _ = due(&t, &[i64::MAX, 30, i64::MIN], "c", now);
+                }
+            }
+        }
+    }
+
     #[test]
     fn several_crossed_thresholds_give_one_message_for_the_most_urgent() {
         let now = t0();

@@ -9,6 +9,7 @@
 //! and the old key is never removed during the roll: its window ends with the old certificate,
 //! and the next PATCH after that drops it as expired.
 
+use crate::dates;
 use crate::graph::keys::{WindowError, window};
 use crate::ledger::{CertRecord, TenantRecord};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -132,9 +133,11 @@ pub fn decide(
         }
         // Effective a day after the upload if the old certificate allows it; never later than
         // 24 hours before the old one expires; never before the new key's window starts.
-        let latest = cert.not_after - p.roll_lead;
-        let ideal = now + TimeDelta::hours(24);
-        let floor = (now + TimeDelta::minutes(10)).max(start);
+        // Saturating sums (crate::dates): a recorded date at the end of the calendar gives a
+        // late roll, not a panic.
+        let latest = dates::sub(cert.not_after, p.roll_lead);
+        let ideal = dates::add(now, TimeDelta::hours(24));
+        let floor = dates::add(now, TimeDelta::minutes(10)).max(start);
         let late = latest < floor;
         let effective = if late {
             floor
@@ -154,7 +157,7 @@ pub fn decide(
         .as_ref()
         .filter(|n| n.not_before <= now)
         .unwrap_or(cert);
-    let horizon = TimeDelta::days(p.horizon_days);
+    let horizon = dates::days(p.horizon_days);
     let ends = credential_end(t, &current.thumbprint_sha1);
     if current.not_after <= now {
         return blocked(
@@ -184,11 +187,11 @@ pub fn decide(
     if !due {
         let e = ends.unwrap_or(now);
         return Decision::Nothing {
-            next_check: e - horizon,
+            next_check: dates::sub(e, horizon),
         };
     }
     match window(current.not_before, current.not_after, None, None, now) {
-        Ok((start, end)) if ends.is_none_or(|e| end > e + TimeDelta::days(1)) => {
+        Ok((start, end)) if ends.is_none_or(|e| end > dates::add(e, TimeDelta::days(1))) => {
             Decision::Rewindow {
                 start,
                 end,
@@ -245,6 +248,40 @@ mod tests {
         }
         t.cert = Some(c);
         t
+    }
+
+    /// Issue 14, defect 4: a recorded certificate or credential at chrono's limits (a ledger
+    /// `not_after` of `-262143-01-01`), a `now` at either end and an absurd horizon give a
+    /// decision, never a panic.
+    #[test]
+    fn dates_at_the_limits_of_the_calendar_do_not_panic() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        let now = t0();
+        let new = cert("B", now - TimeDelta::days(1), now + TimeDelta::days(700));
+        let huge = Policy {
+            horizon_days: i64::MAX,
+            roll_lead: TimeDelta::MAX,
+        };
+        for (nb, na) in [(min, min), (min, max), (max, max), (now, max)] {
+            for cred in [None, Some((min, max)), Some((max, min)), Some((min, min))] {
+                let t = tenant(cert("A", nb, na), cred);
+                for at in [now, min, max] {
+                    for p in [Policy::default(), huge] {
+                        let _ = decide(&t, Some(&new), at, p);
+                        let _ = decide(&t, None, at, p);
+                    }
+                }
+            }
+        }
+        // The reported case: the old certificate "ends" at the start of the calendar.
+        let t = tenant(
+            cert("A", min, min),
+            Some((now - TimeDelta::days(10), now + TimeDelta::days(10))),
+        );
+        assert!(matches!(
+            decide(&t, Some(&new), now, Policy::default()),
+            Decision::Roll { late: true, .. }
+        ));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Renderings of tenant status for people and machines: a table with a timeline of the key
 //! windows, node-exporter textfile metrics (Prometheus exposition format), and an iCalendar file
-//! (RFC 5545) with one event per credential end and alarms at the reminder thresholds. Pure.
+//! (RFC 5545) with one event per credential end and alarms at the reminder thresholds. Pure;
+//! date sums go through [`crate::dates`] (saturating), so no date can make a rendering panic.
 
+use crate::dates;
 use crate::ledger::TenantRecord;
 use crate::status::{State, TenantStatus};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -25,8 +27,8 @@ pub fn timeline(t: &TenantRecord, now: DateTime<Utc>) -> String {
         .max();
     for i in 0..24 {
         let (a, b) = (
-            now + TimeDelta::days(i * 365 / 24),
-            now + TimeDelta::days((i + 1) * 365 / 24),
+            dates::add(now, TimeDelta::days(i * 365 / 24)),
+            dates::add(now, TimeDelta::days((i + 1) * 365 / 24)),
         );
         let covered = !t.app_ids.is_empty()
             && t.app_ids.iter().all(|app| {
@@ -262,7 +264,7 @@ pub fn ics(
             line(format!("DTSTART;VALUE=DATE:{}", c.end.format("%Y%m%d")));
             line(format!(
                 "DTEND;VALUE=DATE:{}",
-                (c.end + TimeDelta::days(1)).format("%Y%m%d")
+                dates::add(c.end, TimeDelta::days(1)).format("%Y%m%d")
             ));
             line(format!(
                 "SUMMARY:{}",
@@ -298,4 +300,50 @@ pub fn ics(
     }
     line("END:VCALENDAR".into());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{CertRecord, CredentialRecord};
+    use crate::status::{Thresholds, evaluate};
+    use chrono::TimeZone as _;
+
+    const APP: &str = "00000004-0000-0ff1-ce00-000000000000";
+
+    /// Issue 14, defect 4: every rendering survives dates at chrono's limits (a key's
+    /// `endDateTime` of `+262142-12-31T23:59:59Z`) and a `now` at either end.
+    #[test]
+    fn renderings_survive_dates_at_the_limits_of_the_calendar() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        for (na, end) in [(now + TimeDelta::days(300), max), (min, max), (max, min)] {
+            let mut t = TenantRecord::new("contoso.com", "global", vec![APP.into()], now);
+            t.cert = Some(CertRecord {
+                thumbprint_sha1: "A".into(),
+                subject: "CN=x".into(),
+                not_before: min,
+                not_after: na,
+                der_base64: String::new(),
+            });
+            t.credentials.push(CredentialRecord {
+                app_id: APP.into(),
+                key_id: None,
+                thumbprint_sha1: "A".into(),
+                start: min,
+                end,
+                recorded_at: now,
+            });
+            for at in [now, min, max] {
+                // A status row made without `t`'s dates: this test is about the renderings.
+                let blank = TenantRecord::new("contoso.com", "global", vec![], now);
+                let st = evaluate(&blank, at, Thresholds::default());
+                let _ = timeline(&t, at);
+                let _ = table(&[(st.clone(), timeline(&t, at))]);
+                let _ = prometheus(&[(&t, st.clone())], at);
+                let out = ics(&[(&t, st)], &[60, 30, i64::MAX, i64::MIN], at);
+                assert!(out.contains("BEGIN:VEVENT"));
+            }
+        }
+    }
 }

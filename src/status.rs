@@ -1,7 +1,9 @@
 //! A tenant's state from its ledger record (or live keys), as `status` reports it: `ok`, `due`
 //! (inside the renewal horizon), `expiring` (inside the critical window), `expired`, `missing`;
-//! days left; the next action in words. Pure: `now` and thresholds are arguments.
+//! days left; the next action in words. Pure: `now` and thresholds are arguments. Date sums go
+//! through [`crate::dates`], so no date or threshold can make it panic.
 
+use crate::dates;
 use crate::ledger::TenantRecord;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -133,11 +135,11 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
     } else {
         State::Ok
     };
-    let cert_limits = cert_end <= credential_end + TimeDelta::days(1);
+    let cert_limits = cert_end <= dates::add(credential_end, TimeDelta::days(1));
     s.next_action = match s.state {
         State::Ok => format!(
             "nothing until {} (renewal opens {} days before the end)",
-            (lapses - TimeDelta::days(th.warn_days)).format("%Y-%m-%d"),
+            dates::sub(lapses, dates::days(th.warn_days)).format("%Y-%m-%d"),
             th.warn_days
         ),
         _ if cert_limits && t.next_cert.is_none() => format!(
@@ -158,4 +160,68 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
             .push_str(&format!("; the last renewal failed ({f})"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{CertRecord, CredentialRecord};
+    use chrono::TimeZone as _;
+
+    const APP: &str = "00000004-0000-0ff1-ce00-000000000000";
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn tenant(not_after: DateTime<Utc>, end: DateTime<Utc>) -> TenantRecord {
+        let mut t = TenantRecord::new("contoso.com", "global", vec![APP.into()], now());
+        t.cert = Some(CertRecord {
+            thumbprint_sha1: "A".into(),
+            subject: "CN=x".into(),
+            not_before: now() - TimeDelta::days(30),
+            not_after,
+            der_base64: String::new(),
+        });
+        t.credentials.push(CredentialRecord {
+            app_id: APP.into(),
+            key_id: None,
+            thumbprint_sha1: "A".into(),
+            start: now() - TimeDelta::days(30),
+            end,
+            recorded_at: now(),
+        });
+        t
+    }
+
+    /// Issue 14, defect 4: dates at chrono's limits (a key or ledger date past any real one) and
+    /// absurd thresholds give a status, never a panic.
+    #[test]
+    fn dates_at_the_limits_of_the_calendar_do_not_panic() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        let normal = now() + TimeDelta::days(200);
+        for (na, end) in [
+            (normal, max),
+            (max, max),
+            (min, normal),
+            (max, min),
+            (min, min),
+        ] {
+            for th in [
+                Thresholds::default(),
+                Thresholds {
+                    warn_days: i64::MAX,
+                    crit_days: i64::MAX,
+                },
+            ] {
+                for at in [now(), min, max] {
+                    let s = evaluate(&tenant(na, end), at, th);
+                    assert!(s.days_left.is_some());
+                }
+            }
+        }
+        let s = evaluate(&tenant(normal, max), now(), Thresholds::default());
+        assert_eq!(s.state, State::Ok);
+        assert_eq!(s.lapses_at, Some(normal));
+    }
 }

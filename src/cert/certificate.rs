@@ -90,9 +90,12 @@ impl Certificate {
         }
         let der = der.to_vec();
         let v = cert.validity();
-        let to_utc = |t: i64| {
-            DateTime::<Utc>::from_timestamp(t, 0)
-                .ok_or_else(|| "validity date out of range".to_string())
+        // A validity date outside years 1..=9999 (GeneralizedTime allows 0000) is refused here,
+        // as every date from outside is (crate::dates): recorded in the ledger, it would make
+        // the ledger unreadable.
+        let to_utc = |t: i64| match DateTime::<Utc>::from_timestamp(t, 0) {
+            Some(d) => crate::dates::check(d).map_err(|e| format!("a validity date {e}")),
+            None => Err("validity date out of range".to_string()),
         };
         let not_before = to_utc(v.not_before.timestamp())?;
         let not_after = to_utc(v.not_after.timestamp())?;
@@ -214,4 +217,43 @@ pub fn hex_upper(bytes: &[u8]) -> String {
         s.push(HEX[usize::from(b & 15)] as char);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(not_before: ::time::OffsetDateTime, not_after: ::time::OffsetDateTime) -> Vec<u8> {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["sfb.contoso.com".into()]).unwrap();
+        p.not_before = not_before;
+        p.not_after = not_after;
+        p.self_signed(&kp).unwrap().der().to_vec()
+    }
+
+    /// X.509 cannot hold chrono's far dates (GeneralizedTime has four year digits, and rcgen's
+    /// `time` stops at ±9999), but it can hold the year 0, outside the range every date from
+    /// outside must be in (crate::dates): refused here, so it never reaches the ledger.
+    #[test]
+    fn validity_outside_years_1_to_9999_is_refused() {
+        use ::time::{Date, Month, Time};
+        let at = |y: i32, m: Month, d: u8, t: Time| {
+            Date::from_calendar_date(y, m, d)
+                .unwrap()
+                .with_time(t)
+                .assume_utc()
+        };
+        let year0 = at(0, Month::June, 1, Time::MIDNIGHT);
+        let forever = at(
+            9999,
+            Month::December,
+            31,
+            Time::from_hms(23, 59, 59).unwrap(),
+        );
+        let e = Certificate::from_der(&der(year0, forever)).unwrap_err();
+        assert!(e.contains(crate::dates::OUT_OF_RANGE), "{e}");
+        let year1 = at(1, Month::January, 1, Time::MIDNIGHT);
+        let c = Certificate::from_der(&der(year1, forever)).unwrap();
+        assert_eq!(crate::dates::show(c.not_after), "9999-12-31T23:59:59Z");
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::certificate::KeyType;
 use super::load::Loaded;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,7 +77,7 @@ pub fn check(loaded: &Loaded, opts: &CheckOptions) -> Vec<Finding> {
         out.push(f(Error, "expired", format!("the certificate expired on {}: issue a new one and roll it with Set-CsCertificate -Roll", date(c.not_after))));
     } else if opts.now < c.not_before {
         out.push(f(Error, "not-yet-valid", format!("the certificate is not valid before {}: wait, or check the clock of the machine that issued it", date(c.not_before))));
-    } else if c.not_after - opts.now <= TimeDelta::days(opts.horizon_days) {
+    } else if c.not_after - opts.now <= crate::dates::days(opts.horizon_days) {
         let days = (c.not_after - opts.now).num_days();
         out.push(f(
             Warning,

@@ -69,12 +69,10 @@ impl Context {
             return Ok(p.clone());
         }
         let cred = self.admin_credential(tenant)?;
-        let p = std::sync::Arc::new(TokenProvider::new(
-            self.http(cloud)?,
-            cloud.clone(),
-            tenant,
-            cred,
-        ));
+        let p = std::sync::Arc::new(
+            TokenProvider::new(self.http(cloud)?, cloud.clone(), tenant, cred)
+                .with_clock(self.clock),
+        );
         self.providers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

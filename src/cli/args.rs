@@ -44,13 +44,13 @@ pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
 /// `--start` / `--end`: RFC 3339 (converted to UTC) or a date (midnight UTC).
 pub fn parse_date(flag: &str, s: &str) -> Result<DateTime<Utc>, Failure> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s.trim()) {
-        return Ok(d.with_timezone(&Utc));
+        return super::date_in_range(flag, d.with_timezone(&Utc));
     }
     if let Some(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
     {
-        return Ok(d.and_utc());
+        return super::date_in_range(flag, d.and_utc());
     }
     Err(Failure::input(
         anyhow::anyhow!("{flag} {s:?} is not a date"),

@@ -4,9 +4,13 @@ use super::{Context, Failure};
 use crate::ledger::{LedgerStore, TenantRecord};
 use std::time::Duration;
 
+/// Exit 1, except for a date out of range: the user's own file holds bad input (exit 2).
 fn ledger_failure(e: crate::ledger::LedgerError) -> Failure {
     let hint = e.hint();
-    Failure::runtime(e, Some(hint))
+    match e {
+        crate::ledger::LedgerError::DateOutOfRange { .. } => Failure::input(e, Some(hint)),
+        _ => Failure::runtime(e, Some(hint)),
+    }
 }
 
 impl Context {

@@ -120,9 +120,21 @@ pub struct GlobalArgs {
 }
 
 fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let d = DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("{e}; give an RFC 3339 instant such as 2027-03-01T00:00:00Z"))
+        .map_err(|e| format!("{e}; give an RFC 3339 instant such as 2027-03-01T00:00:00Z"))?;
+    crate::dates::check(d).map_err(|e| e.to_string())
+}
+
+/// A date given in `flag`, refused (exit 2) outside the range every date from outside must be
+/// in ([`crate::dates`]): recorded in the ledger, it would make the ledger unreadable.
+pub(crate) fn date_in_range(flag: &str, d: DateTime<Utc>) -> Result<DateTime<Utc>, Failure> {
+    crate::dates::check(d).map_err(|e| {
+        Failure::input(
+            anyhow::anyhow!("{flag}: {e}"),
+            Some("give a date between 0001-01-01 and 9999-12-31".to_string()),
+        )
+    })
 }
 
 #[derive(Subcommand, Debug)]

@@ -345,7 +345,7 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         TenantRef::Domain(dn) => dn.clone(),
         TenantRef::Id(_) => tid.clone(),
     };
-    let next_renewal = end - chrono::TimeDelta::days(30);
+    let next_renewal = crate::dates::sub(end, chrono::TimeDelta::days(30));
     ctx.record(&tid, &apps, |rec| {
         rec.domain = domain.clone();
         rec.tenant_id = Some(tid.clone());

@@ -94,6 +94,7 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     };
     let mut drift = vec![Vec::new(); tenants.len()];
     let mut live_errors: Vec<Option<String>> = vec![None; tenants.len()];
+    let mut first_hint: Option<String> = None;
     if a.live {
         let cloud = ctx.cloud()?;
         let http = ctx.http(&cloud)?;
@@ -123,7 +124,10 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
                     tenants[i] = rec;
                     drift[i] = d;
                 }
-                Err(e) => live_errors[i] = Some(e.to_string()),
+                Err(e) => {
+                    first_hint.get_or_insert_with(|| e.hint());
+                    live_errors[i] = Some(e.to_string());
+                }
             }
         }
     }
@@ -211,10 +215,12 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
                 "{n} tenant(s) could not be read live (first: {}: {e})",
                 tenants[i].domain
             ),
-            Some(
-                "the others are shown; check the admin identity's access to those tenants"
-                    .to_string(),
-            ),
+            Some(format!(
+                "the others are shown; {}",
+                first_hint.unwrap_or_else(|| {
+                    "check the admin identity's access to those tenants".to_string()
+                })
+            )),
         ));
     }
     Ok(0)

@@ -29,6 +29,19 @@ pub enum GraphError {
     NoServicePrincipal { app_id: String },
     #[error("the tenant has {count} service principals for application {app_id}")]
     Ambiguous { app_id: String, count: usize },
+    /// A key date outside the years 1..=9999 (`crate::dates`): refused where Graph's answer is
+    /// read, so no later arithmetic sees it.
+    #[error(
+        "Microsoft Graph returned key {key_id} of service principal {sp_id} with {field} {}, {}",
+        crate::dates::show(.date.0),
+        crate::dates::OUT_OF_RANGE
+    )]
+    DateOutOfRange {
+        sp_id: String,
+        key_id: String,
+        field: &'static str,
+        date: crate::dates::OutOfRange,
+    },
 }
 
 impl GraphError {
@@ -64,6 +77,7 @@ impl GraphError {
             GraphError::Decode(_) => "a proxy may be answering instead of Microsoft Graph".into(),
             GraphError::NoServicePrincipal { .. } => "the first-party application is not provisioned in this tenant: check the tenant and the cloud".into(),
             GraphError::Ambiguous { .. } => "resolve the duplicate service principals in the Entra admin center first".into(),
+            GraphError::DateOutOfRange { .. } => "no real key has such a date: look at that key in the Entra admin center (or Graph Explorer) and remove it if nobody knows it; if this is not Microsoft Graph, check --cloud / --cloud-file and HTTPS_PROXY".into(),
         }
     }
 }
@@ -81,6 +95,56 @@ pub struct ServicePrincipal {
     pub key_credentials: Vec<KeyCredential>,
     #[serde(default)]
     pub service_principal_names: Vec<String>,
+}
+
+/// A servicePrincipal object as Graph answers it: key dates outside the years 1..=9999 are refused
+/// here ([`GraphError::DateOutOfRange`], exit 1), at the boundary, rather than met by arithmetic
+/// later (issue 14, defect 4: `endDateTime` `+262142-12-31T23:59:59Z` crashed `status --live`).
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+pub fn parse_service_principal(body: &[u8]) -> Result<ServicePrincipal, GraphError> {
+    let sp: ServicePrincipal =
+        serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
+    check_dates(sp)
+}
+
+/// The collection form (`{"value":[…]}`), with the same date check.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+pub fn parse_service_principals(body: &[u8]) -> Result<Vec<ServicePrincipal>, GraphError> {
+    #[derive(Deserialize)]
+    struct List {
+        value: Vec<ServicePrincipal>,
+    }
+    let list: List = serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
+    list.value.into_iter().map(check_dates).collect()
+}
+
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+fn check_dates(sp: ServicePrincipal) -> Result<ServicePrincipal, GraphError> {
+    for k in &sp.key_credentials {
+        for (field, d) in [
+            ("startDateTime", k.start_date_time),
+            ("endDateTime", k.end_date_time),
+        ] {
+            if let Some(Err(date)) = d.map(crate::dates::check) {
+                return Err(GraphError::DateOutOfRange {
+                    sp_id: sp.id.clone(),
+                    key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
+                    field,
+                    date,
+                });
+            }
+        }
+    }
+    Ok(sp)
 }
 
 pub struct Graph<'a> {
@@ -166,17 +230,12 @@ impl<'a> Graph<'a> {
                 true,
             )
             .await?;
-        #[derive(Deserialize)]
-        struct List {
-            value: Vec<ServicePrincipal>,
-        }
-        let list: List =
-            serde_json::from_slice(&resp.body).map_err(|e| GraphError::Decode(e.to_string()))?;
-        match list.value.len() {
+        let list = parse_service_principals(&resp.body)?;
+        match list.len() {
             0 => Err(GraphError::NoServicePrincipal {
                 app_id: app_id.to_string(),
             }),
-            1 => Ok(list.value[0].id.clone()),
+            1 => Ok(list[0].id.clone()),
             n => Err(GraphError::Ambiguous {
                 app_id: app_id.to_string(),
                 count: n,
@@ -201,19 +260,14 @@ impl<'a> Graph<'a> {
                 true,
             )
             .await?;
-        #[derive(Deserialize)]
-        struct List {
-            value: Vec<ServicePrincipal>,
-        }
-        let mut list: List =
-            serde_json::from_slice(&resp.body).map_err(|e| GraphError::Decode(e.to_string()))?;
-        let sp = match list.value.len() {
+        let mut list = parse_service_principals(&resp.body)?;
+        let sp = match list.len() {
             0 => {
                 return Err(GraphError::NoServicePrincipal {
                     app_id: app_id.to_string(),
                 });
             }
-            1 => list.value.remove(0),
+            1 => list.remove(0),
             n => {
                 return Err(GraphError::Ambiguous {
                     app_id: app_id.to_string(),
@@ -241,7 +295,7 @@ impl<'a> Graph<'a> {
                 true,
             )
             .await?;
-        serde_json::from_slice(&resp.body).map_err(|e| GraphError::Decode(e.to_string()))
+        parse_service_principal(&resp.body)
     }
 
     /// PATCH with replace semantics. Not retried on a lost connection (the caller reads back).
@@ -255,5 +309,55 @@ impl<'a> Graph<'a> {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(start: &str, end: &str) -> Vec<u8> {
+        format!(
+            r#"{{"id":"sp-1","appId":"a","keyCredentials":[{{"keyId":"k1","type":"AsymmetricX509Cert","usage":"Verify","startDateTime":"{start}","endDateTime":"{end}"}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Issue 14, defect 4: a key `endDateTime` of `+262142-12-31T23:59:59Z` crashed
+    /// `status --live`; it is now refused where Graph's answer is read.
+    #[test]
+    fn key_dates_outside_years_1_to_9999_are_refused_where_graph_is_read() {
+        for (s, e, field) in [
+            (
+                "2026-01-01T00:00:00Z",
+                "+262142-12-31T23:59:59Z",
+                "endDateTime",
+            ),
+            (
+                "-262143-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "startDateTime",
+            ),
+            (
+                "2026-01-01T00:00:00Z",
+                "+10000-01-01T00:00:00Z",
+                "endDateTime",
+            ),
+        ] {
+            let err = parse_service_principal(&sp(s, e)).unwrap_err();
+            assert!(
+                matches!(&err, GraphError::DateOutOfRange { field: f, key_id, .. } if *f == field && key_id == "k1"),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(crate::dates::OUT_OF_RANGE));
+            let list = format!(r#"{{"value":[{}]}}"#, String::from_utf8(sp(s, e)).unwrap());
+            assert!(matches!(
+                parse_service_principals(list.as_bytes()),
+                Err(GraphError::DateOutOfRange { .. })
+            ));
+        }
+        // .NET's DateTime.MinValue and RFC 5280's "no expiry" still read.
+        let ok = parse_service_principal(&sp("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"));
+        assert_eq!(ok.unwrap().key_credentials.len(), 1);
     }
 }

@@ -140,7 +140,7 @@ fn d(t: DateTime<Utc>) -> String {
 fn ceil_milli(t: DateTime<Utc>) -> DateTime<Utc> {
     let floor = DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t);
     if floor < t {
-        floor + TimeDelta::milliseconds(1)
+        crate::dates::add(floor, TimeDelta::milliseconds(1))
     } else {
         floor
     }
@@ -173,7 +173,8 @@ pub fn window(
             earliest: d(earliest),
         });
     }
-    let latest = floor_second(start + TimeDelta::days(MAX_LIFETIME_DAYS)).min(cert_not_after);
+    let latest = floor_second(crate::dates::add(start, TimeDelta::days(MAX_LIFETIME_DAYS)))
+        .min(cert_not_after);
     let end = end.map(floor_second).unwrap_or(latest);
     if end <= start {
         return Err(WindowError::EndNotAfterStart {

@@ -5,7 +5,9 @@
 mod client;
 pub mod keys;
 
-pub use client::{Graph, GraphError, ServicePrincipal};
+pub use client::{
+    Graph, GraphError, ServicePrincipal, parse_service_principal, parse_service_principals,
+};
 pub use keys::{
     KeyCredential, KeyIdentity, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_retire,
     plan_rewindow, plan_upload, superseded_windows, window,

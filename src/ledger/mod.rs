@@ -337,6 +337,53 @@ impl TenantRecord {
 }
 
 impl Ledger {
+    /// The first date outside the years 1..=9999 ([`crate::dates`]), with the tenant and field
+    /// holding it. [`store::parse`] refuses such a ledger (exit 2: it was edited by hand or
+    /// damaged) instead of letting `status`, `remind` or `renew` do arithmetic on it (issue 14,
+    /// defect 4: one such date crashed every `status`). Nothing is allocated unless one is found.
+    pub fn date_out_of_range(&self) -> Option<(String, String, crate::dates::OutOfRange)> {
+        for t in &self.tenants {
+            // (list, index in it, field, date)
+            let mut dates: Vec<(&str, Option<usize>, &str, DateTime<Utc>)> =
+                vec![("", None, "added_at", t.added_at)];
+            for (name, c) in [("cert", &t.cert), ("next_cert", &t.next_cert)] {
+                if let Some(c) = c {
+                    dates.push((name, None, "not_before", c.not_before));
+                    dates.push((name, None, "not_after", c.not_after));
+                }
+            }
+            let failure = t.last_renewal_failure.as_ref().map(|f| f.at);
+            for (field, d) in [
+                ("roll_effective", t.roll_effective),
+                ("last_renewal", t.last_renewal),
+                ("last_renewal_failure.at", failure),
+            ] {
+                dates.extend(d.map(|d| ("", None, field, d)));
+            }
+            for (i, c) in t.credentials.iter().enumerate() {
+                dates.push(("credentials", Some(i), "start", c.start));
+                dates.push(("credentials", Some(i), "end", c.end));
+                dates.push(("credentials", Some(i), "recorded_at", c.recorded_at));
+            }
+            for (i, h) in t.history.iter().enumerate() {
+                dates.push(("history", Some(i), "at", h.at));
+            }
+            for (i, r) in t.reminders_sent.iter().enumerate() {
+                dates.push(("reminders_sent", Some(i), "sent_at", r.sent_at));
+            }
+            let bad = dates.into_iter().find(|d| !crate::dates::in_range(d.3));
+            if let Some((list, i, field, d)) = bad {
+                let field = match (list, i) {
+                    ("", _) => field.to_string(),
+                    (l, Some(i)) => format!("{l}[{i}].{field}"),
+                    (l, None) => format!("{l}.{field}"),
+                };
+                return Some((t.domain.clone(), field, crate::dates::OutOfRange(d)));
+            }
+        }
+        None
+    }
+
     pub fn empty() -> Ledger {
         Ledger {
             format: FORMAT,

@@ -35,6 +35,17 @@ pub enum LedgerError {
     },
     #[error("another hybrid-trust run holds the ledger lock {path} for more than {secs} s")]
     Busy { path: PathBuf, secs: u64 },
+    /// A date outside the years 1..=9999 (`crate::dates`): bad input (exit 2), not damage.
+    #[error(
+        "the ledger {path} has an impossible date: tenant {tenant}, {field}: {date}; it was left untouched"
+    )]
+    DateOutOfRange {
+        path: PathBuf,
+        tenant: String,
+        field: String,
+        date: crate::dates::OutOfRange,
+        backup: Option<PathBuf>,
+    },
 }
 
 impl LedgerError {
@@ -45,6 +56,11 @@ impl LedgerError {
             LedgerError::TooNew { .. } => "upgrade hybrid-trust".into(),
             LedgerError::Read { .. } | LedgerError::Write { .. } => "check the state dir's permissions (--state-dir)".into(),
             LedgerError::Busy { .. } => "wait for the other run to finish".into(),
+            LedgerError::DateOutOfRange { path, backup, .. } => format!(
+                "correct that date in {} (was it edited by hand?){}",
+                path.display(),
+                backup.as_ref().map_or(String::new(), |b| format!(", or restore the last good copy {}", b.display()))
+            ),
         }
     }
 }
@@ -66,13 +82,25 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Ledger, LedgerError> {
         .get("format")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| corrupt("no format number".into()))? as u32;
-    match format {
-        1 => serde_json::from_value(v).map_err(|e| corrupt(e.to_string())),
-        f if f > FORMAT => Err(LedgerError::TooNew {
+    let ledger: Ledger = match format {
+        1 => serde_json::from_value(v).map_err(|e| corrupt(e.to_string()))?,
+        f if f > FORMAT => {
+            return Err(LedgerError::TooNew {
+                path: path.to_path_buf(),
+                found: f,
+            });
+        }
+        f => return Err(corrupt(format!("unknown format {f}"))),
+    };
+    match ledger.date_out_of_range() {
+        None => Ok(ledger),
+        Some((tenant, field, date)) => Err(LedgerError::DateOutOfRange {
             path: path.to_path_buf(),
-            found: f,
+            tenant,
+            field,
+            date,
+            backup: backup_path(path).filter(|b| b.exists()),
         }),
-        f => Err(corrupt(format!("unknown format {f}"))),
     }
 }
 
@@ -183,5 +211,59 @@ impl LedgerStore {
         }
         crate::paths::write_atomic(&self.path, &bytes, 0o600).map_err(werr)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14, defect 4: a ledger date past the calendar crashed every `status`; it is now
+    /// refused on load, naming the tenant, the field and the date.
+    #[test]
+    fn a_date_outside_years_1_to_9999_is_refused_with_where_it_is() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let good = std::fs::read_to_string(dir).unwrap();
+        let path = Path::new("ledger.json");
+        assert!(parse(good.as_bytes(), path).is_ok());
+        for (from, to, field) in [
+            (
+                "\"end\": \"2027-11-22T14:03:18Z\"",
+                "\"end\": \"+262142-12-31T23:59:59Z\"",
+                "credentials[0].end",
+            ),
+            (
+                "\"not_after\": \"2126-10-29T13:44:43Z\"",
+                "\"not_after\": \"-262143-01-01T00:00:00Z\"",
+                "cert.not_after",
+            ),
+            (
+                "\"sent_at\": \"2027-09-23T06:00:00Z\"",
+                "\"sent_at\": \"+10000-01-01T00:00:00Z\"",
+                "reminders_sent[0].sent_at",
+            ),
+            (
+                "\"added_at\": \"2026-11-20T09:00:00Z\"",
+                "\"added_at\": \"0000-12-31T23:59:59Z\"",
+                "added_at",
+            ),
+        ] {
+            assert!(good.contains(from), "{from}");
+            let bad = good.replacen(from, to, 1);
+            match parse(bad.as_bytes(), path) {
+                Err(e @ LedgerError::DateOutOfRange { .. }) => {
+                    let m = e.to_string();
+                    assert!(m.contains(field), "{m}");
+                    assert!(m.contains(crate::dates::OUT_OF_RANGE), "{m}");
+                    assert!(!e.hint().is_empty());
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // The ends of the range itself load.
+        let edge = good
+            .replacen("2027-11-22T14:03:18Z", "9999-12-31T23:59:59.9999999Z", 1)
+            .replacen("2026-11-20T09:00:00Z", "0001-01-01T00:00:00Z", 1);
+        assert!(parse(edge.as_bytes(), path).is_ok());
     }
 }

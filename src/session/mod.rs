@@ -60,6 +60,10 @@ impl SessionError {
     /// Whether the user's own answer or input caused it (exit 2), not the run (exit 1).
     pub fn is_usage(&self) -> bool {
         matches!(self, SessionError::Credential(e) if matches!(**e, CredentialError::Declined))
+            || matches!(
+                self,
+                SessionError::Ledger(LedgerError::DateOutOfRange { .. })
+            )
     }
 }
 

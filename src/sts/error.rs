@@ -65,6 +65,12 @@ pub enum StsError {
     Parse(String),
     #[error("cannot build the client assertion: {0}")]
     Assertion(String),
+    /// A lifetime that ends past the year 9999 (see `crate::dates`).
+    #[error(
+        "the token endpoint's answer has expires_in {expires_in} s, which ends {}",
+        crate::dates::OUT_OF_RANGE
+    )]
+    Lifetime { expires_in: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -93,6 +99,7 @@ impl StsError {
             StsError::Assertion(_) => {
                 "check that the certificate file has its RSA private key".to_string()
             }
+            StsError::Lifetime { .. } => "Entra ID's tokens live about an hour: something else answers at the token endpoint; check --cloud / --cloud-file and HTTPS_PROXY".to_string(),
             StsError::Other(_) => "try again; if it persists, run with -v".to_string(),
         }
     }

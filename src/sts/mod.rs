@@ -8,7 +8,7 @@ mod provider;
 
 pub use assertion::{Assertion, AssertionAlg, JWT_BEARER, sign_assertion, sign_jwt};
 pub use error::{EntraErrorResponse, StsError, explain};
-pub use provider::{AdminCredential, DeviceCodePrompt, Token, TokenProvider};
+pub use provider::{AdminCredential, DeviceCodePrompt, Token, TokenProvider, parse_token_response};
 
 /// A claim of a JWT read without verifying it (for display: the `tid` of our own token).
 pub fn unverified_claim(jwt: &str, name: &str) -> Option<String> {

@@ -3,7 +3,9 @@
 //! `login`. Requests go through the `oauth2` crate with a small adapter over our [`HttpClient`]
 //! (reqwest 0.13; oauth2 5 is built on 0.12), using the v2 endpoint (v1 returns `expires_in` as a
 //! string, which oauth2 rejects). Tokens are cached in memory only, per scope, until five minutes
-//! before they expire.
+//! before they expire. A lifetime whose end is past the year 9999 (`expires_in`
+//! 9223372036854775807 did that, and panicked: issue 14, defect 4) is refused as
+//! [`StsError::Lifetime`]: no token endpoint that behaves like Entra ID sends one.
 
 use super::assertion::{Assertion, AssertionAlg, JWT_BEARER, sign_assertion};
 use super::error::{EntraErrorResponse, StsError};
@@ -101,6 +103,8 @@ pub struct TokenProvider {
     tenant: String,
     credential: AdminCredential,
     cache: tokio::sync::Mutex<HashMap<String, Token>>,
+    /// Protocol time: assertion `iat`/`exp` and token freshness (a running clock).
+    clock: crate::clock::Clock,
 }
 
 /// The oauth2 → reqwest 0.13 adapter: sends through [`HttpClient`] (TLS roots, CA, proxy,
@@ -151,15 +155,48 @@ fn map_err<E: oauth2::ErrorResponse + 'static>(
     }
 }
 
-fn into_token(r: &BasicTokenResponse, now: DateTime<Utc>) -> Token {
-    let secs = r.expires_in().map_or(3599, |d| d.as_secs() as i64);
-    Token {
+/// The token, expiring `expires_in` seconds (3599 when absent) after `now`; checked arithmetic,
+/// and an expiry outside the years 1..=9999 ([`crate::dates`]) is [`StsError::Lifetime`].
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+fn into_token(r: &BasicTokenResponse, now: DateTime<Utc>) -> Result<Token, StsError> {
+    let secs = r.expires_in().map_or(3599, |d| d.as_secs());
+    let expires_at = i64::try_from(secs)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|d| now.checked_add_signed(d))
+        .filter(|t| crate::dates::in_range(*t))
+        .ok_or(StsError::Lifetime { expires_in: secs })?;
+    Ok(Token {
         access_token: SecretString::new(r.access_token().secret().clone()),
-        expires_at: now + TimeDelta::seconds(secs),
+        expires_at,
         refresh_token: r
             .refresh_token()
             .map(|t| SecretString::new(t.secret().clone())),
+    })
+}
+
+impl Token {
+    /// Whether the cache may still hand it out at `now`: more than five minutes left.
+    pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        crate::dates::sub(self.expires_at, TimeDelta::minutes(5)) > now
     }
+}
+
+/// The token in a token endpoint's 200 body, as [`TokenProvider::request`] makes it (the oauth2
+/// crate reads the same `BasicTokenResponse` with serde_json): public for the `token_response`
+/// fuzz target, which must reach the expiry arithmetic with any body and any `now`.
+#[doc(hidden)]
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+pub fn parse_token_response(body: &[u8], now: DateTime<Utc>) -> Result<Token, StsError> {
+    let r: BasicTokenResponse =
+        serde_json::from_slice(body).map_err(|e| StsError::Parse(e.to_string()))?;
+    into_token(&r, now)
 }
 
 impl TokenProvider {
@@ -176,6 +213,7 @@ impl TokenProvider {
             tenant: tenant.to_string(),
             credential,
             cache: tokio::sync::Mutex::new(HashMap::new()),
+            clock: crate::clock::Clock::System,
         }
     }
 
@@ -197,15 +235,19 @@ impl TokenProvider {
         }
     }
 
+    /// The same provider on another clock (its running time: a fixed `--as-of` clock still signs
+    /// and checks tokens at the system time).
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> TokenProvider {
+        self.clock = clock.running();
+        self
+    }
+
     /// An access token for `scope` (`<resource>/.default`), from the cache when it has a
     /// fresh one.
     pub async fn token(&self, scope: &str) -> Result<SecretString, StsError> {
         let mut cache = self.cache.lock().await;
-        let now = Utc::now();
-        if let Some(t) = cache
-            .get(scope)
-            .filter(|t| t.expires_at - TimeDelta::minutes(5) > now)
-        {
+        let now = self.clock.now();
+        if let Some(t) = cache.get(scope).filter(|t| t.is_fresh(now)) {
             return Ok(t.access_token.clone());
         }
         let t = self.request(scope, now).await?;
@@ -289,6 +331,53 @@ impl TokenProvider {
                     })?
             }
         };
-        Ok(into_token(&resp, now))
+        into_token(&resp, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn body(expires_in: &str) -> Vec<u8> {
+        format!(r#"{{"access_token":"x","token_type":"Bearer","expires_in":{expires_in}}}"#)
+            .into_bytes()
+    }
+
+    /// Issue 14, defect 4: `expires_in` past the calendar panicked (`now + TimeDelta::seconds`).
+    #[test]
+    fn a_lifetime_past_the_year_9999_is_refused_not_a_panic() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        for e in [
+            "9223372036854775807",
+            "18446744073709551615",
+            "100000000000000",
+        ] {
+            let r = parse_token_response(&body(e), now);
+            assert!(
+                matches!(r, Err(StsError::Lifetime { expires_in }) if expires_in.to_string() == e),
+                "{e}: {r:?}"
+            );
+        }
+        assert!(matches!(
+            parse_token_response(&body("1e14"), now),
+            Err(StsError::Parse(_))
+        ));
+        let t = parse_token_response(&body("3599"), now).unwrap();
+        assert_eq!(t.expires_at, now + TimeDelta::seconds(3599));
+        assert!(t.is_fresh(now) && !t.is_fresh(now + TimeDelta::minutes(55)));
+        // No expires_in: an hour, as before.
+        let t = parse_token_response(br#"{"access_token":"x","token_type":"Bearer"}"#, now);
+        assert_eq!(t.unwrap().expires_at, now + TimeDelta::seconds(3599));
+        // A now at the end of the calendar: refused, and freshness never panics.
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert!(parse_token_response(&body("3599"), max).is_err());
+        let t = Token {
+            access_token: SecretString::new("x".into()),
+            expires_at: DateTime::<Utc>::MIN_UTC,
+            refresh_token: None,
+        };
+        assert!(!t.is_fresh(max) && !t.is_fresh(DateTime::<Utc>::MIN_UTC));
     }
 }
