@@ -246,3 +246,58 @@ pub async fn verify(
         server_time,
     })
 }
+
+/// Whether Entra's refusal says it does not see the key (yet): AADSTS700027 "The key was not
+/// found." or "The key used is expired." (PROTOCOL.md §error codes), not a failed signature.
+pub fn not_seen_yet(r: &EntraErrorResponse) -> bool {
+    let d = r
+        .error_description
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    r.error_codes.contains(&700027)
+        && (d.contains("key was not found") || d.contains("key used is expired"))
+}
+
+/// The waits before each new attempt when Entra ID refuses a just-uploaded key (AADSTS700027).
+pub const NEW_KEY_RETRY_SECS: [u64; 3] = [2, 4, 8];
+
+/// Proves a key that was just uploaded (it started at `key_start`): waits for its start when it
+/// is at most two minutes ahead, then asks for a token as 00000004. Entra may not see a new key at
+/// once (its clock may lag ours, and directory changes take a moment to reach the token
+/// service), so AADSTS700027 for a key under two minutes old is retried after
+/// [`NEW_KEY_RETRY_SECS`]; `on_retry` hears of each wait. A refusal of any other kind, or of an
+/// older key, is final at once.
+pub async fn verify_new_key(
+    http: &HttpClient,
+    cloud: &Cloud,
+    tenant: &str,
+    loaded: &Loaded,
+    key_start: Option<DateTime<Utc>>,
+    clock: crate::clock::Clock,
+    on_retry: &mut dyn FnMut(u64),
+) -> Result<Verified, VerifyError> {
+    let clock = clock.running();
+    if let Some(s) = key_start
+        && let Ok(wait) = (s - clock.now()).to_std()
+        && wait < std::time::Duration::from_secs(120)
+    {
+        tokio::time::sleep(wait + std::time::Duration::from_millis(20)).await;
+    }
+    let token_url = cloud.token_url(tenant);
+    let mut retries = NEW_KEY_RETRY_SECS.iter();
+    loop {
+        let a = assertion(loaded, &token_url, AssertionAlg::Rs256, clock.now())?;
+        let result = verify(http, cloud, tenant, &a, clock.now()).await;
+        let fresh_key = key_start.is_some_and(|s| clock.now() - s < chrono::TimeDelta::minutes(2));
+        match (&result, retries.next()) {
+            (Err(VerifyError::Refused { response, .. }), Some(secs))
+                if fresh_key && not_seen_yet(response) =>
+            {
+                on_retry(*secs);
+                tokio::time::sleep(std::time::Duration::from_secs(*secs)).await;
+            }
+            _ => return result,
+        }
+    }
+}

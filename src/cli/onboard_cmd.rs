@@ -14,9 +14,7 @@ use crate::ledger::CertRecord;
 use crate::microsoft::SFB_APP_ID;
 use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
 use crate::session::keys::KeyOp;
-use crate::sts::AssertionAlg;
 use crate::tenant::{self, TenantRef};
-use chrono::TimeDelta;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -56,21 +54,6 @@ impl Steps<'_> {
         self.done.push(what.to_string());
     }
 }
-
-/// Whether Entra's refusal says it does not see the key (yet): AADSTS700027 "The key was not
-/// found." or "The key used is expired." (PROTOCOL.md §error codes), not a failed signature.
-fn not_seen_yet(r: &crate::sts::EntraErrorResponse) -> bool {
-    let d = r
-        .error_description
-        .as_deref()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    r.error_codes.contains(&700027)
-        && (d.contains("key was not found") || d.contains("key used is expired"))
-}
-
-/// Waits before each new attempt when Entra ID refuses a just-uploaded key (AADSTS700027).
-const VERIFY_RETRY_SECS: [u64; 3] = [2, 4, 8];
 
 pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
     ctx.refuse_as_of("onboard")?;
@@ -272,41 +255,22 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         ),
     );
 
-    // 7. Verify end to end (a key whose start is still ahead is waited for).
-    // Entra may not see a new key at once (its clock may lag ours, and directory changes take a
-    // moment to reach the token service), so AADSTS700027 for it is retried a few times.
-    if let Some(s) = key_start
-        && let Ok(wait) = (s - ctx.clock.now()).to_std()
-        && wait < std::time::Duration::from_secs(120)
-    {
-        std::thread::sleep(wait + std::time::Duration::from_millis(20));
-    }
-    let token_url = cloud.token_url(&tid);
-    let mut retries = VERIFY_RETRY_SECS.iter();
-    let v = loop {
-        let assertion =
-            crate::verify::assertion(&loaded, &token_url, AssertionAlg::Rs256, ctx.clock.now())
-                .map_err(|e| undo(&steps, Failure::runtime(e, None)))?;
-        let result = rt.block_on(crate::verify::verify(
+    // 7. Verify end to end (the library waits for a key whose start is still ahead, and retries
+    // a just-uploaded key Entra does not see yet).
+    let v = rt
+        .block_on(crate::verify::verify_new_key(
             &http,
             &cloud,
             &tid,
-            &assertion,
-            ctx.clock.now(),
-        ));
-        let fresh_key = key_start.is_some_and(|s| ctx.clock.now() - s < TimeDelta::minutes(2));
-        match (&result, retries.next()) {
-            (Err(crate::verify::VerifyError::Refused { response, .. }), Some(secs))
-                if fresh_key && not_seen_yet(response) =>
-            {
+            &loaded,
+            key_start,
+            ctx.clock,
+            &mut |secs| {
                 ctx.printer.note(&format!(
                     "Entra ID does not accept the new key yet (AADSTS700027); trying again in {secs} s"
-                ));
-                std::thread::sleep(std::time::Duration::from_secs(*secs));
-            }
-            _ => break result,
-        }
-    }
+                ))
+            },
+        ))
     .map_err(|e| {
             let (cause, fix) = e.cause_and_fix();
             undo(
