@@ -7,13 +7,10 @@
 use super::password::PasswordArgs;
 use super::{Context, Failure};
 use crate::cert::{self, CheckOptions, Severity};
-use crate::credential::Outcome;
-use crate::credential::{Approval, standing};
 use crate::graph;
-use crate::ledger::CertRecord;
 use crate::microsoft::SFB_APP_ID;
-use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
-use crate::session::keys::KeyOp;
+use crate::onprem::{Fqdn, HttpsUrl};
+use crate::session::onboard::{OnboardError, OnboardPlan};
 use crate::tenant::{self, TenantRef};
 use std::path::PathBuf;
 
@@ -187,150 +184,43 @@ pub fn run(ctx: &Context, a: OnboardArgs) -> Result<u8, Failure> {
         }
     };
 
-    // A record the ledger has for the domain (from `tenant add`, without the id) learns the id
-    // now, so the upload below, which names the tenant by id, finds it: one tenant, one record.
-    if let TenantRef::Domain(dn) = &t {
-        ctx.record_for(dn, Some(&tid), &apps, |_| ())
-            .map_err(|e| undo(&steps, e))?;
-    }
-
-    // 5. Upload (confirmed above as part of the whole plan).
+    // 5.-8. Upload, names, verify, script and ledger: the library's, reporting each step.
     let mut session = ctx.session(&tid)?;
-    let rt = super::runtime()?;
-    let new = graph::new_key(&c, start, end);
-    let results = rt
-        .block_on(session.change_keys(
-            &apps,
-            &KeyOp::Upload(Box::new((new, CertRecord::from_cert(&c)))),
-            &mut standing,
-        ))
-        .map_err(|e| undo(&steps, super::session_failure(e)))?;
-    let uploaded: Vec<&str> = results
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Applied { .. }))
-        .map(|(a, _)| a.as_str())
-        .collect();
-    let key_start = results
-        .iter()
-        .filter_map(|(_, o)| match o {
-            Outcome::Applied { plan, .. } | Outcome::Unchanged { plan, .. } => plan
-                .added
-                .as_ref()
-                .or(plan.already_present.as_ref())
-                .and_then(|k| k.start_date_time),
-            Outcome::Planned { .. } => None,
-        })
-        .max();
-    steps.say(
-        5,
-        &if uploaded.is_empty() {
-            format!(
-                "certificate {thumb} was already a key of {}",
-                apps.join(", ")
-            )
-        } else {
-            format!("uploaded certificate {thumb} to {}", uploaded.join(", "))
+    let plan = OnboardPlan {
+        domain: match &t {
+            TenantRef::Domain(dn) => Some(dn.as_str()),
+            TenantRef::Id(_) => None,
         },
-    );
-
-    // 6. Service principal names.
-    let changes = if names.is_empty() {
-        Default::default()
-    } else {
-        // The SfB service principal was just read by the upload: its id saves a lookup.
-        let sp_id = results
-            .iter()
-            .find(|(app, _)| app.eq_ignore_ascii_case(SFB_APP_ID))
-            .map(|(_, o)| o.service_principal().id.clone());
-        rt.block_on(session.add_names(&names, sp_id.as_deref(), &mut |_, _| Approval::Standing))
-            .map_err(|e| undo(&steps, super::session_failure(e)))?
-    };
-    let (added, present) = (changes.added, changes.present);
-    steps.say(
-        6,
-        &format!(
-            "service principal names: {} added, {} already there",
-            added.len(),
-            present.len()
-        ),
-    );
-
-    // 7. Verify end to end (the library waits for a key whose start is still ahead, and retries
-    // a just-uploaded key Entra does not see yet).
-    let v = rt
-        .block_on(crate::verify::verify_new_key(
-            &http,
-            &cloud,
-            &tid,
-            &loaded,
-            key_start,
-            ctx.clock,
-            &mut |secs| {
-                ctx.printer.note(&format!(
-                    "Entra ID does not accept the new key yet (AADSTS700027); trying again in {secs} s"
-                ))
-            },
-        ))
-    .map_err(|e| {
-            let (cause, fix) = e.cause_and_fix();
-            undo(
-                &steps,
-                Failure::runtime(anyhow::anyhow!(cause).context(e.to_string()), Some(fix)),
-            )
-        })?;
-    steps.say(
-        7,
-        &format!(
-            "verified: Entra ID issued a token to 00000004 for Exchange Online ({})",
-            v.token.aud.as_deref().unwrap_or("?")
-        ),
-    );
-
-    // 8. The on-prem script and the ledger.
-    let state = ctx.state_dir()?;
-    let input = ScriptInput {
-        tenant_id: Guid::parse("tenant id", &tid).map_err(|e| Failure::runtime(e, None))?,
-        metadata_url: HttpsUrl::parse("metadata URL", &d.metadata_url)
-            .map_err(|e| Failure::runtime(e, None))?,
-        pool_fqdns: pools.clone(),
+        apps: &apps,
+        cert: &loaded,
+        start,
+        end,
+        pools: &pools,
+        metadata_url: &d.metadata_url,
         autodiscover_url: autodiscover,
-        client_auth_sts: false,
-        generated_at: ctx.clock.now(),
     };
-    let script_path = state.join(format!("onprem-{}.ps1", tid));
-    crate::paths::write_atomic(&script_path, onprem::render(&input, None).as_bytes(), 0o600)
-        .map_err(|e| {
-            Failure::runtime(
-                anyhow::Error::new(e).context(format!("cannot write {}", script_path.display())),
-                None,
-            )
-        })?;
-    let domain = match &t {
-        TenantRef::Domain(dn) => dn.clone(),
-        TenantRef::Id(_) => tid.clone(),
-    };
-    let next_renewal = crate::dates::sub(end, chrono::TimeDelta::days(30));
-    ctx.record(&tid, &apps, |rec| {
-        rec.domain = domain.clone();
-        rec.tenant_id = Some(tid.clone());
-        for p in &pools {
-            if !rec.pool_fqdns.iter().any(|x| x == p.as_str()) {
-                rec.pool_fqdns.push(p.as_str().to_string());
-            }
-        }
-        rec.log(
-            ctx.clock.now(),
-            "onboard",
-            format!("onboarded with certificate {thumb}; verified"),
+    let done =
+        rt.block_on(
+            session.onboard(&plan, &mut |n, what| steps.say(n, &what), &mut |secs| {
+                ctx.printer.note(&format!(
+                "Entra ID does not accept the new key yet (AADSTS700027); trying again in {secs} s"
+            ))
+            }),
         );
+    let done = done.map_err(|e| {
+        let f = match e {
+            OnboardError::Session(e) => super::session_failure(e),
+            OnboardError::Verify(e) => {
+                let (cause, fix) = e.cause_and_fix();
+                Failure::runtime(anyhow::anyhow!(cause).context(e.to_string()), Some(fix))
+            }
+            OnboardError::Script(m) => Failure::runtime(anyhow::anyhow!(m), None),
+        };
+        undo(&steps, f)
     })?;
-    steps.say(
-        8,
-        &format!(
-            "wrote the on-prem script {} and recorded the tenant",
-            script_path.display()
-        ),
-    );
+    let (uploaded, added, script_path) = (done.uploaded, done.names_added, done.script);
+    let domain = plan.domain.unwrap_or(&tid).to_string();
+    let next_renewal = crate::dates::sub(end, chrono::TimeDelta::days(30));
     let changed = !uploaded.is_empty() || !added.is_empty();
     let json = serde_json::json!({
         "tenant": domain,

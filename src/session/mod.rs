@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod names;
+pub mod onboard;
 pub mod renewal;
 
 use crate::audit::AuditLog;
