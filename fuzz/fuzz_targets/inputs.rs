@@ -5,6 +5,9 @@
 //! Run: cargo +nightly fuzz run inputs
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use hybrid_trust::onprem::{Fqdn, Guid, HttpsUrl};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,7 +18,35 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     match which % 8 {
         0 => {
-            let _ = hybrid_trust::ledger::store::parse(rest, std::path::Path::new("ledger.json"));
+            // A byte for `now`, a byte for thresholds, then the ledger.
+            let Some((&[pick, days], ledger)) = rest.split_first_chunk::<2>() else {
+                return;
+            };
+            let now = common::now_from(pick, [days; 8]);
+            let (warn, crit, thresholds) = common::days_from(days, i64::from(days));
+            let path = std::path::Path::new("ledger.json");
+            if let Ok(l) = hybrid_trust::ledger::store::parse(ledger, path) {
+                for t in &l.tenants {
+                    common::everything(t, now, warn, crit, &thresholds);
+                }
+            }
+            // Without the date-range check of `parse`: the arithmetic must hold on its own.
+            if let Ok(l) = serde_json::from_slice::<hybrid_trust::ledger::Ledger>(ledger) {
+                for t in &l.tenants {
+                    common::everything(t, now, warn, crit, &thresholds);
+                    // And with its dates twisted towards the ends of the calendar.
+                    let mut t = t.clone();
+                    for c in t.cert.iter_mut().chain(t.next_cert.iter_mut()) {
+                        c.not_before = common::twist(c.not_before, pick.rotate_left(4));
+                        c.not_after = common::twist(c.not_after, pick);
+                    }
+                    for c in &mut t.credentials {
+                        c.start = common::twist(c.start, days.rotate_left(4));
+                        c.end = common::twist(c.end, days);
+                    }
+                    common::everything(&t, now, warn, crit, &thresholds);
+                }
+            }
         }
         1 => {
             let _ = hybrid_trust::config::Settings::parse(&text);
