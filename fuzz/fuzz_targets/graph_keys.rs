@@ -36,11 +36,19 @@ fn keys_everything(keys: &[KeyCredential], head: &[u8], now: chrono::DateTime<ch
         .find_map(KeyCredential::thumbprint)
         .unwrap_or_else(|| "0".repeat(40));
     let _ = graph::plan_remove(keys, &tp, now);
-    let ids: Vec<String> = keys.iter().filter_map(|k| k.key_id.clone()).collect();
-    let _ = graph::plan_remove_key_ids(keys, &ids, now);
     let new = keys.first().cloned().unwrap_or_default();
     let _ = graph::plan_upload(keys, new.clone(), now);
-    let _ = graph::plan_rewindow(keys, new, now);
+    // The re-window's two steps: adopt or add, then retire what it supersedes.
+    let covered = hybrid_trust::dates::add(now, chrono::TimeDelta::days(i64::from(head[3])));
+    if let Ok(p) = graph::plan_rewindow(keys, new.clone(), covered, now) {
+        let replacement = p.added.as_ref().or(p.already_present.as_ref()).unwrap_or(&new);
+        let superseded = graph::superseded_windows(keys, replacement, covered);
+        let id = graph::KeyIdentity::of(replacement);
+        let _ = graph::plan_retire(keys, &superseded, &id, now);
+        if let Ok(again) = graph::plan_rewindow(keys, new, covered, now) {
+            let _ = (p.same_effect(&again), p.is_additive(), p.read_keys().len());
+        }
+    }
     // The recorded certificate: a sane one, or with the dates of the first key.
     let first = keys.first();
     let sane = (
