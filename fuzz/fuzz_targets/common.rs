@@ -29,9 +29,13 @@ pub fn now_from(pick: u8, bytes: [u8; 8]) -> DateTime<Utc> {
 
 /// A date the parsers would refuse, to reach the arithmetic with it (the second layer of
 /// `hybrid_trust::dates`; JSON text rarely mutates into `+262142-12-31`): `d` itself, a date
-/// within days of either end of chrono's calendar, or `d` moved by up to ~16,000 years.
+/// within an hour of either end of chrono's calendar (where a day added or taken overflows), or
+/// `d` moved by up to ~16,000 years.
+/// The choice mixes `b` with the date's own seconds, so that mutating a date's digits (frequent)
+/// reaches every choice, not only mutating the one byte `b` comes from (rare in long inputs).
 pub fn twist(d: DateTime<Utc>, b: u8) -> DateTime<Utc> {
-    let near = chrono::TimeDelta::hours(i64::from(b >> 2));
+    let b = b ^ (d.timestamp().rem_euclid(251) as u8);
+    let near = chrono::TimeDelta::minutes(i64::from(b >> 2));
     match b % 4 {
         0 => d,
         1 => hybrid_trust::dates::add(DateTime::<Utc>::MIN_UTC, near),
@@ -80,6 +84,12 @@ pub fn everything(t: &TenantRecord, now: DateTime<Utc>, warn: i64, crit: i64, th
     }
     for c in t.cert.iter().chain(t.next_cert.iter()) {
         let _ = graph::window(c.not_before, c.not_after, None, None, now);
-        let _ = graph::window(c.not_before, c.not_after, Some(c.not_before), Some(c.not_after), now);
+        let _ = graph::window(
+            c.not_before,
+            c.not_after,
+            Some(c.not_before),
+            Some(c.not_after),
+            now,
+        );
     }
 }

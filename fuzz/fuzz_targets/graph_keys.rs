@@ -112,7 +112,9 @@ fuzz_target!(|data: &[u8]| {
             .map(|(i, k)| {
                 let b = head[1 + i % 8];
                 KeyCredential {
-                    start_date_time: k.start_date_time.map(|d| common::twist(d, b.rotate_left(4))),
+                    start_date_time: k
+                        .start_date_time
+                        .map(|d| common::twist(d, b.rotate_left(4))),
                     end_date_time: k.end_date_time.map(|d| common::twist(d, b)),
                     ..k.clone()
                 }

@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = hybrid_trust::sts::parse_token_response(body, now) {
         assert!(hybrid_trust::dates::in_range(t.expires_at));
         assert!(t.expires_at >= now);
-        for at in [now, t.expires_at, chrono::DateTime::<chrono::Utc>::MIN_UTC, chrono::DateTime::<chrono::Utc>::MAX_UTC] {
+        for at in [
+            now,
+            t.expires_at,
+            chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        ] {
             let _ = t.is_fresh(at);
         }
     }
