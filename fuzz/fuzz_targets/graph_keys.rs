@@ -41,7 +41,11 @@ fn keys_everything(keys: &[KeyCredential], head: &[u8], now: chrono::DateTime<ch
     // The re-window's two steps: adopt or add, then retire what it supersedes.
     let covered = hybrid_trust::dates::add(now, chrono::TimeDelta::days(i64::from(head[3])));
     if let Ok(p) = graph::plan_rewindow(keys, new.clone(), covered, now) {
-        let replacement = p.added.as_ref().or(p.already_present.as_ref()).unwrap_or(&new);
+        let replacement = p
+            .added
+            .as_ref()
+            .or(p.already_present.as_ref())
+            .unwrap_or(&new);
         let superseded = graph::superseded_windows(keys, replacement, covered);
         let id = graph::KeyIdentity::of(replacement);
         let _ = graph::plan_retire(keys, &superseded, &id, now);
