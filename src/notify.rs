@@ -191,7 +191,7 @@ impl Notifier for Webhook {
         // Never the query string (Teams workflow URLs carry their signature there) nor a
         // password; stable across versions: it keys what the ledger records as sent.
         let url = crate::secret::redact_url(&self.channel.url);
-        format!("webhook:{}", url.split(['?', '#']).next().unwrap_or(&url))
+        format!("webhook:{}", crate::secret::without_query(&url))
     }
     fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
@@ -223,7 +223,7 @@ pub struct Email {
 impl Email {
     fn server(&self) -> String {
         let url = crate::secret::redact_url(&self.channel.smtp_url);
-        url.split(['?', '#']).next().unwrap_or(&url).to_string()
+        crate::secret::without_query(&url).to_string()
     }
 }
 

@@ -43,6 +43,11 @@ impl std::fmt::Debug for SecretBytes {
     }
 }
 
+/// `url` without its query and fragment: how a webhook is named in the ledger and in errors.
+pub fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// A URL as it may be shown in an error or a log: the userinfo password and every query value
 /// replaced by `***`, a fragment by `#***` (issue 14, defect 6). Teams Workflows URLs carry
 /// their signature in `sig=`, SharePoint and Azure SAS URLs in `sig=`/`code=`, and a URL may
@@ -51,6 +56,17 @@ impl std::fmt::Debug for SecretBytes {
 /// is exactly when it is printed. This is the one function that makes a URL printable; every
 /// error and log line that shows a URL goes through it.
 pub fn redact_url(url: &str) -> String {
+    // A password may hold an unencoded '?' or '#' (then the text is no valid URL): its userinfo
+    // is hidden first, up to the last '@', before the query and fragment are split off.
+    if let Some((scheme, after)) = url.split_once("://")
+        && url::Url::parse(url).is_err()
+        && let Some(at) = after.rfind('@')
+        && let Some((user, password)) = after[..at].split_once(':')
+        && password != "***"
+        && !user.contains(['/', '?', '#'])
+    {
+        return redact_url(&format!("{scheme}://{user}:***@{}", &after[at + 1..]));
+    }
     let (rest, fragment) = match url.split_once('#') {
         Some((r, f)) => (r, Some(f)),
         None => (url, None),
@@ -128,6 +144,9 @@ mod tests {
                 "https://h.example.com:99999/x?sig=S3cr3t",
                 "https://h.example.com:99999/x?sig=***",
             ),
+            // An unencoded '?' or '#' in a password: none of it shows.
+            ("smtp://u:pa?ss@mail:25", "smtp://u:***@mail:25"),
+            ("smtp://u:pa#ss@mail:99999", "smtp://u:***@mail:99999"),
             (
                 "ftp://h.example.com/x?sig=S3cr3t#frag",
                 "ftp://h.example.com/x?sig=***#***",

@@ -25,18 +25,6 @@ impl Context {
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, Failure> {
-        self.record_for(tenant, None, apps, f)
-    }
-
-    /// [`Context::record`] for a tenant whose id is known: the record is found by the name or by
-    /// the id, so a tenant named by domain in one run and by GUID in another has one record.
-    pub fn record_for<T>(
-        &self,
-        tenant: &str,
-        tenant_id: Option<&str>,
-        apps: &[String],
-        f: impl FnOnce(&mut TenantRecord) -> T,
-    ) -> Result<T, Failure> {
         let store = self.ledger_store()?;
         let mut guard = store
             .lock(Duration::from_secs(60))
@@ -44,7 +32,7 @@ impl Context {
         let cloud = self.cloud_name();
         let rec = guard
             .ledger
-            .tenant_entry_for(tenant, tenant_id, &cloud, apps, self.clock.now());
+            .tenant_entry(tenant, &cloud, apps, self.clock.now());
         let out = f(rec);
         guard.commit().map_err(ledger_failure)?;
         Ok(out)

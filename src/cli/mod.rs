@@ -251,12 +251,28 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYBRID_TRUST_LOG")
         .unwrap_or_else(|_| level.into());
+    // Log lines may quote outside text (a server's error body): they go through the same
+    // terminal escaping as every other output, so no colour codes of their own either.
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| SafeStderr)
         .with_target(false)
-        .with_ansi(crate::cli::color_enabled())
+        .with_ansi(false)
         .with_env_filter(filter)
         .try_init();
+}
+
+/// Standard error with control characters from outside escaped (`printer::terminal_safe`).
+struct SafeStderr;
+
+impl std::io::Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(printer::terminal_safe(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Colours only on a terminal and never with `NO_COLOR` set (<https://no-color.org>).

@@ -200,9 +200,20 @@ impl Session {
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, LedgerError> {
+        self.record_named(&self.name, apps, f)
+    }
+
+    /// [`Session::record`] for the record `name` (a domain) names, found by it or by this
+    /// session's tenant id; so a record made by domain learns the id.
+    pub fn record_named<T>(
+        &self,
+        name: &str,
+        apps: &[String],
+        f: impl FnOnce(&mut TenantRecord) -> T,
+    ) -> Result<T, LedgerError> {
         let mut guard = self.ledger.lock(LEDGER_TIMEOUT)?;
         let rec = guard.ledger.tenant_entry_for(
-            &self.name,
+            name,
             self.tenant_id.as_deref(),
             &self.cloud.name,
             apps,

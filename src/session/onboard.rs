@@ -68,16 +68,9 @@ impl Session {
         // A record the ledger has for the domain (from `tenant add`, without the id) learns the
         // id now, so the upload below, which names the tenant by id, finds it.
         if let Some(dn) = p.domain {
-            let (name, id) = (dn.to_string(), tid.clone());
-            let now = self.clock.now();
-            let mut guard = self
-                .ledger
-                .lock(super::LEDGER_TIMEOUT)
+            self.tenant_id = Some(tid.clone());
+            self.record_named(dn, p.apps, |_| ())
                 .map_err(SessionError::from)?;
-            guard
-                .ledger
-                .tenant_entry_for(&name, Some(&id), &self.cloud.name, p.apps, now);
-            guard.commit().map_err(SessionError::from)?;
         }
 
         // 5. Upload (confirmed as part of the whole plan).

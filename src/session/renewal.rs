@@ -10,7 +10,7 @@ use crate::credential::{Change, CredentialError, Outcome, standing};
 use crate::graph::{self, KeyCredential, KeyIdentity};
 use crate::ledger::{CertRecord, CredentialRecord, LedgerStore, TenantRecord};
 use crate::renew::{self, Decision, Policy};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -157,7 +157,10 @@ impl Session {
                     new: graph::new_key(&cert, *start, *end),
                     start: *start,
                     // A window that lasts past the horizon is a renewal already done.
-                    covered_until: now + TimeDelta::days(policy.horizon_days.max(1)),
+                    covered_until: crate::dates::add(
+                        now,
+                        crate::dates::days(policy.horizon_days.max(1)),
+                    ),
                 };
                 // The applications renewed before a failing one are recorded all the same: the
                 // ledger never forgets a window that is on Graph.
