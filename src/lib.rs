@@ -20,6 +20,7 @@ pub mod graph;
 pub mod http;
 pub mod keyring;
 pub mod ledger;
+pub mod lifecycle;
 pub mod lock;
 pub mod microsoft;
 pub mod notify;

@@ -5,7 +5,8 @@
 
 use crate::config::{EmailChannel, WebhookChannel, WebhookFormat};
 use crate::http::HttpClient;
-use crate::remind::{Due, Kind};
+use crate::remind::Digest;
+use crate::remind::digest::{command, subject};
 use crate::secret::SecretString;
 use serde_json::json;
 use std::future::Future;
@@ -31,69 +32,8 @@ pub enum NotifyError {
 pub trait Notifier: Send + Sync {
     /// A stable name, used to record what was sent (never contains a secret or a query string).
     fn id(&self) -> String;
-    fn send<'a>(&'a self, msg: &'a Due, recipients: &'a [String]) -> SendFuture<'a>;
-}
-
-/// The subject line.
-pub fn subject(m: &Due) -> String {
-    match m.kind {
-        Kind::RenewalFailure => format!(
-            "[hybrid-trust] {}: the renewal of the Skype for Business hybrid trust failed",
-            m.tenant
-        ),
-        Kind::Expired => format!(
-            "[hybrid-trust] {}: the Skype for Business hybrid trust has EXPIRED",
-            m.tenant
-        ),
-        Kind::Expiry => format!(
-            "[hybrid-trust] {}: the Skype for Business hybrid trust ends in {} day(s) ({})",
-            m.tenant,
-            m.days_left.unwrap_or(0),
-            m.ends
-                .map(|e| e.format("%Y-%m-%d").to_string())
-                .unwrap_or_default()
-        ),
-    }
-}
-
-/// The command that fixes it.
-pub fn command(m: &Due) -> String {
-    format!("hybrid-trust renew --tenant {}", m.tenant)
-}
-
-/// The plain-text body.
-pub fn text(m: &Due) -> String {
-    let tid = m
-        .tenant_id
-        .as_deref()
-        .map(|t| format!(" (tenant id {t})"))
-        .unwrap_or_default();
-    match m.kind {
-        Kind::RenewalFailure => format!(
-            "Tenant: {}{tid}\nThe last renewal attempt failed: {}\n\nUntil it is fixed, the trust between Skype for Business Server and Exchange Online will lapse at the credential's end.\nTo retry and see the error: {}\nTo see every tenant: hybrid-trust status --all\n",
-            m.tenant,
-            m.detail,
-            command(m)
-        ),
-        Kind::Expiry | Kind::Expired => format!(
-            "Tenant: {}{tid}\nWhat expires: {} for the on-prem OAuthTokenIssuer certificate {} on application {}\nWhen: {} ({})\nWhat breaks then: unified contact store, Exchange archiving and meetings for users whose mailboxes are in Exchange Online (LS Storage Service events 32053/32054).\n\nTo renew: {}\nTo check first: {} --dry-run\n",
-            m.tenant,
-            m.detail,
-            m.thumbprint_sha1,
-            m.app_id,
-            m.ends
-                .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default(),
-            match m.days_left {
-                Some(d) if d < 0 || m.kind == Kind::Expired =>
-                    "already ended: the trust is broken now".to_string(),
-                Some(d) => format!("in {d} day(s)"),
-                None => "unknown".into(),
-            },
-            command(m),
-            command(m)
-        ),
-    }
+    /// Sends one digest to `recipients` (empty: the channel's own).
+    fn send<'a>(&'a self, msg: &'a Digest, recipients: &'a [String]) -> SendFuture<'a>;
 }
 
 /// Prints reminders for people: on stdout, or on stderr when stdout carries `--output json`.
@@ -108,9 +48,9 @@ impl Notifier for Stdout {
     fn id(&self) -> String {
         "stdout".into()
     }
-    fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
+    fn send<'a>(&'a self, msg: &'a Digest, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            let line = (self.terminal_safe)(&format!("{}\n{}", subject(msg), text(msg)));
+            let line = (self.terminal_safe)(&format!("{}\n{}", msg.subject(), msg.text()));
             if self.to_stderr {
                 eprintln!("{line}");
             } else {
@@ -127,12 +67,17 @@ pub struct Webhook {
     pub http: HttpClient,
 }
 
-/// The payload for each webhook format.
-pub fn webhook_payload(format: WebhookFormat, m: &Due) -> serde_json::Value {
-    let ends = m
-        .ends
-        .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
+/// The payload for each webhook format: the most urgent entry's facts at the top (as a single
+/// reminder always had them), and every entry of the digest.
+pub fn webhook_payload(format: WebhookFormat, d: &Digest) -> serde_json::Value {
+    let ends = |m: &crate::remind::Due| {
+        m.ends
+            .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    };
+    let Some(m) = d.entries.first() else {
+        return json!({"event": "hybrid-trust.reminder", "entries": []});
+    };
     match format {
         WebhookFormat::Json => json!({
             "event": "hybrid-trust.reminder",
@@ -144,45 +89,65 @@ pub fn webhook_payload(format: WebhookFormat, m: &Due) -> serde_json::Value {
             "ends": m.ends,
             "days_left": m.days_left,
             "threshold_days": m.threshold_days,
-            "summary": subject(m),
-            "text": text(m),
+            "summary": d.subject(),
+            "text": d.text(),
             "command": command(m),
+            "entries": d.entries.iter().map(|e| json!({
+                "kind": e.kind,
+                "tenant": e.tenant,
+                "tenant_id": e.tenant_id,
+                "state": e.state,
+                "ends": e.ends,
+                "days_left": e.days_left,
+                "summary": subject(e),
+                "detail": e.detail,
+                "action": e.action,
+                "commands": crate::remind::digest::commands(e),
+            })).collect::<Vec<_>>(),
         }),
         // A Teams Workflows ("Post to a channel when a webhook request is received") message
-        // with an Adaptive Card attachment.
-        WebhookFormat::Teams => json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": [
-                        {"type": "TextBlock", "text": subject(m), "weight": "Bolder", "size": "Medium", "wrap": true},
-                        {"type": "FactSet", "facts": [
-                            {"title": "Tenant", "value": m.tenant},
-                            {"title": "Ends", "value": ends},
-                            {"title": "Days left", "value": m.days_left.map(|d| d.to_string()).unwrap_or_default()},
-                            {"title": "Certificate", "value": m.thumbprint_sha1},
-                        ]},
-                        {"type": "TextBlock", "text": format!("Renew: `{}`", command(m)), "wrap": true},
-                    ],
-                },
-            }],
-        }),
-        WebhookFormat::Slack => json!({
-            "text": subject(m),
-            "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": subject(m)}},
-                {"type": "section", "fields": [
-                    {"type": "mrkdwn", "text": format!("*Tenant*\n{}", m.tenant)},
-                    {"type": "mrkdwn", "text": format!("*Ends*\n{ends}")},
-                ]},
-                {"type": "section", "text": {"type": "mrkdwn", "text": format!("Renew: `{}`", command(m))}},
-            ],
-        }),
+        // with an Adaptive Card attachment: a heading, then one fact set per entry.
+        WebhookFormat::Teams => {
+            let mut body = vec![
+                json!({"type": "TextBlock", "text": d.subject(), "weight": "Bolder", "size": "Medium", "wrap": true}),
+            ];
+            for e in &d.entries {
+                body.push(json!({"type": "FactSet", "separator": true, "facts": [
+                    {"title": "Tenant", "value": e.tenant},
+                    {"title": "Ends", "value": ends(e)},
+                    {"title": "Days left", "value": e.days_left.map(|d| d.to_string()).unwrap_or_default()},
+                    {"title": "Certificate", "value": e.thumbprint_sha1},
+                ]}));
+                body.push(json!({"type": "TextBlock", "text": format!("{}: {}", subject(e).trim_start_matches("[hybrid-trust] "), e.action), "wrap": true}));
+                body.push(json!({"type": "TextBlock", "text": format!("Renew: `{}`", command(e)), "wrap": true}));
+            }
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": body,
+                    },
+                }],
+            })
+        }
+        WebhookFormat::Slack => {
+            let mut blocks = vec![
+                json!({"type": "header", "text": {"type": "plain_text", "text": d.subject()}}),
+            ];
+            for e in &d.entries {
+                blocks.push(json!({"type": "section", "fields": [
+                    {"type": "mrkdwn", "text": format!("*Tenant*\n{}", e.tenant)},
+                    {"type": "mrkdwn", "text": format!("*Ends*\n{}", ends(e))},
+                ]}));
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("{}\nRenew: `{}`", e.action, command(e))}}));
+            }
+            json!({"text": d.subject(), "blocks": blocks})
+        }
     }
 }
 
@@ -193,7 +158,7 @@ impl Notifier for Webhook {
         let url = crate::secret::redact_url(&self.channel.url);
         format!("webhook:{}", crate::secret::without_query(&url))
     }
-    fn send<'a>(&'a self, msg: &'a Due, _: &'a [String]) -> SendFuture<'a> {
+    fn send<'a>(&'a self, msg: &'a Digest, _: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
             let body = webhook_payload(self.channel.format, msg);
             let url = &self.channel.url;
@@ -306,7 +271,7 @@ impl Notifier for Email {
     fn id(&self) -> String {
         format!("email:{}", self.server())
     }
-    fn send<'a>(&'a self, msg: &'a Due, recipients: &'a [String]) -> SendFuture<'a> {
+    fn send<'a>(&'a self, msg: &'a Digest, recipients: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
             use lettre::message::{Mailbox, header::ContentType};
             use lettre::{AsyncTransport, Message};
@@ -328,12 +293,12 @@ impl Notifier for Email {
                 .map_err(|e| fail(format!("from: {e}")))?;
             let mut mb = Message::builder()
                 .from(from)
-                .subject(subject(msg))
+                .subject(msg.subject())
                 .header(ContentType::TEXT_PLAIN);
             for r in &to {
                 mb = mb.to(r.parse().map_err(|e| fail(format!("to {r}: {e}")))?);
             }
-            let email = mb.body(text(msg)).map_err(|e| fail(e.to_string()))?;
+            let email = mb.body(msg.text()).map_err(|e| fail(e.to_string()))?;
             transport
                 .send(email)
                 .await

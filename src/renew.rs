@@ -1,13 +1,19 @@
 //! The renewal decision, a pure function of (ledger record, certificate offered, now, policy):
-//! nothing to do; re-window the same certificate; roll to a new certificate; finish a roll whose
-//! old certificate has expired; or stop and say why. Executing it is the CLI's job; this never
-//! sleeps or schedules.
+//! nothing to do; re-window a certificate whose key nears its end; roll to a new certificate;
+//! retire the old certificate's keys after a roll; or stop and say why. Executing it is
+//! [`crate::session::renewal`]'s job; this never sleeps or schedules.
 //!
 //! The roll follows SFBDOCS `stage-av-and-oauth-certificates.md`: the new certificate's key goes
-//! to the tenant next to the old one *before* `Set-CsCertificate -Roll -EffectiveDate`, the
-//! effective date at least 24 hours before the old certificate expires (Exchange caches keys),
-//! and the old key is never removed during the roll: its window ends with the old certificate,
-//! and the next PATCH after that drops it as expired.
+//! to the tenant next to the old one *before* `Set-CsCertificate -Roll -EffectiveDate`. The
+//! EffectiveDate E is never before the new key's start plus [`Policy::roll_margin`], and never
+//! later than [`Policy::roll_lead`] (24 h: Exchange caches keys) before the trust lapses with the
+//! old certificate: the earlier of the old certificate's end and the old key's end (issue 16,
+//! defect 3). When no such E exists the roll is *blocked*: the new key is uploaded all the same,
+//! E is the earliest the new key allows, and the reason is alerted at once.
+//!
+//! The old key stays until the roll is confirmed ([`crate::ledger::roll`]); then a later renew
+//! retires it (defect 2). Until then the old certificate is the one the Front Ends sign with, so
+//! it keeps being re-windowed while its key nears its end and the certificate has room.
 
 use crate::dates;
 use crate::graph::keys::{WindowError, window};
@@ -19,8 +25,11 @@ use serde::Serialize;
 pub struct Policy {
     /// Renew when the credential ends within this many days (default 30).
     pub horizon_days: i64,
-    /// How long before the old certificate's expiry the roll must take effect (24 h).
+    /// How long before the old certificate or key ends the roll must take effect (24 h).
     pub roll_lead: TimeDelta,
+    /// How long after the new key's start the roll may take effect at the earliest (1 h: Entra
+    /// replicates a new key within minutes; the ideal E is a day after the upload anyway).
+    pub roll_margin: TimeDelta,
 }
 
 impl Default for Policy {
@@ -28,6 +37,7 @@ impl Default for Policy {
         Policy {
             horizon_days: 30,
             roll_lead: TimeDelta::hours(24),
+            roll_margin: TimeDelta::hours(1),
         }
     }
 }
@@ -38,30 +48,46 @@ pub enum Decision {
     Nothing {
         next_check: DateTime<Utc>,
     },
-    /// Upload a new window for the same certificate, then remove the old key once the new one
-    /// is in.
+    /// Upload a new window for certificate `thumbprint`, then remove the windows it supersedes
+    /// once the new one is in.
     Rewindow {
+        thumbprint: String,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         old_end: Option<DateTime<Utc>>,
     },
     /// Upload the new certificate next to the old one; then on-prem
-    /// `Set-CsCertificate -Roll -EffectiveDate effective`.
+    /// `Set-CsCertificate -Roll -EffectiveDate effective`. `blocked` says why no safe date
+    /// existed (then `late`).
     Roll {
         thumbprint: String,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         effective: DateTime<Utc>,
         late: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        blocked: Option<String>,
     },
-    /// The old certificate has expired: the new one becomes current.
-    FinishRoll {
+    /// Remove the keys of the old certificate `thumbprint` from every target application: the
+    /// roll was confirmed, or the old certificate has expired.
+    Retire {
         thumbprint: String,
+        reason: String,
     },
     Blocked {
         reason: String,
         hint: String,
     },
+}
+
+impl Decision {
+    /// Whether carrying it out changes the tenant.
+    pub fn acts(&self) -> bool {
+        matches!(
+            self,
+            Decision::Rewindow { .. } | Decision::Roll { .. } | Decision::Retire { .. }
+        )
+    }
 }
 
 fn blocked(reason: impl Into<String>, hint: impl Into<String>) -> Decision {
@@ -79,6 +105,10 @@ fn credential_end(t: &TenantRecord, thumbprint: &str) -> Option<DateTime<Utc>> {
     ends.try_fold(first, |acc, e| e.map(|e| acc.min(e)))
 }
 
+fn day(d: DateTime<Utc>) -> String {
+    d.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 pub fn decide(
     t: &TenantRecord,
     offered: Option<&CertRecord>,
@@ -86,128 +116,181 @@ pub fn decide(
     p: Policy,
 ) -> Decision {
     let d = &t.domain;
-    let Some(cert) = &t.cert else {
+    let Some(signing) = &t.cert else {
         return blocked(
             "no certificate is recorded for this tenant",
             format!("hybrid-trust credential upload --tenant {d} --cert CERT"),
         );
     };
-    if let Some(next) = &t.next_cert
-        && cert.not_after <= now
-    {
-        return Decision::FinishRoll {
-            thumbprint: next.thumbprint_sha1.clone(),
-        };
-    }
     let offered = offered.filter(|o| {
-        o.thumbprint_sha1 != cert.thumbprint_sha1
+        o.thumbprint_sha1 != signing.thumbprint_sha1
             && t.next_cert
                 .as_ref()
                 .is_none_or(|n| n.thumbprint_sha1 != o.thumbprint_sha1)
     });
     if let Some(new) = offered {
-        let (start, end) = match window(new.not_before, new.not_after, None, None, now) {
-            Ok(w) => w,
-            Err(WindowError::CertificateExpired(_)) => {
-                return blocked(
-                    format!("the new certificate {} has expired", new.thumbprint_sha1),
-                    "issue a new certificate",
-                );
-            }
-            Err(e) => {
-                return blocked(
-                    format!("no key window for the new certificate: {e}"),
-                    "check the new certificate's validity",
-                );
-            }
-        };
-        if new.not_after <= cert.not_after {
-            return blocked(
-                format!(
-                    "the new certificate {} does not outlive the current one ({})",
-                    new.thumbprint_sha1,
-                    cert.not_after.format("%Y-%m-%d")
-                ),
-                "issue a certificate that is valid for longer",
-            );
-        }
-        // Effective a day after the upload if the old certificate allows it; never later than
-        // 24 hours before the old one expires; never before the new key's window starts.
-        // Saturating sums (crate::dates): a recorded date at the end of the calendar gives a
-        // late roll, not a panic.
-        let latest = dates::sub(cert.not_after, p.roll_lead);
-        let ideal = dates::add(now, TimeDelta::hours(24));
-        let floor = dates::add(now, TimeDelta::minutes(10)).max(start);
-        let late = latest < floor;
-        let effective = if late {
-            floor
-        } else {
-            ideal.min(latest).max(floor)
-        };
-        return Decision::Roll {
-            thumbprint: new.thumbprint_sha1.clone(),
-            start,
-            end,
-            effective,
-            late,
-        };
+        return roll(t, signing, new, now, p);
     }
-    let current = t
-        .next_cert
-        .as_ref()
-        .filter(|n| n.not_before <= now)
-        .unwrap_or(cert);
     let horizon = dates::days(p.horizon_days);
-    let ends = credential_end(t, &current.thumbprint_sha1);
-    if current.not_after <= now {
-        return blocked(
-            format!(
-                "the on-prem certificate {} expired on {}",
-                current.thumbprint_sha1,
-                current.not_after.format("%Y-%m-%d")
-            ),
-            format!(
-                "issue a new certificate, then hybrid-trust renew --tenant {d} --new-cert NEW.pfx"
-            ),
-        );
-    }
-    if current.not_after - now <= horizon {
-        return blocked(
-            format!(
-                "the on-prem certificate {} ends {}, inside the renewal horizon: only a new certificate helps",
-                current.thumbprint_sha1,
-                current.not_after.format("%Y-%m-%d")
-            ),
-            format!(
-                "issue a new OAuthTokenIssuer certificate, then hybrid-trust renew --tenant {d} --new-cert NEW.pfx"
-            ),
-        );
-    }
-    let due = ends.is_none_or(|e| e - now <= horizon);
-    if !due {
-        let e = ends.unwrap_or(now);
-        return Decision::Nothing {
-            next_check: dates::sub(e, horizon),
-        };
-    }
-    match window(current.not_before, current.not_after, None, None, now) {
-        Ok((start, end)) if ends.is_none_or(|e| end > dates::add(e, TimeDelta::days(1))) => {
-            Decision::Rewindow {
+    // The certificates whose keys must stay alive: the one the Front Ends sign with, and a
+    // pending roll's (both valid); the one whose key ends first is re-windowed first.
+    let mut alive: Vec<(&CertRecord, Option<DateTime<Utc>>)> = std::iter::once(signing)
+        .chain(t.next_cert.as_ref())
+        .filter(|c| c.not_after > now && c.not_before <= now)
+        .map(|c| (c, credential_end(t, &c.thumbprint_sha1)))
+        .collect();
+    alive.sort_by_key(|(_, e)| *e);
+    for (c, ends) in &alive {
+        if ends.is_some_and(|e| e - now > horizon) {
+            continue;
+        }
+        if let Ok((start, end)) = window(c.not_before, c.not_after, None, None, now)
+            && ends.is_none_or(|e| end > dates::add(e, TimeDelta::days(1)))
+        {
+            return Decision::Rewindow {
+                thumbprint: c.thumbprint_sha1.clone(),
                 start,
                 end,
-                old_end: ends,
-            }
+                old_end: *ends,
+            };
         }
-        _ => blocked(
+    }
+    if let Some(old) = t.to_retire(now) {
+        let reason = if old.thumbprint_sha1 == signing.thumbprint_sha1 {
+            "the old certificate has expired"
+        } else {
+            "the roll was confirmed"
+        };
+        return Decision::Retire {
+            thumbprint: old.thumbprint_sha1.clone(),
+            reason: reason.into(),
+        };
+    }
+    let new_cert_hint = format!(
+        "issue a new OAuthTokenIssuer certificate, then hybrid-trust renew --tenant {d} --new-cert NEW.pfx"
+    );
+    if t.next_cert.is_none() {
+        if signing.not_after <= now {
+            return blocked(
+                format!(
+                    "the on-prem certificate {} expired on {}",
+                    signing.thumbprint_sha1,
+                    signing.not_after.format("%Y-%m-%d")
+                ),
+                new_cert_hint,
+            );
+        }
+        if signing.not_after - now <= horizon {
+            return blocked(
+                format!(
+                    "the on-prem certificate {} ends {}, inside the renewal horizon: only a new certificate helps",
+                    signing.thumbprint_sha1,
+                    signing.not_after.format("%Y-%m-%d")
+                ),
+                new_cert_hint,
+            );
+        }
+    }
+    // The next look: when a kept key enters the horizon, or the signing certificate does.
+    let next_check = alive
+        .iter()
+        .filter_map(|(_, e)| *e)
+        .chain((t.next_cert.is_none()).then_some(signing.not_after))
+        .map(|e| dates::sub(e, horizon))
+        .min()
+        .unwrap_or(now);
+    if t.next_cert.is_none()
+        && alive
+            .iter()
+            .any(|(_, e)| e.is_none_or(|e| e - now <= horizon))
+    {
+        // A key inside the horizon that a new window cannot extend: its certificate ends with it.
+        return blocked(
             format!(
                 "the on-prem certificate {} ends {}, so a new window gains nothing",
-                current.thumbprint_sha1,
-                current.not_after.format("%Y-%m-%d")
+                signing.thumbprint_sha1,
+                signing.not_after.format("%Y-%m-%d")
             ),
+            new_cert_hint,
+        );
+    }
+    Decision::Nothing {
+        next_check: next_check.max(now),
+    }
+}
+
+/// A roll from `signing` to `new`, with its EffectiveDate.
+fn roll(
+    t: &TenantRecord,
+    signing: &CertRecord,
+    new: &CertRecord,
+    now: DateTime<Utc>,
+    p: Policy,
+) -> Decision {
+    if let Some(n) = &t.next_cert {
+        return blocked(
+            format!("a roll to {} is already pending", n.thumbprint_sha1),
             format!(
-                "issue a new OAuthTokenIssuer certificate, then hybrid-trust renew --tenant {d} --new-cert NEW.pfx"
+                "finish it first: run its script on a Front End, then hybrid-trust renew --tenant {} --confirm-roll",
+                t.domain
             ),
-        ),
+        );
+    }
+    let (start, end) = match window(new.not_before, new.not_after, None, None, now) {
+        Ok(w) => w,
+        Err(WindowError::CertificateExpired(_)) => {
+            return blocked(
+                format!("the new certificate {} has expired", new.thumbprint_sha1),
+                "issue a new certificate",
+            );
+        }
+        Err(e) => {
+            return blocked(
+                format!("no key window for the new certificate: {e}"),
+                "check the new certificate's validity",
+            );
+        }
+    };
+    if new.not_after <= signing.not_after {
+        return blocked(
+            format!(
+                "the new certificate {} does not outlive the current one ({})",
+                new.thumbprint_sha1,
+                signing.not_after.format("%Y-%m-%d")
+            ),
+            "issue a certificate that is valid for longer",
+        );
+    }
+    // The trust lapses with the old certificate: its end, or its key's if that is earlier.
+    let (old_lapse, what) = match crate::lifecycle::lapse_of(t, signing) {
+        Ok(Some(l)) if l.at < signing.not_after => (l.at, "key"),
+        _ => (signing.not_after, "certificate"),
+    };
+    // Saturating sums (crate::dates): a recorded date at the end of the calendar gives a
+    // blocked roll, not a panic.
+    let latest = dates::sub(old_lapse, p.roll_lead);
+    let floor = dates::add(start.max(now), p.roll_margin);
+    let ideal = dates::add(now, TimeDelta::hours(24));
+    let (effective, blocked) = if latest >= floor {
+        (ideal.min(latest).max(floor), None)
+    } else {
+        (
+            floor,
+            Some(format!(
+                "the old {what} ends {}, less than {} h after the new key can take effect ({})",
+                day(old_lapse),
+                p.roll_lead.num_hours(),
+                day(floor)
+            )),
+        )
+    };
+    Decision::Roll {
+        thumbprint: new.thumbprint_sha1.clone(),
+        start,
+        end,
+        effective,
+        late: blocked.is_some(),
+        blocked,
     }
 }
 
@@ -261,6 +344,7 @@ mod tests {
         let huge = Policy {
             horizon_days: i64::MAX,
             roll_lead: TimeDelta::MAX,
+            roll_margin: TimeDelta::MAX,
         };
         for (nb, na) in [(min, min), (min, max), (max, max), (now, max)] {
             for cred in [None, Some((min, max)), Some((max, min)), Some((min, min))] {
@@ -347,13 +431,23 @@ mod tests {
             decide(&t, Some(&new), now, p),
             Decision::Roll { late: true, .. }
         ));
-        // After the old certificate expired, the roll finishes.
+        // After the old certificate expired, an unconfirmed roll is not made current (nobody
+        // showed the Front Ends use it: issue 16, defect 1), but the dead keys are retired.
         let mut t = tenant(cert("A", d(-400), d(-1)), Some((d(-400), d(-1))));
         t.next_cert = Some(new.clone());
+        t.credentials.push(CredentialRecord {
+            app_id: APP.into(),
+            key_id: Some("k2".into()),
+            thumbprint_sha1: "B".into(),
+            start: d(-2),
+            end: d(363),
+            recorded_at: d(-2),
+        });
         assert_eq!(
             decide(&t, None, now, p),
-            Decision::FinishRoll {
-                thumbprint: "B".into()
+            Decision::Retire {
+                thumbprint: "A".into(),
+                reason: "the old certificate has expired".into()
             }
         );
         // An expired new certificate, or one that does not outlive the old, is refused.

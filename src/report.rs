@@ -143,13 +143,7 @@ pub fn prometheus(tenants: &[(&TenantRecord, TenantStatus)], now: DateTime<Utc>)
     );
     let _ = writeln!(s, "# TYPE hybrid_trust_state gauge");
     for (t, st) in tenants {
-        for state in [
-            State::Ok,
-            State::Due,
-            State::Expiring,
-            State::Expired,
-            State::Missing,
-        ] {
+        for state in State::ALL {
             let _ = writeln!(
                 s,
                 "hybrid_trust_state{{tenant=\"{}\",state=\"{}\"}} {}",

@@ -1,21 +1,27 @@
 //! A tenant's state from its ledger record (or live keys), as `status` reports it: `ok`, `due`
-//! (inside the renewal horizon), `expiring` (inside the critical window), `expired`, `missing`;
-//! days left; the next action in words. Pure: `now` and thresholds are arguments. Date sums go
+//! (inside the renewal horizon), `expiring` (inside the critical window), `expired`, `missing`,
+//! `roll-pending` (a roll not confirmed yet: the old certificate's lapse counts); days left; the
+//! lifecycle phase ([`crate::lifecycle`]); the next action in words, with its deadline; the
+//! monitoring grade and plugin line of `--check`. Pure: `now` and thresholds are arguments. Date sums go
 //! through [`crate::dates`], so no date or threshold can make it panic.
 
 use crate::dates;
 use crate::ledger::TenantRecord;
+use crate::lifecycle;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum State {
     Ok,
     Due,
     Expiring,
     Expired,
     Missing,
+    /// A roll is uploaded but not confirmed: the trust lapses with the old certificate or key
+    /// (CONTRACT.md extensions). `--check` grades it by its days left like any lapse.
+    RollPending,
 }
 
 impl State {
@@ -26,8 +32,27 @@ impl State {
             State::Expiring => "expiring",
             State::Expired => "expired",
             State::Missing => "missing",
+            State::RollPending => "roll-pending",
         }
     }
+
+    /// Every state, in the order of the tables and the Prometheus export.
+    pub const ALL: [State; 6] = [
+        State::Ok,
+        State::Due,
+        State::Expiring,
+        State::Expired,
+        State::Missing,
+        State::RollPending,
+    ];
+}
+
+/// How a monitoring check grades a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,14 +85,43 @@ pub struct TenantStatus {
     pub state: State,
     pub next_action: String,
     pub cloud: String,
-    /// The instant the trust lapses: the earlier of the credential's end and the certificate's.
+    /// When the trust breaks if nobody acts ([`crate::lifecycle`]): during a pending roll the
+    /// earlier of the old certificate's end and the old key's end.
     pub lapses_at: Option<DateTime<Utc>>,
+    /// The lifecycle phase (`none`, `active`, `roll-planned`, `roll-scheduled`,
+    /// `roll-confirmed`).
+    pub phase: crate::lifecycle::Phase,
+    /// The deadline of the next action, when it has one (a roll's EffectiveDate, the lapse).
+    pub deadline: Option<DateTime<Utc>>,
+    /// A pending roll: the new certificate, its EffectiveDate and the script that applies it.
+    pub roll: Option<crate::lifecycle::PendingRoll>,
     pub last_renewal: Option<DateTime<Utc>>,
     pub last_renewal_failure: Option<String>,
 }
 
+impl TenantStatus {
+    /// The grade `--check` gives: a pending roll like any lapse, by its days left.
+    pub fn severity(&self, th: Thresholds) -> Severity {
+        match self.state {
+            State::Expired | State::Missing | State::Expiring => Severity::Critical,
+            State::Due => Severity::Warning,
+            State::Ok => Severity::Ok,
+            State::RollPending => match self.days_left {
+                Some(d) if d <= th.crit_days => Severity::Critical,
+                Some(d) if d <= th.warn_days => Severity::Warning,
+                _ => Severity::Ok,
+            },
+        }
+    }
+}
+
+fn day(d: DateTime<Utc>) -> String {
+    d.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 /// Evaluates a tenant at `now`.
 pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantStatus {
+    let lc = lifecycle::of(t, now);
     let mut s = TenantStatus {
         tenant_id: t.tenant_id.clone(),
         domain: t.domain.clone(),
@@ -80,6 +134,9 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
         next_action: String::new(),
         cloud: t.cloud.clone(),
         lapses_at: None,
+        phase: lc.phase,
+        deadline: None,
+        roll: lc.roll.clone(),
         last_renewal: t.last_renewal,
         last_renewal_failure: t
             .last_renewal_failure
@@ -93,41 +150,28 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
         );
         return s;
     };
-    let certs: Vec<_> = std::iter::once(cert).chain(t.next_cert.as_ref()).collect();
-    let mut ends = Vec::new();
-    for app in &t.app_ids {
-        let end = certs
-            .iter()
-            .filter_map(|c| t.credential_end(app, &c.thumbprint_sha1))
-            .max();
-        match end {
-            Some(e) => ends.push(e),
-            None => {
-                s.next_action = format!(
-                    "upload the certificate to {app}: hybrid-trust credential upload --tenant {d} --cert CERT --app-id {app}"
-                );
-                return s;
-            }
-        }
+    if let Some(app) = &lc.missing_app {
+        s.next_action = format!(
+            "upload the certificate to {app}: hybrid-trust credential upload --tenant {d} --cert CERT --app-id {app}"
+        );
+        return s;
     }
-    let Some(credential_end) = ends.into_iter().min() else {
+    let Some(lapse) = &lc.lapse else {
         s.next_action = format!(
             "no target application recorded: hybrid-trust tenant add {d} --app-id 00000004-0000-0ff1-ce00-000000000000"
         );
         return s;
     };
-    let cert_end = certs
-        .iter()
-        .map(|c| c.not_after)
-        .max()
-        .unwrap_or(cert.not_after);
-    let lapses = credential_end.min(cert_end);
-    s.credential_end = Some(credential_end);
+    let lapses = lapse.at;
+    s.credential_end = Some(lapse.key_end);
     s.lapses_at = Some(lapses);
+    s.deadline = Some(lapses);
     let days = (lapses - now).num_days();
     s.days_left = Some(days);
     s.state = if lapses <= now {
         State::Expired
+    } else if lc.roll.is_some() {
+        State::RollPending
     } else if days <= th.crit_days {
         State::Expiring
     } else if days <= th.warn_days {
@@ -135,22 +179,28 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
     } else {
         State::Ok
     };
-    let cert_limits = cert_end <= dates::add(credential_end, TimeDelta::days(1));
-    s.next_action = match s.state {
-        State::Ok => format!(
-            "nothing until {} (renewal opens {} days before the end)",
-            dates::sub(lapses, dates::days(th.warn_days)).format("%Y-%m-%d"),
-            th.warn_days
-        ),
-        _ if cert_limits && t.next_cert.is_none() => format!(
+    let cert_end = cert.not_after;
+    let cert_limits = lapse.cause == lifecycle::Cause::CertificateEnds
+        || cert_end <= dates::add(lapse.key_end, TimeDelta::days(1));
+    s.next_action = match (&lc.roll, s.state) {
+        (Some(r), _) => roll_action(d, r, lapses, now, &mut s.deadline),
+        (None, State::Ok) => match &lc.retire {
+            Some(old) => format!("retire the old key {old}: hybrid-trust renew --tenant {d}"),
+            None => format!(
+                "nothing until {} (renewal opens {} days before the end)",
+                dates::sub(lapses, dates::days(th.warn_days)).format("%Y-%m-%d"),
+                th.warn_days
+            ),
+        },
+        (None, _) if cert_limits => format!(
             "the on-prem certificate ends {}: issue a new OAuthTokenIssuer certificate, then hybrid-trust renew --tenant {d} --new-cert NEW.pfx",
             cert_end.format("%Y-%m-%d")
         ),
-        State::Expired => format!(
+        (None, State::Expired) => format!(
             "renew now, the trust is broken since {}: hybrid-trust renew --tenant {d}",
             lapses.format("%Y-%m-%d")
         ),
-        _ => format!(
+        (None, _) => format!(
             "renew before {}: hybrid-trust renew --tenant {d}",
             lapses.format("%Y-%m-%d")
         ),
@@ -160,6 +210,112 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
             .push_str(&format!("; the last renewal failed ({f})"));
     }
     s
+}
+
+/// The next action of a pending roll, and its deadline.
+fn roll_action(
+    d: &str,
+    r: &lifecycle::PendingRoll,
+    lapses: DateTime<Utc>,
+    now: DateTime<Utc>,
+    deadline: &mut Option<DateTime<Utc>>,
+) -> String {
+    let confirm = format!("hybrid-trust renew --tenant {d} --confirm-roll");
+    let script = &r.script;
+    let new = &r.thumbprint_sha1;
+    if lapses <= now {
+        return format!(
+            "the trust lapsed at {} with the old certificate: run {script} on a Front End now, then {confirm}",
+            day(lapses)
+        );
+    }
+    match (r.effective, &r.blocked) {
+        (Some(e), Some(b)) => {
+            *deadline = Some(lapses);
+            format!(
+                "roll blocked ({b}): run {script} on a Front End now (it takes effect {}), then {confirm}; the trust lapses {}",
+                day(e),
+                day(lapses)
+            )
+        }
+        (Some(e), None) if e > now => {
+            *deadline = Some(e);
+            format!(
+                "run {script} on a Front End before {}, then after it: {confirm}",
+                day(e)
+            )
+        }
+        _ => format!(
+            "confirm the roll once Get-CsCertificate -Type OAuthTokenIssuer shows {new} as current: {confirm} (or --current DIR); if {script} was not run, run it now: the trust lapses {}",
+            day(lapses)
+        ),
+    }
+}
+
+/// The Nagios/Icinga plugin line and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) for
+/// these statuses; `errors` counts the tenants that could not be read.
+pub fn check_line(statuses: &[TenantStatus], errors: usize, th: Thresholds) -> (u8, String) {
+    let crit: Vec<&TenantStatus> = statuses
+        .iter()
+        .filter(|s| s.severity(th) == Severity::Critical)
+        .collect();
+    let warn: Vec<&TenantStatus> = statuses
+        .iter()
+        .filter(|s| s.severity(th) == Severity::Warning)
+        .collect();
+    let next = statuses
+        .iter()
+        .filter(|s| s.days_left.is_some())
+        .min_by_key(|s| s.days_left);
+    let perf: String = statuses
+        .iter()
+        .filter_map(|s| {
+            s.days_left
+                .map(|d| format!(" '{}'={d};{};{}", s.domain, th.warn_days, th.crit_days))
+        })
+        .collect();
+    let (code, word) = if statuses.is_empty() || errors > 0 {
+        (3, "UNKNOWN")
+    } else if !crit.is_empty() {
+        (2, "CRITICAL")
+    } else if !warn.is_empty() {
+        (1, "WARNING")
+    } else {
+        (0, "OK")
+    };
+    let detail = if statuses.is_empty() {
+        "no tenants in the ledger".to_string()
+    } else if errors > 0 {
+        format!("{errors} tenant(s) could not be read")
+    } else if let Some(c) = crit.first() {
+        format!(
+            "{} tenant(s) critical: {} is {} ({})",
+            crit.len(),
+            c.domain,
+            c.state.name(),
+            c.next_action
+        )
+    } else if let Some(w) = warn.first() {
+        let roll = if w.state == State::RollPending {
+            format!(" (roll pending: {})", w.next_action)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} tenant(s) due: {} in {} days{roll}",
+            warn.len(),
+            w.domain,
+            w.days_left.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "{} tenant(s); next lapse {} in {} days",
+            statuses.len(),
+            next.map_or("-", |n| n.domain.as_str()),
+            next.and_then(|n| n.days_left).unwrap_or(0)
+        )
+    };
+    (code, format!("HYBRID-TRUST {word} - {detail} |{perf}\n"))
 }
 
 #[cfg(test)]

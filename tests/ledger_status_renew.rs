@@ -438,21 +438,61 @@ async fn renew_rewindows_rolls_and_finishes_a_roll() {
         next.sha1_hex()
     );
 
-    // Once the old certificate has expired, renew makes the new one current.
-    let lp = tool.state_dir.join("ledger.json");
-    let mut l = ledger(&tool);
-    l["tenants"][0]["cert"]["not_after"] = json!((now - TimeDelta::hours(1)).to_rfc3339());
-    std::fs::write(&lp, serde_json::to_vec(&l).unwrap()).unwrap();
-    let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;
-    assert_eq!(
-        json_out(&o)["results"][0]["decision"]["action"],
-        "finish-roll",
-        "{}",
-        stderr(&o)
-    );
+    // The roll is pending: the old certificate is still the one the Front Ends sign with.
+    let v = json_out(&tool.run_async(&["status", "--tenant", &t]).await);
+    assert_eq!(v["tenants"][0]["state"], "roll-pending", "{v}");
+    assert_eq!(v["tenants"][0]["phase"], "roll-scheduled");
+    // Confirming before the EffectiveDate is refused; saved Get-CsCertificate output that shows
+    // the new thumbprint as current confirms it.
+    let o = tool
+        .run_async(&["renew", "--tenant", &t, "--confirm-roll"])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let saved = tool.state_dir.parent().unwrap().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(
+        saved.join("Get-CsCertificate.txt"),
+        format!(
+            "Thumbprint : {}\r\nEffectiveDate : {}\r\nUse : OAuthTokenIssuer\r\n",
+            next.sha1_hex(),
+            (now - TimeDelta::hours(1)).format("%m/%d/%Y %I:%M:%S %p")
+        ),
+    )
+    .unwrap();
+    let o = tool
+        .run_async(&[
+            "renew",
+            "--tenant",
+            &t,
+            "--confirm-roll",
+            "--current",
+            saved.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let l = ledger(&tool);
     assert_eq!(l["tenants"][0]["cert"]["thumbprint_sha1"], next.sha1_hex());
+    assert_eq!(l["tenants"][0]["roll_confirmed"]["by"], "onprem-output");
     assert!(l["tenants"][0]["next_cert"].is_null());
+    // The next renew retires the old key, with the audit log and read-back.
+    let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["results"][0]["decision"]["action"], "retire");
+    let ks = keys(&emu.sp(SFB).await);
+    assert_eq!(ks.len(), 1, "{ks:?}");
+    let listed = json_out(
+        &tool
+            .run_async(&["credential", "list", "--tenant", &t])
+            .await,
+    );
+    assert_eq!(
+        listed["credentials"][0]["thumbprint_sha1"],
+        next.sha1_hex(),
+        "the new key stays: {listed}"
+    );
+    let v = json_out(&tool.run_async(&["status", "--tenant", &t]).await);
+    assert_eq!(v["tenants"][0]["state"], "ok", "{v}");
+    assert_eq!(v["tenants"][0]["phase"], "active");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -488,7 +528,9 @@ async fn renew_all_isolates_failures_records_them_and_live_status_finds_drift() 
             Some(0)
         );
     }
-    // A third tenant whose certificate ends in 5 days: blocked, it needs a new certificate.
+    // A third tenant whose certificate ends in 5 days, its key with it (within a day): blocked,
+    // it needs a new certificate. (A key ending days before its certificate is re-windowed to
+    // the certificate's end first: that gains days of trust.)
     let short = make_cert(
         "x.contoso.com",
         now - TimeDelta::days(300),
@@ -504,7 +546,7 @@ async fn renew_all_isolates_failures_records_them_and_live_status_finds_drift() 
             "--cert",
             &sp,
             "--credential-end",
-            &(Utc::now() + TimeDelta::days(4))
+            &(Utc::now() + TimeDelta::days(5))
                 .format("%Y-%m-%d")
                 .to_string(),
         ])

@@ -4,9 +4,7 @@
 
 use super::{Context, Failure};
 use crate::config::Settings;
-use crate::ledger::ReminderSent;
 use crate::notify::{Email, Notifier, Stdout, Webhook};
-use crate::remind;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -177,64 +175,58 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             ));
         }
     }
-    let rt = super::runtime()?;
-    let mut sent = Vec::new();
-    let mut failed = Vec::new();
-    let mut planned = Vec::new();
-    for t in &tenants {
-        for n in &notifiers {
-            let id = n.id();
-            for msg in remind::due(t, &settings.reminders.thresholds_days, &id, ctx.now) {
-                if ctx.global.dry_run {
-                    planned.push(serde_json::json!({"channel": id, "message": msg, "subject": crate::notify::subject(&msg)}));
-                    continue;
-                }
-                match rt.block_on(n.send(&msg, &t.notify)) {
-                    Ok(()) => {
-                        let now = ctx.clock.now();
-                        ctx.record(&t.domain, &[], |rec| {
-                            for th in &msg.covers {
-                                rec.reminders_sent.push(ReminderSent {
-                                    credential: msg.credential.clone(),
-                                    threshold_days: *th,
-                                    channel: id.clone(),
-                                    sent_at: now,
-                                });
-                            }
-                            if msg.kind == remind::Kind::RenewalFailure
-                                && let Some(f) = rec.last_renewal_failure.as_mut()
-                            {
-                                f.reported = true;
-                            }
-                        })?;
-                        sent.push(serde_json::json!({"tenant": t.domain, "channel": id, "threshold_days": msg.threshold_days, "kind": msg.kind}));
-                    }
-                    Err(e) => {
-                        ctx.printer
-                            .note(&format!("warning: {e}; it will be retried on the next run"));
-                        failed.push(serde_json::json!({"tenant": t.domain, "channel": id, "error": e.to_string()}));
-                    }
-                }
-            }
-        }
+    let store = ctx.ledger_store()?;
+    let report = super::runtime()?
+        .block_on(crate::remind::run::run(
+            &store,
+            &tenants,
+            &notifiers,
+            &settings.reminders.thresholds_days,
+            ctx.clock,
+            ctx.global.dry_run,
+        ))
+        .map_err(|e| Failure::runtime(e, None))?;
+    for f in &report.failed {
+        ctx.printer.note(&format!(
+            "warning: {}; it will be retried on the next run",
+            f.error
+        ));
     }
-    let json = serde_json::json!({"dry_run": ctx.global.dry_run, "sent": sent, "failed": failed, "planned": planned});
+    // One JSON object per entry (as before digests): the tenant, channel and threshold.
+    let sent: Vec<serde_json::Value> = report
+        .sent
+        .iter()
+        .flat_map(|d| {
+            d.entries.iter().map(|e| serde_json::json!({"tenant": e.tenant, "channel": d.channel, "threshold_days": e.threshold_days, "kind": e.kind, "subject": d.subject}))
+        })
+        .collect();
+    let planned: Vec<serde_json::Value> = report
+        .planned
+        .iter()
+        .flat_map(|d| {
+            d.entries.iter().map(|e| serde_json::json!({"channel": d.channel, "recipients": d.recipients, "message": e, "subject": d.subject}))
+        })
+        .collect();
+    let failed = &report.failed;
+    let json = serde_json::json!({"dry_run": ctx.global.dry_run, "sent": sent, "failed": failed, "planned": planned, "messages": report.sent.len() + report.planned.len()});
     ctx.printer.emit(&json, || {
         if ctx.global.dry_run {
             let mut s = format!(
-                "{} reminder(s) due (dry run, nothing sent):\n",
-                planned.len()
+                "{} reminder(s) due in {} message(s) (dry run, nothing sent):\n",
+                planned.len(),
+                report.planned.len()
             );
-            for p in &planned {
-                s.push_str(&format!(
-                    "  {} -> {}\n",
-                    p["subject"].as_str().unwrap_or(""),
-                    p["channel"].as_str().unwrap_or("")
-                ));
+            for d in &report.planned {
+                s.push_str(&format!("  {} -> {}\n", d.subject, d.channel));
             }
             s
         } else {
-            format!("{} reminder(s) sent, {} failed\n", sent.len(), failed.len())
+            format!(
+                "{} reminder(s) sent in {} message(s), {} message(s) failed\n",
+                sent.len(),
+                report.sent.len(),
+                failed.len()
+            )
         }
     });
     if !failed.is_empty() {
@@ -242,7 +234,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             anyhow::anyhow!(
                 "{} reminder delivery(ies) failed (first: {})",
                 failed.len(),
-                failed[0]["error"].as_str().unwrap_or("")
+                failed[0].error
             ),
             Some(
                 "nothing was marked sent for them: fix the channel and the next run retries"

@@ -9,6 +9,7 @@ use super::{Context, Failure};
 use crate::ledger::{CertRecord, TenantRecord};
 use crate::renew::{self, Decision, Policy};
 use crate::session::SessionError;
+use crate::session::confirm::{self, Evidence};
 use crate::session::renewal::{self, describe};
 use std::path::PathBuf;
 
@@ -30,6 +31,50 @@ pub struct RenewArgs {
     /// Renew when the credential ends within this many days (default from the settings, 30).
     #[arg(long, value_name = "DAYS")]
     pub horizon_days: Option<i64>,
+    /// Record that the Front Ends now sign with the pending roll's new certificate (after its
+    /// EffectiveDate); the next renew retires the old key. Changes only the ledger.
+    #[arg(long, requires = "tenant", conflicts_with_all = ["new_cert", "all"])]
+    pub confirm_roll: bool,
+    /// With --confirm-roll: a directory with saved `Get-CsCertificate -Type OAuthTokenIssuer |
+    /// Format-List` output (Get-CsCertificate.txt) that must show the new thumbprint as current.
+    #[arg(long, value_name = "DIR", requires = "confirm_roll")]
+    pub current: Option<PathBuf>,
+}
+
+/// `--confirm-roll`: the ledger records the evidence; nothing is sent to the tenant.
+fn confirm_roll(ctx: &Context, tenant: &str, current: Option<&PathBuf>) -> Result<u8, Failure> {
+    ctx.refuse_as_of("renew --confirm-roll")?;
+    let saved = match current {
+        Some(dir) => Some(crate::onprem::current::Current::load_dir(dir).map_err(|e| {
+            Failure::input(
+                e,
+                Some("save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List > Get-CsCertificate.txt".into()),
+            )
+        })?),
+        None => None,
+    };
+    let evidence = match &saved {
+        Some(c) => Evidence::Output(c),
+        None => Evidence::Admin,
+    };
+    let store = ctx.ledger_store()?;
+    let audit = crate::audit::AuditLog::in_dir(&ctx.state_dir()?);
+    let actor = format!("local user {}", whoami());
+    let c = confirm::confirm_roll(&store, &audit, tenant, evidence, &actor, ctx.clock.now())
+        .map_err(super::session_failure)?;
+    ctx.printer.emit(&serde_json::json!({"tenant": tenant, "confirmed": c}), || {
+        format!(
+            "{tenant}: {} is now the certificate the Front Ends sign with (confirmed by {}); the next renew retires the old key {}\n",
+            c.thumbprint_sha1,
+            c.by.name(),
+            c.previous_thumbprint_sha1.as_deref().unwrap_or("-")
+        )
+    });
+    Ok(0)
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 #[derive(serde::Serialize)]
@@ -44,6 +89,9 @@ struct TenantResult {
 }
 
 pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
+    if let (true, Some(t)) = (a.confirm_roll, &a.tenant) {
+        return confirm_roll(ctx, t, a.current.as_ref());
+    }
     ctx.refuse_as_of("renew")?;
     if a.tenant.is_none() && !a.all {
         return Err(Failure::input(
@@ -82,12 +130,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
             )
         })
         .collect();
-    let acting = decisions.iter().any(|d| {
-        matches!(
-            d,
-            Decision::Rewindow { .. } | Decision::Roll { .. } | Decision::FinishRoll { .. }
-        )
-    });
+    let acting = decisions.iter().any(Decision::acts);
     if acting && !ctx.global.dry_run {
         ctx.require_confirmable()?;
         for (t, d) in tenants.iter().zip(&decisions) {
@@ -105,7 +148,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
     for (t, d) in tenants.iter().zip(decisions) {
         // A tenant that needs the network gets a session, named as the ledger knows it best (the
         // id when it has one); one that cannot have one fails alone, recorded in the ledger.
-        let acting = !matches!(d, Decision::Nothing { .. } | Decision::Blocked { .. });
+        let acting = d.acts();
         let store = ctx.ledger_store()?;
         let renewed = if ctx.global.dry_run || !acting {
             renewal::renew_offline(&store, t, d, ctx.clock, ctx.global.dry_run)

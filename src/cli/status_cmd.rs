@@ -3,7 +3,7 @@
 
 use super::{Context, Failure};
 use crate::ledger::TenantRecord;
-use crate::status::{self, State, TenantStatus, Thresholds};
+use crate::status::{self, TenantStatus, Thresholds};
 use std::io::IsTerminal as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -137,7 +137,8 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         .collect();
 
     if a.check {
-        let (code, line) = check_line(&statuses, &live_errors, th);
+        let errors = live_errors.iter().filter(|e| e.is_some()).count();
+        let (code, line) = status::check_line(&statuses, errors, th);
         if ctx.printer.json() {
             let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code.min(3))];
             ctx.printer.emit(&serde_json::json!({"status": word, "code": code, "summary": line.trim_end(), "tenants": statuses}), String::new);
@@ -224,66 +225,4 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         ));
     }
     Ok(0)
-}
-
-/// The Nagios/Icinga plugin line and exit code.
-fn check_line(
-    statuses: &[TenantStatus],
-    errors: &[Option<String>],
-    th: Thresholds,
-) -> (u8, String) {
-    let crit: Vec<&TenantStatus> = statuses
-        .iter()
-        .filter(|s| matches!(s.state, State::Expired | State::Missing | State::Expiring))
-        .collect();
-    let warn: Vec<&TenantStatus> = statuses.iter().filter(|s| s.state == State::Due).collect();
-    let errs = errors.iter().filter(|e| e.is_some()).count();
-    let next = statuses
-        .iter()
-        .filter(|s| s.days_left.is_some())
-        .min_by_key(|s| s.days_left);
-    let perf: String = statuses
-        .iter()
-        .filter_map(|s| {
-            s.days_left
-                .map(|d| format!(" '{}'={d};{};{}", s.domain, th.warn_days, th.crit_days))
-        })
-        .collect();
-    let (code, word) = if statuses.is_empty() || errs > 0 {
-        (3, "UNKNOWN")
-    } else if !crit.is_empty() {
-        (2, "CRITICAL")
-    } else if !warn.is_empty() {
-        (1, "WARNING")
-    } else {
-        (0, "OK")
-    };
-    let detail = if statuses.is_empty() {
-        "no tenants in the ledger".to_string()
-    } else if errs > 0 {
-        format!("{errs} tenant(s) could not be read")
-    } else if let Some(c) = crit.first() {
-        format!(
-            "{} tenant(s) critical: {} is {} ({})",
-            crit.len(),
-            c.domain,
-            c.state.name(),
-            c.next_action
-        )
-    } else if let Some(w) = warn.first() {
-        format!(
-            "{} tenant(s) due: {} in {} days",
-            warn.len(),
-            w.domain,
-            w.days_left.unwrap_or(0)
-        )
-    } else {
-        format!(
-            "{} tenant(s); next lapse {} in {} days",
-            statuses.len(),
-            next.map_or("-", |n| n.domain.as_str()),
-            next.and_then(|n| n.days_left).unwrap_or(0)
-        )
-    };
-    (code, format!("HYBRID-TRUST {word} - {detail} |{perf}\n"))
 }

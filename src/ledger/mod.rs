@@ -3,11 +3,13 @@
 //! history, reminders sent, the last renewal failure). A versioned, serde-typed JSON document;
 //! [`store`] reads and writes it safely. No network here.
 
+pub mod roll;
 pub mod store;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use roll::{ConfirmedBy, RollConfirmation, RollError};
 pub use store::{LedgerError, LedgerStore};
 
 /// The format this build writes. Every format ever written is in `fixtures/ledger/` and loads.
@@ -70,12 +72,18 @@ pub struct ReminderSent {
     pub sent_at: DateTime<Utc>,
 }
 
+/// The last renewal that failed or was blocked. `at` moves with every attempt; `since` is when
+/// this reason (compared without volatile parts, see [`crate::remind::reason_key`]) was first
+/// seen, so a daily retry of the same failure is one problem, not a new one every day.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RenewalFailure {
     pub at: DateTime<Utc>,
     pub message: String,
     #[serde(default)]
     pub reported: bool,
+    /// Absent in ledgers written before the lifecycle (read as `at`).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +99,17 @@ pub struct TenantRecord {
     pub next_cert: Option<CertRecord>,
     #[serde(default)]
     pub roll_effective: Option<DateTime<Utc>>,
+    /// Why no safe EffectiveDate existed for the pending roll (the new key was uploaded all the
+    /// same, and the script takes effect as early as the new key allows).
+    #[serde(default)]
+    pub roll_blocked: Option<String>,
+    /// The certificate rolled away from: its keys are retired by the next `renew`.
+    #[serde(default)]
+    pub previous_cert: Option<CertRecord>,
+    /// How the last roll was confirmed (who or what showed the Front Ends sign with the new
+    /// certificate).
+    #[serde(default)]
+    pub roll_confirmed: Option<RollConfirmation>,
     #[serde(default)]
     pub credentials: Vec<CredentialRecord>,
     #[serde(default)]
@@ -124,6 +143,9 @@ impl TenantRecord {
             cert: None,
             next_cert: None,
             roll_effective: None,
+            roll_blocked: None,
+            previous_cert: None,
+            roll_confirmed: None,
             credentials: Vec::new(),
             pool_fqdns: Vec::new(),
             history: Vec::new(),
@@ -257,11 +279,21 @@ impl TenantRecord {
     }
 
     /// Records a renewal that failed (or was blocked), for `status` and reminders.
+    /// The same reason as the last one keeps its `since` (and its `reported` mark): a blocked
+    /// tenant retried daily is one problem, reminded on the cadence of [`crate::remind`].
     pub fn record_renewal_failure(&mut self, message: &str, now: DateTime<Utc>) {
+        let same = self.last_renewal_failure.as_ref().filter(|f| {
+            crate::remind::reason_key(&f.message) == crate::remind::reason_key(message)
+        });
+        let (since, reported) = match same {
+            Some(f) => (f.since.unwrap_or(f.at), f.reported),
+            None => (now, false),
+        };
         self.last_renewal_failure = Some(RenewalFailure {
             at: now,
             message: message.to_string(),
-            reported: false,
+            reported,
+            since: Some(since),
         });
         self.log(now, "renew failed", message);
     }
@@ -285,47 +317,6 @@ impl TenantRecord {
         self.log(now, "renew", detail);
     }
 
-    /// Records a roll started: the new certificate's keys are on Graph next to the old, and the
-    /// on-prem step takes effect at `effective`.
-    pub fn start_roll(
-        &mut self,
-        next: CertRecord,
-        added: Vec<CredentialRecord>,
-        effective: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) {
-        for c in added {
-            self.record_credential(c);
-        }
-        self.log(
-            now,
-            "renew",
-            format!(
-                "roll to {} uploaded; on-prem step effective {effective}",
-                next.thumbprint_sha1
-            ),
-        );
-        self.next_cert = Some(next);
-        self.roll_effective = Some(effective);
-        self.last_renewal = Some(now);
-        self.last_renewal_failure = None;
-    }
-
-    /// Records a roll finished: the new certificate is current. Nothing when no roll is pending.
-    pub fn finish_roll(&mut self, now: DateTime<Utc>) {
-        if let Some(n) = self.next_cert.take() {
-            self.log(
-                now,
-                "renew",
-                format!("roll finished: {} is current", n.thumbprint_sha1),
-            );
-            self.cert = Some(n);
-            self.roll_effective = None;
-            self.last_renewal = Some(now);
-            self.last_renewal_failure = None;
-        }
-    }
-
     /// The latest end among the credentials of `app_id` for `thumbprint`.
     pub fn credential_end(&self, app_id: &str, thumbprint: &str) -> Option<DateTime<Utc>> {
         self.credentials
@@ -346,17 +337,25 @@ impl Ledger {
             // (list, index in it, field, date)
             let mut dates: Vec<(&str, Option<usize>, &str, DateTime<Utc>)> =
                 vec![("", None, "added_at", t.added_at)];
-            for (name, c) in [("cert", &t.cert), ("next_cert", &t.next_cert)] {
+            for (name, c) in [
+                ("cert", &t.cert),
+                ("next_cert", &t.next_cert),
+                ("previous_cert", &t.previous_cert),
+            ] {
                 if let Some(c) = c {
                     dates.push((name, None, "not_before", c.not_before));
                     dates.push((name, None, "not_after", c.not_after));
                 }
             }
             let failure = t.last_renewal_failure.as_ref().map(|f| f.at);
+            let since = t.last_renewal_failure.as_ref().and_then(|f| f.since);
+            let confirmed = t.roll_confirmed.as_ref().map(|c| c.at);
             for (field, d) in [
                 ("roll_effective", t.roll_effective),
                 ("last_renewal", t.last_renewal),
                 ("last_renewal_failure.at", failure),
+                ("last_renewal_failure.since", since),
+                ("roll_confirmed.at", confirmed),
             ] {
                 dates.extend(d.map(|d| ("", None, field, d)));
             }

@@ -5,6 +5,7 @@
 //! (service principal names) and [`renewal`] (re-window, roll, finish a roll). The command line
 //! builds a session from its flags, passes a confirmation callback, and prints what comes back.
 
+pub mod confirm;
 pub mod keys;
 pub mod names;
 pub mod onboard;
@@ -39,6 +40,9 @@ pub enum SessionError {
     Lock(#[from] LockError),
     #[error("{0}")]
     Renewal(String),
+    /// The user's request cannot be carried out as asked (exit 2, nothing changed).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl From<CredentialError> for SessionError {
@@ -53,6 +57,7 @@ impl SessionError {
             SessionError::Credential(e) => e.hint(),
             SessionError::Ledger(e) => e.hint(),
             SessionError::Lock(_) => "wait for the other run to finish".into(),
+            SessionError::Usage(_) => "nothing was changed".into(),
             SessionError::Renewal(_) => {
                 "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".into()
             }
@@ -60,7 +65,8 @@ impl SessionError {
     }
     /// Whether the user's own answer or input caused it (exit 2), not the run (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, SessionError::Credential(e) if matches!(**e, CredentialError::Declined))
+        matches!(self, SessionError::Usage(_))
+            || matches!(self, SessionError::Credential(e) if matches!(**e, CredentialError::Declined))
             || matches!(
                 self,
                 SessionError::Ledger(LedgerError::DateOutOfRange { .. })

@@ -81,7 +81,7 @@ impl Session {
         offered: Option<&Certificate>,
         policy: Policy,
     ) -> Result<Renewed, SessionError> {
-        let acting = !matches!(planned, Decision::Nothing { .. } | Decision::Blocked { .. });
+        let acting = planned.acts();
         let (t, d) = if self.dry_run || !acting {
             (t.clone(), planned)
         } else {
@@ -141,17 +141,23 @@ impl Session {
         match d {
             Decision::Nothing { .. } => Ok("nothing"),
             Decision::Blocked { .. } => Ok("blocked"),
-            Decision::FinishRoll { .. } => {
-                self.record(&[], |rec| rec.finish_roll(now))?;
-                Ok("applied")
-            }
-            Decision::Rewindow { start, end, .. } => {
+            Decision::Retire { thumbprint, .. } => self.retire(t, thumbprint).await,
+            Decision::Rewindow {
+                thumbprint,
+                start,
+                end,
+                ..
+            } => {
                 let current = t
-                    .next_cert
-                    .as_ref()
-                    .filter(|n| n.not_before <= now)
-                    .or(t.cert.as_ref())
-                    .ok_or_else(|| SessionError::Renewal("no certificate".into()))?;
+                    .cert
+                    .iter()
+                    .chain(t.next_cert.iter())
+                    .find(|c| c.thumbprint_sha1 == *thumbprint)
+                    .ok_or_else(|| {
+                        SessionError::Renewal(format!(
+                            "the certificate {thumbprint} is not in the ledger"
+                        ))
+                    })?;
                 let cert = cert_of(current)?;
                 let op = RenewOp::Rewindow {
                     new: graph::new_key(&cert, *start, *end),
@@ -184,6 +190,7 @@ impl Session {
                 start,
                 end,
                 effective,
+                blocked,
                 ..
             } => {
                 let cert = offered
@@ -202,7 +209,10 @@ impl Session {
                 *script = Some(self.write_roll_script(t, &cert, *effective)?);
                 let records = added_records(&added, thumbprint, *start, *end, now);
                 let next = CertRecord::from_cert(&cert);
-                self.record(&[], |rec| rec.start_roll(next, records, *effective, now))?;
+                let blocked = blocked.clone();
+                self.record(&[], |rec| {
+                    rec.start_roll(next, records, *effective, blocked, now);
+                })?;
                 Ok("applied")
             }
         }
@@ -241,6 +251,65 @@ impl Session {
             }
         }
         (out, None)
+    }
+
+    /// Retires the keys of the old certificate `thumbprint` from every target application, with
+    /// the plan, the audit log and read-back of [`crate::credential::Change`]; an application
+    /// that no longer has them (another host retired them, or Graph dropped them as expired) is
+    /// done. Never the certificate the Front Ends sign with while it is valid.
+    async fn retire(
+        &self,
+        t: &TenantRecord,
+        thumbprint: &str,
+    ) -> Result<&'static str, SessionError> {
+        let now = self.clock.now();
+        if let Some(c) = &t.cert
+            && c.thumbprint_sha1 == thumbprint
+            && c.not_after > now
+        {
+            return Err(SessionError::Renewal(format!(
+                "refused to retire {thumbprint}: the Front Ends still sign with it"
+            )));
+        }
+        let actor = self.actor();
+        let g = self.graph();
+        let mut done = Vec::new();
+        let mut failure = None;
+        for app in &t.app_ids {
+            let outcome = async {
+                let sp_id = g
+                    .find_service_principal(app)
+                    .await
+                    .map_err(CredentialError::Graph)?;
+                let clock = self.clock;
+                self.change(&g, app, &actor)
+                    .keys(
+                        &sp_id,
+                        |ex| graph::plan_remove(ex, thumbprint, clock.now()),
+                        &mut standing,
+                        "renew: retire the old certificate's key after the roll",
+                    )
+                    .await
+            }
+            .await;
+            match outcome {
+                Ok(_) | Err(CredentialError::Plan(graph::PlanError::NoSuchKey(_))) => {
+                    done.push(app.clone());
+                }
+                Err(e) => {
+                    failure = Some(SessionError::Renewal(format!("{app}: {e} ({})", e.hint())));
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            let now = self.clock.now();
+            self.record(&[], |rec| rec.record_retirement(thumbprint, &done, now))?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok("applied"),
+        }
     }
 
     /// Writes the on-prem roll step next to the ledger; returns its path.
@@ -282,18 +351,19 @@ pub fn describe(d: &Decision) -> String {
             thumbprint,
             effective,
             late,
+            blocked,
             ..
         } => format!(
             "roll to certificate {thumbprint}: upload it next to the old one, then Set-CsCertificate -Roll -EffectiveDate {}{}",
             day(effective),
-            if *late {
-                " (LATE: less than 24 h before the old certificate expires; Exchange may still hold the old key)"
-            } else {
-                ""
+            match (late, blocked) {
+                (_, Some(b)) => format!(" (BLOCKED: {b}; run it as soon as it is written)"),
+                (true, None) => " (LATE: less than 24 h before the old certificate expires; Exchange may still hold the old key)".to_string(),
+                _ => String::new(),
             }
         ),
-        Decision::FinishRoll { thumbprint } => format!(
-            "the old certificate has expired: {thumbprint} is now current (then Remove-CsCertificate -Type OAuthTokenIssuer -Previous on-prem)"
+        Decision::Retire { thumbprint, reason } => format!(
+            "retire the old key {thumbprint} from every target application ({reason}); on-prem, Remove-CsCertificate -Type OAuthTokenIssuer -Previous"
         ),
         Decision::Blocked { reason, hint } => format!("blocked: {reason}; {hint}"),
     }

@@ -1,12 +1,28 @@
-//! Which reminders are due, a pure function of (ledger record, thresholds, channel, now): each
-//! credential gets at most one message per threshold and channel; when several thresholds are
-//! crossed at once, one message for the most urgent (and the others count as sent); a renewed
-//! credential has a new end, hence a new identity, so its old thresholds stop mattering; a
-//! recorded renewal failure is due at once. Scheduling is cron's or systemd's job.
+//! Which reminders are due, a pure function of (ledger record, thresholds, channel, now), on a
+//! cadence people keep reading (issue 16):
+//!
+//! - **A lapse** (when the trust breaks if nobody acts, [`crate::lifecycle`]) is reminded once
+//!   per threshold: when several are crossed at once, one message for the most urgent, and the
+//!   others count as sent. Its identity is the key that lapses (`app/thumbprint/end`), so a
+//!   renewal or a confirmed roll gives a new identity and the old thresholds stop mattering.
+//! - **A problem** (a failed or blocked renewal, a blocked roll) is reminded when it starts,
+//!   again when its reason changes, then weekly, then daily in the last 7 days before the lapse.
+//!   Its identity is the moment its reason was first seen (`renewal-failure/<since>`; ledgers
+//!   from before this cadence have `since` = `at`, so what they recorded still counts).
+//! - Both stop the moment the situation is fixed: the failure record is cleared by a success,
+//!   the lapse moves with a renewal.
+//!
+//! One run sends one message per channel and recipient, a [`digest`] of every tenant that needs
+//! attention, the most urgent first ([`run`] carries it out). Scheduling is cron's or systemd's.
+
+pub mod digest;
+pub mod run;
 
 use crate::ledger::TenantRecord;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
+
+pub use digest::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -15,119 +31,163 @@ pub enum Kind {
     Expiry,
     /// It has ended: the trust is broken.
     Expired,
-    /// The last renewal attempt failed.
+    /// The last renewal attempt failed or was blocked.
     RenewalFailure,
 }
 
-/// One message to send on one channel.
+/// One entry of a reminder: a tenant that needs attention, on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Due {
     pub tenant: String,
     pub tenant_id: Option<String>,
     pub kind: Kind,
-    /// The credential's identity: `app/thumbprint/end` (or `renewal-failure/<time>`).
+    /// What it is counted against: `app/thumbprint/end` (or `renewal-failure/<since>`).
     pub credential: String,
     pub app_id: String,
     pub thumbprint_sha1: String,
+    /// When the trust lapses.
     pub ends: Option<DateTime<Utc>>,
     pub days_left: Option<i64>,
     /// The threshold this message is for; `covers` are all thresholds it settles.
     pub threshold_days: i64,
     pub covers: Vec<i64>,
+    /// What ends, or the failure's message.
     pub detail: String,
+    /// The tenant's state and next action, as `status` says them.
+    pub state: String,
+    pub action: String,
+    /// A roll in progress: its script and EffectiveDate.
+    pub roll: Option<crate::lifecycle::PendingRoll>,
+}
+
+impl Due {
+    /// How urgent: an ended trust first, then the nearest lapse; a problem before a plain
+    /// reminder for the same day.
+    pub fn urgency(&self) -> (u8, i64, u8) {
+        let ended = u8::from(self.kind != Kind::Expired);
+        let problem = u8::from(self.kind != Kind::RenewalFailure);
+        (ended, self.days_left.unwrap_or(i64::MAX), problem)
+    }
 }
 
 /// The threshold recorded for a renewal-failure message.
 pub const FAILURE_THRESHOLD: i64 = -1;
 
-fn sent(t: &TenantRecord, credential: &str, channel: &str) -> Vec<i64> {
-    t.reminders_sent
-        .iter()
-        .filter(|r| r.credential == credential && r.channel == channel)
-        .map(|r| r.threshold_days)
-        .collect()
+/// A problem is reminded again after this long (weekly), less a few hours for timer jitter...
+const WEEKLY: TimeDelta = TimeDelta::hours(7 * 24 - 4);
+/// ...and daily in the last days before the lapse.
+const DAILY: TimeDelta = TimeDelta::hours(20);
+const DAILY_FROM_DAYS: i64 = 7;
+
+/// A failure's message without its volatile parts (GUIDs, request ids, timestamps, dates), so
+/// that the same failure retried every day is one problem and a new reason is a new one.
+pub fn reason_key(message: &str) -> String {
+    message
+        .split_whitespace()
+        .filter(|w| {
+            let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            let hex = w.chars().filter(char::is_ascii_hexdigit).count();
+            let digits = w.chars().filter(char::is_ascii_digit).count();
+            let idish = hex >= 8 && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+            let dateish = digits >= 4 && w.contains(['-', ':', '/']) && digits * 2 >= w.len();
+            !(idish || dateish)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
-/// The messages due for tenant `t` on `channel` at `now`.
+fn sent<'a>(
+    t: &'a TenantRecord,
+    credential: &'a str,
+    channel: &'a str,
+) -> impl Iterator<Item = &'a crate::ledger::ReminderSent> {
+    t.reminders_sent
+        .iter()
+        .filter(move |r| r.credential == credential && r.channel == channel)
+}
+
+/// The entries due for tenant `t` on `channel` at `now`.
 pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Utc>) -> Vec<Due> {
+    let status = crate::status::evaluate(t, now, crate::status::Thresholds::default());
+    let lc = crate::lifecycle::of(t, now);
+    let lapse = lc.lapse.as_ref();
+    let days = lapse.map(|l| (l.at - now).num_days());
+    let entry = |kind, credential: String, threshold_days, covers, detail: String| Due {
+        tenant: t.domain.clone(),
+        tenant_id: t.tenant_id.clone(),
+        kind,
+        credential,
+        app_id: lapse.map(|l| l.app_id.clone()).unwrap_or_default(),
+        thumbprint_sha1: lapse.map(|l| l.thumbprint_sha1.clone()).unwrap_or_default(),
+        ends: lapse.map(|l| l.at),
+        days_left: days,
+        threshold_days,
+        covers,
+        detail,
+        state: status.state.name().to_string(),
+        action: status.next_action.clone(),
+        roll: lc.roll.clone(),
+    };
     let mut out = Vec::new();
     if let Some(f) = &t.last_renewal_failure {
-        let key = format!("renewal-failure/{}", f.at.to_rfc3339());
-        if sent(t, &key, channel).is_empty() {
-            out.push(Due {
-                tenant: t.domain.clone(),
-                tenant_id: t.tenant_id.clone(),
-                kind: Kind::RenewalFailure,
-                credential: key,
-                app_id: String::new(),
-                thumbprint_sha1: String::new(),
-                ends: None,
-                days_left: None,
-                threshold_days: FAILURE_THRESHOLD,
-                covers: vec![FAILURE_THRESHOLD],
-                detail: f.message.clone(),
-            });
+        let key = format!("renewal-failure/{}", f.since.unwrap_or(f.at).to_rfc3339());
+        let last = sent(t, &key, channel).map(|r| r.sent_at).max();
+        let every = if days.is_some_and(|d| d < DAILY_FROM_DAYS) {
+            DAILY
+        } else {
+            WEEKLY
+        };
+        if last.is_none_or(|l| now - l >= every) {
+            out.push(entry(
+                Kind::RenewalFailure,
+                key,
+                FAILURE_THRESHOLD,
+                vec![FAILURE_THRESHOLD],
+                f.message.clone(),
+            ));
         }
     }
-    let Some(cert) = &t.cert else { return out };
-    let certs: Vec<_> = std::iter::once(cert).chain(t.next_cert.iter()).collect();
-    let cert_end = certs
+    let (Some(l), Some(days)) = (lapse, days) else {
+        return out;
+    };
+    let key = l.identity();
+    let mut crossed: Vec<i64> = thresholds
         .iter()
-        .map(|c| c.not_after)
-        .max()
-        .unwrap_or(cert.not_after);
-    for app in &t.app_ids {
-        let best = t
-            .credentials
-            .iter()
-            .filter(|c| {
-                &c.app_id == app && certs.iter().any(|k| k.thumbprint_sha1 == c.thumbprint_sha1)
-            })
-            .max_by_key(|c| c.end);
-        let Some(c) = best else { continue };
-        let lapse = c.end.min(cert_end);
-        let days = (lapse - now).num_days();
-        let key = format!("{app}/{}/{}", c.thumbprint_sha1, c.end.to_rfc3339());
-        let mut crossed: Vec<i64> = thresholds
-            .iter()
-            .copied()
-            .filter(|th| days <= *th)
-            .collect();
-        if lapse <= now {
-            crossed.push(0);
-        }
-        let already = sent(t, &key, channel);
-        let unsent: Vec<i64> = crossed
-            .iter()
-            .copied()
-            .filter(|th| !already.contains(th))
-            .collect();
-        let Some(most_urgent) = unsent.iter().copied().min() else {
-            continue;
-        };
-        let kind = if lapse <= now {
+        .copied()
+        .filter(|th| days <= *th)
+        .collect();
+    if l.at <= now {
+        crossed.push(0);
+    }
+    let already: Vec<i64> = sent(t, &key, channel).map(|r| r.threshold_days).collect();
+    let unsent: Vec<i64> = crossed
+        .into_iter()
+        .filter(|th| !already.contains(th))
+        .collect();
+    if let Some(most_urgent) = unsent.iter().copied().min() {
+        let kind = if l.at <= now {
             Kind::Expired
         } else {
             Kind::Expiry
         };
-        let why = if cert_end < c.end {
-            "the on-prem certificate ends"
-        } else {
-            "the key credential ends"
+        let why = match (l.cause, lc.roll.is_some()) {
+            (crate::lifecycle::Cause::CertificateEnds, true) => {
+                "the old on-prem certificate ends (the roll to the new one is not confirmed)"
+            }
+            (crate::lifecycle::Cause::KeyEnds, true) => {
+                "the old certificate's key credential ends (the roll to the new one is not confirmed)"
+            }
+            (crate::lifecycle::Cause::CertificateEnds, false) => "the on-prem certificate ends",
+            (crate::lifecycle::Cause::KeyEnds, false) => "the key credential ends",
         };
-        out.push(Due {
-            tenant: t.domain.clone(),
-            tenant_id: t.tenant_id.clone(),
+        out.push(entry(
             kind,
-            credential: key,
-            app_id: app.clone(),
-            thumbprint_sha1: c.thumbprint_sha1.clone(),
-            ends: Some(lapse),
-            days_left: Some(days),
-            threshold_days: most_urgent,
-            covers: unsent.into_iter().filter(|th| *th >= most_urgent).collect(),
-            detail: why.to_string(),
-        });
+            key,
+            most_urgent,
+            unsent.into_iter().filter(|th| *th >= most_urgent).collect(),
+            why.to_string(),
+        ));
     }
     out
 }
@@ -237,6 +297,7 @@ mod tests {
             at: now,
             message: "boom".into(),
             reported: false,
+            since: None,
         });
         let d = due(&t, TH, "c", now);
         assert_eq!(d[0].kind, Kind::RenewalFailure);

@@ -1,0 +1,137 @@
+//! One `remind` run: for each channel, the tenants grouped by recipients (a tenant's own
+//! `notify` list, or the channel's), one [`Digest`] per group, sent once; each entry of a digest
+//! that was delivered is recorded in the ledger at once ([`TenantRecord::mark_reminded`]), so a
+//! crash never sends it twice; a failed delivery records nothing and the next run retries it.
+
+use super::{Digest, Due, due};
+use crate::clock::Clock;
+use crate::ledger::{LedgerError, LedgerStore, ReminderSent, TenantRecord};
+use crate::notify::Notifier;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One digest delivered (or, in a dry run, planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub channel: String,
+    /// The tenant-specific recipients (empty: the channel's own).
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub entries: Vec<Due>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub channel: String,
+    pub tenants: Vec<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub sent: Vec<Delivery>,
+    pub planned: Vec<Delivery>,
+    pub failed: Vec<Failed>,
+}
+
+impl TenantRecord {
+    /// Records that `d` was delivered on `channel`: each threshold it covers, once; a problem's
+    /// message as reported.
+    pub fn mark_reminded(&mut self, d: &Due, channel: &str, now: DateTime<Utc>) {
+        for th in &d.covers {
+            self.reminders_sent.push(ReminderSent {
+                credential: d.credential.clone(),
+                threshold_days: *th,
+                channel: channel.to_string(),
+                sent_at: now,
+            });
+        }
+        if d.kind == super::Kind::RenewalFailure
+            && let Some(f) = self.last_renewal_failure.as_mut()
+        {
+            f.reported = true;
+        }
+    }
+}
+
+/// The digests due now: per channel, per set of recipients, the entries of every tenant.
+pub fn plan(
+    tenants: &[TenantRecord],
+    notifiers: &[Box<dyn Notifier>],
+    thresholds: &[i64],
+    now: DateTime<Utc>,
+) -> Vec<(usize, Delivery)> {
+    let mut out: Vec<(usize, Delivery)> = Vec::new();
+    for (i, n) in notifiers.iter().enumerate() {
+        let id = n.id();
+        let mut groups: Vec<(Vec<String>, Vec<Due>)> = Vec::new();
+        for t in tenants {
+            let entries = due(t, thresholds, &id, now);
+            if entries.is_empty() {
+                continue;
+            }
+            match groups.iter_mut().find(|(r, _)| *r == t.notify) {
+                Some((_, e)) => e.extend(entries),
+                None => groups.push((t.notify.clone(), entries)),
+            }
+        }
+        for (recipients, entries) in groups {
+            let digest = Digest::new(entries);
+            out.push((
+                i,
+                Delivery {
+                    channel: id.clone(),
+                    recipients,
+                    subject: digest.subject(),
+                    entries: digest.entries,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Sends what is due (or plans it, in a dry run) and records each delivery in the ledger.
+pub async fn run(
+    store: &LedgerStore,
+    tenants: &[TenantRecord],
+    notifiers: &[Box<dyn Notifier>],
+    thresholds: &[i64],
+    clock: Clock,
+    dry_run: bool,
+) -> Result<Report, LedgerError> {
+    let mut report = Report::default();
+    for (i, d) in plan(tenants, notifiers, thresholds, clock.now()) {
+        if dry_run {
+            report.planned.push(d);
+            continue;
+        }
+        let digest = Digest {
+            entries: d.entries.clone(),
+        };
+        match notifiers[i].send(&digest, &d.recipients).await {
+            Ok(()) => {
+                let now = clock.now();
+                let mut guard = store.lock(Duration::from_secs(30))?;
+                for e in &d.entries {
+                    if let Some(rec) = guard.ledger.tenant_mut(&e.tenant) {
+                        rec.mark_reminded(e, &d.channel, now);
+                    }
+                }
+                guard.commit()?;
+                report.sent.push(d);
+            }
+            Err(e) => {
+                let mut tenants: Vec<String> = d.entries.iter().map(|e| e.tenant.clone()).collect();
+                tenants.dedup();
+                report.failed.push(Failed {
+                    channel: d.channel,
+                    tenants,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(report)
+}
