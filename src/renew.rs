@@ -105,6 +105,17 @@ fn credential_end(t: &TenantRecord, thumbprint: &str) -> Option<DateTime<Utc>> {
     ends.try_fold(first, |acc, e| e.map(|e| acc.min(e)))
 }
 
+/// A window within the lifetime the tenant's policy is known to accept.
+fn capped(
+    t: &TenantRecord,
+    w: Result<(DateTime<Utc>, DateTime<Utc>), WindowError>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), WindowError> {
+    w.map(|(s, e)| match t.key_lifetime_days {
+        Some(days) => (s, e.min(dates::add(s, dates::days(days.max(1))))),
+        None => (s, e),
+    })
+}
+
 fn day(d: DateTime<Utc>) -> String {
     d.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -144,7 +155,7 @@ pub fn decide(
         if ends.is_some_and(|e| e - now > horizon) {
             continue;
         }
-        if let Ok((start, end)) = window(c.not_before, c.not_after, None, None, now)
+        if let Ok((start, end)) = capped(t, window(c.not_before, c.not_after, None, None, now))
             && ends.is_none_or(|e| end > dates::add(e, TimeDelta::days(1)))
         {
             return Decision::Rewindow {
@@ -236,7 +247,7 @@ fn roll(
             ),
         );
     }
-    let (start, end) = match window(new.not_before, new.not_after, None, None, now) {
+    let (start, end) = match capped(t, window(new.not_before, new.not_after, None, None, now)) {
         Ok(w) => w,
         Err(WindowError::CertificateExpired(_)) => {
             return blocked(

@@ -106,6 +106,10 @@ pub struct TenantRecord {
     /// The certificate rolled away from: its keys are retired by the next `renew`.
     #[serde(default)]
     pub previous_cert: Option<CertRecord>,
+    /// The longest key window the tenant's app management policy accepted, when it refused a
+    /// one-year one (learned by `renew`; later windows are planned within it).
+    #[serde(default)]
+    pub key_lifetime_days: Option<i64>,
     /// How the last roll was confirmed (who or what showed the Front Ends sign with the new
     /// certificate).
     #[serde(default)]
@@ -145,6 +149,7 @@ impl TenantRecord {
             roll_effective: None,
             roll_blocked: None,
             previous_cert: None,
+            key_lifetime_days: None,
             roll_confirmed: None,
             credentials: Vec::new(),
             pool_fqdns: Vec::new(),

@@ -6,7 +6,9 @@
 //!   others count as sent. Its identity is the key that lapses (`app/thumbprint/end`), so a
 //!   renewal or a confirmed roll gives a new identity and the old thresholds stop mattering.
 //! - **A problem** (a failed or blocked renewal, a blocked roll) is reminded when it starts,
-//!   again when its reason changes, then weekly, then daily in the last 7 days before the lapse.
+//!   again when its reason changes, then weekly, then daily in the last 7 days before the lapse
+//!   (weekly again once it has lapsed: the threshold-0 message said so, and a daily repeat for
+//!   months teaches people to ignore the tool).
 //!   Its identity is the moment its reason was first seen (`renewal-failure/<since>`; ledgers
 //!   from before this cadence have `since` = `at`, so what they recorded still counts).
 //! - Both stop the moment the situation is fixed: the failure record is cleared by a success,
@@ -133,7 +135,9 @@ pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Ut
     if let Some(f) = &t.last_renewal_failure {
         let key = format!("renewal-failure/{}", f.since.unwrap_or(f.at).to_rfc3339());
         let last = sent(t, &key, channel).map(|r| r.sent_at).max();
-        let every = if days.is_some_and(|d| d < DAILY_FROM_DAYS) {
+        // Daily in the last days before the lapse; weekly before, and after it (a lapsed trust
+        // is in the threshold-0 message already; a daily repeat for months is not read).
+        let every = if days.is_some_and(|d| (0..DAILY_FROM_DAYS).contains(&d)) {
             DAILY
         } else {
             WEEKLY

@@ -10,7 +10,7 @@ use crate::credential::{Change, CredentialError, Outcome, standing};
 use crate::graph::{self, KeyCredential, KeyIdentity};
 use crate::ledger::{CertRecord, CredentialRecord, LedgerStore, TenantRecord};
 use crate::renew::{self, Decision, Policy};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -229,15 +229,36 @@ impl Session {
         let g = self.graph();
         let mut out = Vec::new();
         for app in &t.app_ids {
-            let outcome = async {
-                let sp_id = g
-                    .find_service_principal(app)
-                    .await
-                    .map_err(CredentialError::Graph)?;
-                op.apply(&self.change(&g, app, &actor), &sp_id, self.clock)
-                    .await
+            // A tenant whose app management policy caps key lifetimes refuses the one-year
+            // window (CredentialInvalidLifetimeAsPerAppPolicy, which does not say the cap): the
+            // window is shortened step by step, and the ledger learns the cap that worked.
+            let mut capped: Option<RenewOp> = None;
+            let outcome = loop {
+                let op = capped.as_ref().unwrap_or(op);
+                let outcome = async {
+                    let sp_id = g
+                        .find_service_principal(app)
+                        .await
+                        .map_err(CredentialError::Graph)?;
+                    op.apply(&self.change(&g, app, &actor), &sp_id, self.clock)
+                        .await
+                }
+                .await;
+                let refused = matches!(&outcome, Err(CredentialError::Graph(e)) if e.code() == Some("CredentialInvalidLifetimeAsPerAppPolicy"));
+                match refused.then(|| op.shorter()).flatten() {
+                    Some(next) => capped = Some(next),
+                    None => break outcome,
+                }
+            };
+            if let Some(days) = capped.as_ref().and_then(RenewOp::lifetime_days)
+                && outcome.is_ok()
+            {
+                let now = self.clock.now();
+                let _ = self.record(&[], |rec| rec.key_lifetime_days = Some(days));
+                tracing::info!(
+                    "{app}: the tenant caps key lifetimes; a {days}-day window was accepted ({now})"
+                );
             }
-            .await;
             match outcome {
                 Ok(
                     Outcome::Applied { plan, .. }
@@ -441,7 +462,46 @@ enum RenewOp {
     Roll { new: KeyCredential },
 }
 
+/// The windows tried, in days, when a tenant's policy refuses a longer one.
+const LIFETIME_STEPS: [i64; 5] = [180, 90, 60, 30, 7];
+
 impl RenewOp {
+    fn key(&self) -> &KeyCredential {
+        match self {
+            RenewOp::Rewindow { new, .. } | RenewOp::Roll { new } => new,
+        }
+    }
+
+    /// The window's length in whole days.
+    fn lifetime_days(&self) -> Option<i64> {
+        let k = self.key();
+        Some((k.end_date_time? - k.start_date_time?).num_days())
+    }
+
+    /// The same change with the next shorter window, if there is one.
+    fn shorter(&self) -> Option<RenewOp> {
+        let days = self.lifetime_days()?;
+        let step = LIFETIME_STEPS.into_iter().find(|s| *s < days)?;
+        let mut out = match self {
+            RenewOp::Rewindow {
+                new,
+                start,
+                covered_until,
+            } => RenewOp::Rewindow {
+                new: new.clone(),
+                start: *start,
+                covered_until: (*covered_until)
+                    .min(crate::dates::add(*start, TimeDelta::days(step))),
+            },
+            RenewOp::Roll { new } => RenewOp::Roll { new: new.clone() },
+        };
+        let (RenewOp::Rewindow { new, .. } | RenewOp::Roll { new }) = &mut out;
+        new.end_date_time = new
+            .start_date_time
+            .map(|s| crate::dates::add(s, TimeDelta::days(step)));
+        Some(out)
+    }
+
     async fn apply(
         &self,
         change: &Change<'_>,
