@@ -166,6 +166,31 @@ pub fn confirm_roll(
     Ok(c)
 }
 
+/// After `verify` obtained a token with certificate `thumbprint`: confirms the tenant's pending
+/// roll when that is its new certificate and its EffectiveDate has passed. `Ok(None)` when there
+/// is nothing to confirm (no roll pending, another certificate, or before the EffectiveDate:
+/// Entra accepting the new key says nothing about what the Front Ends sign with before then).
+pub fn after_verify(
+    store: &LedgerStore,
+    audit: &AuditLog,
+    tenant: &str,
+    thumbprint: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<RollConfirmation>, SessionError> {
+    let ledger = store.load()?;
+    let due = ledger.tenant(tenant).is_some_and(|t| {
+        t.next_cert
+            .as_ref()
+            .is_some_and(|n| n.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))
+            && t.roll_effective.is_some_and(|e| e <= now)
+    });
+    if !due {
+        return Ok(None);
+    }
+    confirm_roll(store, audit, tenant, Evidence::Verify(thumbprint), actor, now).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
