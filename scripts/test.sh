@@ -20,11 +20,12 @@ fi
 export HYBRID_TRUST_TEST_PYTHON="$venv/bin/python"
 
 # 2. Debian packages for the keyring tests: a real Secret Service (gnome-keyring on a private
-#    D-Bus session) and the kernel keyring (keyctl).
+#    D-Bus session) and the kernel keyring (keyctl); faketime for the simulated-year test.
 missing=()
 command -v dbus-run-session >/dev/null || missing+=(dbus)
 command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 command -v keyctl >/dev/null || missing+=(keyutils)
+command -v faketime >/dev/null || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

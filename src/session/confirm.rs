@@ -188,7 +188,15 @@ pub fn after_verify(
     if !due {
         return Ok(None);
     }
-    confirm_roll(store, audit, tenant, Evidence::Verify(thumbprint), actor, now).map(Some)
+    confirm_roll(
+        store,
+        audit,
+        tenant,
+        Evidence::Verify(thumbprint),
+        actor,
+        now,
+    )
+    .map(Some)
 }
 
 #[cfg(test)]
