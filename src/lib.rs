@@ -33,6 +33,7 @@ pub mod session;
 pub mod status;
 pub mod sts;
 pub mod tenant;
+pub mod terminal;
 pub mod verify;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text
