@@ -21,6 +21,7 @@ pub mod http;
 pub mod keyring;
 pub mod ledger;
 pub mod lock;
+pub mod login;
 pub mod microsoft;
 pub mod notify;
 pub mod onprem;
