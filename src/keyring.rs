@@ -3,6 +3,9 @@
 //! a session keyring: `keyctl session -` on a headless box). `HYBRID_TRUST_KEYRING=secret-service|
 //! keyutils` forces one. There is never a silent in-memory fallback: if no keyring works, the
 //! caller is told, and [`SecretStore::describe`] says where secrets went.
+//!
+//! Entries are named `login:<tenant>` / `login:*` (admin logins, [`crate::login`]) and
+//! `pfx-password:<canonical path>` (a PFX's password, [`pfx_password_entry`]).
 
 use crate::secret::SecretString;
 
@@ -159,13 +162,51 @@ impl SecretStore {
     }
 }
 
+/// The keyring entry of a PFX's password: keyed by the file's canonical path.
+pub fn pfx_password_entry(path: &std::path::Path) -> String {
+    let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("pfx-password:{}", p.display())
+}
+
+impl SecretStore {
+    /// The password stored for the PFX at `path` (`cert remember-password`), or why there is none.
+    pub fn pfx_password(&self, path: &std::path::Path) -> Result<SecretString, String> {
+        match self
+            .get(&pfx_password_entry(path))
+            .map_err(|e| e.to_string())?
+        {
+            Some(p) => Ok(p),
+            None => Err(format!(
+                "no password for {} in {}; store it with hybrid-trust cert remember-password",
+                path.display(),
+                self.describe()
+            )),
+        }
+    }
+}
+
+/// The mock store, set once for all the tests of this process (tests run in parallel threads
+/// and share keyring-core's one default store).
+#[cfg(test)]
+pub(crate) fn test_store() -> SecretStore {
+    static SET: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        if let Ok(s) = keyring_core::mock::Store::new() {
+            keyring_core::set_default_store(s);
+        }
+    });
+    SecretStore {
+        backend: Backend::Mock,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn mock_store_round_trip() {
-        let s = SecretStore::mock().unwrap();
+        let s = test_store();
         assert_eq!(
             s.get("login:contoso.com")
                 .unwrap()
@@ -181,5 +222,23 @@ mod tests {
         assert!(s.delete("login:contoso.com").unwrap());
         assert!(!s.delete("login:contoso.com").unwrap());
         assert_eq!(s.backend(), Backend::Mock);
+    }
+
+    #[test]
+    fn a_pfx_password_is_found_by_the_files_canonical_path() {
+        let s = test_store();
+        let dir = tempfile::tempdir().unwrap();
+        let pfx = dir.path().join("oauth.pfx");
+        std::fs::write(&pfx, b"x").unwrap();
+        let e = s.pfx_password(&pfx).unwrap_err();
+        assert!(e.contains("cert remember-password"), "{e}");
+        let canonical = std::fs::canonicalize(&pfx).unwrap();
+        assert_eq!(
+            pfx_password_entry(&dir.path().join(".").join("oauth.pfx")),
+            format!("pfx-password:{}", canonical.display())
+        );
+        s.set(&pfx_password_entry(&pfx), &SecretString::new("pw".into()))
+            .unwrap();
+        assert_eq!(s.pfx_password(&canonical).unwrap().expose(), "pw");
     }
 }

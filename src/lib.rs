@@ -22,6 +22,7 @@ pub mod keyring;
 pub mod ledger;
 pub mod lifecycle;
 pub mod lock;
+pub mod login;
 pub mod microsoft;
 pub mod notify;
 pub mod onprem;
@@ -34,6 +35,7 @@ pub mod session;
 pub mod status;
 pub mod sts;
 pub mod tenant;
+pub mod terminal;
 pub mod verify;
 
 /// Renders an error and its sources as `outer: inner: innermost`, skipping a source whose text

@@ -153,6 +153,23 @@ pub fn load_file(
     load_bytes(&bytes, path, password)
 }
 
+/// A PFX password kept in a file: UTF-8, one trailing newline (LF or CRLF) ignored.
+pub fn read_password_file(path: &Path) -> Result<SecretString, CertError> {
+    let read_err = |e: String| CertError::Password(format!("{}: {e}", path.display()));
+    let bytes =
+        crate::paths::read_limited(path, crate::paths::MAX_PASSWORD_FILE, "a password file")
+            .map_err(|e| read_err(e.to_string()))?;
+    let mut s = String::from_utf8(bytes)
+        .map_err(|_| read_err("the password is not UTF-8 text".to_string()))?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(SecretString::new(s))
+}
+
 /// Loads from bytes; `path` only names the source in errors.
 pub fn load_bytes(
     bytes: &[u8],
@@ -403,4 +420,27 @@ fn assemble(
         key,
         format,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_loses_one_line_end_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        for (written, read) in [
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+            ("s3cret\n\n", "s3cret\n"),
+            (" s3 cret ", " s3 cret "),
+        ] {
+            std::fs::write(&p, written).unwrap();
+            assert_eq!(read_password_file(&p).unwrap().expose(), read);
+        }
+        std::fs::write(&p, [0xff, 0xfe]).unwrap();
+        let e = read_password_file(&p).unwrap_err().to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
 }

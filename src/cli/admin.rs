@@ -1,16 +1,22 @@
-//! The admin identity for Microsoft Graph: flags and environment first (CONTRACT.md), then a
-//! stored login. Secrets come from environment variables or the keyring, never argv.
+//! What a command needs to reach a tenant, from the global flags: the admin identity for Microsoft
+//! Graph (flags and environment first, CONTRACT.md, then a stored login: [`crate::login`]), the
+//! token provider, the session, the state dir, and the confirmation. Secrets come from
+//! environment variables or the keyring, never argv.
 
 use super::{Context, Failure};
 use crate::cloud::Cloud;
+use crate::login::{AdminSettings, LoginError};
 use crate::secret::SecretString;
-use crate::sts::{AdminCredential, AssertionAlg, TokenProvider};
+use crate::sts::{AdminCredential, TokenProvider};
 
-fn no_identity() -> Failure {
-    Failure::input(
-        anyhow::anyhow!("no admin identity for Microsoft Graph"),
-        Some("give --client-id with --client-secret-env VAR (or HYBRID_TRUST_CLIENT_SECRET) or --client-cert PATH, or run hybrid-trust login".to_string()),
-    )
+/// A login or admin identity failure: exit 2 for the user's own input, else exit 1.
+pub fn login_failure(e: LoginError) -> Failure {
+    let hint = e.hint();
+    if e.is_usage() {
+        Failure::input(e, hint)
+    } else {
+        Failure::runtime(e, hint)
+    }
 }
 
 impl Context {
@@ -30,26 +36,19 @@ impl Context {
                 .ok()
                 .filter(|s| !s.is_empty()),
         };
-        match (&g.client_id, secret, &g.client_cert) {
-            (Some(id), Some(secret), _) => Ok(AdminCredential::Secret { client_id: id.clone(), secret: SecretString::new(secret) }),
-            (Some(id), None, Some(path)) => {
-                let pw = super::password::PasswordArgs { password_env: g.client_cert_password_env.clone(), password_file: None, password_keyring: false };
-                let loaded = pw.load_cert(path)?;
-                let key = loaded.key.clone().ok_or_else(|| {
-                    Failure::input(anyhow::anyhow!("{} has no private key", path.display()), Some("--client-cert needs the admin app's certificate with its private key (PFX or PEM with key)".to_string()))
-                })?;
-                Ok(AdminCredential::Certificate { client_id: id.clone(), cert: Box::new(loaded.leaf), key, alg: AssertionAlg::Rs256 })
-            }
-            (Some(_), None, None) => Err(Failure::input(
-                anyhow::anyhow!("--client-id needs a credential"),
-                Some("add --client-secret-env VAR (or set HYBRID_TRUST_CLIENT_SECRET) or --client-cert PATH".to_string()),
-            )),
-            (None, Some(_), _) | (None, None, Some(_)) => Err(Failure::input(anyhow::anyhow!("a client secret or certificate was given without --client-id"), Some("add --client-id (or HYBRID_TRUST_CLIENT_ID)".to_string()))),
-            (None, None, None) => match super::login_cmd::stored_credential(self, tenant)? {
-                Some(c) => Ok(c),
-                None => Err(no_identity()),
-            },
-        }
+        let settings = AdminSettings {
+            client_id: g.client_id.clone(),
+            secret: secret.map(SecretString::new),
+            cert: g.client_cert.clone(),
+        };
+        let pw = super::password::PasswordArgs {
+            password_env: g.client_cert_password_env.clone(),
+            password_file: None,
+            password_keyring: false,
+        };
+        settings
+            .credential(&mut || pw.get(), || crate::login::stored_credential(tenant))
+            .map_err(login_failure)
     }
 
     /// The token provider for `tenant`, shared by every step of this run (one token per tenant

@@ -1,10 +1,10 @@
-//! `cert inspect` and `cert export` (CONTRACT.md).
+//! `cert inspect`, `cert export` and `cert remember-password` (CONTRACT.md): flags to a loaded
+//! certificate; the library checks it and renders the inspection ([`crate::cert::report`]).
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::cert::{self, CheckOptions, Finding, Loaded, Severity};
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use crate::cert::{self, CheckOptions, Inspection};
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CertCommand {
@@ -55,46 +55,6 @@ pub enum CertCommand {
     },
 }
 
-pub fn load(path: &Path, password: &PasswordArgs) -> Result<Loaded, Failure> {
-    Ok(cert::load_file(path, &mut || password.get_for(path))?)
-}
-
-#[derive(Serialize)]
-struct FindingJson<'a> {
-    severity: Severity,
-    code: &'a str,
-    message: &'a str,
-}
-
-/// `cert inspect` JSON: the CONTRACT.md keys first, then extensions.
-#[derive(Serialize)]
-struct InspectJson<'a> {
-    subject: &'a str,
-    issuer: &'a str,
-    sans: &'a [String],
-    not_before: String,
-    not_after: String,
-    key_type: &'a str,
-    key_bits: u32,
-    thumbprint_sha1: String,
-    x5t: String,
-    x5t_s256: String,
-    has_private_key: bool,
-    base64: String,
-    findings: Vec<FindingJson<'a>>,
-    // Extensions.
-    private_key_matches: Option<bool>,
-    signature_algorithm: &'a str,
-    serial: &'a str,
-    format: &'a str,
-    chain: Vec<&'a str>,
-    days_left: i64,
-}
-
-fn rfc3339(d: chrono::DateTime<chrono::Utc>) -> String {
-    d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
     match cmd {
         CertCommand::Inspect {
@@ -104,20 +64,16 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
             require_private_key,
             horizon_days,
         } => {
-            let loaded = load(&path, &password)?;
+            let loaded = password.load_cert(&path)?;
             let opts = CheckOptions {
                 now: ctx.now,
                 sip_domain,
                 horizon_days: i64::from(horizon_days),
                 require_private_key,
             };
-            let findings = cert::check(&loaded, &opts);
-            print_inspect(ctx, &loaded, &findings);
-            Ok(if findings.iter().any(|f| f.severity == Severity::Error) {
-                1
-            } else {
-                0
-            })
+            let inspection = Inspection::new(&loaded, cert::check(&loaded, &opts), ctx.now);
+            ctx.printer.emit(&inspection, || inspection.text());
+            Ok(inspection.exit_code())
         }
         CertCommand::RememberPassword { path, password } => {
             // Prove the password opens the file before storing it.
@@ -132,7 +88,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
                 let hint = e.hint().to_string();
                 Failure::runtime(e, Some(hint))
             })?;
-            let user = super::password::keyring_user(&path);
+            let user = crate::keyring::pfx_password_entry(&path);
             store
                 .set(&user, &pw)
                 .map_err(|e| Failure::runtime(e, Some("unlock the keyring".to_string())))?;
@@ -147,7 +103,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
             out,
             force,
         } => {
-            let loaded = load(&path, &password)?;
+            let loaded = password.load_cert(&path)?;
             let der = loaded.leaf.der();
             match out {
                 None => {
@@ -166,88 +122,4 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
             Ok(0)
         }
     }
-}
-
-fn print_inspect(ctx: &Context, l: &Loaded, findings: &[Finding]) {
-    let c = &l.leaf;
-    let json = InspectJson {
-        subject: &c.subject,
-        issuer: &c.issuer,
-        sans: &c.sans,
-        not_before: rfc3339(c.not_before),
-        not_after: rfc3339(c.not_after),
-        key_type: c.key_type.name(),
-        key_bits: c.key_bits,
-        thumbprint_sha1: c.thumbprint_sha1(),
-        x5t: c.x5t(),
-        x5t_s256: c.x5t_s256(),
-        has_private_key: l.key.is_some(),
-        base64: c.base64(),
-        findings: findings
-            .iter()
-            .map(|f| FindingJson {
-                severity: f.severity,
-                code: f.code,
-                message: &f.message,
-            })
-            .collect(),
-        private_key_matches: l.key_matches(),
-        signature_algorithm: &c.signature_algorithm,
-        serial: &c.serial_hex,
-        format: l.format.name(),
-        chain: l.chain.iter().map(|c| c.subject.as_str()).collect(),
-        days_left: (c.not_after - ctx.now).num_days(),
-    };
-    ctx.printer.emit(&json, || {
-        let mut s = String::new();
-        // One line per row: a subject or SAN from the file is shown escaped.
-        let mut row = |k: &str, v: String| {
-            s.push_str(&format!("{k:<14}{}\n", super::printer::display_safe(&v)))
-        };
-        row("Subject:", c.subject.clone());
-        row("Issuer:", c.issuer.clone());
-        row(
-            "DNS names:",
-            if c.sans.is_empty() {
-                "(none)".into()
-            } else {
-                c.sans.join(", ")
-            },
-        );
-        row(
-            "Valid:",
-            format!(
-                "{} to {} ({} days left)",
-                json.not_before, json.not_after, json.days_left
-            ),
-        );
-        row("Key:", format!("{} {} bits", c.key_type.name(), c.key_bits));
-        row("Signature:", c.signature_algorithm.clone());
-        row("Thumbprint:", format!("{} (SHA-1)", json.thumbprint_sha1));
-        row("x5t:", json.x5t.clone());
-        row("x5t#S256:", json.x5t_s256.clone());
-        row(
-            "Private key:",
-            match (l.key.is_some(), json.private_key_matches) {
-                (false, _) => "no".into(),
-                (true, Some(true)) => "yes, matches the certificate".into(),
-                (true, Some(false)) => "yes, but it does NOT match the certificate".into(),
-                (true, None) => "yes (not checked: unsupported algorithm)".into(),
-            },
-        );
-        row(
-            "Format:",
-            format!(
-                "{}{}",
-                l.format.name(),
-                if l.chain.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (+{} chain certificate(s))", l.chain.len())
-                }
-            ),
-        );
-        super::printer::push_findings(&mut s, findings, 14);
-        s
-    });
 }

@@ -1,7 +1,8 @@
-//! `onprem script` (CONTRACT.md).
+//! `onprem script` (CONTRACT.md): flags to the library's script input; the library compares saved
+//! `Get-Cs*` output, renders the script and sums up the drift ([`crate::onprem`]).
 
 use super::{Context, Failure};
-use crate::onprem::{self, Current, Guid, HttpsUrl, ScriptInput};
+use crate::onprem::{self, Current, Guid, HttpsUrl, ScriptInput, ScriptReport};
 use crate::tenant::{self, TenantRef};
 use std::path::PathBuf;
 
@@ -104,49 +105,25 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
         generated_at: ctx.now,
     };
     let script = onprem::render(&input, decisions.as_ref());
-    let drift = decisions.as_ref().map(|d| d.drift.clone());
     if let Some(out) = &out {
         super::files::write_new_file(out, script.as_bytes(), force)?;
     }
-    let json = serde_json::json!({
-        "tenant_id": tenant_id,
-        "metadata_url": metadata_url.as_str(),
-        "out": out.as_ref().map(|p| p.display().to_string()),
-        "drift": drift,
-        "script": script,
-    });
-    ctx.printer.emit(&json, || match &out {
-        Some(p) => {
-            let mut s = format!("wrote {}\n", p.display());
-            if let Some(d) = &drift {
-                s.push_str(&drift_summary(d));
-            }
-            s
-        }
+    let report = ScriptReport {
+        drift: decisions.map(|d| d.drift),
+        metadata_url: metadata_url.as_str().to_string(),
+        out: out.as_ref().map(|p| p.display().to_string()),
+        script,
+        tenant_id,
+    };
+    let summary = report.drift.as_deref().map(onprem::drift_summary);
+    ctx.printer.emit(&report, || match &out {
+        Some(p) => format!("wrote {}\n{}", p.display(), summary.unwrap_or_default()),
         None => {
-            if let Some(d) = &drift {
-                eprint!("{}", super::printer::terminal_safe(&drift_summary(d)));
+            if let Some(d) = &summary {
+                eprint!("{}", super::printer::terminal_safe(d));
             }
-            script.clone()
+            report.script.clone()
         }
     });
     Ok(0)
-}
-
-fn drift_summary(d: &[onprem::Drift]) -> String {
-    if d.is_empty() {
-        return "drift: none; the script only checks and verifies\n".to_string();
-    }
-    let mut s = format!("drift: {} difference(s)\n", d.len());
-    for x in d {
-        s.push_str(&format!(
-            "  {} {}: {} -> {} ({})\n",
-            x.object,
-            x.property,
-            x.current_display(),
-            x.wanted,
-            x.action
-        ));
-    }
-    s
 }

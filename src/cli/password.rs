@@ -19,34 +19,21 @@ pub struct PasswordArgs {
     pub password_keyring: bool,
 }
 
-/// The keyring entry of a PFX's password: keyed by the file's canonical path.
-pub fn keyring_user(path: &std::path::Path) -> String {
-    let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    format!("pfx-password:{}", p.display())
-}
-
 impl PasswordArgs {
-    /// The password, if one was given or can be prompted for.
     /// The password for `path`, if one was given or can be prompted for.
     pub fn get_for(&self, path: &std::path::Path) -> Result<Option<SecretString>, CertError> {
         if self.password_keyring {
             let store = crate::keyring::SecretStore::open()
                 .map_err(|e| CertError::Password(e.to_string()))?;
-            return match store
-                .get(&keyring_user(path))
-                .map_err(|e| CertError::Password(e.to_string()))?
-            {
-                Some(p) => Ok(Some(p)),
-                None => Err(CertError::Password(format!(
-                    "no password for {} in {}; store it with hybrid-trust cert remember-password",
-                    path.display(),
-                    store.describe()
-                ))),
-            };
+            return store
+                .pfx_password(path)
+                .map(Some)
+                .map_err(CertError::Password);
         }
         self.get()
     }
 
+    /// The password from `--password-env` or `--password-file`, else a prompt on a terminal.
     pub fn get(&self) -> Result<Option<SecretString>, CertError> {
         if let Some(var) = &self.password_env {
             return match std::env::var(var) {
@@ -57,22 +44,7 @@ impl PasswordArgs {
             };
         }
         if let Some(path) = &self.password_file {
-            let read_err = |e: String| CertError::Password(format!("{}: {e}", path.display()));
-            let bytes = crate::paths::read_limited(
-                path,
-                crate::paths::MAX_PASSWORD_FILE,
-                "a password file",
-            )
-            .map_err(|e| read_err(e.to_string()))?;
-            let mut s = String::from_utf8(bytes)
-                .map_err(|_| read_err("the password is not UTF-8 text".to_string()))?;
-            if s.ends_with('\n') {
-                s.pop();
-                if s.ends_with('\r') {
-                    s.pop();
-                }
-            }
-            return Ok(Some(SecretString::new(s)));
+            return crate::cert::read_password_file(path).map(Some);
         }
         if std::io::stdin().is_terminal() {
             let pw = rpassword::prompt_password("PFX password: ")

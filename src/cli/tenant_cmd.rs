@@ -1,9 +1,9 @@
-//! `tenant discover` and `tenant metadata --file` (CONTRACT.md).
+//! `tenant discover`, `tenant metadata --file`, `tenant add` and `tenant remove` (CONTRACT.md):
+//! flags to the library's discovery, report ([`crate::tenant::report`]) and offline ledger
+//! records ([`crate::tenant::offline`]).
 
 use super::{Context, Failure};
-use crate::cert::{Finding, Severity};
-use crate::tenant::{self, DocKind, MetadataDoc, SigningKey, TenantRef};
-use serde::Serialize;
+use crate::tenant::{self, MetadataReport, OfflineTenant, TenantRef, offline};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -50,62 +50,6 @@ pub enum TenantCommand {
     Remove { domain: String },
 }
 
-#[derive(Serialize)]
-struct MetadataJson<'a> {
-    tenant_id: Option<&'a str>,
-    metadata_url: Option<&'a str>,
-    kind: DocKind,
-    issuer: Option<&'a str>,
-    signing_keys: &'a [SigningKey],
-    findings: &'a [Finding],
-    oauth2_endpoint: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_endpoint: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cloud: Option<&'a str>,
-}
-
-fn text(doc: &MetadataDoc, tenant_id: Option<&str>, metadata_url: Option<&str>) -> String {
-    let mut s = String::new();
-    // One line per row: an issuer or subject from the document is shown escaped.
-    let mut row =
-        |k: &str, v: &str| s.push_str(&format!("{k:<16}{}\n", super::printer::display_safe(v)));
-    row("Tenant id:", tenant_id.unwrap_or("(none)"));
-    if let Some(u) = metadata_url {
-        row("Metadata URL:", u);
-    }
-    row(
-        "Document:",
-        match doc.kind {
-            DocKind::AcsMetadata => "ACS JSON metadata",
-            DocKind::OpenidConfiguration => "OpenID configuration",
-            DocKind::Jwks => "JWKS",
-        },
-    );
-    row("Issuer:", doc.issuer.as_deref().unwrap_or("(none)"));
-    if let Some(e) = &doc.oauth2_endpoint {
-        row("Token endpoint:", e);
-    }
-    if doc.signing_keys.is_empty() {
-        row("Signing keys:", "(none)");
-    }
-    for (i, k) in doc.signing_keys.iter().enumerate() {
-        row(
-            if i == 0 { "Signing keys:" } else { "" },
-            &format!(
-                "{}  {}  until {}",
-                k.thumbprint_sha1, k.subject, k.not_after
-            ),
-        );
-    }
-    super::printer::push_findings(&mut s, &doc.findings, 16);
-    s
-}
-
-fn exit_for(findings: &[Finding]) -> u8 {
-    u8::from(findings.iter().any(|f| f.severity == Severity::Error))
-}
-
 pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
     match cmd {
         TenantCommand::Add {
@@ -126,40 +70,14 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                 .as_deref()
                 .map(|d| super::args::parse_date("--credential-end", d))
                 .transpose()?;
-            for n in &notify {
-                if !n.contains('@') || n.contains(char::is_whitespace) {
-                    return Err(Failure::input(
-                        anyhow::anyhow!("--notify {n:?} is not an email address"),
-                        None,
-                    ));
-                }
-            }
+            let add = OfflineTenant {
+                cert: loaded.map(|l| crate::ledger::CertRecord::from_cert(&l.leaf)),
+                credential_end: end,
+                notify,
+            };
+            add.check().map_err(|e| Failure::input(e, None))?;
             let now = ctx.clock.now();
-            let status = ctx.record(&name, &apps, |rec| {
-                if let Some(l) = &loaded {
-                    let c = crate::ledger::CertRecord::from_cert(&l.leaf);
-                    if let Some(e) = end {
-                        for app in &rec.app_ids.clone() {
-                            rec.record_credential(crate::ledger::CredentialRecord {
-                                app_id: app.clone(),
-                                key_id: None,
-                                thumbprint_sha1: c.thumbprint_sha1.clone(),
-                                start: c.not_before,
-                                end: e.min(c.not_after),
-                                recorded_at: now,
-                            });
-                        }
-                    }
-                    rec.cert = Some(c);
-                }
-                for n in &notify {
-                    if !rec.notify.contains(n) {
-                        rec.notify.push(n.clone());
-                    }
-                }
-                rec.log(now, "tenant add", "recorded without network");
-                crate::status::evaluate(rec, now, crate::status::Thresholds::default())
-            })?;
+            let status = ctx.record(&name, &apps, |rec| add.record(rec, now))?;
             ctx.printer.emit(&status, || {
                 format!(
                     "recorded {name}: {} ({})\n",
@@ -175,34 +93,18 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                 .map_err(super::bad_tenant)?
                 .to_string();
             let store = ctx.ledger_store()?;
-            let mut guard = store
-                .lock(std::time::Duration::from_secs(60))
-                .map_err(super::ledger_rec::failure)?;
-            let before = guard.ledger.tenants.len();
-            guard.ledger.tenants.retain(|t| !t.is(&name));
-            let removed = before != guard.ledger.tenants.len();
-            guard.commit().map_err(super::ledger_rec::failure)?;
+            let audit = crate::audit::AuditLog::in_dir(&ctx.state_dir()?);
+            let removed =
+                offline::forget(&store, &audit, &name, ctx.clock.now()).map_err(|e| match e {
+                    offline::ForgetError::Ledger(e) => super::ledger_rec::failure(e),
+                    offline::ForgetError::Audit(e) => Failure::runtime(e, None),
+                })?;
             if !removed {
                 return Err(Failure::input(
                     anyhow::anyhow!("{name} is not in the ledger"),
                     Some("see hybrid-trust status --all".to_string()),
                 ));
             }
-            crate::audit::AuditLog::in_dir(&ctx.state_dir()?)
-                .append(&crate::audit::AuditEntry {
-                    ts: ctx.clock.now(),
-                    actor: "local",
-                    action: "tenant.remove",
-                    tenant: &name,
-                    app_id: "",
-                    service_principal_id: "",
-                    before: None,
-                    after: None,
-                    before_names: None,
-                    after_names: None,
-                    note: "removed from the ledger; nothing changed in the tenant",
-                })
-                .map_err(|e| Failure::runtime(e, None))?;
             ctx.printer.emit(&serde_json::json!({"removed": name}), || {
                 format!("removed {name} from the ledger (nothing changed in the tenant)\n")
             });
@@ -228,20 +130,9 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                     Some("save it again from the metadata URL (it may be truncated, or an HTML error page)".to_string()),
                 )
             })?;
-            let j = MetadataJson {
-                tenant_id: doc.tenant_id.as_deref(),
-                metadata_url: None,
-                kind: doc.kind,
-                issuer: doc.issuer.as_deref(),
-                signing_keys: &doc.signing_keys,
-                findings: &doc.findings,
-                oauth2_endpoint: doc.oauth2_endpoint.as_deref(),
-                token_endpoint: None,
-                cloud: None,
-            };
-            ctx.printer
-                .emit(&j, || text(&doc, doc.tenant_id.as_deref(), None));
-            Ok(exit_for(&doc.findings))
+            let report = MetadataReport::of_document(doc);
+            ctx.printer.emit(&report, || report.text());
+            Ok(report.exit_code())
         }
         TenantCommand::Discover { tenant } => {
             let t = TenantRef::parse(&tenant).map_err(super::bad_tenant)?;
@@ -254,41 +145,9 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                     let hint = e.hint();
                     Failure::runtime(e, Some(hint))
                 })?;
-            let mut findings = d.metadata.findings.clone();
-            if !cloud.acs_confirmed {
-                findings.push(Finding {
-                    severity: Severity::Warning,
-                    code: "acs-host-unconfirmed",
-                    message: format!("no Microsoft source confirms the ACS host {} for the {} cloud: check the metadata URL with Microsoft support, or use --cloud-file", cloud.acs_url, cloud.name),
-                });
-            }
-            if d.metadata
-                .tenant_id
-                .as_deref()
-                .is_some_and(|r| r != d.tenant_id)
-            {
-                findings.push(Finding {
-                    severity: Severity::Error,
-                    code: "realm-mismatch",
-                    message: format!("the metadata's realm {} is not the tenant id {}: the metadata URL is not this tenant's", d.metadata.tenant_id.as_deref().unwrap_or("-"), d.tenant_id),
-                });
-            }
-            let j = MetadataJson {
-                tenant_id: Some(&d.tenant_id),
-                metadata_url: Some(&d.metadata_url),
-                kind: d.metadata.kind,
-                issuer: d.metadata.issuer.as_deref(),
-                signing_keys: &d.metadata.signing_keys,
-                findings: &findings,
-                oauth2_endpoint: d.metadata.oauth2_endpoint.as_deref(),
-                token_endpoint: Some(&d.token_endpoint),
-                cloud: Some(&cloud.name),
-            };
-            let mut doc = d.metadata.clone();
-            doc.findings = findings.clone();
-            ctx.printer
-                .emit(&j, || text(&doc, Some(&d.tenant_id), Some(&d.metadata_url)));
-            Ok(exit_for(&findings))
+            let report = MetadataReport::of_discovery(d, &cloud);
+            ctx.printer.emit(&report, || report.text());
+            Ok(report.exit_code())
         }
     }
 }

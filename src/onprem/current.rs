@@ -149,14 +149,15 @@ impl Current {
     }
 }
 
-/// One difference between what is on the server and what the trust needs.
+/// One difference between what is on the server and what the trust needs (fields in
+/// alphabetical order: the order `onprem script` has always written them in).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drift {
+    pub action: String,
+    pub current: Option<String>,
     pub object: String,
     pub property: String,
-    pub current: Option<String>,
     pub wanted: String,
-    pub action: String,
 }
 
 impl Drift {
@@ -168,6 +169,25 @@ impl Drift {
             Some(v) => v,
         }
     }
+}
+
+/// The drift for people: a count, then one line per difference.
+pub fn drift_summary(d: &[Drift]) -> String {
+    if d.is_empty() {
+        return "drift: none; the script only checks and verifies\n".to_string();
+    }
+    let mut s = format!("drift: {} difference(s)\n", d.len());
+    for x in d {
+        s.push_str(&format!(
+            "  {} {}: {} -> {} ({})\n",
+            x.object,
+            x.property,
+            x.current_display(),
+            x.wanted,
+            x.action
+        ));
+    }
+    s
 }
 
 /// What the comparison decided for each part of the script.
@@ -386,6 +406,25 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_is_summed_up_one_line_each() {
+        assert_eq!(
+            drift_summary(&[]),
+            "drift: none; the script only checks and verifies\n"
+        );
+        let d = Drift {
+            action: "recreate".into(),
+            current: None,
+            object: "OAuthServer microsoft.sts".into(),
+            property: "MetadataUrl".into(),
+            wanted: "https://accounts.accesscontrol.windows.net/t/metadata/json/1".into(),
+        };
+        assert_eq!(
+            drift_summary(&[d]),
+            "drift: 1 difference(s)\n  OAuthServer microsoft.sts MetadataUrl: (missing) -> https://accounts.accesscontrol.windows.net/t/metadata/json/1 (recreate)\n"
+        );
+    }
 
     const SERVERS: &str = "\r\nIdentity                          : microsoft.sts\r\nRealm                             :\r\nMetadataUrl                       : https://accounts.accesscontrol.windows.net/0cc2b5c4-6a6f-4e2b-9f77-8b6a1c\r\n                                    1e2d3f/metadata/json/1\r\nType                              : AzureAD\r\nAcceptSecurityIdentifierInformation : False\r\n\r\nIdentity                          : exch2016\r\nMetadataUrl                       : https://mail.contoso.com/autodiscover/metadata/json/1\r\n";
 

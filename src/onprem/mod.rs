@@ -13,11 +13,11 @@ pub mod roll;
 mod script;
 
 pub use current::{
-    Change, Current, CurrentError, Decisions, Drift, PsObject, compare, decode_text,
+    Change, Current, CurrentError, Decisions, Drift, PsObject, compare, decode_text, drift_summary,
     parse_format_list,
 };
 pub use quote::{Fqdn, Guid, HttpsUrl, UnsafeValue, ps_quote};
-pub use script::{ScriptInput, render};
+pub use script::{ScriptInput, ScriptReport, render};
 
 /// Skype for Business Online, the `-ServiceName` of the hybrid OAuth configuration.
 pub const SFB_SERVICE_NAME: &str = crate::microsoft::SFB_APP_ID;

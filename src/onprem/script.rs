@@ -229,3 +229,14 @@ pub fn render(input: &ScriptInput, decisions: Option<&Decisions>) -> String {
     );
     s
 }
+
+/// What `onprem script` reports: the script, where it went, and the drift from saved `Get-Cs*`
+/// output (keys in alphabetical order, as it has always been written).
+#[derive(Debug, serde::Serialize)]
+pub struct ScriptReport {
+    pub drift: Option<Vec<super::Drift>>,
+    pub metadata_url: String,
+    pub out: Option<String>,
+    pub script: String,
+    pub tenant_id: String,
+}

@@ -3,8 +3,9 @@
 //! again, PATCH, read back), then the ledger records what is on Graph now.
 
 use super::{Session, SessionError};
+use crate::cert::Certificate;
 use crate::credential::{Confirm, Outcome};
-use crate::graph::{self, KeyCredential, KeyPlan, PlanError};
+use crate::graph::{self, KeyCredential, KeyPlan, PlanError, WindowError};
 use crate::ledger::CertRecord;
 use chrono::{DateTime, Utc};
 
@@ -17,6 +18,30 @@ pub enum KeyOp {
 }
 
 impl KeyOp {
+    /// An upload of `cert` for the window from `start` to `end` (each, when not given, the
+    /// earliest and latest allowed: [`graph::window`]), with a warning for people when the
+    /// certificate's own end is what ends the key.
+    pub fn upload(
+        cert: &Certificate,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(KeyOp, Option<String>), WindowError> {
+        let (ws, we) = graph::window(cert.not_before, cert.not_after, start, end, now)?;
+        let warning = (we == cert.not_after && end.is_none()).then(|| {
+            format!(
+                "warning: the certificate expires on {} ({} days), so the key ends then too: plan the roll to a new certificate (hybrid-trust renew --new-cert)",
+                cert.not_after.format("%Y-%m-%d"),
+                (cert.not_after - now).num_days()
+            )
+        });
+        let new = graph::new_key(cert, ws, we);
+        Ok((
+            KeyOp::Upload(Box::new((new, CertRecord::from_cert(cert)))),
+            warning,
+        ))
+    }
+
     pub fn plan(
         &self,
         existing: &[KeyCredential],
@@ -88,5 +113,52 @@ impl Session {
             })?;
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn cert(days: i64) -> Certificate {
+        let kp = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["sfb.contoso.com".into()]).unwrap();
+        let now = ::time::OffsetDateTime::now_utc();
+        p.not_before = now - ::time::Duration::days(1);
+        p.not_after = now + ::time::Duration::days(days);
+        Certificate::from_der(p.self_signed(&kp).unwrap().der()).unwrap()
+    }
+
+    #[test]
+    fn an_upload_warns_when_the_certificate_ends_the_key() {
+        let now = crate::clock::Clock::System.now();
+        let short = cert(100);
+        let (op, warning) = KeyOp::upload(&short, None, None, now).unwrap();
+        let KeyOp::Upload(b) = &op else {
+            panic!("an upload")
+        };
+        assert_eq!(b.0.end_date_time, Some(short.not_after));
+        assert_eq!(b.1.thumbprint_sha1, short.thumbprint_sha1());
+        let w = warning.unwrap();
+        let days = format!("({} days)", (short.not_after - now).num_days());
+        assert!(w.contains(&days) && w.contains("renew --new-cert"), "{w}");
+        // A chosen end, or a certificate that outlives the longest window: no warning.
+        let end = now + TimeDelta::days(50);
+        assert!(
+            KeyOp::upload(&short, None, Some(end), now)
+                .unwrap()
+                .1
+                .is_none()
+        );
+        assert!(
+            KeyOp::upload(&cert(800), None, None, now)
+                .unwrap()
+                .1
+                .is_none()
+        );
+        // A window the certificate cannot give is refused.
+        let late = now + TimeDelta::days(200);
+        assert!(KeyOp::upload(&short, Some(late), None, now).is_err());
     }
 }

@@ -1,17 +1,20 @@
-//! The changing half of `onboard`, once the plan is confirmed: upload the certificate as a
+//! `onboard` in the library: the checks before anything changes ([`metadata_ready`],
+//! [`certificate_ready`]), and the changing half, once the plan is confirmed: upload the certificate as a
 //! `Verify` key, add the service principal names, prove the trust with a token (the retry policy
 //! for a key Entra does not see yet is [`crate::verify::verify_new_key`]'s), write the on-prem
 //! script next to the ledger, and record the tenant. Each step reports itself as it completes,
-//! so a failure midway can say what was done.
+//! so a failure midway can say what was done ([`undo_hint`]). The plan's summary and the final
+//! report ([`OnboardReport`]) are rendered here too.
 
 use super::{Session, SessionError};
-use crate::cert::Loaded;
+use crate::cert::{CheckOptions, Loaded, Severity};
 use crate::credential::{Approval, Outcome, standing};
 use crate::graph;
 use crate::ledger::CertRecord;
 use crate::microsoft::SFB_APP_ID;
 use crate::onprem::{self, Fqdn, Guid, HttpsUrl, ScriptInput};
 use crate::session::keys::KeyOp;
+use crate::tenant::{Discovery, TenantRef};
 use crate::verify::{Verified, VerifyError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -27,6 +30,162 @@ pub struct OnboardPlan<'a> {
     pub pools: &'a [Fqdn],
     pub metadata_url: &'a str,
     pub autodiscover_url: Option<HttpsUrl>,
+}
+
+/// Why a tenant or a certificate cannot be onboarded, found before anything changes.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the tenant's ACS metadata is not usable: {0}")]
+    Metadata(String),
+    #[error("the certificate is not fit for OAuthTokenIssuer: {0}")]
+    Certificate(String),
+    #[error(transparent)]
+    Window(#[from] graph::WindowError),
+}
+
+impl NotReady {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            NotReady::Metadata(_) => Some("see hybrid-trust tenant discover".into()),
+            NotReady::Certificate(_) => Some("fix the certificate (hybrid-trust cert inspect shows every finding), then run onboard again".into()),
+            NotReady::Window(_) => None,
+        }
+    }
+
+    /// Whether the user's own input caused it (exit 2): the certificate; not the tenant (exit 1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, NotReady::Metadata(_))
+    }
+}
+
+/// Step 1's check: the discovered tenant's ACS metadata has no error finding. Returns the step's
+/// line.
+pub fn metadata_ready(tenant: &TenantRef, d: &Discovery) -> Result<String, NotReady> {
+    if let Some(f) = d
+        .metadata
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+    {
+        return Err(NotReady::Metadata(f.message.clone()));
+    }
+    Ok(format!(
+        "tenant {tenant} is {}; its ACS metadata is valid ({} signing key(s))",
+        d.tenant_id,
+        d.metadata.signing_keys.len()
+    ))
+}
+
+/// Step 2's check: the certificate is fit for OAuthTokenIssuer (it covers the SIP domain, has
+/// its private key, and outlives the next 30 days), and the longest key window it allows from
+/// `now`. Returns the window and the step's line.
+pub fn certificate_ready(
+    cert: &Loaded,
+    sip_domain: &Fqdn,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, String), NotReady> {
+    let findings = crate::cert::check(
+        cert,
+        &CheckOptions {
+            now,
+            sip_domain: Some(sip_domain.as_str().to_string()),
+            horizon_days: 30,
+            require_private_key: true,
+        },
+    );
+    if let Some(f) = findings.iter().find(|f| f.severity == Severity::Error) {
+        return Err(NotReady::Certificate(f.message.clone()));
+    }
+    let c = &cert.leaf;
+    let (start, end) = graph::window(c.not_before, c.not_after, None, None, now)?;
+    let line = format!(
+        "certificate {} ({}) is fit for OAuthTokenIssuer",
+        c.thumbprint_sha1(),
+        c.subject
+    );
+    Ok((start, end, line))
+}
+
+impl OnboardPlan<'_> {
+    /// The plan for people, before it is confirmed.
+    pub fn summary(&self, tenant_id: &str) -> String {
+        let names: Vec<String> = self
+            .pools
+            .iter()
+            .map(|p| format!("{SFB_APP_ID}/{}", p.as_str()))
+            .collect();
+        format!(
+            "plan for {tenant_id}: add certificate {} as a Verify key ({} -> {}) on {}; add service principal names {}; verify; write the on-prem script; record the tenant",
+            self.cert.leaf.thumbprint_sha1(),
+            self.start.format("%Y-%m-%d"),
+            self.end.format("%Y-%m-%d"),
+            self.apps.join(", "),
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
+}
+
+/// The hint after a failure midway: what was done, and (once the upload was) how to finish or
+/// undo it.
+pub fn undo_hint(done: &[String], tenant_id: &str, thumb: &str) -> String {
+    let mut hint = format!("done so far: {}", done.join("; "));
+    if done.len() >= 5 {
+        hint.push_str(&format!(". To finish, fix the cause and run onboard again (it skips what is done); to undo the upload: hybrid-trust credential remove --tenant {tenant_id} --thumbprint {thumb} --yes"));
+    }
+    hint
+}
+
+/// What `onboard` reports once done (keys in alphabetical order, as it has always written them).
+#[derive(Debug, serde::Serialize)]
+pub struct OnboardReport {
+    pub changed: bool,
+    pub credential_end: DateTime<Utc>,
+    pub next_renewal: DateTime<Utc>,
+    pub onprem_script: String,
+    pub service_principal_names_added: Vec<String>,
+    pub steps: Vec<String>,
+    pub tenant: String,
+    pub tenant_id: String,
+    pub thumbprint_sha1: String,
+    pub uploaded_to: Vec<String>,
+    pub verified: bool,
+}
+
+impl OnboardReport {
+    /// `steps`: each step's line as it was reported.
+    pub fn new(plan: &OnboardPlan<'_>, tid: &str, done: Onboarded, steps: Vec<String>) -> Self {
+        OnboardReport {
+            changed: !done.uploaded.is_empty() || !done.names_added.is_empty(),
+            credential_end: plan.end,
+            next_renewal: crate::dates::sub(plan.end, chrono::TimeDelta::days(30)),
+            onprem_script: done.script.display().to_string(),
+            service_principal_names_added: done.names_added,
+            steps,
+            tenant: plan.domain.unwrap_or(tid).to_string(),
+            tenant_id: tid.to_string(),
+            thumbprint_sha1: plan.cert.leaf.thumbprint_sha1(),
+            uploaded_to: done.uploaded,
+            verified: true,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let (domain, tid) = (&self.tenant, &self.tenant_id);
+        format!(
+            "{}\nNext: run {} in the Skype for Business Server Management Shell on a Front End.\nRenewal: hybrid-trust renews from {} (run `hybrid-trust renew --all` daily, see scripts/systemd).\n",
+            if self.changed {
+                format!("onboarded {domain} ({tid})")
+            } else {
+                format!("{domain} ({tid}) was already onboarded: nothing changed")
+            },
+            self.onprem_script,
+            self.next_renewal.format("%Y-%m-%d")
+        )
+    }
 }
 
 /// What onboarding did.
@@ -192,5 +351,97 @@ impl Session {
             verified,
             script,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_the_hint_and_the_report_say_what_onboarding_does() {
+        let kp = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["sfb.contoso.com".into()])
+            .unwrap()
+            .self_signed(&kp)
+            .unwrap()
+            .pem();
+        let cert =
+            crate::cert::load_bytes(pem.as_bytes(), "c.pem".as_ref(), &mut || Ok(None)).unwrap();
+        let thumb = cert.leaf.thumbprint_sha1();
+        // No private key: not fit, and the user's own input (exit 2).
+        let sip = Fqdn::parse("sip", "contoso.com").unwrap();
+        let e = certificate_ready(&cert, &sip, cert.leaf.not_before).unwrap_err();
+        assert!(
+            e.is_usage() && e.to_string().contains("not fit for OAuthTokenIssuer"),
+            "{e}"
+        );
+        let end = DateTime::parse_from_rfc3339("2027-06-30T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let apps = [SFB_APP_ID.to_string()];
+        let pools = [Fqdn::parse("pool", "webext.contoso.com").unwrap()];
+        let mut plan = OnboardPlan {
+            domain: Some("contoso.com"),
+            apps: &apps,
+            cert: &cert,
+            start: end - chrono::TimeDelta::days(365),
+            end,
+            pools: &[],
+            metadata_url: "https://acs.example/t/metadata/json/1",
+            autodiscover_url: None,
+        };
+        let tid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        assert!(
+            plan.summary(tid)
+                .contains("add service principal names (none);")
+        );
+        plan.pools = &pools;
+        let s = plan.summary(tid);
+        assert!(s.starts_with(&format!("plan for {tid}: add certificate {thumb} as a Verify key (2026-06-30 -> 2027-06-30) on 00000004-")), "{s}");
+        assert!(
+            s.contains(&format!("names {SFB_APP_ID}/webext.contoso.com;")),
+            "{s}"
+        );
+
+        let four: Vec<String> = (1..=4).map(|n| format!("step {n}")).collect();
+        assert_eq!(undo_hint(&four[..1], tid, &thumb), "done so far: step 1");
+        let mut five = four.clone();
+        five.push("step 5".into());
+        assert!(undo_hint(&five, tid, &thumb).ends_with(&format!(
+            "credential remove --tenant {tid} --thumbprint {thumb} --yes"
+        )));
+
+        let done = |uploaded: Vec<String>| Onboarded {
+            uploaded,
+            names_added: Vec::new(),
+            names_present: Vec::new(),
+            verified: Verified {
+                token: crate::verify::TokenFacts {
+                    appid: None,
+                    appidacr: None,
+                    aud: None,
+                    exp: None,
+                    iss: None,
+                    roles: Vec::new(),
+                    tid: None,
+                },
+                signature_verified: true,
+                clock_skew_secs: None,
+                server_time: None,
+            },
+            script: PathBuf::from("/state/onprem.ps1"),
+        };
+        let r = OnboardReport::new(&plan, tid, done(apps.to_vec()), five.clone());
+        let direct = serde_json::to_string(&r).unwrap();
+        let sorted = serde_json::to_string(&serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(direct, sorted);
+        assert_eq!(r.next_renewal.to_rfc3339(), "2027-05-31T00:00:00+00:00");
+        assert!(
+            r.text()
+                .starts_with(&format!("onboarded contoso.com ({tid})\n"))
+        );
+        let again = OnboardReport::new(&plan, tid, done(Vec::new()), five);
+        assert!(!again.changed && again.text().contains("was already onboarded"));
     }
 }

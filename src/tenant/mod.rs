@@ -1,13 +1,19 @@
 //! Tenants: what the user typed (a verified domain or a GUID), resolution to the tenant id through
 //! the cloud's OpenID discovery, and the metadata documents (ACS/SharePoint JSON metadata, OpenID
-//! configuration, JWKS) with the validation `New-CsOAuthServer -MetadataUrl` needs. Knows nothing
-//! of certificates' private keys or Graph writes.
+//! configuration, JWKS) with the validation `New-CsOAuthServer -MetadataUrl` needs, the report
+//! `tenant discover` and `tenant metadata` show ([`report`]), and recording or forgetting a tenant
+//! in the ledger without the network ([`offline`]). Knows nothing of certificates' private keys
+//! or Graph writes.
 
 mod discover;
 mod metadata;
+pub mod offline;
+pub mod report;
 
 pub use discover::{DiscoverError, Discovery, discover, fetch_metadata};
 pub use metadata::{DocKind, MetadataDoc, MetadataError, SigningKey, parse_document};
+pub use offline::OfflineTenant;
+pub use report::MetadataReport;
 
 use std::fmt;
 

@@ -3,7 +3,9 @@
 //! OAuthTokenIssuer key, for the cloud's Exchange Online resource (PROTOCOL.md §2.5: "token
 //! issued" vs AADSTS700027/700016 is the signal). The issued token's signature is checked against
 //! the tenant's JWKS. Offline checks first: the private key matches the certificate, the local
-//! clock agrees with the server's `Date`.
+//! clock agrees with the server's `Date`. What `verify` reports is [`report`]'s.
+
+pub mod report;
 
 use crate::cert::Loaded;
 use crate::cloud::Cloud;
@@ -19,16 +21,17 @@ use serde_json::Value;
 /// The client the Front Ends (and `verify`) ask for tokens as.
 pub const SFB_CLIENT_ID: &str = crate::microsoft::SFB_APP_ID;
 
-/// The claims of the issued token worth showing.
+/// The claims of the issued token worth showing (in alphabetical order, as `verify` has always
+/// written them).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TokenFacts {
     pub appid: Option<String>,
-    pub tid: Option<String>,
-    pub iss: Option<String>,
+    pub appidacr: Option<String>,
     pub aud: Option<String>,
     pub exp: Option<String>,
-    pub appidacr: Option<String>,
+    pub iss: Option<String>,
     pub roles: Vec<String>,
+    pub tid: Option<String>,
 }
 
 #[derive(Debug)]

@@ -8,6 +8,10 @@
 //! admin added or removed a key meanwhile), the difference is shown and the question asked again;
 //! when nobody is there to ask (`--yes`, or a run confirmed as a whole), a changed plan is applied
 //! only if it is additive, that is, removes no valid key.
+//!
+//! How keys, plans and results look to people and scripts is [`report`]'s.
+
+pub mod report;
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::graph::{Graph, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal};
