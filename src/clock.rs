@@ -1,8 +1,8 @@
 //! The one clock of the client: every "now" the library and the command line use comes from a
 //! [`Clock`] (DESIGN.md, "One clock"). Production reads the system time; `--as-of` plans against a
 //! fixed instant; tests and the simulation of years run on a fixed or shifted clock, and the
-//! same code paths run. This is the only place the client reads the system time (the emulator,
-//! which shares no code with the client, has its own clock in `emulator::clock`).
+//! same code paths run. This is the only place anything reads the system time: the emulator's own
+//! clock (`emulator::clock`, an adjustable offset) reads it through here too.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -27,7 +27,7 @@ impl Clock {
             Clock::System => Utc::now(),
             Clock::Fixed(t) => *t,
             Clock::Shifted(d) => {
-                let t = Utc::now();
+                let t = Clock::System.now();
                 t.checked_add_signed(*d).unwrap_or(t)
             }
         }

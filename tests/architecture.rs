@@ -40,7 +40,7 @@ fn crate_paths(dir: &Path, out: &mut Vec<(String, usize, String)>) {
 }
 
 #[test]
-fn the_emulator_uses_nothing_of_the_client_but_the_atomic_write() {
+fn the_emulator_uses_nothing_of_the_client_but_the_atomic_write_and_the_clock() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/emulator");
     let mut found = Vec::new();
     crate_paths(&dir, &mut found);
@@ -48,7 +48,9 @@ fn the_emulator_uses_nothing_of_the_client_but_the_atomic_write() {
     let foreign: Vec<_> = found
         .iter()
         .filter(|(_, _, path)| {
-            !path.starts_with("emulator") && path.as_str() != "paths::write_atomic"
+            !path.starts_with("emulator")
+                && path.as_str() != "paths::write_atomic"
+                && !path.starts_with("clock::Clock")
         })
         .collect();
     assert!(
@@ -70,4 +72,31 @@ fn the_guard_sees_a_foreign_path() {
     crate_paths(dir.path(), &mut found);
     let paths: Vec<&str> = found.iter().map(|(_, _, p)| p.as_str()).collect();
     assert_eq!(paths, vec!["graph::KeyCredential", "paths::write_atomic"]);
+}
+
+/// One clock (issue 15): `Utc::now()` is read in `src/clock.rs` only; everything else takes "now"
+/// from a `Clock`.
+#[test]
+fn the_system_time_is_read_in_one_place() {
+    fn scan(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                scan(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("Utc::now()") {
+                        out.push(format!("{}:{}", p.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    scan(&src, &mut found);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].contains("src/clock.rs"), "{found:#?}");
 }

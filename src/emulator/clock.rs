@@ -1,5 +1,7 @@
 //! The emulator's clock: the system time plus an adjustable offset, so tests can skew the
-//! "server" time (AADSTS700024) without touching the machine's clock.
+//! "server" time (AADSTS700024) without touching the machine's clock. The system time itself is
+//! read through the one [`crate::clock::Clock`] (a leaf module with no client logic, shared like
+//! the atomic-write helper), so `Utc::now()` appears in one place.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
@@ -12,7 +14,8 @@ pub struct Clock {
 
 impl Clock {
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + TimeDelta::seconds(self.offset_secs.load(Ordering::Relaxed))
+        crate::clock::Clock::Shifted(TimeDelta::seconds(self.offset_secs.load(Ordering::Relaxed)))
+            .now()
     }
     pub fn set_offset_secs(&self, secs: i64) {
         self.offset_secs.store(secs, Ordering::Relaxed);
