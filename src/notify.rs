@@ -307,3 +307,82 @@ impl Notifier for Email {
         })
     }
 }
+
+/// A channel that cannot be built from the settings: `usage` when the settings or environment
+/// are at fault (exit 2), else the machine (the keyring, TLS setup).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ChannelError {
+    pub message: String,
+    pub hint: String,
+    pub usage: bool,
+}
+
+fn channel_error(message: impl Into<String>, hint: impl Into<String>, usage: bool) -> ChannelError {
+    ChannelError {
+        message: message.into(),
+        hint: hint.into(),
+        usage,
+    }
+}
+
+/// The channels of the settings' `[reminders]`: each email channel with its password (from the
+/// environment or the keyring), the webhooks on one HTTP client, and stdout when configured or
+/// when nothing else is (on stderr when stdout carries JSON; `terminal_safe` escapes it).
+pub fn channels(
+    s: &crate::config::Settings,
+    json: bool,
+    terminal_safe: fn(&str) -> String,
+) -> Result<Vec<Box<dyn Notifier>>, ChannelError> {
+    let mut out: Vec<Box<dyn Notifier>> = Vec::new();
+    for e in &s.reminders.email {
+        let password = match (&e.password_env, e.password_keyring, &e.username) {
+            (Some(var), _, _) => Some(SecretString::new(std::env::var(var).map_err(|_| {
+                channel_error(
+                    format!("the SMTP password variable {var} (password_env) is not set"),
+                    format!("export {var}, or use password_keyring"),
+                    true,
+                )
+            })?)),
+            (None, true, Some(user)) => {
+                let store = crate::keyring::SecretStore::open()
+                    .map_err(|e| channel_error(e.to_string(), e.hint(), false))?;
+                let pw = store
+                    .get(&format!("smtp:{user}"))
+                    .map_err(|e| channel_error(e.to_string(), "unlock the keyring", false))?;
+                Some(pw.ok_or_else(|| {
+                    channel_error(
+                        format!("no SMTP password for {user} in {}", store.describe()),
+                        "store it with: hybrid-trust remind --remember-smtp-password --smtp-password-env VAR",
+                        true,
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        out.push(Box::new(Email {
+            channel: e.clone(),
+            password,
+        }));
+    }
+    if !s.reminders.webhook.is_empty() {
+        // One client for every webhook; they are not the cloud's hosts, so no cloud CA.
+        let http = HttpClient::new(None).map_err(|e| {
+            let usage = matches!(e, crate::http::HttpError::Setting { .. });
+            channel_error(e.to_string(), e.hint(), usage)
+        })?;
+        for w in &s.reminders.webhook {
+            out.push(Box::new(Webhook {
+                channel: w.clone(),
+                http: http.clone(),
+            }));
+        }
+    }
+    if s.reminders.stdout || out.is_empty() {
+        out.push(Box::new(Stdout {
+            to_stderr: json,
+            terminal_safe,
+        }));
+    }
+    Ok(out)
+}

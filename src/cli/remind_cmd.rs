@@ -4,7 +4,7 @@
 
 use super::{Context, Failure};
 use crate::config::Settings;
-use crate::notify::{Email, Notifier, Stdout, Webhook};
+use crate::notify::{Email, Notifier};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -26,59 +26,15 @@ pub struct RemindArgs {
 }
 
 fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure> {
-    let mut out: Vec<Box<dyn Notifier>> = Vec::new();
-    for e in &s.reminders.email {
-        let password = match (&e.password_env, e.password_keyring, &e.username) {
-            (Some(var), _, _) => Some(crate::secret::SecretString::new(
-                std::env::var(var).map_err(|_| {
-                    Failure::input(
-                        anyhow::anyhow!(
-                            "the SMTP password variable {var} (password_env) is not set"
-                        ),
-                        Some(format!("export {var}, or use password_keyring")),
-                    )
-                })?,
-            )),
-            (None, true, Some(user)) => {
-                let store = crate::keyring::SecretStore::open().map_err(|e| {
-                    let hint = e.hint().to_string();
-                    Failure::runtime(e, Some(hint))
-                })?;
-                Some(store.get(&format!("smtp:{user}")).map_err(|e| Failure::runtime(e, None))?.ok_or_else(|| {
-                    Failure::input(anyhow::anyhow!("no SMTP password for {user} in {}", store.describe()), Some("store it with: hybrid-trust remind --remember-smtp-password --smtp-password-env VAR".to_string()))
-                })?)
-            }
-            _ => None,
-        };
-        out.push(Box::new(Email {
-            channel: e.clone(),
-            password,
-        }));
-    }
-    if !s.reminders.webhook.is_empty() {
-        // One client for every webhook; they are not the cloud's hosts, so no cloud CA.
-        let http = crate::http::HttpClient::new(None).map_err(|e| {
-            let hint = Some(e.hint().to_string());
-            match e {
-                crate::http::HttpError::Setting { .. } => Failure::input(e, hint),
-                _ => Failure::runtime(e, hint),
-            }
-        })?;
-        for w in &s.reminders.webhook {
-            let http = http.clone();
-            out.push(Box::new(Webhook {
-                channel: w.clone(),
-                http,
-            }));
+    let safe = |s: &str| super::printer::terminal_safe(s).into_owned();
+    crate::notify::channels(s, json, safe).map_err(|e| {
+        let hint = Some(e.hint.clone());
+        if e.usage {
+            Failure::input(e, hint)
+        } else {
+            Failure::runtime(e, hint)
         }
-    }
-    if s.reminders.stdout || out.is_empty() {
-        out.push(Box::new(Stdout {
-            to_stderr: json,
-            terminal_safe: |s| super::printer::terminal_safe(s).into_owned(),
-        }));
-    }
-    Ok(out)
+    })
 }
 
 /// `--remember-smtp-password`: every channel that reads its password from the keyring signs in
