@@ -88,6 +88,9 @@ async fn a_year_and_a_half_of_daily_jobs_under_faketime() {
         tool.write_cert("old.pem", &old),
         tool.write_cert("new.pem", &new),
     );
+    let nk = tool.dir.path().join("new-with-key.pem");
+    std::fs::write(&nk, format!("{}{}", new.key_pem, new.cert_pem)).unwrap();
+    let nk = nk.display().to_string();
     let o = f
         .at(
             0,

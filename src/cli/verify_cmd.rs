@@ -3,6 +3,7 @@
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
+use crate::session::confirm;
 use crate::sts::AssertionAlg;
 use crate::tenant::TenantRef;
 use crate::verify::{self, report::Listing, report::Proven, report::Refusal};
@@ -82,6 +83,22 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
                 ctx.printer.note(&n);
             }
             ctx.printer.emit(&proven, || proven.text());
+            // A token with a pending roll's new certificate after its EffectiveDate confirms
+            // the roll (issue 16); anything else leaves the ledger alone.
+            if ctx.as_of.is_none()
+                && let Ok(store) = ctx.ledger_store()
+            {
+                let audit = crate::audit::AuditLog::in_dir(&ctx.state_dir()?);
+                let actor = "verify";
+                match confirm::after_verify(&store, &audit, &tenant, &thumb, actor, ctx.clock.now()) {
+                    Ok(Some(c)) => ctx.printer.note(&format!(
+                        "the roll to {} is confirmed (verify after its EffectiveDate); the next renew retires the old key",
+                        c.thumbprint_sha1
+                    )),
+                    Ok(None) => {}
+                    Err(e) => ctx.printer.note(&format!("warning: the roll was not confirmed: {e}")),
+                }
+            }
             Ok(0)
         }
         Err(e) => {
