@@ -125,11 +125,15 @@ async fn a_year_and_a_half_of_daily_jobs_under_faketime() {
             assert_eq!(s["tenants"][0]["state"], "roll-pending", "{s}");
         }
         if day == 343 && rolled {
-            // The script ran at its EffectiveDate (a day after the upload): confirmed.
-            let o = f
-                .at(day, &["renew", "--tenant", &t, "--confirm-roll"])
-                .await;
+            // The script ran at its EffectiveDate (a day after the upload); `verify` with the
+            // new certificate now gets a token, which confirms the roll.
+            let o = f.at(day, &["verify", "--tenant", &t, "--cert", &nk]).await;
             assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));
+            assert!(stderr(&o).contains("is confirmed"), "{}", stderr(&o));
+            let l: Value =
+                serde_json::from_slice(&std::fs::read(tool.state_dir.join("ledger.json")).unwrap())
+                    .unwrap();
+            assert_eq!(l["tenants"][0]["roll_confirmed"]["by"], "verify");
         }
         let o = f.at(day, &["renew", "--all", "--yes"]).await;
         assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));
