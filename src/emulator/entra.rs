@@ -229,6 +229,25 @@ fn app_not_found(client_id: &str, t: &Tenant) -> EntraError {
     )
 }
 
+/// A disabled service principal (`accountEnabled: false`). AADSTS7000112 is
+/// "UnauthorizedClientApplicationDisabled - The application is disabled." in Microsoft's AADSTS
+/// error-code reference (ENTRA `reference-error-codes.md`, and its azure-docs predecessor
+/// `reference-aadsts-error-codes.md`); the wording and the `unauthorized_client` error are as
+/// real responses carry them, e.g. `{"error": "unauthorized_client", "error_description":
+/// "AADSTS7000112: Application '<appId>'(<name>) is disabled."}` (quoted in Worklytics/psoxy
+/// PR #74, and in many user reports). The HTTP status is [U]; 400 as for unauthorized_client.
+fn app_disabled(sp: &super::state::ServicePrincipal) -> EntraError {
+    EntraError::new(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        7000112,
+        format!(
+            "Application '{}'({}) is disabled.",
+            sp.app_id, sp.display_name
+        ),
+    )
+}
+
 fn no_credential() -> EntraError {
     EntraError::new(
         StatusCode::UNAUTHORIZED,
@@ -472,6 +491,9 @@ fn client_credentials(
     let sp = t
         .sp_by_app_id(client_id)
         .ok_or_else(|| app_not_found(client_id, t))?;
+    if !sp.account_enabled {
+        return Err(app_disabled(sp));
+    }
     let acr = if let Some(secret) = params.get("client_secret") {
         let ok = sp.app_id == dir.admin_app.client_id
             && constant_time_eq(secret.as_bytes(), dir.admin_app.client_secret.as_bytes());
