@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use support::*;
 
 const EXO: &str = "00000002-0000-0ff1-ce00-000000000000";
+const TEAMS_SCHEDULER: &str = "7557eb47-c689-4224-abcf-aef9bd7573df";
 
 fn err(v: &Value) -> (&str, &str) {
     (
@@ -471,7 +472,7 @@ async fn a_disabled_service_principal_gets_aadsts7000112_from_the_token_endpoint
     let cert = fresh_cert("sfb.contoso.com");
     let mut cfg = quiet_tls();
     cfg.seed_tenants = Seed {
-        disabled_service_principals: vec![EXO.to_string()],
+        disabled_service_principals: vec![TEAMS_SCHEDULER.to_string()],
         ..Seed::default()
     };
     let emu = Emu::start_with(cfg).await;
@@ -486,7 +487,10 @@ async fn a_disabled_service_principal_gets_aadsts7000112_from_the_token_endpoint
             .unwrap()["account_enabled"]
             .clone()
     };
-    assert_eq!((enabled(EXO), enabled(SFB)), (json!(false), json!(true)));
+    assert_eq!(
+        (enabled(TEAMS_SCHEDULER), enabled(SFB)),
+        (json!(false), json!(true))
+    );
 
     let url = emu.token_url(&emu.tenant.tenant_id);
     let (cert, url, emu) = (&cert, &url, &emu);
@@ -546,5 +550,36 @@ async fn a_disabled_service_principal_gets_aadsts7000112_from_the_token_endpoint
     assert_eq!(
         (s.as_u16(), v["error_codes"].clone()),
         (400, json!([700016]))
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_a_disabled_resource_gets_aadsts500014() {
+    let emu = Emu::start().await;
+    let url = emu.token_url(&emu.tenant.tenant_id);
+    let scope = format!("{}/.default", emu.cloud.exchange_url);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", emu.tenant.admin.client_id.as_str()),
+        ("client_secret", emu.tenant.admin.client_secret.as_str()),
+        ("scope", scope.as_str()),
+    ];
+    assert_eq!(emu.post_form(&url, &form).await.0, 200);
+    let control = format!("tenants/{}/servicePrincipals/{EXO}", emu.tenant.tenant_id);
+    assert_eq!(
+        emu.control(Method::POST, &control, json!({"account_enabled": false}))
+            .await,
+        204
+    );
+    let (s, v) = emu.post_form(&url, &form).await;
+    assert_eq!(
+        (s.as_u16(), v["error_codes"].clone()),
+        (400, json!([500014])),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap().contains(
+            "is disabled. This indicate that a subscription within the tenant has lapsed"
+        )
     );
 }

@@ -538,6 +538,20 @@ fn client_credentials(
             format!("The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", t.domains[0]),
         )
     })?;
+    if t.sp_by_app_id(&resource_app)
+        .is_some_and(|r| !r.account_enabled)
+    {
+        // Real words (Microsoft's support pages for Forms and Teams polls quote them, typo
+        // included); the `error` value and HTTP status Entra pairs with AADSTS500014 are [U].
+        return Err(EntraError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500014,
+            format!(
+                "The service principal for resource '{resource}' is disabled. This indicate that a subscription within the tenant has lapsed, or that the administrator for this tenant has disabled the application, preventing tokens from being issued for it."
+            ),
+        ));
+    }
     let mut claims = serde_json::Map::new();
     claims.insert("appid".into(), json!(sp.app_id));
     claims.insert("appidacr".into(), json!(acr));
