@@ -295,6 +295,27 @@ async fn key_resend_unchanged_refuses_a_changed_retained_key_with_graphs_message
     assert_eq!(keys(&emu).await, vec![stored]);
 }
 
+/// A key sent with a fraction of a second comes back, and is kept, to the second; re-sent as read
+/// it is unchanged (what `hybrid-trust credential upload` does on its second upload).
+#[tokio::test]
+async fn a_key_sent_with_a_fraction_of_a_second_is_unchanged_when_resent_as_read() {
+    let a = fresh_cert("a.contoso.com");
+    let b = fresh_cert("b.contoso.com");
+    let emu = emu_with(KeyResend::Unchanged).await;
+    let start = Utc::now() + TimeDelta::milliseconds(1500);
+    let mut ka = key_body(&a);
+    ka["keyId"] = json!(uuid::Uuid::new_v4().to_string());
+    ka["startDateTime"] = json!(start.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    assert_eq!(emu.patch_keys(SFB, json!([ka])).await.0, 204);
+    let read = keys(&emu).await[0].clone();
+    assert_eq!(
+        read["startDateTime"],
+        start.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+    let (s, v) = emu.patch_keys(SFB, json!([read, key_body(&b)])).await;
+    assert_eq!(s, 204, "{v}");
+}
+
 #[tokio::test]
 async fn key_resend_minimal_takes_only_type_usage_and_key_and_widens_the_window() {
     let now = Utc::now();

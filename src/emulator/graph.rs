@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -997,8 +997,13 @@ fn validate_key(
         .ok_or_else(invalid_cert)?;
     let der = decode_binary(key_b64).ok_or_else(invalid_cert)?;
     let info = certinfo::parse(&der).ok_or_else(invalid_cert)?;
-    let start = parse_utc(obj.get("startDateTime"), invalid_start)?.unwrap_or(info.not_before);
-    let end = parse_utc(obj.get("endDateTime"), invalid_end)?.unwrap_or(info.not_after);
+    // Kept to the second, as every date Graph returns here is (captures; whether real Graph
+    // keeps a fraction is [U], PROTOCOL.md §6 item 10): what a client reads back is what is
+    // stored, so re-sending a key as read is re-sending it unchanged.
+    let whole = |d: DateTime<Utc>| d.with_nanosecond(0).unwrap_or(d);
+    let start =
+        whole(parse_utc(obj.get("startDateTime"), invalid_start)?.unwrap_or(info.not_before));
+    let end = whole(parse_utc(obj.get("endDateTime"), invalid_end)?.unwrap_or(info.not_after));
     if end <= start || end < now || end > info.not_after {
         return Err(invalid_end());
     }
