@@ -263,6 +263,7 @@ fn the_binary_rejects_bad_flags_with_exit_2_and_one_error_line() {
         vec!["--listen", "0.0.0.0:0"],
         vec!["--tenant", "not a domain"],
         vec!["--latency-ms", "x"],
+        vec!["--key-resend", "strict"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_m365-emulator"))
             .args(&args)
@@ -275,4 +276,47 @@ fn the_binary_rejects_bad_flags_with_exit_2_and_one_error_line() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// `--key-resend`, `--without-service-principal` and `--disabled-service-principal` reach the
+/// running emulator (its control API shows them).
+#[tokio::test]
+async fn the_binary_takes_the_key_resend_mode_and_seed_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let sfb = "00000004-0000-0ff1-ce00-000000000000";
+    let exo = "00000002-0000-0ff1-ce00-000000000000";
+    let child = Command::new(env!("CARGO_BIN_EXE_m365-emulator"))
+        .args([
+            "--quiet",
+            "--key-resend",
+            "minimal",
+            "--without-service-principal",
+            sfb,
+            "--disabled-service-principal",
+            exo,
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = Proc(child);
+    let ready = tokio::task::spawn_blocking(move || wait_for(&ready))
+        .await
+        .unwrap();
+    let state: Value = reqwest::get(format!("{}/state", ready["control_url"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["behaviour"]["key_resend"], "minimal");
+    let sps = state["tenants"][0]["service_principals"]
+        .as_array()
+        .unwrap();
+    assert!(sps.iter().all(|sp| sp["app_id"] != sfb), "no 00000004");
+    let exo_sp = sps.iter().find(|sp| sp["app_id"] == exo).unwrap();
+    assert_eq!(exo_sp["account_enabled"], false);
 }

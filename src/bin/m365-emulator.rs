@@ -2,7 +2,9 @@
 //! the `hybrid_trust::emulator` module docs.
 
 use clap::Parser;
-use hybrid_trust::emulator::{self, Behaviour, Config, CustomKeyIdForm, FaultSpec};
+use hybrid_trust::emulator::{
+    self, Behaviour, Config, CustomKeyIdForm, FaultSpec, KeyResend, Seed,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,20 @@ struct Args {
     /// [U] Give re-submitted keys new keyIds.
     #[arg(long)]
     regenerate_key_ids: bool,
+    /// [U] How Graph treats retained keys re-sent in a PATCH: full (any properties accepted),
+    /// unchanged (a re-sent keyId whose other properties differ is refused: "Update to existing
+    /// credential with KeyId '<id>' is not allowed."), minimal (a retained key may carry only
+    /// type, usage and key; it then gets a new keyId and the certificate's dates).
+    #[arg(long, value_name = "MODE", default_value = "full")]
+    key_resend: KeyResend,
+    /// Start new tenants without this first-party service principal (repeatable), as a tenant
+    /// that never used it; POST /servicePrincipals {"appId"} creates it.
+    #[arg(long = "without-service-principal", value_name = "APP_ID")]
+    without_service_principals: Vec<String>,
+    /// Start new tenants with this service principal disabled (accountEnabled false; repeatable):
+    /// its token requests get AADSTS7000112.
+    #[arg(long = "disabled-service-principal", value_name = "APP_ID")]
+    disabled_service_principals: Vec<String>,
     /// `$select=keyCredentials` reads allowed per tenant per minute.
     #[arg(long, value_name = "N", default_value_t = 150)]
     select_key_limit: u32,
@@ -122,12 +138,17 @@ fn main() -> ExitCode {
             select_key_limit_per_minute: args.select_key_limit,
             device_code_approve_after_ms: args.device_code_approve_after_ms,
             device_code_interval_secs: args.device_code_interval,
+            key_resend: args.key_resend,
             ..Behaviour::default()
         },
         timeout_fault_secs: args.timeout_fault_secs,
         allow_non_loopback: args.allow_non_loopback,
         log_requests: !args.quiet,
         reuse_tokens: args.reuse_tokens,
+        seed_tenants: Seed {
+            without_service_principals: args.without_service_principals,
+            disabled_service_principals: args.disabled_service_principals,
+        },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

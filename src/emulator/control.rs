@@ -1,15 +1,16 @@
 //! The control API under `/_emulator/` (not a Microsoft API): tests and scripts use it to skew the
 //! clock, script faults, set a tenant's credential-lifetime policy, plant raw key credentials
 //! (an already-expired key, say, which Graph itself would refuse), flip [U] behaviours, and read
-//! the state and request counters.
+//! the state and request counters; set the `--key-resend` mode; remove a tenant's service
+//! principal (a tenant that never had it) or disable one (`accountEnabled: false`).
 
 use super::faults::FaultRule;
 use super::server::Shared;
-use super::state::{Behaviour, StoredKey};
+use super::state::{Behaviour, KeyResend, StoredKey};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -21,11 +22,16 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_emulator/clock", post(clock))
         .route("/_emulator/faults", post(faults).get(get_faults))
         .route("/_emulator/behaviour", post(behaviour))
+        .route("/_emulator/key-resend", post(key_resend))
         .route("/_emulator/requests", get(requests).delete(reset_requests))
         .route("/_emulator/tenants/{tenant}/policy", post(policy))
         .route(
             "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}/keyCredentials",
             put(put_keys),
+        )
+        .route(
+            "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}",
+            delete(delete_sp).post(set_sp),
         )
 }
 
@@ -140,6 +146,66 @@ async fn put_keys(
         return bad(format!("no service principal {app_id}"));
     };
     sp.key_credentials = keys;
+    s.persist(&dir);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct KeyResendReq {
+    mode: KeyResend,
+}
+
+/// Sets `--key-resend` (`{"mode": "full" | "unchanged" | "minimal"}`), leaving the other
+/// behaviours as they are.
+async fn key_resend(State(s): State<Arc<Shared>>, Json(r): Json<KeyResendReq>) -> Response {
+    let mut dir = s.dir();
+    dir.behaviour.key_resend = r.mode;
+    s.persist(&dir);
+    Json(json!({"mode": r.mode})).into_response()
+}
+
+/// Removes a service principal, as in a tenant that never had it.
+async fn delete_sp(
+    State(s): State<Arc<Shared>>,
+    Path((tenant, app_id)): Path<(String, String)>,
+) -> Response {
+    let mut dir = s.dir();
+    let Some(i) = dir.tenant_index(&tenant) else {
+        return bad(format!("no tenant {tenant}"));
+    };
+    let sps = &mut dir.tenants[i].service_principals;
+    let before = sps.len();
+    sps.retain(|sp| !sp.app_id.eq_ignore_ascii_case(&app_id));
+    if sps.len() == before {
+        return bad(format!("no service principal {app_id}"));
+    }
+    s.persist(&dir);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct SetSpReq {
+    account_enabled: bool,
+}
+
+/// Enables or disables a service principal (`{"account_enabled": false}`).
+async fn set_sp(
+    State(s): State<Arc<Shared>>,
+    Path((tenant, app_id)): Path<(String, String)>,
+    Json(r): Json<SetSpReq>,
+) -> Response {
+    let mut dir = s.dir();
+    let Some(i) = dir.tenant_index(&tenant) else {
+        return bad(format!("no tenant {tenant}"));
+    };
+    let Some(sp) = dir.tenants[i]
+        .service_principals
+        .iter_mut()
+        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
+    else {
+        return bad(format!("no service principal {app_id}"));
+    };
+    sp.account_enabled = r.account_enabled;
     s.persist(&dir);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -229,6 +229,25 @@ fn app_not_found(client_id: &str, t: &Tenant) -> EntraError {
     )
 }
 
+/// A disabled service principal (`accountEnabled: false`). AADSTS7000112 is
+/// "UnauthorizedClientApplicationDisabled - The application is disabled." in Microsoft's AADSTS
+/// error-code reference (ENTRA `reference-error-codes.md`, and its azure-docs predecessor
+/// `reference-aadsts-error-codes.md`); the wording and the `unauthorized_client` error are as
+/// real responses carry them, e.g. `{"error": "unauthorized_client", "error_description":
+/// "AADSTS7000112: Application '<appId>'(<name>) is disabled."}` (quoted in Worklytics/psoxy
+/// PR #74, and in many user reports). The HTTP status is [U]; 400 as for unauthorized_client.
+fn app_disabled(sp: &super::state::ServicePrincipal) -> EntraError {
+    EntraError::new(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        7000112,
+        format!(
+            "Application '{}'({}) is disabled.",
+            sp.app_id, sp.display_name
+        ),
+    )
+}
+
 fn no_credential() -> EntraError {
     EntraError::new(
         StatusCode::UNAUTHORIZED,
@@ -472,6 +491,9 @@ fn client_credentials(
     let sp = t
         .sp_by_app_id(client_id)
         .ok_or_else(|| app_not_found(client_id, t))?;
+    if !sp.account_enabled {
+        return Err(app_disabled(sp));
+    }
     let acr = if let Some(secret) = params.get("client_secret") {
         let ok = sp.app_id == dir.admin_app.client_id
             && constant_time_eq(secret.as_bytes(), dir.admin_app.client_secret.as_bytes());
@@ -516,6 +538,20 @@ fn client_credentials(
             format!("The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", t.domains[0]),
         )
     })?;
+    if t.sp_by_app_id(&resource_app)
+        .is_some_and(|r| !r.account_enabled)
+    {
+        // Real words (Microsoft's support pages for Forms and Teams polls quote them, typo
+        // included); the `error` value and HTTP status Entra pairs with AADSTS500014 are [U].
+        return Err(EntraError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500014,
+            format!(
+                "The service principal for resource '{resource}' is disabled. This indicate that a subscription within the tenant has lapsed, or that the administrator for this tenant has disabled the application, preventing tokens from being issued for it."
+            ),
+        ));
+    }
     let mut claims = serde_json::Map::new();
     claims.insert("appid".into(), json!(sp.app_id));
     claims.insert("appidacr".into(), json!(acr));

@@ -13,16 +13,20 @@
 use super::app_ids;
 use super::certinfo::{self, hex_upper};
 use super::errors::GraphError;
+use super::filter;
 use super::jose;
 use super::server::Shared;
-use super::state::{CustomKeyIdForm, Directory, ServicePrincipal, StoredKey, Tenant};
+use super::state::{
+    Behaviour, CustomKeyIdForm, Directory, KeyResend, ServicePrincipal, StoredKey, Tenant,
+    first_party_sp,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -35,18 +39,57 @@ const READ_PERMISSIONS: &[&str] = &[
 ];
 const WRITE_PERMISSIONS: &[&str] = &["Application.ReadWrite.All", "Directory.ReadWrite.All"];
 
-/// The properties of a servicePrincipal the emulator knows.
+/// The properties of a servicePrincipal (v1.0), in the order real Graph returns them (captures in
+/// reference/graph). `$select` accepts any of them.
 const PROPERTIES: &[&str] = &[
     "id",
-    "appId",
-    "appDisplayName",
-    "displayName",
+    "deletedDateTime",
     "accountEnabled",
-    "servicePrincipalNames",
-    "keyCredentials",
-    "passwordCredentials",
-    "servicePrincipalType",
+    "alternativeNames",
+    "appDisplayName",
+    "appDescription",
+    "appId",
+    "applicationTemplateId",
     "appOwnerOrganizationId",
+    "appRoleAssignmentRequired",
+    "createdDateTime",
+    "description",
+    "disabledByMicrosoftStatus",
+    "displayName",
+    "homepage",
+    "loginUrl",
+    "logoutUrl",
+    "notes",
+    "notificationEmailAddresses",
+    "preferredSingleSignOnMode",
+    "preferredTokenSigningKeyThumbprint",
+    "replyUrls",
+    "servicePrincipalNames",
+    "servicePrincipalType",
+    "signInAudience",
+    "tags",
+    "tokenEncryptionKeyId",
+    "samlSingleSignOnSettings",
+    "verifiedPublisher",
+    "addIns",
+    "appRoles",
+    "info",
+    "keyCredentials",
+    "oauth2PermissionScopes",
+    "passwordCredentials",
+    "resourceSpecificApplicationPermissions",
+];
+
+/// The properties of a keyCredential (GDC `resources/keycredential.md`).
+const KEY_PROPERTIES: &[&str] = &[
+    "customKeyIdentifier",
+    "displayName",
+    "endDateTime",
+    "key",
+    "keyId",
+    "startDateTime",
+    "type",
+    "usage",
 ];
 
 /// The caller, from a verified access token.
@@ -130,14 +173,15 @@ fn handle(
             let matching: Vec<&ServicePrincipal> = match filter {
                 None => t.service_principals.iter().collect(),
                 Some(f) => {
-                    let (prop, value) = parse_filter(f)?;
+                    let expr = filter::parse(f).ok_or_else(|| {
+                        GraphError::bad_request(
+                            "Request_UnsupportedQuery",
+                            format!("Unsupported or invalid query filter clause specified: {f}"),
+                        )
+                    })?;
                     t.service_principals
                         .iter()
-                        .filter(|sp| match prop {
-                            FilterProp::AppId => sp.app_id.eq_ignore_ascii_case(&value),
-                            FilterProp::Id => sp.id.to_string().eq_ignore_ascii_case(&value),
-                            FilterProp::DisplayName => sp.display_name == value,
-                        })
+                        .filter(|sp| filter::matches(&expr, sp))
                         .collect()
                 }
             };
@@ -178,9 +222,60 @@ fn handle(
             ));
             Ok(axum::Json(Value::Object(obj)).into_response())
         }
+        (Method::POST, Target::Collection, None) => {
+            require(&caller, WRITE_PERMISSIONS)?;
+            let req = without_annotations(parse_json_object(body)?, "servicePrincipal")?;
+            let app_id = req.get("appId").and_then(Value::as_str).ok_or_else(|| {
+                GraphError::bad_request(
+                    "Request_BadRequest",
+                    "A value is required for property 'appId' of resource 'ServicePrincipal'.",
+                )
+            })?;
+            if let Some(p) = req.keys().find(|k| *k != "appId") {
+                // Creating with more than the appId is not something this emulator models.
+                return Err(GraphError::bad_request(
+                    "Request_BadRequest",
+                    format!(
+                        "Property '{p}' cannot be set when creating a service principal in the emulator."
+                    ),
+                ));
+            }
+            let mut dir = s.dir();
+            let ti = tenant_index(&dir, caller.tenant_id)?;
+            if dir.tenants[ti].sp_by_app_id(app_id).is_some() {
+                // The message is real (azure-cli and PowerShell users quote it); the status
+                // Graph pairs with this code is [U].
+                return Err(GraphError::new(
+                    StatusCode::CONFLICT,
+                    "Request_MultipleObjectsWithSameKeyValue",
+                    "Another object with the same value for property servicePrincipalNames already exists.",
+                ));
+            }
+            // Only Microsoft's first-party applications the emulator knows have an application
+            // object behind them (the real message; Graph's code is Request_BadRequest).
+            let mut sp = first_party_sp(app_id).ok_or_else(|| {
+                GraphError::bad_request(
+                    "Request_BadRequest",
+                    format!("The appId '{app_id}' of the service principal does not reference a valid application object."),
+                )
+            })?;
+            sp.created = now;
+            let mut obj = Map::new();
+            obj.insert(
+                "@odata.context".into(),
+                json!(format!(
+                    "{}/{version}/$metadata#servicePrincipals/$entity",
+                    s.urls.graph
+                )),
+            );
+            obj.extend(render_sp(&sp, None, false));
+            dir.tenants[ti].service_principals.push(sp);
+            s.persist(&dir);
+            Ok((StatusCode::CREATED, axum::Json(Value::Object(obj))).into_response())
+        }
         (Method::PATCH, Target::ById(_) | Target::ByAppId(_), None) => {
             require(&caller, WRITE_PERMISSIONS)?;
-            let patch = parse_json_object(body)?;
+            let patch = without_annotations(parse_json_object(body)?, "servicePrincipal")?;
             let mut dir = s.dir();
             let behaviour = dir.behaviour.clone();
             let ti = tenant_index(&dir, caller.tenant_id)?;
@@ -200,13 +295,7 @@ fn handle(
                         })?;
                         let mut keys = Vec::with_capacity(arr.len());
                         for item in arr {
-                            // An app management policy restricts new credentials, not the ones
-                            // already there that a PATCH re-sends.
-                            let resent = item.get("key").and_then(Value::as_str).is_some_and(|k| {
-                                sp.key_credentials.iter().any(|e| e.key == k.trim())
-                            });
-                            let policy = if resent { (None, policy.1) } else { policy };
-                            keys.push(validate_key(item, now, policy, &behaviour)?);
+                            keys.push(patched_key(item, sp, now, policy, &behaviour)?);
                         }
                         let mut ids: Vec<Uuid> = keys.iter().map(|k| k.key_id).collect();
                         ids.sort();
@@ -294,7 +383,13 @@ fn handle(
                         "passwordCredential must be null when adding an AsymmetricX509Cert key.",
                     ));
                 }
-                let key = validate_key(kc, now, policy, &behaviour)?;
+                let kc = match kc {
+                    Value::Object(m) => {
+                        Value::Object(without_annotations(m.clone(), "keyCredential")?)
+                    }
+                    other => other.clone(),
+                };
+                let key = validate_key(&kc, now, policy, &behaviour)?;
                 let rendered = render_key(&key, false);
                 dir.tenants[ti].service_principals[spi]
                     .key_credentials
@@ -529,43 +624,6 @@ fn parse_select(select: Option<&str>) -> Result<Option<Vec<String>>, GraphError>
     Ok(Some(out))
 }
 
-enum FilterProp {
-    AppId,
-    Id,
-    DisplayName,
-}
-
-/// The `$filter` forms the emulator supports: `<prop> eq '<value>'` for appId, id, displayName
-/// (property names case-insensitive, as `Get-MgServicePrincipal -Filter "AppId eq '…'"` sends).
-fn parse_filter(f: &str) -> Result<(FilterProp, String), GraphError> {
-    let invalid = || {
-        GraphError::bad_request(
-            "Request_UnsupportedQuery",
-            format!("Unsupported or invalid query filter clause specified: {f}"),
-        )
-    };
-    let mut it = f.trim().splitn(3, ' ');
-    let (Some(prop), Some(op), Some(value)) = (it.next(), it.next(), it.next()) else {
-        return Err(invalid());
-    };
-    if !op.eq_ignore_ascii_case("eq") {
-        return Err(invalid());
-    }
-    let value = value
-        .trim()
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
-        .ok_or_else(invalid)?
-        .replace("''", "'");
-    let prop = match prop.to_ascii_lowercase().as_str() {
-        "appid" => FilterProp::AppId,
-        "id" => FilterProp::Id,
-        "displayname" => FilterProp::DisplayName,
-        _ => return Err(invalid()),
-    };
-    Ok((prop, value))
-}
-
 fn throttle(s: &Shared, tenant: Uuid, now: DateTime<Utc>) -> Result<(), GraphError> {
     let limit = s.dir().behaviour.select_key_limit_per_minute;
     let minute = now.timestamp().div_euclid(60);
@@ -592,13 +650,50 @@ fn render_sp(
     select: Option<&[String]>,
     include_key: bool,
 ) -> Map<String, Value> {
-    let all = [
+    // Every property real Graph returns, in its order (captures in reference/graph); those the
+    // emulator does not model carry the values a first-party principal has by default.
+    let all: Vec<(&str, Value)> = vec![
         ("id", json!(sp.id.to_string())),
-        ("appId", json!(sp.app_id)),
-        ("appDisplayName", json!(sp.display_name)),
-        ("displayName", json!(sp.display_name)),
+        ("deletedDateTime", Value::Null),
         ("accountEnabled", json!(sp.account_enabled)),
+        ("alternativeNames", json!([])),
+        ("appDisplayName", json!(sp.display_name)),
+        ("appDescription", Value::Null),
+        ("appId", json!(sp.app_id)),
+        ("applicationTemplateId", Value::Null),
+        (
+            "appOwnerOrganizationId",
+            json!(sp.app_owner_organization_id),
+        ),
+        ("appRoleAssignmentRequired", json!(false)),
+        ("createdDateTime", json!(graph_date(sp.created))),
+        ("description", Value::Null),
+        ("disabledByMicrosoftStatus", Value::Null),
+        ("displayName", json!(sp.display_name)),
+        ("homepage", Value::Null),
+        ("loginUrl", Value::Null),
+        ("logoutUrl", Value::Null),
+        ("notes", Value::Null),
+        ("notificationEmailAddresses", json!([])),
+        ("preferredSingleSignOnMode", Value::Null),
+        ("preferredTokenSigningKeyThumbprint", Value::Null),
+        ("replyUrls", json!([])),
         ("servicePrincipalNames", json!(sp.service_principal_names)),
+        ("servicePrincipalType", json!("Application")),
+        ("signInAudience", json!("AzureADMultipleOrgs")),
+        ("tags", json!([])),
+        ("tokenEncryptionKeyId", Value::Null),
+        ("samlSingleSignOnSettings", Value::Null),
+        (
+            "verifiedPublisher",
+            json!({"displayName": null, "verifiedPublisherId": null, "addedDateTime": null}),
+        ),
+        ("addIns", json!([])),
+        ("appRoles", json!([])),
+        (
+            "info",
+            json!({"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null}),
+        ),
         (
             "keyCredentials",
             Value::Array(
@@ -608,17 +703,192 @@ fn render_sp(
                     .collect(),
             ),
         ),
+        ("oauth2PermissionScopes", json!([])),
         ("passwordCredentials", json!([])),
-        ("servicePrincipalType", json!("Application")),
-        (
-            "appOwnerOrganizationId",
-            json!(sp.app_owner_organization_id),
-        ),
+        ("resourceSpecificApplicationPermissions", json!([])),
     ];
     all.into_iter()
         .filter(|(name, _)| select.is_none_or(|s| s.iter().any(|p| p == name)))
         .map(|(n, v)| (n.to_string(), v))
         .collect()
+}
+
+/// Drops OData instance and property annotations (`@odata.type`, `@odata.context`,
+/// `keyCredentials@odata.type`, …) as real Graph does with what Microsoft's SDKs send; an
+/// `@odata.type` naming another type than `expected` is refused with OData's message.
+fn without_annotations(
+    obj: Map<String, Value>,
+    expected: &str,
+) -> Result<Map<String, Value>, GraphError> {
+    let mut out = Map::new();
+    for (k, v) in obj {
+        if k == "@odata.type" {
+            let t = v.as_str().unwrap_or("");
+            let name = t.strip_prefix('#').unwrap_or(t);
+            if !name.eq_ignore_ascii_case(&format!("microsoft.graph.{expected}")) {
+                return Err(GraphError::bad_request(
+                    "BadRequest",
+                    format!(
+                        "A type named '{name}' could not be resolved by the model. When a model is available, each type name must resolve to a valid type."
+                    ),
+                ));
+            }
+        } else if !k.contains('@') {
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Edm.Binary as Graph reads it: Base64 with any whitespace ignored (azure-cli sends `key` with a
+/// line break every 64 characters, captures 3 and 83 in fixtures/graph-captures, and Graph takes it,
+/// as .NET's `Convert.FromBase64String` does).
+fn decode_binary(s: &str) -> Option<Vec<u8>> {
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    STANDARD.decode(compact).ok()
+}
+
+fn update_not_allowed(key_id: Uuid) -> GraphError {
+    // The message users of azure-cli, Azure PowerShell and Microsoft's own products quote
+    // (Dynamics 365 on-premises and Azure Backup troubleshooting pages); its code is [U].
+    GraphError::bad_request(
+        "Request_BadRequest",
+        format!("Update to existing credential with KeyId '{key_id}' is not allowed."),
+    )
+}
+
+/// Whether a sent (non-null) property of a retained key differs from the stored key.
+fn differs(name: &str, sent: &Value, stored: &StoredKey) -> bool {
+    let Some(text) = sent.as_str() else {
+        return true;
+    };
+    let date = |d: DateTime<Utc>| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .is_none_or(|t| t.with_timezone(&Utc) != d)
+    };
+    match name {
+        "keyId" => Uuid::parse_str(text).ok() != Some(stored.key_id),
+        "key" => decode_binary(text).is_none_or(|der| der != stored.der()),
+        "startDateTime" => date(stored.start),
+        "endDateTime" => date(stored.end),
+        "customKeyIdentifier" => match &stored.custom_key_identifier {
+            None => true,
+            Some(c) => c != text && STANDARD.decode(c).ok() != STANDARD.decode(text).ok(),
+        },
+        "displayName" => stored.display_name.as_deref() != Some(text),
+        "type" => stored.kind != text,
+        "usage" => stored.usage != text,
+        _ => true,
+    }
+}
+
+/// A stored key as the properties a PATCH would carry.
+fn stored_as_sent(k: &StoredKey) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some(c) = &k.custom_key_identifier {
+        m.insert("customKeyIdentifier".into(), json!(c));
+    }
+    if let Some(d) = &k.display_name {
+        m.insert("displayName".into(), json!(d));
+    }
+    let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    m.insert("startDateTime".into(), json!(t(k.start)));
+    m.insert("endDateTime".into(), json!(t(k.end)));
+    m.insert("key".into(), json!(k.key));
+    m.insert("keyId".into(), json!(k.key_id.to_string()));
+    m.insert("type".into(), json!(k.kind));
+    m.insert("usage".into(), json!(k.usage));
+    m
+}
+
+/// One element of a PATCHed `keyCredentials`, under the `--key-resend` mode. A key Graph knows
+/// by its `keyId` keeps what the PATCH does not send (null counts as not sent) as long as the
+/// certificate is the same: a retained key re-sent with `key: null`, as clients must when reads
+/// return `key` null, keeps its certificate. A key without a known `keyId` is new, and Graph
+/// fills in what it lacks.
+fn patched_key(
+    item: &Value,
+    sp: &ServicePrincipal,
+    now: DateTime<Utc>,
+    policy: (Option<u32>, Uuid),
+    behaviour: &Behaviour,
+) -> Result<StoredKey, GraphError> {
+    let obj = match item {
+        Value::Object(m) => without_annotations(m.clone(), "keyCredential")?,
+        _ => {
+            return Err(GraphError::bad_request(
+                "BadRequest",
+                "A keyCredential must be an object.",
+            ));
+        }
+    };
+    let key_id = match obj.get("keyId") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| {
+                    GraphError::bad_request("Request_BadRequest", "keyId must be a GUID.")
+                })?,
+        ),
+    };
+    let by_id = key_id.and_then(|id| sp.key_credentials.iter().find(|k| k.key_id == id));
+    let sent_der = obj
+        .get("key")
+        .and_then(Value::as_str)
+        .and_then(decode_binary);
+    let by_cert = sent_der
+        .as_ref()
+        .and_then(|d| sp.key_credentials.iter().find(|k| k.der() == *d));
+    let sent: Vec<(&String, &Value)> = obj.iter().filter(|(_, v)| !v.is_null()).collect();
+    match behaviour.key_resend {
+        KeyResend::Full => {}
+        KeyResend::Unchanged => {
+            if let Some(stored) = by_id
+                && sent.iter().any(|(k, v)| differs(k, v, stored))
+            {
+                return Err(update_not_allowed(stored.key_id));
+            }
+        }
+        KeyResend::Minimal => {
+            let retained = by_id.or(if key_id.is_none() { by_cert } else { None });
+            if let Some(stored) = retained
+                && let Some((p, _)) = sent
+                    .iter()
+                    .find(|(k, _)| !matches!(k.as_str(), "type" | "usage" | "key"))
+            {
+                // [U] A realistic refusal for the CSS-Exchange hypothesis ("only pass these
+                // three values, otherwise the PATCH call will fail"); Graph's words are unknown.
+                return Err(GraphError::bad_request(
+                    "Request_BadRequest",
+                    format!(
+                        "Property '{p}' cannot be sent for existing credential with KeyId '{}'. Send only type, usage and key.",
+                        stored.key_id
+                    ),
+                ));
+            }
+        }
+    }
+    let mut merged = obj.clone();
+    // Kept only while it is the same certificate: a keyId re-sent with another certificate is
+    // that certificate's key, and Graph fills in its names anew.
+    let same_cert = |stored: &StoredKey| sent_der.as_ref().is_none_or(|d| *d == stored.der());
+    if let Some(stored) = by_id.filter(|k| same_cert(k)) {
+        for (k, v) in stored_as_sent(stored) {
+            if merged.get(&k).is_none_or(Value::is_null) {
+                merged.insert(k, v);
+            }
+        }
+    }
+    // An app management policy restricts new credentials, not the ones already there that a
+    // PATCH re-sends.
+    let policy = if by_id.is_some() || by_cert.is_some() {
+        (None, policy.1)
+    } else {
+        policy
+    };
+    validate_key(&Value::Object(merged), now, policy, behaviour)
 }
 
 fn graph_date(d: DateTime<Utc>) -> String {
@@ -685,11 +955,19 @@ fn validate_key(
     v: &Value,
     now: DateTime<Utc>,
     (max_days, tenant_id): (Option<u32>, Uuid),
-    behaviour: &super::state::Behaviour,
+    behaviour: &Behaviour,
 ) -> Result<StoredKey, GraphError> {
     let obj = v.as_object().ok_or_else(|| {
         GraphError::bad_request("BadRequest", "A keyCredential must be an object.")
     })?;
+    if let Some(p) = obj.keys().find(|k| !KEY_PROPERTIES.contains(&k.as_str())) {
+        return Err(GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "The property '{p}' does not exist on type 'microsoft.graph.keyCredential'. Make sure to only use property names that are defined by the type."
+            ),
+        ));
+    }
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
     let usage = obj.get("usage").and_then(Value::as_str).unwrap_or("");
     if !matches!(kind, "AsymmetricX509Cert" | "X509CertAndPassword") {
@@ -717,12 +995,15 @@ fn validate_key(
         .get("key")
         .and_then(Value::as_str)
         .ok_or_else(invalid_cert)?;
-    let der = STANDARD
-        .decode(key_b64.trim())
-        .map_err(|_| invalid_cert())?;
+    let der = decode_binary(key_b64).ok_or_else(invalid_cert)?;
     let info = certinfo::parse(&der).ok_or_else(invalid_cert)?;
-    let start = parse_utc(obj.get("startDateTime"), invalid_start)?.unwrap_or(info.not_before);
-    let end = parse_utc(obj.get("endDateTime"), invalid_end)?.unwrap_or(info.not_after);
+    // Kept to the second, as every date Graph returns here is (captures; whether real Graph
+    // keeps a fraction is [U], PROTOCOL.md §6 item 10): what a client reads back is what is
+    // stored, so re-sending a key as read is re-sending it unchanged.
+    let whole = |d: DateTime<Utc>| d.with_nanosecond(0).unwrap_or(d);
+    let start =
+        whole(parse_utc(obj.get("startDateTime"), invalid_start)?.unwrap_or(info.not_before));
+    let end = whole(parse_utc(obj.get("endDateTime"), invalid_end)?.unwrap_or(info.not_after));
     if end <= start || end < now || end > info.not_after {
         return Err(invalid_end());
     }
@@ -783,10 +1064,15 @@ fn validate_key(
             ));
         }
     };
-    let display_name = obj
-        .get("displayName")
-        .and_then(Value::as_str)
-        .map(|d| d.chars().take(90).collect::<String>());
+    // Sent with no displayName, a key gets its certificate's subject, Windows style (captures).
+    let display_name = Some(
+        obj.get("displayName")
+            .and_then(Value::as_str)
+            .unwrap_or(&info.subject_windows)
+            .chars()
+            .take(90)
+            .collect::<String>(),
+    );
     Ok(StoredKey {
         key_id,
         custom_key_identifier,

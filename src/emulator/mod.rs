@@ -13,6 +13,35 @@
 //!   correctly either way, which this layout keeps honest.
 //! - `/_emulator/...` is a control API for tests and scripts (clock skew, scripted faults, raw
 //!   state). It is not a Microsoft API.
+//!
+//! Faithful by default to what real Graph does with the clients people use (issue 17; real
+//! captures in fixtures/graph-captures, replayed by tests/graph_captures.rs; Microsoft's Graph SDK
+//! for Python drives it in tests/interop_graph_sdk.rs):
+//! - OData annotations (`@odata.type`, `@odata.context`, `prop@odata.type`) in request bodies are
+//!   ignored, an `@odata.type` of another type refused; Edm.Binary may carry line breaks;
+//! - `$filter` takes `eq`/`ne`, `startswith`, `servicePrincipalNames/any(c:c eq '…')`, `and`,
+//!   `or`, `not`, in any URL encoding;
+//! - a key gets Graph's server-filled fields: the certificate's subject (Windows style) as
+//!   `displayName` when none is sent, the uppercase hex SHA-1 as `customKeyIdentifier`; `key` is
+//!   null except on a single-object GET selecting `keyCredentials`; a key Graph knows by its
+//!   `keyId`, re-sent with `key: null` (or other properties left out), keeps what it had;
+//! - `POST /servicePrincipals {"appId"}` creates the service principal of a first-party app;
+//!   Entra refuses tokens to a disabled one (AADSTS7000112).
+//!
+//! Modes for what PROTOCOL.md leaves unconfirmed ([U]), set by flag, [`Config`], or the control
+//! API (`POST /_emulator/behaviour`, `POST /_emulator/key-resend {"mode"}`):
+//! - `--key-resend full|unchanged|minimal` (PROTOCOL.md §6 item 9, how Graph treats keys a PATCH
+//!   re-sends to keep them): `full` (default) accepts any properties; `unchanged` refuses a
+//!   re-sent `keyId` whose other properties differ from the stored key (400, "Update to existing
+//!   credential with KeyId '<id>' is not allowed.", as users of azure-cli and Azure PowerShell
+//!   report); `minimal` refuses anything but `type`, `usage` and `key` on a retained key, as
+//!   Microsoft's CSS-Exchange scripts warn, and takes such a key anew: a new `keyId`, the
+//!   certificate's validity as its window (see [`KeyResend`]);
+//! - `--key-in-collection`, `--custom-key-id-form`, `--regenerate-key-ids`, `never_return_key`
+//!   (see [`Behaviour`]);
+//! - tenants seeded without a first-party service principal or with one disabled
+//!   (`--without-service-principal`, `--disabled-service-principal`, [`Seed`]; at run time
+//!   `DELETE`/`POST /_emulator/tenants/{tenant}/servicePrincipals/{appId}`).
 
 mod acs;
 mod certinfo;
@@ -21,6 +50,7 @@ mod control;
 mod entra;
 mod errors;
 pub mod faults;
+mod filter;
 mod graph;
 mod jose;
 mod pki;
@@ -30,7 +60,7 @@ mod state;
 pub use clock::Clock;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
 pub use server::{RunningEmulator, start};
-pub use state::{Behaviour, CustomKeyIdForm};
+pub use state::{Behaviour, CustomKeyIdForm, KeyResend, Seed};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -84,6 +114,9 @@ pub struct Config {
     /// signature costs ~0.4 ms of CPU that, on one machine, the emulator takes from the client
     /// being measured.
     pub reuse_tokens: bool,
+    /// How tenants created at start are seeded: first-party service principals left out or
+    /// disabled (`--without-service-principal`, `--disabled-service-principal`).
+    pub seed_tenants: Seed,
 }
 
 impl Default for Config {
@@ -104,6 +137,7 @@ impl Default for Config {
             allow_non_loopback: false,
             log_requests: true,
             reuse_tokens: false,
+            seed_tenants: Seed::default(),
         }
     }
 }

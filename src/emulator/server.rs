@@ -159,7 +159,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
             dir.behaviour = config.behaviour.clone();
             for d in &domains {
                 if dir.tenant_index(d).is_none() {
-                    dir.add_tenant(d);
+                    dir.add_tenant_seeded(d, &config.seed_tenants);
                 }
             }
             dir
@@ -171,11 +171,16 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
             let pki = tokio::task::spawn_blocking(Pki::generate)
                 .await
                 .map_err(|e| StartError::Pki(e.to_string()))??;
-            Directory::new(&domains, config.behaviour.clone(), pki)
+            Directory::new(
+                &domains,
+                config.behaviour.clone(),
+                pki,
+                &config.seed_tenants,
+            )
         }
     };
     if dir.tenants.is_empty() {
-        dir.add_tenant("contoso.onmicrosoft.com");
+        dir.add_tenant_seeded("contoso.onmicrosoft.com", &config.seed_tenants);
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -39,6 +39,47 @@ impl std::str::FromStr for CustomKeyIdForm {
     }
 }
 
+/// How Graph treats a retained key (one the PATCH re-sends to keep it) — PROTOCOL.md §6 item 9,
+/// [U]: the tool re-sends every property; Microsoft's CSS-Exchange scripts say to send only
+/// `key`, `type` and `usage` "otherwise the PATCH call will fail"; users of azure-cli and Azure
+/// PowerShell report "Update to existing credential with KeyId '…' is not allowed".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyResend {
+    /// Any properties on a retained key are accepted (sent values replace the stored ones).
+    #[default]
+    Full,
+    /// A re-sent `keyId` whose other properties differ from the stored key is refused with 400
+    /// "Update to existing credential with KeyId '<id>' is not allowed."
+    Unchanged,
+    /// A retained key (its `keyId` names a stored key, or it carries no `keyId` and its
+    /// certificate is a stored key's) may carry only `type`, `usage` and `key`; Graph then treats
+    /// it as the certificate anew: new keyId, dates from the certificate, names filled in.
+    Minimal,
+}
+
+impl std::str::FromStr for KeyResend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Self::Full),
+            "unchanged" => Ok(Self::Unchanged),
+            "minimal" => Ok(Self::Minimal),
+            _ => Err(format!("{s:?} is not one of full, unchanged, minimal")),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyResend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Full => "full",
+            Self::Unchanged => "unchanged",
+            Self::Minimal => "minimal",
+        })
+    }
+}
+
 /// Switches for behaviours PROTOCOL.md marks [U], so tests can exercise both answers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -59,6 +100,8 @@ pub struct Behaviour {
     pub access_token_lifetime_secs: i64,
     /// [U] A Graph that never returns `key`, even on a single-object GET selecting keyCredentials.
     pub never_return_key: bool,
+    /// [U] How retained keys re-sent in a PATCH are treated (`--key-resend`).
+    pub key_resend: KeyResend,
 }
 
 impl Default for Behaviour {
@@ -72,6 +115,7 @@ impl Default for Behaviour {
             device_code_interval_secs: 5,
             access_token_lifetime_secs: 3599,
             never_return_key: false,
+            key_resend: KeyResend::Full,
         }
     }
 }
@@ -111,6 +155,9 @@ pub struct ServicePrincipal {
     pub graph_roles: Vec<String>,
     /// The owning tenant of the application (Microsoft's for first-party apps).
     pub app_owner_organization_id: String,
+    /// `createdDateTime` (state files from before it existed load with the load time).
+    #[serde(default = "Utc::now")]
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -168,8 +215,57 @@ pub const STATE_FORMAT: u32 = 1;
 
 const FIRST_PARTY_OWNER: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
 
+/// Microsoft's first-party applications the emulator knows: every tenant starts with a service
+/// principal for each (unless seeded without), and `POST /servicePrincipals {"appId"}` creates one
+/// for these app ids only (any other has no application object behind it).
+pub const FIRST_PARTY: &[(&str, &str)] = &[
+    (
+        app_ids::SKYPE_FOR_BUSINESS_ONLINE,
+        "Skype for Business Online",
+    ),
+    (app_ids::EXCHANGE_ONLINE, "Office 365 Exchange Online"),
+    (app_ids::TEAMS_SCHEDULER, "Teams Calendar Scheduler Service"),
+    (app_ids::CLOUD_VOICEMAIL, "Cloud Voicemail"),
+    (app_ids::MICROSOFT_GRAPH, "Microsoft Graph"),
+    (
+        app_ids::GRAPH_CLI_TOOLS,
+        "Microsoft Graph Command Line Tools",
+    ),
+];
+
+/// A new service principal of a first-party application, as Entra creates it.
+pub fn first_party_sp(app_id: &str) -> Option<ServicePrincipal> {
+    let (app_id, name) = FIRST_PARTY
+        .iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(app_id))?;
+    let mut names = vec![app_id.to_string()];
+    if *app_id == app_ids::EXCHANGE_ONLINE {
+        names.push("https://outlook.office365.com/".to_string());
+    }
+    Some(ServicePrincipal {
+        id: Uuid::new_v4(),
+        app_id: app_id.to_string(),
+        display_name: name.to_string(),
+        account_enabled: true,
+        service_principal_names: names,
+        key_credentials: Vec::new(),
+        graph_roles: Vec::new(),
+        app_owner_organization_id: FIRST_PARTY_OWNER.to_string(),
+        created: Utc::now(),
+    })
+}
+
+/// How new tenants are seeded (`--without-service-principal`, `--disabled-service-principal`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seed {
+    /// First-party app ids that get no service principal (a tenant that never used them).
+    pub without_service_principals: Vec<String>,
+    /// App ids whose service principal starts disabled (`accountEnabled: false`).
+    pub disabled_service_principals: Vec<String>,
+}
+
 impl Directory {
-    pub fn new(domains: &[String], behaviour: Behaviour, pki: Pki) -> Directory {
+    pub fn new(domains: &[String], behaviour: Behaviour, pki: Pki, seed: &Seed) -> Directory {
         let admin_app = AdminApp {
             client_id: Uuid::new_v4().to_string(),
             client_secret: random_secret(),
@@ -182,40 +278,25 @@ impl Directory {
             pki,
         };
         for d in domains {
-            dir.add_tenant(d);
+            dir.add_tenant_seeded(d, seed);
         }
         dir
     }
 
-    pub fn add_tenant(&mut self, domain: &str) -> Uuid {
+    /// Adds a tenant with Microsoft's first-party service principals, less those `seed` leaves
+    /// out, and with those it names disabled (`accountEnabled: false`).
+    pub fn add_tenant_seeded(&mut self, domain: &str, seed: &Seed) -> Uuid {
         let id = Uuid::new_v4();
-        let first_party = |app_id: &str, name: &str| ServicePrincipal {
-            id: Uuid::new_v4(),
-            app_id: app_id.to_string(),
-            display_name: name.to_string(),
-            account_enabled: true,
-            service_principal_names: vec![app_id.to_string()],
-            key_credentials: Vec::new(),
-            graph_roles: Vec::new(),
-            app_owner_organization_id: FIRST_PARTY_OWNER.to_string(),
-        };
-        let mut sps = vec![
-            first_party(
-                app_ids::SKYPE_FOR_BUSINESS_ONLINE,
-                "Skype for Business Online",
-            ),
-            first_party(app_ids::EXCHANGE_ONLINE, "Office 365 Exchange Online"),
-            first_party(app_ids::TEAMS_SCHEDULER, "Teams Calendar Scheduler Service"),
-            first_party(app_ids::CLOUD_VOICEMAIL, "Cloud Voicemail"),
-            first_party(app_ids::MICROSOFT_GRAPH, "Microsoft Graph"),
-            first_party(
-                app_ids::GRAPH_CLI_TOOLS,
-                "Microsoft Graph Command Line Tools",
-            ),
-        ];
-        sps[1]
-            .service_principal_names
-            .push("https://outlook.office365.com/".to_string());
+        let mut sps: Vec<ServicePrincipal> = FIRST_PARTY
+            .iter()
+            .filter(|(app_id, _)| {
+                !seed
+                    .without_service_principals
+                    .iter()
+                    .any(|w| w.eq_ignore_ascii_case(app_id))
+            })
+            .filter_map(|(app_id, _)| first_party_sp(app_id))
+            .collect();
         sps.push(ServicePrincipal {
             id: Uuid::new_v4(),
             app_id: self.admin_app.client_id.clone(),
@@ -225,7 +306,17 @@ impl Directory {
             key_credentials: Vec::new(),
             graph_roles: vec!["Application.ReadWrite.All".to_string()],
             app_owner_organization_id: id.to_string(),
+            created: Utc::now(),
         });
+        for sp in &mut sps {
+            if seed
+                .disabled_service_principals
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&sp.app_id))
+            {
+                sp.account_enabled = false;
+            }
+        }
         self.tenants.push(Tenant {
             id,
             domains: vec![domain.to_ascii_lowercase()],
