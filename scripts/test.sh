@@ -10,7 +10,7 @@ log() { printf '==> %s\n' "$*"; }
 #    aiosmtpd (real SMTP server on loopback).
 venv="${HYBRID_TRUST_VENV:-$PWD/.venv-test}"
 if ! "$venv/bin/python" - <<'PY' 2>/dev/null
-import msal, jwt, aiosmtpd, cryptography
+import msal, jwt, aiosmtpd, cryptography, msgraph, azure.identity
 PY
 then
   log "creating Python test venv in $venv"

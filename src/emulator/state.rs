@@ -251,7 +251,7 @@ pub fn first_party_sp(app_id: &str) -> Option<ServicePrincipal> {
         key_credentials: Vec::new(),
         graph_roles: Vec::new(),
         app_owner_organization_id: FIRST_PARTY_OWNER.to_string(),
-        created: Utc::now(),
+        created: crate::clock::Clock::System.now(),
     })
 }
 
@@ -306,7 +306,7 @@ impl Directory {
             key_credentials: Vec::new(),
             graph_roles: vec!["Application.ReadWrite.All".to_string()],
             app_owner_organization_id: id.to_string(),
-            created: Utc::now(),
+            created: crate::clock::Clock::System.now(),
         });
         for sp in &mut sps {
             if seed
