@@ -31,6 +31,9 @@ pub struct RenewArgs {
     /// Renew when the credential ends within this many days (default from the settings, 30).
     #[arg(long, value_name = "DAYS")]
     pub horizon_days: Option<i64>,
+    /// Tenants renewed at once with --all (their waits overlap; each stays isolated).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub concurrency: usize,
     /// Record that the Front Ends now sign with the pending roll's new certificate (after its
     /// EffectiveDate); the next renew retires the old key. Changes only the ledger.
     #[arg(long, requires = "tenant", conflicts_with_all = ["new_cert", "all"])]
@@ -121,22 +124,29 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         }
     }
     let store = ctx.ledger_store()?;
-    let rt = super::runtime()?;
-    let mut results = Vec::new();
-    for (t, d) in tenants.iter().zip(decisions) {
-        let session = |name: &str| ctx.session(name).map_err(|f| format!("{:#}", f.error));
-        let one = renew_all::renew_one(
+    // Tenants spread over connection pools of at most 100 streams each, as `status --live`.
+    let base = ctx.http(&ctx.cloud()?)?;
+    let lanes: Vec<crate::http::HttpClient> = (0..a.concurrency.div_ceil(100).clamp(1, 16))
+        .map(|i| if i == 0 { Ok(base.clone()) } else { base.with_own_pool() })
+        .collect::<Result<_, _>>()
+        .map_err(|e| Failure::runtime(e, None))?;
+    let session = |name: &str, i: usize| {
+        ctx.session_on(name, lanes[i % lanes.len()].clone())
+            .map_err(|f| format!("{:#}", f.error))
+    };
+    let work = tenants.into_iter().zip(decisions).collect();
+    let results = super::runtime()?
+        .block_on(renew_all::renew_many(
             &store,
-            t,
-            d,
+            work,
             offered.as_ref(),
             policy,
             ctx.clock,
             ctx.global.dry_run,
-            session,
-        );
-        results.push(rt.block_on(one).map_err(super::session_failure)?);
-    }
+            a.concurrency,
+            &session,
+        ))
+        .map_err(super::session_failure)?;
     let report = renew_all::RenewReport::new(ctx.global.dry_run, results);
     ctx.printer.emit(&report, || report.text());
     match report.failure() {

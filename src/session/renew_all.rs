@@ -102,6 +102,35 @@ pub async fn renew_one(
     Ok(TenantResult::from_renewed(renewed))
 }
 
+/// Renews many tenants at once, at most `concurrency` in flight (the waits for a new key's start
+/// overlap), each in isolation; results in the tenants' order. `session(name, i)` makes the
+/// session of the `i`-th tenant (the caller spreads them over connection pools).
+#[allow(clippy::too_many_arguments)]
+pub async fn renew_many(
+    store: &LedgerStore,
+    work: Vec<(TenantRecord, Decision)>,
+    offered: Option<&Certificate>,
+    policy: Policy,
+    clock: Clock,
+    dry_run: bool,
+    concurrency: usize,
+    session: &(dyn Fn(&str, usize) -> Result<Session, String> + Sync),
+) -> Result<Vec<TenantResult>, SessionError> {
+    use futures_util::StreamExt as _;
+    let results: Vec<Result<TenantResult, SessionError>> =
+        futures_util::stream::iter(work.into_iter().enumerate())
+            .map(|(i, (t, d))| async move {
+                renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
+                    session(name, i)
+                })
+                .await
+            })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
 impl RenewReport {
     pub fn new(dry_run: bool, results: Vec<TenantResult>) -> RenewReport {
         let failed = results.iter().filter(|r| r.failed()).count();
