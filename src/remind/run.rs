@@ -92,6 +92,26 @@ pub fn plan(
     out
 }
 
+/// Records the delivery `d` in each of its tenants' records (one tenant file at a time).
+pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(), LedgerError> {
+    let mut tenants: Vec<(&str, Option<&str>)> = d
+        .entries
+        .iter()
+        .map(|e| (e.tenant.as_str(), e.tenant_id.as_deref()))
+        .collect();
+    tenants.dedup();
+    for (t, id) in tenants {
+        store.update(t, id, Duration::from_secs(30), |l| {
+            if let Some(rec) = l.tenant_mut(t) {
+                for e in d.entries.iter().filter(|e| e.tenant == t) {
+                    rec.mark_reminded(e, &d.channel, now);
+                }
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and
 /// records each delivery in the ledger as soon as it succeeds.
 pub async fn run(
@@ -123,14 +143,7 @@ pub async fn run(
     while let Some((order, d, r)) = sends.next().await {
         match r {
             Ok(()) => {
-                let now = clock.now();
-                let mut guard = store.lock(Duration::from_secs(30))?;
-                for e in &d.entries {
-                    if let Some(rec) = guard.ledger.tenant_mut(&e.tenant) {
-                        rec.mark_reminded(e, &d.channel, now);
-                    }
-                }
-                guard.commit()?;
+                mark(store, &d, clock.now())?;
                 sent.push((order, d));
             }
             Err(e) => {
