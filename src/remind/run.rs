@@ -94,22 +94,39 @@ pub fn plan(
 
 /// Records the delivery `d` in each of its tenants' records (one tenant file at a time).
 pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(), LedgerError> {
-    let mut tenants: Vec<(&str, Option<&str>)> = d
-        .entries
-        .iter()
-        .map(|e| (e.tenant.as_str(), e.tenant_id.as_deref()))
-        .collect();
-    tenants.dedup();
-    for (t, id) in tenants {
-        store.update(t, id, Duration::from_secs(30), |l| {
-            if let Some(rec) = l.tenant_mut(t) {
-                for e in d.entries.iter().filter(|e| e.tenant == t) {
-                    rec.mark_reminded(e, &d.channel, now);
-                }
-            }
-        })?;
+    // Each tenant's record is its own file: they are written on a few threads, so the waits for
+    // the disk (one fsync per file) overlap.
+    let mut by_tenant: Vec<(&str, Option<&str>, Vec<&Due>)> = Vec::new();
+    for e in &d.entries {
+        match by_tenant.iter_mut().find(|(t, _, _)| *t == e.tenant) {
+            Some((_, _, es)) => es.push(e),
+            None => by_tenant.push((&e.tenant, e.tenant_id.as_deref(), vec![e])),
+        }
     }
-    Ok(())
+    let workers = by_tenant.len().clamp(1, 8);
+    let chunk = by_tenant.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_tenant
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    for (t, id, entries) in part {
+                        store.update(t, *id, Duration::from_secs(30), |l| {
+                            if let Some(rec) = l.tenant_mut(t) {
+                                for e in entries {
+                                    rec.mark_reminded(e, &d.channel, now);
+                                }
+                            }
+                        })?;
+                    }
+                    Ok::<(), LedgerError>(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Ok(())))
+    })
 }
 
 /// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and

@@ -177,8 +177,7 @@ pub fn after_verify(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RollConfirmation>, SessionError> {
-    let ledger = store.load()?;
-    let due = ledger.tenant(tenant).is_some_and(|t| {
+    let due = store.tenant(tenant, None)?.is_some_and(|t| {
         t.next_cert
             .as_ref()
             .is_some_and(|n| n.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))
