@@ -259,6 +259,12 @@ impl Change<'_> {
                 let lost = rb.lost();
                 if !rb.changes.is_empty() {
                     let what: Vec<String> = rb.changes.iter().map(change_line).collect();
+                    // Every workflow (renew too) shows it, not only those that print a result.
+                    tracing::warn!(
+                        "{}: kept keys re-sent {form}; Graph changed: {}",
+                        self.app_id,
+                        what.join("; ")
+                    );
                     self.audit.append(&AuditEntry {
                         ts: self.clock.now(),
                         actor: self.actor,
