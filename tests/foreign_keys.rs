@@ -103,6 +103,24 @@ async fn foreign_keys_are_listed_and_pruned_never_the_front_ends_key() {
         let text = String::from_utf8_lossy(&text.stdout).into_owned();
         assert_eq!(text.matches("FOREIGN").count(), 2, "{text}");
 
+        // status --live names them; --check turns WARNING on them.
+        let st = json_out(&tool.run_async(&["status", "--tenant", &t, "--live"]).await);
+        let f = st["tenants"][0]["foreign"].as_array().unwrap().clone();
+        assert_eq!(f.len(), 2, "{st}");
+        assert!(f.iter().any(|k| k["thumbprint_sha1"] == theirs.sha1_hex()
+            && k["display_name"] == "planted"
+            && k["end"].is_string()));
+        let o = tool
+            .run_async(&["status", "--tenant", &t, "--live", "--check"])
+            .await;
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{mode}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("2 foreign key(s)"));
+
         // --expired --dry-run: the plan, nothing changed.
         let o = tool
             .run_async(&[
@@ -148,6 +166,15 @@ async fn foreign_keys_are_listed_and_pruned_never_the_front_ends_key() {
             .run_async(&["credential", "prune", "--tenant", &t, "--foreign", "--yes"])
             .await;
         assert_eq!(json_out(&o)["results"][0]["action"], "unchanged");
+        let o = tool
+            .run_async(&["status", "--tenant", &t, "--live", "--check"])
+            .await;
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{mode}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
 
         // The Front Ends' certificate is never pruned, even when its key is not on record for
         // this application: the ledger's `cert` protects it.

@@ -76,6 +76,37 @@ pub fn foreign_keys<'k>(
     keys.iter().filter(|k| is_foreign(rec, app, k)).collect()
 }
 
+/// A foreign key as `status --live` reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForeignKey {
+    pub app_id: String,
+    pub display_name: Option<String>,
+    pub end: Option<String>,
+    pub key_id: Option<String>,
+    pub start: Option<String>,
+    pub thumbprint_sha1: Option<String>,
+}
+
+/// The foreign keys of every application read live (`apps`: each application's keys), judged
+/// against the tenant's ledger record as it was before the live read replaced its credentials.
+pub fn found(rec: &TenantRecord, apps: &[(String, Vec<KeyCredential>)]) -> Vec<ForeignKey> {
+    use crate::graph::keys::graph_time;
+    apps.iter()
+        .flat_map(|(app, keys)| {
+            foreign_keys(Some(rec), app, keys)
+                .into_iter()
+                .map(move |k| ForeignKey {
+                    app_id: app.clone(),
+                    display_name: k.display_name.clone(),
+                    end: k.end_date_time.map(graph_time),
+                    key_id: k.key_id.clone(),
+                    start: k.start_date_time.map(graph_time),
+                    thumbprint_sha1: k.thumbprint(),
+                })
+        })
+        .collect()
+}
+
 /// The plan of `credential prune`: removes the keys `what` selects, except those of a protected
 /// certificate; keeps every other valid key; drops the other expired ones only when something is
 /// removed anyway (Graph refuses a PATCH that carries an expired key). With nothing to remove, the
