@@ -161,11 +161,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             ctx.refuse_as_of("credential prune")?;
             let tenant = super::args::tenant_arg(&tenant)?;
             let apps = super::args::app_ids(&apps)?;
-            let what = if foreign {
-                Prune::Foreign
-            } else {
-                Prune::Expired
-            };
+            let what = [Prune::Expired, Prune::Foreign][usize::from(foreign)];
             ctx.require_confirmable()?;
             change_each(ctx, &tenant, &apps, &KeyOp::Prune(what), None, false)
         }
@@ -177,16 +173,12 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             ctx.refuse_as_of("credential remove")?;
             let tenant = super::args::tenant_arg(&tenant)?;
             let apps = super::args::app_ids(&apps)?;
-            let tp = thumbprint
-                .trim()
-                .replace([':', ' '], "")
-                .to_ascii_uppercase();
-            if tp.len() != 40 || !tp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Failure::input(
-                    anyhow::anyhow!("--thumbprint {thumbprint:?} is not a SHA-1 thumbprint"),
-                    Some("give the 40 hex digits credential list shows".to_string()),
-                ));
-            }
+            let tp = crate::credential::thumbprint_arg(&thumbprint).map_err(|e| {
+                Failure::input(
+                    anyhow::anyhow!(e),
+                    Some(crate::credential::THUMBPRINT_HINT.into()),
+                )
+            })?;
             ctx.require_confirmable()?;
             change_each(
                 ctx,
@@ -225,13 +217,10 @@ fn change_each(
 ) -> Result<u8, Failure> {
     let mut session = ctx.session(tenant)?;
     let mut confirm = |sp: &_, plan: &_, shown: Option<&_>| {
-        if let Some(prev) = shown {
-            eprint!(
-                "{}",
-                terminal_safe(&report::difference_text(sp, prev, plan, ctx.now))
-            );
-        }
-        eprint!("{}", terminal_safe(&report::plan_text(sp, plan, ctx.now)));
+        eprint!(
+            "{}",
+            terminal_safe(&report::confirm_text(sp, plan, shown, ctx.now))
+        );
         approval(ctx)
     };
     let mut create_sp = |app: &str| {
@@ -239,11 +228,7 @@ fn change_each(
             return Approval::Refused;
         }
         eprintln!("{}", report::create_text(app, ctx.global.dry_run));
-        if ctx.global.dry_run {
-            Approval::Standing
-        } else {
-            approval(ctx)
-        }
+        [approval(ctx), Approval::Standing][usize::from(ctx.global.dry_run)]
     };
     let outcomes = super::runtime()?
         .block_on(session.change_keys_creating(apps, op, &mut confirm, &mut create_sp))

@@ -26,6 +26,19 @@ use crate::graph::{Graph, GraphError, KeyCredential, KeyPlan, PlanError, Service
 use serde_json::json;
 use std::time::Duration;
 
+/// What to do about a thumbprint [`thumbprint_arg`] refuses.
+pub const THUMBPRINT_HINT: &str = "give the 40 hex digits credential list shows";
+
+/// A SHA-1 thumbprint as typed (colons and spaces allowed, any case): 40 uppercase hex digits.
+pub fn thumbprint_arg(s: &str) -> Result<String, String> {
+    let tp = s.trim().replace([':', ' '], "").to_ascii_uppercase();
+    if tp.len() == 40 && tp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(tp)
+    } else {
+        Err(format!("--thumbprint {s:?} is not a SHA-1 thumbprint"))
+    }
+}
+
 /// How many times a lost update is merged again before giving up.
 pub const MAX_ATTEMPTS: u32 = 4;
 

@@ -96,6 +96,17 @@ pub fn plan_text(sp: &ServicePrincipal, plan: &KeyPlan, now: DateTime<Utc>) -> S
 /// How kept keys will be re-sent, for the plan (PROTOCOL.md §6 item 9 is unconfirmed).
 pub const RESEND_NOTE: &str = "  (kept keys are re-sent with every property as read; should Graph refuse that, exactly as it returned them, then with only type, usage and key, in which case Graph may give them a new keyId and a window of its own: the result says what it changed)\n";
 
+/// What a confirmation shows: what changed since the plan shown before (if one was), then the plan.
+pub fn confirm_text(
+    sp: &ServicePrincipal,
+    plan: &KeyPlan,
+    shown: Option<&KeyPlan>,
+    now: DateTime<Utc>,
+) -> String {
+    let before = shown.map(|prev| difference_text(sp, prev, plan, now));
+    before.unwrap_or_default() + &plan_text(sp, plan, now)
+}
+
 /// What changed on the service principal between the read a plan was shown from and a later one.
 pub fn difference_text(
     sp: &ServicePrincipal,
