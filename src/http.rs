@@ -23,20 +23,31 @@ use std::time::Duration;
 /// Bodies above this are refused (metadata and Graph answers are a few KiB).
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
+/// When to try a request again (issue 19: a fault met once, or a few in a row under
+/// throttling, is ridden out). Up to `attempts` tries, but never past `budget` of retrying in
+/// total: a server that keeps timing out costs at most about `budget` plus one timeout, not ten
+/// timeouts. Waits grow exponentially from `base_delay` up to `max_backoff`, or follow
+/// `Retry-After` (Graph's throttling guidance) when it is at most `max_wait`.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     pub attempts: u32,
     pub base_delay: Duration,
     /// A `Retry-After` above this is not waited for; the error is returned instead.
     pub max_wait: Duration,
+    /// The longest wait between two tries without `Retry-After`.
+    pub max_backoff: Duration,
+    /// The most time spent retrying one request, waits and failed tries together.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            attempts: 4,
+            attempts: 10,
             base_delay: Duration::from_millis(400),
             max_wait: Duration::from_secs(120),
+            max_backoff: Duration::from_secs(8),
+            budget: Duration::from_secs(90),
         }
     }
 }
@@ -290,7 +301,12 @@ impl HttpClient {
             None => Vec::new(),
         };
         let timeout = Duration::from_secs(timeout_secs(std::env::var_os(TIMEOUT_VAR))?);
-        HttpClient::with_tls(tls_config(extra)?, RetryPolicy::default(), timeout)
+        // Retrying one request lasts at most three timeouts' worth (90 s by default).
+        let retry = RetryPolicy {
+            budget: timeout * 3,
+            ..RetryPolicy::default()
+        };
+        HttpClient::with_tls(tls_config(extra)?, retry, timeout)
     }
 
     /// The same client (trust, timeouts, retry policy) with a connection pool of its own: the
@@ -338,6 +354,9 @@ impl HttpClient {
         idempotent: bool,
     ) -> Result<Response, HttpError> {
         let mut attempt = 0;
+        let started = std::time::Instant::now();
+        // Whether a wait of `w` and another try still fit in the budget.
+        let fits = |w: Duration| started.elapsed() + w <= self.retry.budget;
         loop {
             attempt += 1;
             let req = build(&self.inner)
@@ -351,9 +370,10 @@ impl HttpClient {
                 Ok(r) => r,
                 Err(e) => {
                     let err = classify(e, &url);
-                    if idempotent && err.transient() && !last {
+                    let wait = self.backoff(attempt);
+                    if idempotent && err.transient() && !last && fits(wait) {
                         tracing::info!("{method} {}: {err}; retrying", redact(&url));
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -385,7 +405,7 @@ impl HttpClient {
             };
             if retryable && !last {
                 let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                if wait <= self.retry.max_wait {
+                if wait <= self.retry.max_wait && fits(wait) {
                     tracing::info!(
                         "{method} {}: HTTP {status}; retrying in {} ms",
                         redact(&url),
@@ -400,8 +420,9 @@ impl HttpClient {
                 Err(BodyError::TooLarge) => return Err(HttpError::TooLarge { url: redact(&url) }),
                 Err(BodyError::Transport(e)) => {
                     let err = classify(e, &url);
-                    if idempotent && err.transient() && !last {
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                    let wait = self.backoff(attempt);
+                    if idempotent && err.transient() && !last && fits(wait) {
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -423,7 +444,8 @@ impl HttpClient {
 
     fn backoff(&self, attempt: u32) -> Duration {
         // Exponential with a little jitter from the clock (no RNG dependency needed).
-        let base = self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1));
+        let base = (self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+            .min(self.retry.max_backoff);
         let jitter = Duration::from_millis(u64::from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
