@@ -121,6 +121,7 @@ pub fn apply_live(
         .cert
         .iter()
         .chain(t.next_cert.iter())
+        .chain(t.previous_cert.iter())
         .map(|c| c.thumbprint_sha1.as_str())
         .collect();
     let mut rec = t.clone();
@@ -179,4 +180,38 @@ pub fn apply_live(
         }
     }
     (rec, drift)
+}
+
+/// Reads every tenant live and replaces each record by what the tenant shows
+/// ([`apply_live`]); a tenant that cannot be read keeps its ledger record and has its error.
+#[allow(clippy::too_many_arguments)]
+pub async fn refresh(
+    tenants: &mut [TenantRecord],
+    cloud: &Cloud,
+    http: &HttpClient,
+    credential: &AdminCredential,
+    concurrency: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    now: DateTime<Utc>,
+) -> crate::status::Live {
+    let results = read_all(tenants, cloud, http, credential, concurrency, progress).await;
+    let mut live = crate::status::Live {
+        drift: vec![Vec::new(); tenants.len()],
+        errors: vec![None; tenants.len()],
+        first_hint: None,
+    };
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(keys) => {
+                let (rec, d) = apply_live(&tenants[i], &keys, now);
+                tenants[i] = rec;
+                live.drift[i] = d;
+            }
+            Err(e) => {
+                live.first_hint.get_or_insert_with(|| e.hint());
+                live.errors[i] = Some(e.to_string());
+            }
+        }
+    }
+    live
 }

@@ -15,6 +15,7 @@ pub mod cloud;
 pub mod config;
 pub mod credential;
 pub mod dates;
+pub mod demo;
 pub mod emulator;
 pub mod fleet;
 pub mod graph;

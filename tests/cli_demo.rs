@@ -3,7 +3,14 @@
 use std::process::{Command, Stdio};
 
 fn ht(args: &[&str]) -> std::process::Output {
+    let cwd = tempfile::tempdir().unwrap();
+    ht_in(cwd.path(), args)
+}
+
+/// Runs in `cwd` (the demo leaves its folder there).
+fn ht_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .current_dir(cwd)
         .args(args)
         .stdin(Stdio::null())
         .env_remove("HYBRID_TRUST_OUTPUT")
@@ -34,6 +41,61 @@ fn demo_onboards_offline_and_exits_zero() {
             .any(|l| l.starts_with("contoso.onmicrosoft.com") && l.contains(" ok ")),
         "the status table: {stdout}"
     );
+}
+
+/// Issue 16: the demo shows the yearly job (reminder, re-window, roll, confirmation, retirement)
+/// and leaves what it made in ./hybrid-trust-demo/; a rerun replaces it; a folder it did not
+/// make is refused.
+#[test]
+fn demo_shows_the_yearly_job_and_leaves_its_folder() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = ht_in(cwd.path(), &["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for step in [
+        "11 months later",
+        "the Skype for Business hybrid trust ends in 28 day(s)",
+        "new key window",
+        "roll-pending",
+        "--confirm-roll",
+        "retire the old key",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    let folder = cwd.path().join("hybrid-trust-demo");
+    let state = folder.join("state");
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("ledger.json")).unwrap()).unwrap();
+    assert_eq!(ledger["tenants"][0]["roll_confirmed"]["by"], "admin");
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("onprem-") && n.ends_with(".ps1")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("roll-") && n.ends_with(".ps1")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"audit.log".to_string()), "{names:?}");
+    // A rerun replaces the folder cleanly: one tenant, one onboarding.
+    std::fs::write(folder.join("leftover"), "x").unwrap();
+    assert!(ht_in(cwd.path(), &["demo"]).status.success());
+    assert!(!folder.join("leftover").exists());
+    // A folder of that name that the demo did not make is refused, untouched.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir(other.path().join("hybrid-trust-demo")).unwrap();
+    std::fs::write(other.path().join("hybrid-trust-demo/mine"), "x").unwrap();
+    let o = ht_in(other.path(), &["demo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("was not made by the demo"));
+    assert!(other.path().join("hybrid-trust-demo/mine").exists());
 }
 
 #[test]

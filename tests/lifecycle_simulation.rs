@@ -452,6 +452,7 @@ async fn simulate(sc: Scenario) {
             &thresholds,
             clock,
             false,
+            1,
         )
         .await
         .unwrap();

@@ -83,8 +83,18 @@ impl Context {
     /// and the run's clock (one per tenant per run).
     pub fn session(&self, tenant: &str) -> Result<crate::session::Session, Failure> {
         let cloud = self.cloud()?;
-        let tokens = self.token_provider(&cloud, tenant)?;
         let http = self.http(&cloud)?;
+        self.session_on(tenant, http)
+    }
+
+    /// [`Context::session`] on a given HTTPS client (one of a fleet's connection pools).
+    pub fn session_on(
+        &self,
+        tenant: &str,
+        http: crate::http::HttpClient,
+    ) -> Result<crate::session::Session, Failure> {
+        let cloud = self.cloud()?;
+        let tokens = self.token_provider(&cloud, tenant)?;
         let state = self.state_dir()?;
         Ok(crate::session::Session::new(
             cloud,

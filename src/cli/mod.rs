@@ -203,6 +203,8 @@ pub struct Context {
     pub providers: std::sync::Mutex<
         std::collections::HashMap<String, std::sync::Arc<crate::sts::TokenProvider>>,
     >,
+    /// One HTTPS client per cloud for the run (its TLS setup and connection pool shared).
+    pub clients: std::sync::Mutex<std::collections::HashMap<String, crate::http::HttpClient>>,
 }
 
 impl Context {
@@ -222,10 +224,16 @@ impl Context {
     }
 
     pub fn http(&self, cloud: &crate::cloud::Cloud) -> Result<crate::http::HttpClient, Failure> {
-        crate::http::HttpClient::for_cloud(cloud).map_err(|e| {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&cloud.login_url) {
+            return Ok(c.clone());
+        }
+        let c = crate::http::HttpClient::for_cloud(cloud).map_err(|e| {
             let hint = e.hint().to_string();
             Failure::input(e, Some(hint))
-        })
+        })?;
+        clients.insert(cloud.login_url.clone(), c.clone());
+        Ok(c)
     }
 
     /// Refuses `--as-of` for a command that changes something.
@@ -298,6 +306,7 @@ pub fn main() -> ExitCode {
         as_of: cli.global.as_of,
         global: cli.global,
         providers: Default::default(),
+        clients: Default::default(),
     };
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),

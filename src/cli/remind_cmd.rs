@@ -20,6 +20,9 @@ pub struct RemindArgs {
     /// keyring, once its server has accepted it (nothing is sent); then exit.
     #[arg(long, requires = "smtp_password_env", conflicts_with_all = ["all", "tenant"])]
     pub remember_smtp_password: bool,
+    /// Messages sent at once (one per channel and recipient list: a digest of every tenant).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub concurrency: usize,
     /// With --remember-smtp-password: the environment variable that holds the password.
     #[arg(long, value_name = "VAR", requires = "remember_smtp_password")]
     pub smtp_password_env: Option<String>,
@@ -140,6 +143,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             &settings.reminders.thresholds_days,
             ctx.clock,
             ctx.global.dry_run,
+            a.concurrency,
         ))
         .map_err(|e| Failure::runtime(e, None))?;
     for f in &report.failed {

@@ -6,11 +6,11 @@
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::ledger::{CertRecord, TenantRecord};
-use crate::renew::{self, Decision, Policy};
-use crate::session::SessionError;
+use crate::ledger::TenantRecord;
+use crate::renew::{Decision, Policy};
 use crate::session::confirm::{self, Evidence};
-use crate::session::renewal::{self, describe};
+use crate::session::renew_all;
+use crate::session::renewal::describe;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,9 @@ pub struct RenewArgs {
     /// Renew when the credential ends within this many days (default from the settings, 30).
     #[arg(long, value_name = "DAYS")]
     pub horizon_days: Option<i64>,
+    /// Tenants renewed at once with --all (their waits overlap; each stays isolated).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub concurrency: usize,
     /// Record that the Front Ends now sign with the pending roll's new certificate (after its
     /// EffectiveDate); the next renew retires the old key. Changes only the ledger.
     #[arg(long, requires = "tenant", conflicts_with_all = ["new_cert", "all"])]
@@ -77,17 +80,6 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-#[derive(serde::Serialize)]
-struct TenantResult {
-    tenant: String,
-    decision: Decision,
-    outcome: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    onprem_script: Option<String>,
-}
-
 pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
     if let (true, Some(t)) = (a.confirm_roll, &a.tenant) {
         return confirm_roll(ctx, t, a.current.as_ref());
@@ -118,20 +110,8 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         })?],
         None => ledger.tenants.clone(),
     };
-    let now = ctx.clock.now();
-    let decisions: Vec<Decision> = tenants
-        .iter()
-        .map(|t| {
-            renew::decide(
-                t,
-                offered.as_ref().map(CertRecord::from_cert).as_ref(),
-                now,
-                policy,
-            )
-        })
-        .collect();
-    let acting = decisions.iter().any(Decision::acts);
-    if acting && !ctx.global.dry_run {
+    let decisions = renew_all::plan(&tenants, offered.as_ref(), ctx.clock, policy);
+    if decisions.iter().any(Decision::acts) && !ctx.global.dry_run {
         ctx.require_confirmable()?;
         for (t, d) in tenants.iter().zip(&decisions) {
             eprintln!("{}: {}", t.domain, describe(d));
@@ -143,93 +123,34 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
             ));
         }
     }
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for (t, d) in tenants.iter().zip(decisions) {
-        // A tenant that needs the network gets a session, named as the ledger knows it best (the
-        // id when it has one); one that cannot have one fails alone, recorded in the ledger.
-        let acting = d.acts();
-        let store = ctx.ledger_store()?;
-        let renewed = if ctx.global.dry_run || !acting {
-            renewal::renew_offline(&store, t, d, ctx.clock, ctx.global.dry_run)
-        } else {
-            let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
-            match ctx.session(&name) {
-                Ok(mut session) => {
-                    super::runtime()?.block_on(session.renew(t, d, offered.as_ref(), policy))
-                }
-                Err(f) => {
-                    let msg = format!("{:#}", f.error);
-                    renewal::record_failure(&store, t, &msg, ctx.clock.now()).map(|()| {
-                        renewal::Renewed {
-                            tenant: t.clone(),
-                            decision: d,
-                            outcome: Err(SessionError::Renewal(msg)),
-                            onprem_script: None,
-                        }
-                    })
-                }
-            }
-        }
+    let store = ctx.ledger_store()?;
+    // Tenants spread over connection pools of at most 100 streams each, as `status --live`.
+    let base = ctx.http(&ctx.cloud()?)?;
+    let lanes: Vec<crate::http::HttpClient> = (0..a.concurrency.div_ceil(100).clamp(1, 16))
+        .map(|i| if i == 0 { Ok(base.clone()) } else { base.with_own_pool() })
+        .collect::<Result<_, _>>()
+        .map_err(|e| Failure::runtime(e, None))?;
+    let session = |name: &str, i: usize| {
+        ctx.session_on(name, lanes[i % lanes.len()].clone())
+            .map_err(|f| format!("{:#}", f.error))
+    };
+    let work = tenants.into_iter().zip(decisions).collect();
+    let results = super::runtime()?
+        .block_on(renew_all::renew_many(
+            &store,
+            work,
+            offered.as_ref(),
+            policy,
+            ctx.clock,
+            ctx.global.dry_run,
+            a.concurrency,
+            &session,
+        ))
         .map_err(super::session_failure)?;
-        let (outcome, error) = match renewed.outcome {
-            Ok(o) => (o.to_string(), None),
-            Err(e) => ("failed".to_string(), Some(format!("{e}"))),
-        };
-        if error.is_some() || outcome == "blocked" {
-            failed += 1;
-        }
-        results.push(TenantResult {
-            tenant: renewed.tenant.domain.clone(),
-            decision: renewed.decision,
-            outcome,
-            error,
-            onprem_script: renewed.onprem_script.map(|p| p.display().to_string()),
-        });
+    let report = renew_all::RenewReport::new(ctx.global.dry_run, results);
+    ctx.printer.emit(&report, || report.text());
+    match report.failure() {
+        Some((e, hint)) => Err(Failure::runtime(anyhow::anyhow!(e), Some(hint))),
+        None => Ok(0),
     }
-    let json =
-        serde_json::json!({"dry_run": ctx.global.dry_run, "results": results, "failed": failed});
-    ctx.printer.emit(&json, || {
-        let mut s = String::new();
-        for r in &results {
-            s.push_str(&format!(
-                "{}: {} [{}]\n",
-                r.tenant,
-                describe(&r.decision),
-                r.outcome
-            ));
-            if let Some(e) = &r.error {
-                s.push_str(&format!("  error: {e}\n"));
-            }
-            if let Some(p) = &r.onprem_script {
-                s.push_str(&format!(
-                    "  on-prem step written to {p}: run it on a Front End\n"
-                ));
-            }
-        }
-        s.push_str(&format!(
-            "{} tenant(s), {} failed or blocked\n",
-            results.len(),
-            failed
-        ));
-        s
-    });
-    if failed > 0 {
-        let first = results
-            .iter()
-            .find(|r| r.outcome == "failed" || r.outcome == "blocked")
-            .map(|r| {
-                format!(
-                    "{}: {}",
-                    r.tenant,
-                    r.error.clone().unwrap_or_else(|| describe(&r.decision))
-                )
-            })
-            .unwrap_or_default();
-        return Err(Failure::runtime(
-            anyhow::anyhow!("{failed} of {} tenant(s) could not be renewed (first: {first})", results.len()),
-            Some("each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".to_string()),
-        ));
-    }
-    Ok(0)
 }

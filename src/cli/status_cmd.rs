@@ -3,7 +3,7 @@
 
 use super::{Context, Failure};
 use crate::ledger::TenantRecord;
-use crate::status::{self, TenantStatus, Thresholds};
+use crate::status::{self, Thresholds};
 use std::io::IsTerminal as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,10 +92,7 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         })?],
         None => ledger.tenants.clone(),
     };
-    let mut drift = vec![Vec::new(); tenants.len()];
-    let mut live_errors: Vec<Option<String>> = vec![None; tenants.len()];
-    let mut first_hint: Option<String> = None;
-    if a.live {
+    let live = if a.live {
         let cloud = ctx.cloud()?;
         let http = ctx.http(&cloud)?;
         let cred = ctx.admin_credential(a.tenant.as_deref().unwrap_or("*"))?;
@@ -108,43 +105,23 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
                 }
             }
         };
-        let rt = super::runtime()?;
-        let results = rt.block_on(crate::fleet::read_all(
-            &tenants,
+        let refresh = crate::fleet::refresh(
+            &mut tenants,
             &cloud,
             &http,
             &cred,
             a.concurrency,
             &progress,
-        ));
-        for (i, r) in results.into_iter().enumerate() {
-            match r {
-                Ok(live) => {
-                    let (rec, d) = crate::fleet::apply_live(&tenants[i], &live, ctx.now);
-                    tenants[i] = rec;
-                    drift[i] = d;
-                }
-                Err(e) => {
-                    first_hint.get_or_insert_with(|| e.hint());
-                    live_errors[i] = Some(e.to_string());
-                }
-            }
-        }
-    }
-    let statuses: Vec<TenantStatus> = tenants
-        .iter()
-        .map(|t| status::evaluate(t, ctx.now, th))
-        .collect();
-
+            ctx.now,
+        );
+        Some(super::runtime()?.block_on(refresh))
+    } else {
+        None
+    };
+    let fleet = status::Fleet::new(tenants, live, ctx.now, th);
     if a.check {
-        let errors = live_errors.iter().filter(|e| e.is_some()).count();
-        let (code, line) = status::check_line(&statuses, errors, th);
-        if ctx.printer.json() {
-            let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code.min(3))];
-            ctx.printer.emit(&serde_json::json!({"status": word, "code": code, "summary": line.trim_end(), "tenants": statuses}), String::new);
-        } else {
-            ctx.printer.raw(&line);
-        }
+        let (code, line, json) = fleet.check(th);
+        ctx.printer.emit(&json, || line.clone());
         return Ok(code);
     }
     let format = a.format.unwrap_or(if ctx.printer.json() {
@@ -152,77 +129,21 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     } else {
         StatusFormat::Table
     });
-    match format {
-        StatusFormat::Json => {
-            let list: Vec<serde_json::Value> = statuses
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let mut v = serde_json::to_value(s).unwrap_or_default();
-                    if a.live {
-                        v["drift"] = serde_json::json!(drift[i]);
-                        v["live_error"] = serde_json::json!(live_errors[i]);
-                    }
-                    v
-                })
-                .collect();
-            let out = serde_json::json!({"as_of": ctx.now, "live": a.live, "tenants": list});
-            ctx.printer.raw(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&out).unwrap_or_default()
-            ));
-        }
-        StatusFormat::Table => {
-            let rows: Vec<(TenantStatus, String)> = statuses
-                .iter()
-                .cloned()
-                .zip(tenants.iter().map(|t| crate::report::timeline(t, ctx.now)))
-                .collect();
-            let mut s = crate::report::table(&rows);
-            for (i, t) in tenants.iter().enumerate() {
-                for d in &drift[i] {
-                    s.push_str(&format!(
-                        "drift {}: {} {} ({})\n",
-                        t.domain, d.app_id, d.thumbprint_sha1, d.kind
-                    ));
-                }
-                if let Some(e) = &live_errors[i] {
-                    s.push_str(&format!("could not read {}: {e}\n", t.domain));
-                }
-            }
-            ctx.printer.raw(&s);
-        }
-        StatusFormat::Prometheus => {
-            let pairs: Vec<(&TenantRecord, TenantStatus)> =
-                tenants.iter().zip(statuses.iter().cloned()).collect();
-            ctx.printer.raw(&crate::report::prometheus(&pairs, ctx.now));
-        }
+    let out = match format {
+        StatusFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&fleet.json()).unwrap_or_default()
+        ),
+        StatusFormat::Table => fleet.table(),
+        StatusFormat::Prometheus => crate::report::prometheus(&fleet.pairs(), ctx.now),
         StatusFormat::Ics => {
-            let pairs: Vec<(&TenantRecord, TenantStatus)> =
-                tenants.iter().zip(statuses.iter().cloned()).collect();
             let thresholds = ctx.settings()?.reminders.thresholds_days;
-            ctx.printer
-                .raw(&crate::report::ics(&pairs, &thresholds, ctx.now));
+            crate::report::ics(&fleet.pairs(), &thresholds, ctx.now)
         }
+    };
+    ctx.printer.raw(&out);
+    match fleet.live_failure() {
+        Some((e, hint)) => Err(Failure::runtime(anyhow::anyhow!(e), Some(hint))),
+        None => Ok(0),
     }
-    if let Some((i, e)) = live_errors
-        .iter()
-        .enumerate()
-        .find_map(|(i, e)| e.as_ref().map(|e| (i, e)))
-    {
-        let n = live_errors.iter().filter(|e| e.is_some()).count();
-        return Err(Failure::runtime(
-            anyhow::anyhow!(
-                "{n} tenant(s) could not be read live (first: {}: {e})",
-                tenants[i].domain
-            ),
-            Some(format!(
-                "the others are shown; {}",
-                first_hint.unwrap_or_else(|| {
-                    "check the admin identity's access to those tenants".to_string()
-                })
-            )),
-        ));
-    }
-    Ok(0)
 }

@@ -92,7 +92,8 @@ pub fn plan(
     out
 }
 
-/// Sends what is due (or plans it, in a dry run) and records each delivery in the ledger.
+/// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and
+/// records each delivery in the ledger as soon as it succeeds.
 pub async fn run(
     store: &LedgerStore,
     tenants: &[TenantRecord],
@@ -100,17 +101,27 @@ pub async fn run(
     thresholds: &[i64],
     clock: Clock,
     dry_run: bool,
+    concurrency: usize,
 ) -> Result<Report, LedgerError> {
+    use futures_util::StreamExt as _;
     let mut report = Report::default();
-    for (i, d) in plan(tenants, notifiers, thresholds, clock.now()) {
-        if dry_run {
-            report.planned.push(d);
-            continue;
-        }
-        let digest = Digest {
-            entries: d.entries.clone(),
-        };
-        match notifiers[i].send(&digest, &d.recipients).await {
+    let planned = plan(tenants, notifiers, thresholds, clock.now());
+    if dry_run {
+        report.planned = planned.into_iter().map(|(_, d)| d).collect();
+        return Ok(report);
+    }
+    let mut sends = futures_util::stream::iter(planned.into_iter().enumerate())
+        .map(|(order, (i, d))| async move {
+            let digest = Digest {
+                entries: d.entries.clone(),
+            };
+            let r = notifiers[i].send(&digest, &d.recipients).await;
+            (order, d, r)
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut sent = Vec::new();
+    while let Some((order, d, r)) = sends.next().await {
+        match r {
             Ok(()) => {
                 let now = clock.now();
                 let mut guard = store.lock(Duration::from_secs(30))?;
@@ -120,7 +131,7 @@ pub async fn run(
                     }
                 }
                 guard.commit()?;
-                report.sent.push(d);
+                sent.push((order, d));
             }
             Err(e) => {
                 let mut tenants: Vec<String> = d.entries.iter().map(|e| e.tenant.clone()).collect();
@@ -133,5 +144,7 @@ pub async fn run(
             }
         }
     }
+    sent.sort_by_key(|(o, _)| *o);
+    report.sent = sent.into_iter().map(|(_, d)| d).collect();
     Ok(report)
 }

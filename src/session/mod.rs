@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod keys;
 pub mod names;
 pub mod onboard;
+pub mod renew_all;
 pub mod renewal;
 
 use crate::audit::AuditLog;

@@ -5,6 +5,10 @@
 //! monitoring grade and plugin line of `--check`. Pure: `now` and thresholds are arguments. Date sums go
 //! through [`crate::dates`], so no date or threshold can make it panic.
 
+pub mod view;
+
+pub use view::{Fleet, Live};
+
 use crate::dates;
 use crate::ledger::TenantRecord;
 use crate::lifecycle;

@@ -1,0 +1,342 @@
+//! The demo (`hybrid-trust demo`): an emulated tenant on loopback, onboarded by this very binary,
+//! then the yearly job on the emulator's moved clock: eleven months later the reminder arrives
+//! and `renew` re-windows the key; a new certificate is rolled in, confirmed and the old key
+//! retired. Everything it made stays in `./hybrid-trust-demo/` (the ledger, the audit log, the
+//! on-prem scripts, the certificates, the emulator's CA and a cloud file to point the tool at it);
+//! a rerun replaces that folder, and refuses one it did not make.
+//!
+//! The first day runs the real binary (`onboard`, `status`) so a newcomer sees the commands they
+//! will type; the months after run the library's workflows on a shifted [`Clock`], the way the
+//! simulation of years in `tests/lifecycle_simulation.rs` does, since the binary only reads the
+//! system time.
+
+use crate::cert::Certificate;
+use crate::clock::Clock;
+use crate::cloud::Cloud;
+use crate::emulator::{self, ReadyTenant, RunningEmulator};
+use crate::ledger::{CertRecord, LedgerStore};
+use crate::renew::Policy;
+use crate::session::confirm::{self, Evidence};
+use crate::session::{Session, renewal::describe};
+use crate::status::{Fleet, Thresholds};
+use crate::sts::{AdminCredential, TokenProvider};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// The folder the demo leaves behind, relative to the working directory.
+pub const FOLDER: &str = "hybrid-trust-demo";
+/// The file that marks a folder as the demo's own (a rerun may replace only such a folder).
+const MARKER: &str = ".made-by-hybrid-trust-demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0} exists and was not made by the demo")]
+    NotOurs(PathBuf),
+    #[error("demo: {0}")]
+    Failed(String),
+}
+
+impl DemoError {
+    pub fn hint(&self) -> String {
+        match self {
+            DemoError::NotOurs(_) => "move it away, or run the demo from another directory".into(),
+            DemoError::Failed(_) => "this runs only on loopback; report it as a bug".into(),
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Failed(e.to_string())
+}
+
+/// A running demo: the emulator, its tenant, and the folder.
+pub struct Demo {
+    pub emu: RunningEmulator,
+    pub tenant: ReadyTenant,
+    pub cloud: Cloud,
+    pub folder: PathBuf,
+    pub cloud_file: PathBuf,
+    pub state: PathBuf,
+    pub cert: PathBuf,
+}
+
+/// A demo OAuthTokenIssuer certificate (RSA 2048, CN=sfb.contoso.com, SANs for the SIP domain)
+/// valid from a day before `from` for two years: the PEM with its key.
+pub fn certificate(from: DateTime<Utc>) -> Result<(String, Certificate), DemoError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(failed)?;
+    let mut p = rcgen::CertificateParams::new(vec![
+        "sfb.contoso.com".to_string(),
+        "contoso.com".to_string(),
+        "sip.contoso.com".to_string(),
+    ])
+    .map_err(failed)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "sfb.contoso.com");
+    dn.push(rcgen::DnType::OrganizationName, "Contoso (demo)");
+    p.distinguished_name = dn;
+    let start = time::OffsetDateTime::from_unix_timestamp(from.timestamp()).map_err(failed)?;
+    p.not_before = start - time::Duration::days(1);
+    p.not_after = start + time::Duration::days(730);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = p.self_signed(&key).map_err(failed)?;
+    let parsed = Certificate::from_der(cert.der()).map_err(failed)?;
+    Ok((format!("{}{}", key.serialize_pem(), cert.pem()), parsed))
+}
+
+/// Empties `folder` if it is the demo's own (or does not exist); refuses anything else.
+fn prepare(folder: &Path) -> Result<(), DemoError> {
+    if folder.exists() {
+        if !folder.join(MARKER).is_file() {
+            return Err(DemoError::NotOurs(folder.to_path_buf()));
+        }
+        std::fs::remove_dir_all(folder).map_err(failed)?;
+    }
+    crate::paths::ensure_private_dir(folder).map_err(failed)?;
+    std::fs::write(
+        folder.join(MARKER),
+        "hybrid-trust demo output; a rerun replaces it\n",
+    )
+    .map_err(failed)?;
+    Ok(())
+}
+
+impl Demo {
+    /// Prepares `folder`, starts the emulator (TLS, its own CA) and writes what the tool needs.
+    pub async fn start(folder: &Path) -> Result<Demo, DemoError> {
+        let folder = &std::path::absolute(folder).map_err(failed)?;
+        prepare(folder)?;
+        let emu = emulator::start(emulator::Config {
+            tls: true,
+            log_requests: false,
+            ..emulator::Config::default()
+        })
+        .await
+        .map_err(failed)?;
+        let r = &emu.ready;
+        let tenant = r
+            .tenants
+            .first()
+            .cloned()
+            .ok_or_else(|| failed("no tenant"))?;
+        let ca = folder.join("emulator-ca.pem");
+        std::fs::write(&ca, emu.ca_pem()).map_err(failed)?;
+        let cloud_json = serde_json::json!({"name": "m365-emulator", "login_url": r.cloud.login_url, "graph_url": r.cloud.graph_url, "acs_url": r.cloud.acs_url, "exchange_url": r.cloud.exchange_url, "ca_file": ca});
+        let cloud_file = folder.join("cloud.json");
+        std::fs::write(&cloud_file, cloud_json.to_string()).map_err(failed)?;
+        let cloud = Cloud::from_file(&cloud_file).map_err(failed)?;
+        let cert = folder.join("oauth-token-issuer.pem");
+        let (pem, _) = certificate(Clock::System.now())?;
+        crate::paths::write_atomic(&cert, pem.as_bytes(), 0o600).map_err(failed)?;
+        let state = folder.join("state");
+        crate::paths::ensure_private_dir(&state).map_err(failed)?;
+        Ok(Demo {
+            emu,
+            tenant,
+            cloud,
+            folder: folder.to_path_buf(),
+            cloud_file,
+            state,
+            cert,
+        })
+    }
+
+    /// This binary with the demo's cloud, state dir and admin identity; its stdout goes to
+    /// `stdout_to_stderr` ? stderr : inherit.
+    pub fn tool(&self, args: &[&str], stdout_to_stderr: bool) -> Result<bool, DemoError> {
+        let exe = std::env::current_exe().map_err(failed)?;
+        let none = self.folder.join("no-config.toml");
+        std::fs::write(&none, "").map_err(failed)?;
+        let status = Command::new(exe)
+            .args(args)
+            .env("HYBRID_TRUST_CLOUD_FILE", &self.cloud_file)
+            .env("HYBRID_TRUST_STATE_DIR", &self.state)
+            .env("HYBRID_TRUST_CLIENT_ID", &self.tenant.admin.client_id)
+            .env("HT_DEMO_SECRET", &self.tenant.admin.client_secret)
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .env("HYBRID_TRUST_CONFIG", &none)
+            .stdin(std::process::Stdio::null())
+            .stdout(if stdout_to_stderr {
+                std::process::Stdio::from(std::io::stderr())
+            } else {
+                std::process::Stdio::inherit()
+            })
+            .status()
+            .map_err(failed)?;
+        Ok(status.success())
+    }
+
+    /// The library's session for the tenant, on `clock`.
+    fn session(&self, clock: Clock) -> Result<Session, DemoError> {
+        let http = crate::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
+        let tokens = Arc::new(
+            TokenProvider::new(
+                http.clone(),
+                self.cloud.clone(),
+                &self.tenant.domain,
+                AdminCredential::Secret {
+                    client_id: self.tenant.admin.client_id.clone(),
+                    secret: crate::secret::SecretString::new(
+                        self.tenant.admin.client_secret.clone(),
+                    ),
+                },
+            )
+            .with_clock(clock),
+        );
+        Ok(Session::new(
+            self.cloud.clone(),
+            &self.tenant.domain,
+            tokens,
+            http,
+            self.state.clone(),
+            clock,
+            false,
+        ))
+    }
+
+    /// Moves the emulator and the returned clock `days` ahead of the system time.
+    fn at(&self, days: i64) -> Clock {
+        let offset = TimeDelta::days(days);
+        self.emu.clock().set_offset_secs(offset.num_seconds());
+        Clock::Shifted(offset)
+    }
+
+    /// The daily job at `clock`: remind (on `say`), then renew what is due.
+    async fn daily(&self, clock: Clock, say: &dyn Fn(&str)) -> Result<(), DemoError> {
+        let store = LedgerStore::in_dir(&self.state);
+        let tenants = store.load().map_err(failed)?.tenants;
+        let entries: Vec<_> = tenants
+            .iter()
+            .flat_map(|t| crate::remind::due(t, &[60, 30, 14, 7, 3, 1], "demo", clock.now()))
+            .collect();
+        if entries.is_empty() {
+            say("  remind: nothing due");
+        } else {
+            let d = crate::remind::Digest::new(entries);
+            say(&format!(
+                "  remind: the mail the admins get:\n    {}",
+                d.subject()
+            ));
+            for line in d.text().lines().take(8) {
+                say(&format!("    | {line}"));
+            }
+            let mut guard = store
+                .lock(std::time::Duration::from_secs(30))
+                .map_err(failed)?;
+            for e in &d.entries {
+                if let Some(rec) = guard.ledger.tenant_mut(&e.tenant) {
+                    rec.mark_reminded(e, "demo", clock.now());
+                }
+            }
+            guard.commit().map_err(failed)?;
+        }
+        self.renew(clock, None, say).await
+    }
+
+    async fn renew(
+        &self,
+        clock: Clock,
+        offered: Option<&Certificate>,
+        say: &dyn Fn(&str),
+    ) -> Result<(), DemoError> {
+        let store = LedgerStore::in_dir(&self.state);
+        let tenants = store.load().map_err(failed)?.tenants;
+        let policy = Policy::default();
+        for t in &tenants {
+            let d = crate::renew::decide(
+                t,
+                offered.map(CertRecord::from_cert).as_ref(),
+                clock.now(),
+                policy,
+            );
+            if !d.acts() {
+                say(&format!("  renew: {}", describe(&d)));
+                continue;
+            }
+            say(&format!("  renew: {}", describe(&d)));
+            let r = self
+                .session(clock)?
+                .renew(t, d, offered, policy)
+                .await
+                .map_err(failed)?;
+            match r.outcome {
+                Ok(o) => say(&format!("         [{o}]")),
+                Err(e) => return Err(failed(e)),
+            }
+            if let Some(p) = r.onprem_script {
+                say(&format!("         on-prem step written to {}", p.display()));
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, clock: Clock, say: &dyn Fn(&str)) -> Result<(), DemoError> {
+        let tenants = LedgerStore::in_dir(&self.state)
+            .load()
+            .map_err(failed)?
+            .tenants;
+        let fleet = Fleet::new(tenants, None, clock.now(), Thresholds::default());
+        for s in &fleet.statuses {
+            say(&format!(
+                "  status: {} is {} ({} days left); next: {}",
+                s.domain,
+                s.state.name(),
+                s.days_left.unwrap_or(0),
+                s.next_action
+            ));
+        }
+        Ok(())
+    }
+
+    /// The yearly job, on the emulator's moved clock.
+    pub async fn year(&self, say: &dyn Fn(&str)) -> Result<(), DemoError> {
+        let day = |clock: Clock| clock.now().format("%Y-%m-%d").to_string();
+        let c = self.at(336);
+        say(&format!(
+            "\n11 months later ({}): the daily job (renew --all, remind --all) finds the key near its end",
+            day(c)
+        ));
+        self.daily(c, say).await?;
+        self.status(c, say)?;
+
+        let c = self.at(400);
+        say(&format!(
+            "\n{}: a new OAuthTokenIssuer certificate is issued; renew --new-cert uploads it next to the old one",
+            day(c)
+        ));
+        let (pem, new) = certificate(c.now())?;
+        let new_path = self.folder.join("oauth-token-issuer-2.pem");
+        crate::paths::write_atomic(&new_path, pem.as_bytes(), 0o600).map_err(failed)?;
+        self.renew(c, Some(&new), say).await?;
+        self.status(c, say)?;
+
+        let c = self.at(402);
+        say(&format!(
+            "\n{}: the admin ran the script on a Front End; after its EffectiveDate: renew --confirm-roll",
+            day(c)
+        ));
+        let store = LedgerStore::in_dir(&self.state);
+        let audit = crate::audit::AuditLog::in_dir(&self.state);
+        let confirmed = confirm::confirm_roll(
+            &store,
+            &audit,
+            &self.tenant.domain,
+            Evidence::Admin,
+            "demo admin",
+            c.now(),
+        )
+        .map_err(failed)?;
+        say(&format!(
+            "  {} is current; the next renew retires the old key",
+            confirmed.thumbprint_sha1
+        ));
+        self.renew(c, None, say).await?;
+        self.status(c, say)?;
+        self.at(0);
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! `renew` over several tenants: the decisions planned for all (shown and confirmed once), then
+//! each tenant carried out in isolation: a tenant that needs the network gets a session; one
+//! that cannot have one fails alone and its failure is recorded in the ledger, where `status`
+//! and reminders find it. The report renders as JSON and text.
+
+use super::renewal::{self, Renewed, describe};
+use super::{Session, SessionError};
+use crate::cert::Certificate;
+use crate::clock::Clock;
+use crate::ledger::{CertRecord, LedgerStore, TenantRecord};
+use crate::renew::{self, Decision, Policy};
+use serde::Serialize;
+
+/// One tenant's renewal as reported.
+#[derive(Debug, Serialize)]
+pub struct TenantResult {
+    pub tenant: String,
+    pub decision: Decision,
+    /// `applied`, `nothing`, `blocked`, `dry-run` or `failed`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onprem_script: Option<String>,
+}
+
+impl TenantResult {
+    fn from_renewed(r: Renewed) -> TenantResult {
+        let (outcome, error) = match r.outcome {
+            Ok(o) => (o.to_string(), None),
+            Err(e) => ("failed".to_string(), Some(format!("{e}"))),
+        };
+        TenantResult {
+            tenant: r.tenant.domain.clone(),
+            decision: r.decision,
+            outcome,
+            error,
+            onprem_script: r.onprem_script.map(|p| p.display().to_string()),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.outcome == "failed" || self.outcome == "blocked"
+    }
+}
+
+/// Every tenant's renewal.
+#[derive(Debug, Serialize)]
+pub struct RenewReport {
+    // In this order: the document `json!` wrote before (keys sorted).
+    pub dry_run: bool,
+    pub failed: usize,
+    pub results: Vec<TenantResult>,
+}
+
+/// The decision for each tenant at `clock`'s now.
+pub fn plan(
+    tenants: &[TenantRecord],
+    offered: Option<&Certificate>,
+    clock: Clock,
+    policy: Policy,
+) -> Vec<Decision> {
+    let offered = offered.map(CertRecord::from_cert);
+    let now = clock.now();
+    tenants
+        .iter()
+        .map(|t| renew::decide(t, offered.as_ref(), now, policy))
+        .collect()
+}
+
+/// Carries out `d` on `t`: offline when it needs no tenant (or in a dry run), else in the
+/// session `session` makes (named by the tenant id when the ledger has it); a session that
+/// cannot be made is a failure of this tenant alone, recorded in the ledger.
+#[allow(clippy::too_many_arguments)]
+pub async fn renew_one(
+    store: &LedgerStore,
+    t: &TenantRecord,
+    d: Decision,
+    offered: Option<&Certificate>,
+    policy: Policy,
+    clock: Clock,
+    dry_run: bool,
+    session: impl FnOnce(&str) -> Result<Session, String>,
+) -> Result<TenantResult, SessionError> {
+    let renewed = if dry_run || !d.acts() {
+        renewal::renew_offline(store, t, d, clock, dry_run)?
+    } else {
+        let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
+        match session(&name) {
+            Ok(mut s) => s.renew(t, d, offered, policy).await?,
+            Err(msg) => {
+                renewal::record_failure(store, t, &msg, clock.now())?;
+                Renewed {
+                    tenant: t.clone(),
+                    decision: d,
+                    outcome: Err(SessionError::Renewal(msg)),
+                    onprem_script: None,
+                }
+            }
+        }
+    };
+    Ok(TenantResult::from_renewed(renewed))
+}
+
+/// Renews many tenants at once, at most `concurrency` in flight (the waits for a new key's start
+/// overlap), each in isolation; results in the tenants' order. `session(name, i)` makes the
+/// session of the `i`-th tenant (the caller spreads them over connection pools).
+#[allow(clippy::too_many_arguments)]
+pub async fn renew_many(
+    store: &LedgerStore,
+    work: Vec<(TenantRecord, Decision)>,
+    offered: Option<&Certificate>,
+    policy: Policy,
+    clock: Clock,
+    dry_run: bool,
+    concurrency: usize,
+    session: &(dyn Fn(&str, usize) -> Result<Session, String> + Sync),
+) -> Result<Vec<TenantResult>, SessionError> {
+    use futures_util::StreamExt as _;
+    let results: Vec<Result<TenantResult, SessionError>> =
+        futures_util::stream::iter(work.into_iter().enumerate())
+            .map(|(i, (t, d))| async move {
+                renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
+                    session(name, i)
+                })
+                .await
+            })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
+impl RenewReport {
+    pub fn new(dry_run: bool, results: Vec<TenantResult>) -> RenewReport {
+        let failed = results.iter().filter(|r| r.failed()).count();
+        RenewReport {
+            dry_run,
+            results,
+            failed,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for r in &self.results {
+            s.push_str(&format!(
+                "{}: {} [{}]\n",
+                r.tenant,
+                describe(&r.decision),
+                r.outcome
+            ));
+            if let Some(e) = &r.error {
+                s.push_str(&format!("  error: {e}\n"));
+            }
+            if let Some(p) = &r.onprem_script {
+                s.push_str(&format!(
+                    "  on-prem step written to {p}: run it on a Front End\n"
+                ));
+            }
+        }
+        s.push_str(&format!(
+            "{} tenant(s), {} failed or blocked\n",
+            self.results.len(),
+            self.failed
+        ));
+        s
+    }
+
+    /// When some tenants failed or were blocked: the error line and its hint.
+    pub fn failure(&self) -> Option<(String, String)> {
+        let r = self.results.iter().find(|r| r.failed())?;
+        let first = format!(
+            "{}: {}",
+            r.tenant,
+            r.error.clone().unwrap_or_else(|| describe(&r.decision))
+        );
+        Some((
+            format!(
+                "{} of {} tenant(s) could not be renewed (first: {first})",
+                self.failed,
+                self.results.len()
+            ),
+            "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".to_string(),
+        ))
+    }
+}

@@ -1,0 +1,136 @@
+//! A fleet's status as `status` shows it: every tenant's record (as the ledger has it, or
+//! refreshed from the tenants with `--live`), its evaluated status, and what a live read found
+//! (drift, tenants that could not be read). Rendered here as the JSON document, the table with
+//! its timelines and drift lines, and the `--check` answer; the command line only prints.
+
+use super::{TenantStatus, Thresholds, check_line, evaluate};
+use crate::fleet::Drift;
+use crate::ledger::TenantRecord;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+/// What a live read of the tenants found, index by index with the tenants.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub drift: Vec<Vec<Drift>>,
+    pub errors: Vec<Option<String>>,
+    /// The hint of the first error.
+    pub first_hint: Option<String>,
+}
+
+/// The tenants, their statuses, and the live read if there was one.
+pub struct Fleet {
+    pub tenants: Vec<TenantRecord>,
+    pub statuses: Vec<TenantStatus>,
+    pub live: Option<Live>,
+    pub now: DateTime<Utc>,
+}
+
+impl Fleet {
+    pub fn new(
+        tenants: Vec<TenantRecord>,
+        live: Option<Live>,
+        now: DateTime<Utc>,
+        th: Thresholds,
+    ) -> Fleet {
+        let statuses = tenants.iter().map(|t| evaluate(t, now, th)).collect();
+        Fleet {
+            tenants,
+            statuses,
+            live,
+            now,
+        }
+    }
+
+    fn errors(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.errors.iter().filter(|e| e.is_some()).count())
+    }
+
+    /// `--check`: the exit code, the plugin line, and the same as JSON.
+    pub fn check(&self, th: Thresholds) -> (u8, String, Value) {
+        let (code, line) = check_line(&self.statuses, self.errors(), th);
+        let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code.min(3))];
+        let json = json!({"status": word, "code": code, "summary": line.trim_end(), "tenants": self.statuses});
+        (code, line, json)
+    }
+
+    /// The JSON document (CONTRACT.md `status`): with `--live`, each tenant's drift and error.
+    pub fn json(&self) -> Value {
+        let list: Vec<Value> = self
+            .statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(l) = &self.live {
+                    v["drift"] = json!(l.drift.get(i).cloned().unwrap_or_default());
+                    v["live_error"] = json!(l.errors.get(i).cloned().flatten());
+                }
+                v
+            })
+            .collect();
+        json!({"as_of": self.now, "live": self.live.is_some(), "tenants": list})
+    }
+
+    /// The table with a 12-month timeline per tenant, then drift and read errors.
+    pub fn table(&self) -> String {
+        let rows: Vec<(TenantStatus, String)> = self
+            .statuses
+            .iter()
+            .cloned()
+            .zip(
+                self.tenants
+                    .iter()
+                    .map(|t| crate::report::timeline(t, self.now)),
+            )
+            .collect();
+        let mut s = crate::report::table(&rows);
+        if let Some(l) = &self.live {
+            for (i, t) in self.tenants.iter().enumerate() {
+                for d in l.drift.get(i).into_iter().flatten() {
+                    s.push_str(&format!(
+                        "drift {}: {} {} ({})\n",
+                        t.domain, d.app_id, d.thumbprint_sha1, d.kind
+                    ));
+                }
+                if let Some(Some(e)) = l.errors.get(i) {
+                    s.push_str(&format!("could not read {}: {e}\n", t.domain));
+                }
+            }
+        }
+        s
+    }
+
+    /// The records paired with their statuses (the Prometheus and iCalendar exports).
+    pub fn pairs(&self) -> Vec<(&TenantRecord, TenantStatus)> {
+        self.tenants
+            .iter()
+            .zip(self.statuses.iter().cloned())
+            .collect()
+    }
+
+    /// When some tenants could not be read live: the error line and its hint.
+    pub fn live_failure(&self) -> Option<(String, String)> {
+        let l = self.live.as_ref()?;
+        let (i, e) = l
+            .errors
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| e.as_ref().map(|e| (i, e)))?;
+        let n = self.errors();
+        Some((
+            format!(
+                "{n} tenant(s) could not be read live (first: {}: {e})",
+                self.tenants[i].domain
+            ),
+            format!(
+                "the others are shown; {}",
+                l.first_hint.clone().unwrap_or_else(|| {
+                    "check the admin identity's access to those tenants".to_string()
+                })
+            ),
+        ))
+    }
+}
