@@ -199,6 +199,23 @@ pub fn applicable(cloud: &str, now: DateTime<Utc>) -> Vec<&'static Advisory> {
     v
 }
 
+/// The advisories that bear on what `verify` proves (the trust itself: its key and the features
+/// that ride on it, and the on-premises server), for a tenant in `cloud` at `now`.
+pub fn bearing_on_trust(cloud: &str, now: DateTime<Utc>) -> Vec<&'static Advisory> {
+    applicable(cloud, now)
+        .into_iter()
+        .filter(|a| a.affects.iter().any(|f| *f != Feature::ReminderEmail))
+        .collect()
+}
+
+/// What `verify` prints after a proof: one `advisory:` line each for [`bearing_on_trust`].
+pub fn notes_for_verify(cloud: &str, now: DateTime<Utc>) -> Vec<String> {
+    bearing_on_trust(cloud, now)
+        .into_iter()
+        .map(|a| format!("advisory: {}", line(a, now)))
+        .collect()
+}
+
 /// An advisory by id.
 pub fn find(id: &str) -> Option<&'static Advisory> {
     ADVISORIES.iter().find(|a| a.id == id)

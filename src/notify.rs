@@ -84,7 +84,21 @@ pub fn webhook_payload(format: WebhookFormat, d: &Digest) -> serde_json::Value {
             .unwrap_or_default()
     };
     let Some(m) = d.entries.first() else {
-        return json!({"event": "hybrid-trust.reminder", "entries": []});
+        // Only Microsoft's dated changes: the subject and the text, in each format's shape.
+        return match format {
+            WebhookFormat::Json => {
+                json!({"event": "hybrid-trust.reminder", "entries": [], "advisories": d.advisories, "summary": d.subject(), "text": d.text()})
+            }
+            WebhookFormat::Teams => {
+                json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": [
+                    {"type": "TextBlock", "text": d.subject(), "weight": "Bolder", "size": "Medium", "wrap": true},
+                    {"type": "TextBlock", "text": d.text(), "wrap": true},
+                ]}}]})
+            }
+            WebhookFormat::Slack => json!({"text": d.subject(), "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": d.text()}},
+            ]}),
+        };
     };
     match format {
         WebhookFormat::Json => json!({
@@ -100,6 +114,7 @@ pub fn webhook_payload(format: WebhookFormat, d: &Digest) -> serde_json::Value {
             "summary": d.subject(),
             "text": d.text(),
             "command": command(m),
+            "advisories": d.advisories,
             "entries": d.entries.iter().map(|e| json!({
                 "kind": e.kind,
                 "tenant": e.tenant,

@@ -271,3 +271,132 @@ async fn the_emulator_answers_raw_requests_as_graph_does() {
     );
     assert!(messages(&emu).await.is_empty());
 }
+
+/// `remind` through the command line with a `[[reminders.graph_mail]]` channel: delivered once
+/// (with Microsoft's dated changes in the same digest), not again on the next run; a sender
+/// without a mailbox fails the run (exit 1) and is not marked sent; bad channels are refused
+/// (exit 2, one line, a hint) before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn remind_delivers_through_graph_mail_end_to_end() {
+    let emu = Emu::start().await;
+    let tool = support::Tool::for_emulator(&emu);
+    let domain = emu.tenant.domain.clone();
+    let config = tool.dir.path().join("config.toml");
+    let write = |from: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[reminders.graph_mail]]\nfrom = \"{from}\"\nto = [\"uc-admins@contoso.com\"]\ntenant = \"{domain}\"\nclient_id = \"{}\"\nclient_secret_env = \"HT_TEST_SECRET\"\n{extra}",
+                emu.tenant.admin.client_id
+            ),
+        )
+        .unwrap();
+    };
+    let remind = |args: &'static [&'static str]| {
+        let mut c = tool.command();
+        c.arg("--config").arg(&config).args(args);
+        async move {
+            tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    let end = (chrono::Utc::now() + chrono::TimeDelta::days(10))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut add = tool.command();
+    add.args([
+        "tenant",
+        "add",
+        "fabrikam.com",
+        "--cert",
+        cert,
+        "--credential-end",
+        &end,
+    ]);
+    let o = tokio::task::spawn_blocking(move || add.output().unwrap())
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", support::stderr(&o));
+
+    // A sender without an Exchange Online mailbox: exit 1, the cause, nothing marked sent.
+    write(&format!("admin@{domain}"), "");
+    let o = remind(&["remind", "--all"]).await;
+    let e = support::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("MailboxNotEnabledForRESTAPI"), "{e}");
+    let ledger = std::fs::read_to_string(tool.state_dir.join("ledger.json")).unwrap_or_default();
+    assert!(!ledger.contains("graph-mail:"), "{ledger}");
+
+    // The mailbox user: delivered, with the lapse and the advisories due.
+    write(&format!("noreply@{domain}"), "");
+    let o = remind(&["--output", "json", "remind", "--all"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));
+    let v = support::json_out(&o);
+    assert_eq!(v["messages"], 1, "{v}");
+    assert!(
+        v["advisories"].as_array().is_some_and(|a| !a.is_empty()),
+        "{v}"
+    );
+    let m = messages(&emu).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["from"], json!(format!("noreply@{domain}")));
+    assert!(m[0]["subject"].as_str().unwrap().contains("fabrikam.com"));
+    let html = m[0]["body_html"].as_str().unwrap();
+    assert!(
+        html.contains("Microsoft&#39;s dated changes")
+            || html.contains("Microsoft's dated changes"),
+        "{html}"
+    );
+    assert!(
+        m[0]["body_text"]
+            .as_str()
+            .unwrap()
+            .contains("hybrid-trust renew --tenant fabrikam.com")
+    );
+    // Once per threshold: the next run sends nothing.
+    let o = remind(&["--output", "json", "remind", "--all"]).await;
+    assert_eq!(support::json_out(&o)["messages"], 0);
+    assert_eq!(messages(&emu).await.len(), 1);
+
+    // Bad channels and settings: exit 2, one error line with a hint, nothing sent.
+    for (cfg, says) in [
+        (
+            "[[reminders.graph_mail]]\nto = [\"a@contoso.com\"]\ntenant = \"contoso.com\"\n",
+            "from",
+        ),
+        (
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@contoso.com\"]\ntenant = \"contoso.com\"\nclient_secret_env = \"X\"\n",
+            "client_id",
+        ),
+        (
+            "[advisories]\nacknowledged = [\"ews-gone\"]\n",
+            "unknown advisory",
+        ),
+    ] {
+        std::fs::write(&config, cfg).unwrap();
+        let o = remind(&["remind", "--all"]).await;
+        let e = support::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert_eq!(
+            e.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{e}"
+        );
+        assert!(e.contains(says) && e.contains("hint:"), "{e}");
+    }
+    // A channel whose secret variable is unset: exit 2 before any request.
+    write(&format!("noreply@{domain}"), "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("HT_TEST_SECRET", "HT_UNSET_VAR"),
+    )
+    .unwrap();
+    let o = remind(&["remind", "--all"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", support::stderr(&o));
+    assert!(support::stderr(&o).contains("HT_UNSET_VAR"));
+    assert_eq!(messages(&emu).await.len(), 1);
+}

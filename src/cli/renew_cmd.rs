@@ -127,7 +127,13 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
     // Tenants spread over connection pools of at most 100 streams each, as `status --live`.
     let base = ctx.http(&ctx.cloud()?)?;
     let lanes: Vec<crate::http::HttpClient> = (0..a.concurrency.div_ceil(100).clamp(1, 16))
-        .map(|i| if i == 0 { Ok(base.clone()) } else { base.with_own_pool() })
+        .map(|i| {
+            if i == 0 {
+                Ok(base.clone())
+            } else {
+                base.with_own_pool()
+            }
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| Failure::runtime(e, None))?;
     let session = |name: &str, i: usize| {
