@@ -528,6 +528,32 @@ mod tests {
         assert!(html[first..].starts_with("<tr data-state=\"expired\""));
     }
 
+    /// As for the other renderings (issue 14): dates at chrono's limits do not panic.
+    #[test]
+    fn dates_at_the_limits_of_the_calendar_render() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        for now in [
+            min,
+            max,
+            Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap(),
+        ] {
+            let (mut t, st) = tenant(
+                "edge.example.com",
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+                10,
+            );
+            t.credentials[0].start = min;
+            t.credentials[0].end = max;
+            let adv = crate::advisories::applicable("global", now);
+            let html = render(&[(t, st)], &adv, now);
+            assert!(html.contains("edge.example.com"));
+            for a in &adv {
+                let _ = crate::advisories::line(a, now);
+            }
+            let _ = crate::advisories::due_reminders("global", now, &[]);
+        }
+    }
+
     #[test]
     fn a_pending_roll_and_the_lapse_are_marked() {
         let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
