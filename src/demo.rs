@@ -224,15 +224,15 @@ impl Demo {
             for line in d.text().lines().take(8) {
                 say(&format!("    | {line}"));
             }
-            let mut guard = store
-                .lock(std::time::Duration::from_secs(30))
-                .map_err(failed)?;
-            for e in &d.entries {
-                if let Some(rec) = guard.ledger.tenant_mut(&e.tenant) {
-                    rec.mark_reminded(e, "demo", clock.now());
-                }
-            }
-            guard.commit().map_err(failed)?;
+            let delivery = crate::remind::run::Delivery {
+                channel: "demo".into(),
+                recipients: Vec::new(),
+                subject: d.subject(),
+                entries: d.entries,
+                advisories: Vec::new(),
+                advisory_marks: Vec::new(),
+            };
+            crate::remind::run::mark(&store, &delivery, clock.now()).map_err(failed)?;
         }
         self.renew(clock, None, say).await
     }

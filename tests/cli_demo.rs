@@ -64,8 +64,12 @@ fn demo_shows_the_yearly_job_and_leaves_its_folder() {
     }
     let folder = cwd.path().join("hybrid-trust-demo");
     let state = folder.join("state");
-    let ledger: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.join("ledger.json")).unwrap()).unwrap();
+    let ledger = serde_json::to_value(
+        hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(ledger["tenants"][0]["roll_confirmed"]["by"], "admin");
     let names: Vec<String> = std::fs::read_dir(&state)
         .unwrap()

@@ -130,9 +130,7 @@ async fn a_year_and_a_half_of_daily_jobs_under_faketime() {
             let o = f.at(day, &["verify", "--tenant", &t, "--cert", &nk]).await;
             assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));
             assert!(stderr(&o).contains("is confirmed"), "{}", stderr(&o));
-            let l: Value =
-                serde_json::from_slice(&std::fs::read(tool.state_dir.join("ledger.json")).unwrap())
-                    .unwrap();
+            let l = read_ledger(&tool.state_dir);
             assert_eq!(l["tenants"][0]["roll_confirmed"]["by"], "verify");
         }
         let o = f.at(day, &["renew", "--all", "--yes"]).await;

@@ -39,7 +39,7 @@ struct Matrix {
     emu: Emu,
     tool: Tool,
     baseline_keys: Value,
-    baseline_ledger: Option<Vec<u8>>,
+    baseline_ledger: Option<serde_json::Value>,
 }
 
 impl Matrix {
@@ -60,11 +60,10 @@ impl Matrix {
                 .await,
             204
         );
-        let ledger = self.tool.state_dir.join("ledger.json");
         match &self.baseline_ledger {
-            Some(b) => std::fs::write(&ledger, b).unwrap(),
+            Some(b) => write_ledger(&self.tool.state_dir, b),
             None => {
-                let _ = std::fs::remove_file(&ledger);
+                let _ = std::fs::remove_dir_all(self.tool.state_dir.join("ledger"));
             }
         }
     }
@@ -112,10 +111,9 @@ impl Matrix {
                 for t in &before {
                     assert!(after.contains(t), "{what}: key {t} was lost");
                 }
-                if let Ok(b) = std::fs::read(self.tool.state_dir.join("ledger.json")) {
-                    hybrid_trust::ledger::store::parse(&b, std::path::Path::new("ledger.json"))
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
-                }
+                hybrid_trust::ledger::LedgerStore::in_dir(&self.tool.state_dir)
+                    .load()
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
             }
         }
         (ok, failed)
@@ -226,7 +224,7 @@ async fn every_step_of_every_flow_survives_every_fault() {
         .find(|sp| sp["app_id"] == SFB)
         .unwrap()["key_credentials"]
         .clone();
-    m.baseline_ledger = Some(std::fs::read(m.tool.state_dir.join("ledger.json")).unwrap());
+    m.baseline_ledger = Some(read_ledger(&m.tool.state_dir));
     report.push((
         "verify",
         m.run("verify", &["verify", "--tenant", &t, "--cert", &p], 6)

@@ -326,8 +326,14 @@ async fn remind_delivers_through_graph_mail_end_to_end() {
     let e = support::stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("MailboxNotEnabledForRESTAPI"), "{e}");
-    let ledger = std::fs::read_to_string(tool.state_dir.join("ledger.json")).unwrap_or_default();
-    assert!(!ledger.contains("graph-mail:"), "{ledger}");
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&tool.state_dir)
+        .load()
+        .unwrap();
+    assert_eq!(ledger.tenants.len(), 1);
+    assert!(
+        ledger.tenants[0].reminders_sent.is_empty(),
+        "nothing marked sent"
+    );
 
     // The mailbox user: delivered, with the lapse and the advisories due.
     write(&format!("noreply@{domain}"), "");
@@ -354,6 +360,21 @@ async fn remind_delivers_through_graph_mail_end_to_end() {
             .as_str()
             .unwrap()
             .contains("hybrid-trust renew --tenant fabrikam.com")
+    );
+    // Recorded: the lapse's threshold and each advisory, on this channel.
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&tool.state_dir)
+        .load()
+        .unwrap();
+    let sent = &ledger.tenants[0].reminders_sent;
+    let channel = format!("graph-mail:noreply@{domain}");
+    assert!(sent.iter().all(|r| r.channel == channel), "{sent:?}");
+    assert!(
+        sent.iter().any(|r| r.credential.starts_with("advisory/")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|r| !r.credential.starts_with("advisory/")),
+        "{sent:?}"
     );
     // Once per threshold: the next run sends nothing.
     let o = remind(&["--output", "json", "remind", "--all"]).await;

@@ -42,12 +42,15 @@ fn private_dir(p: &Path) {
 }
 
 /// Copies a state dir (flat files and the locks folder): a second admin's ledger.
+/// Copies a state dir (the ledger is a directory of per-tenant records).
 fn copy_state(from: &Path, to: &Path) {
     private_dir(to);
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        } else if e.file_type().unwrap().is_dir() {
+            copy_state(&e.path(), &to.join(e.file_name()));
         }
     }
 }
@@ -76,7 +79,7 @@ async fn output(mut c: Command) -> std::process::Output {
 }
 
 fn ledger_at(state: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(state.join("ledger.json")).unwrap()).unwrap()
+    read_ledger(state)
 }
 
 /// Defect 1: two hosts (two state dirs, each with its own ledger) renew one tenant at nearly the
@@ -459,13 +462,19 @@ async fn a_state_dir_others_can_write_is_refused_and_a_swapped_certificate_is_no
         ])
         .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let ledger_path = tool.state_dir.join("ledger.json");
+    let ledger_path = tenant_file(&tool.state_dir, &t);
     let before = std::fs::read(&ledger_path).unwrap();
 
     for (what, path, mode) in [
         ("state dir", tool.state_dir.clone(), 0o777),
         ("state dir", tool.state_dir.clone(), 0o770),
-        ("ledger", ledger_path.clone(), 0o666),
+        // Per-tenant records (issue 19): their directory is what others must not write; a
+        // record file itself is unreachable through a 0700 directory.
+        (
+            "ledger",
+            tool.state_dir.join("ledger").join("tenants"),
+            0o777,
+        ),
     ] {
         let old = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -496,7 +505,7 @@ async fn a_state_dir_others_can_write_is_refused_and_a_swapped_certificate_is_no
     // Someone who could write the ledger swapped in another certificate's DER.
     let evil = fresh_cert("evil.example.com");
     let mut l: Value = serde_json::from_slice(&before).unwrap();
-    l["tenants"][0]["cert"]["der_base64"] = json!(evil.b64());
+    l["tenant"]["cert"]["der_base64"] = json!(evil.b64());
     std::fs::write(&ledger_path, serde_json::to_vec(&l).unwrap()).unwrap();
     std::fs::set_permissions(&ledger_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = tool.run_async(&["renew", "--tenant", &t, "--yes"]).await;

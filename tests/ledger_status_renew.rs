@@ -15,7 +15,7 @@ fn keys(sp: &Value) -> Vec<Value> {
 }
 
 fn ledger(tool: &Tool) -> Value {
-    serde_json::from_slice(&std::fs::read(tool.state_dir.join("ledger.json")).unwrap()).unwrap()
+    read_ledger(&tool.state_dir)
 }
 
 #[test]
@@ -48,6 +48,18 @@ fn every_ledger_format_ever_written_loads() {
         "C018A043066A6F5CEC76253A1D3CAE84C0E2F730"
     );
     assert_eq!(v["tenants"][1]["state"], "missing");
+    // Format 1 was migrated to one file per tenant; the old file is kept beside it, and the
+    // migrated ledger reads the same again.
+    assert!(state.path().join("ledger.json.v1").exists());
+    assert!(!state.path().join("ledger.json").exists());
+    let again = json_out(
+        &Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args(["--output", "json", "status", "--all"])
+            .env("HYBRID_TRUST_STATE_DIR", state.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(again["tenants"], v["tenants"]);
 }
 
 fn ht(state: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -77,38 +89,61 @@ fn a_corrupt_ledger_is_never_overwritten_and_names_the_last_good_copy() {
             .code(),
         Some(0)
     );
-    let path = s.join("ledger.json");
-    std::fs::write(&path, b"{\"format\": 1, \"tenants\": [ {\"domain\": ").unwrap();
+    // A second write of b keeps its first record as the last good copy.
+    assert_eq!(
+        ht(
+            s,
+            &[
+                "tenant",
+                "add",
+                "b.example.com",
+                "--cert",
+                cert,
+                "--notify",
+                "ops@b.example.com"
+            ]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let path = tenant_file(s, "b.example.com");
+    let garbage = b"{\"format\": 2, \"tenant\": {\"domain\": ";
+    std::fs::write(&path, garbage).unwrap();
     for args in [
         vec!["status", "--all"],
-        vec!["tenant", "add", "c.example.com"],
+        vec![
+            "tenant",
+            "add",
+            "b.example.com",
+            "--notify",
+            "x@b.example.com",
+        ],
     ] {
         let o = ht(s, &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let e = stderr(&o);
         assert!(
-            e.contains("damaged") && e.contains("ledger.json.bak"),
+            e.contains("damaged") && e.contains("b.example.com.json.bak"),
             "{e}"
         );
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            b"{\"format\": 1, \"tenants\": [ {\"domain\": ",
-            "left untouched"
-        );
+        assert_eq!(std::fs::read(&path).unwrap(), garbage, "left untouched");
     }
+    // One damaged record does not stop changes to the others (one file per tenant).
+    assert_eq!(
+        ht(s, &["tenant", "add", "c.example.com"]).status.code(),
+        Some(0)
+    );
     let o = ht(s, &["status", "--all", "--check"]);
     assert_eq!(o.status.code(), Some(3), "UNKNOWN for monitoring");
-    // The backup is the last good ledger.
-    let bak: Value =
-        serde_json::from_slice(&std::fs::read(s.join("ledger.json.bak")).unwrap()).unwrap();
-    assert_eq!(bak["tenants"].as_array().unwrap().len(), 1);
+    // The backup is the last good record.
+    let bak = path.with_file_name("b.example.com.json.bak");
+    let bak_v: Value = serde_json::from_slice(&std::fs::read(&bak).unwrap()).unwrap();
+    assert_eq!(bak_v["tenant"]["domain"], "b.example.com");
+    assert!(bak_v["tenant"]["notify"].as_array().unwrap().is_empty());
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
-        std::fs::metadata(s.join("ledger.json.bak"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(&bak).unwrap().permissions().mode() & 0o777,
         0o600
     );
 }
@@ -159,8 +194,8 @@ fn kill_9_during_writes_never_leaves_a_ledger_that_does_not_load() {
             killed += 1;
         }
         let _ = child.wait();
-        let bytes = std::fs::read(s.join("ledger.json")).unwrap();
-        hybrid_trust::ledger::store::parse(&bytes, &s.join("ledger.json"))
+        hybrid_trust::ledger::LedgerStore::in_dir(s)
+            .load()
             .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
     }
     assert!(
@@ -183,7 +218,7 @@ fn concurrent_runs_keep_every_change() {
     for h in handles {
         assert!(h.join().unwrap().status.success());
     }
-    let v: Value = serde_json::from_slice(&std::fs::read(s.join("ledger.json")).unwrap()).unwrap();
+    let v = read_ledger(&s);
     assert_eq!(v["tenants"].as_array().unwrap().len(), 8);
 }
 
@@ -742,11 +777,7 @@ async fn live_status_reads_a_fleet_over_several_connections_with_two_requests_ea
                         "app_ids": [SFB], "cert": null, "added_at": now}),
     );
     std::fs::create_dir_all(&tool.state_dir).unwrap();
-    std::fs::write(
-        tool.state_dir.join("ledger.json"),
-        serde_json::to_vec(&json!({"format": 1, "tenants": records})).unwrap(),
-    )
-    .unwrap();
+    write_ledger(&tool.state_dir, &json!({"format": 2, "tenants": records}));
     assert_eq!(
         emu.control(Method::DELETE, "requests", json!(null)).await,
         204

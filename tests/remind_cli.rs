@@ -143,8 +143,12 @@ fn email_outage_then_recovery_without_duplicates_and_per_tenant_recipients() {
     let o = ht(&state, &config, &["remind", "--all"], &[]);
     assert_eq!(o.status.code(), Some(1), "a failed delivery fails the run");
     assert!(String::from_utf8_lossy(&o.stderr).contains("retried on the next run"));
-    let ledger: Value =
-        serde_json::from_slice(&std::fs::read(state.join("ledger.json")).unwrap()).unwrap();
+    let ledger: Value = serde_json::to_value(
+        hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(
         ledger["tenants"]
             .as_array()
@@ -303,8 +307,15 @@ fn an_smtp_5_7_30_refusal_points_to_the_graph_mail_channel() {
         "{err}"
     );
     assert!(mails(&server.maildir).is_empty());
-    let ledger = std::fs::read_to_string(state.join("ledger.json")).unwrap_or_default();
-    assert!(!ledger.contains("email:"), "nothing marked sent: {ledger}");
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&state)
+        .load()
+        .unwrap();
+    assert_eq!(ledger.tenants.len(), 1);
+    assert!(
+        ledger.tenants[0].reminders_sent.is_empty(),
+        "nothing marked sent: {:?}",
+        ledger.tenants[0].reminders_sent
+    );
 }
 
 /// smtps:// (TLS from the first byte, as on port 465) with AUTH: the message arrives; without
@@ -405,7 +416,12 @@ fn starttls_with_auth_and_a_password_from_the_environment() {
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    ) + &std::fs::read_to_string(state.join("ledger.json")).unwrap();
+    ) + &serde_json::to_string(
+        &hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(!all.contains("s3cret-smtp-pw"));
     // Without the password variable: a usage error before anything is sent.
     assert_eq!(
@@ -494,7 +510,12 @@ async fn webhooks_json_teams_slack_with_a_failure_then_recovery() {
         s["text"].as_str().unwrap().contains("contoso.com")
             && s["blocks"].as_array().unwrap().len() >= 2
     );
-    let ledger = std::fs::read_to_string(state.join("ledger.json")).unwrap();
+    let ledger = serde_json::to_string(
+        &hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(
         !ledger.contains("SECRET-SIG"),
         "the channel is recorded without its query"

@@ -154,7 +154,9 @@ async fn no_secret_reaches_output_logs_or_files() {
     let mut files = Vec::new();
     all_files(&tool.state_dir, &mut files);
     assert!(
-        files.iter().any(|(n, _)| n.ends_with("ledger.json"))
+        files
+            .iter()
+            .any(|(n, _)| n.contains("tenants") && n.ends_with(".json"))
             && files.iter().any(|(n, _)| n.ends_with("audit.log"))
     );
     for (name, bytes) in &files {

@@ -126,7 +126,8 @@ impl Context {
         })?;
         for (path, what) in [
             (dir.clone(), "the state dir"),
-            (dir.join("ledger.json"), "the ledger"),
+            (dir.join("ledger"), "the ledger"),
+            (dir.join("ledger").join("tenants"), "the ledger"),
         ] {
             crate::paths::refuse_loose(&path, what).map_err(|e| {
                 let hint = e.hint();

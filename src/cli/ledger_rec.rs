@@ -26,16 +26,13 @@ impl Context {
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, Failure> {
         let store = self.ledger_store()?;
-        let mut guard = store
-            .lock(Duration::from_secs(60))
-            .map_err(ledger_failure)?;
         let cloud = self.cloud_name();
-        let rec = guard
-            .ledger
-            .tenant_entry(tenant, &cloud, apps, self.clock.now());
-        let out = f(rec);
-        guard.commit().map_err(ledger_failure)?;
-        Ok(out)
+        let now = self.clock.now();
+        store
+            .update(tenant, None, Duration::from_secs(60), |l| {
+                f(l.tenant_entry(tenant, &cloud, apps, now))
+            })
+            .map_err(ledger_failure)
     }
 
     /// Loads the ledger (read-only).

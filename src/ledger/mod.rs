@@ -13,7 +13,7 @@ pub use roll::{ConfirmedBy, RollConfirmation, RollError};
 pub use store::{LedgerError, LedgerStore};
 
 /// The format this build writes. Every format ever written is in `fixtures/ledger/` and loads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Ledger {
@@ -130,6 +130,10 @@ pub struct TenantRecord {
     #[serde(default)]
     pub notify: Vec<String>,
     pub added_at: DateTime<Utc>,
+    /// The order tenants are listed in: the position in a migrated format-1 ledger, else the
+    /// creation time in nanoseconds (one file per tenant has no order of its own).
+    #[serde(default)]
+    pub seq: i64,
 }
 
 impl TenantRecord {
@@ -159,6 +163,7 @@ impl TenantRecord {
             last_renewal: None,
             notify: Vec::new(),
             added_at: now,
+            seq: now.timestamp_nanos_opt().unwrap_or(i64::MAX),
         }
     }
 

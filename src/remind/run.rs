@@ -25,9 +25,9 @@ pub struct Delivery {
     /// Microsoft's dated changes in this digest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<AdvisoryDue>,
-    /// Which tenant each advisory is recorded on once delivered.
+    /// Which tenant (domain, id) each advisory is recorded on once delivered.
     #[serde(skip)]
-    pub advisory_marks: Vec<(String, AdvisoryDue)>,
+    pub advisory_marks: Vec<AdvisoryMark>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,8 +142,11 @@ impl TenantRecord {
     }
 }
 
-/// One group of a channel: recipients, entries, advisories (tenant, advisory).
-type Group = (Vec<String>, Vec<Due>, Vec<(String, AdvisoryDue)>);
+/// An advisory due for a tenant (domain, tenant id).
+pub type AdvisoryMark = (String, Option<String>, AdvisoryDue);
+
+/// One group of a channel: recipients, entries, advisories by tenant.
+type Group = (Vec<String>, Vec<Due>, Vec<AdvisoryMark>);
 
 /// The digests due now: per channel, per set of recipients, the entries of every tenant and the
 /// advisories due for any of them (`acknowledged` ones left out).
@@ -160,10 +163,10 @@ pub fn plan(
         let mut groups: Vec<Group> = Vec::new();
         for t in tenants {
             let entries = due(t, thresholds, &id, now);
-            let advisories: Vec<(String, AdvisoryDue)> = t
+            let advisories: Vec<AdvisoryMark> = t
                 .advisories_due(&id, now, acknowledged)
                 .into_iter()
-                .map(|a| (t.domain.clone(), a))
+                .map(|a| (t.domain.clone(), t.tenant_id.clone(), a))
                 .collect();
             if entries.is_empty() && advisories.is_empty() {
                 continue;
@@ -178,7 +181,7 @@ pub fn plan(
         }
         for (recipients, entries, marks) in groups {
             let mut advisories: Vec<AdvisoryDue> = Vec::new();
-            for (_, a) in &marks {
+            for (_, _, a) in &marks {
                 match advisories.iter_mut().find(|x| x.id == a.id) {
                     // The nearest threshold any tenant is at.
                     Some(x) if a.threshold_days < x.threshold_days => *x = a.clone(),
@@ -201,6 +204,36 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Records the delivery `d` in each of its tenants' records (one tenant file at a time): its
+/// entries and the advisories it carried for them.
+pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(), LedgerError> {
+    let mut tenants: Vec<(&str, Option<&str>)> = d
+        .entries
+        .iter()
+        .map(|e| (e.tenant.as_str(), e.tenant_id.as_deref()))
+        .chain(
+            d.advisory_marks
+                .iter()
+                .map(|(t, id, _)| (t.as_str(), id.as_deref())),
+        )
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for (t, id) in tenants {
+        store.update(t, id, Duration::from_secs(30), |l| {
+            if let Some(rec) = l.tenant_mut(t) {
+                for e in d.entries.iter().filter(|e| e.tenant == t) {
+                    rec.mark_reminded(e, &d.channel, now);
+                }
+                for (_, _, a) in d.advisory_marks.iter().filter(|(m, _, _)| m == t) {
+                    rec.mark_advisory(a, &d.channel, now);
+                }
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and
@@ -240,19 +273,7 @@ pub async fn run(
     while let Some((order, d, r)) = sends.next().await {
         match r {
             Ok(()) => {
-                let now = clock.now();
-                let mut guard = store.lock(Duration::from_secs(30))?;
-                for e in &d.entries {
-                    if let Some(rec) = guard.ledger.tenant_mut(&e.tenant) {
-                        rec.mark_reminded(e, &d.channel, now);
-                    }
-                }
-                for (tenant, a) in &d.advisory_marks {
-                    if let Some(rec) = guard.ledger.tenant_mut(tenant) {
-                        rec.mark_advisory(a, &d.channel, now);
-                    }
-                }
-                guard.commit()?;
+                mark(store, &d, clock.now())?;
                 sent.push((order, d));
             }
             Err(e) => {
@@ -260,7 +281,7 @@ pub async fn run(
                     .entries
                     .iter()
                     .map(|e| e.tenant.clone())
-                    .chain(d.advisory_marks.iter().map(|(t, _)| t.clone()))
+                    .chain(d.advisory_marks.iter().map(|(t, _, _)| t.clone()))
                     .collect();
                 tenants.dedup();
                 report.failed.push(Failed {

@@ -111,59 +111,58 @@ pub fn confirm_roll(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<RollConfirmation, SessionError> {
-    let mut guard = store.lock(LEDGER_TIMEOUT)?;
-    let rec = guard
-        .ledger
-        .tenant_mut(tenant)
-        .ok_or_else(|| SessionError::Usage(format!("{tenant} is not in the ledger")))?;
-    let domain = rec.domain.clone();
-    let pending = rec.next_cert.as_ref().map(|n| n.thumbprint_sha1.clone());
-    let by = match (&evidence, &pending) {
-        (_, None) => ConfirmedBy::Admin,
-        (Evidence::Admin, _) => ConfirmedBy::Admin,
-        (Evidence::Output(c), Some(new)) => {
-            shows_current(c, new, rec.roll_effective, now)
-                .map_err(|e| SessionError::Usage(format!("{domain}: {e}")))?;
-            ConfirmedBy::OnpremOutput
-        }
-        (Evidence::Verify(used), Some(new)) => {
-            if !used.eq_ignore_ascii_case(new) {
-                return Err(SessionError::Usage(
-                    EvidenceError::OtherCertificate {
-                        used: used.to_string(),
-                        wanted: new.clone(),
-                    }
-                    .to_string(),
-                ));
+    store.update(tenant, None, LEDGER_TIMEOUT, |l| {
+        let rec = l
+            .tenant_mut(tenant)
+            .ok_or_else(|| SessionError::Usage(format!("{tenant} is not in the ledger")))?;
+        let domain = rec.domain.clone();
+        let pending = rec.next_cert.as_ref().map(|n| n.thumbprint_sha1.clone());
+        let by = match (&evidence, &pending) {
+            (_, None) => ConfirmedBy::Admin,
+            (Evidence::Admin, _) => ConfirmedBy::Admin,
+            (Evidence::Output(c), Some(new)) => {
+                shows_current(c, new, rec.roll_effective, now)
+                    .map_err(|e| SessionError::Usage(format!("{domain}: {e}")))?;
+                ConfirmedBy::OnpremOutput
             }
-            ConfirmedBy::Verify
-        }
-    };
-    let c = rec
-        .confirm_roll(by, now)
-        .map_err(|e| SessionError::Usage(format!("{e}; {}", e.hint(&domain))))?;
-    audit
-        .append(&AuditEntry {
-            ts: now,
-            actor,
-            action: "confirm-roll",
-            tenant: &domain,
-            app_id: "",
-            service_principal_id: "",
-            before: None,
-            after: None,
-            before_names: None,
-            after_names: None,
-            note: &format!(
-                "{} is current (confirmed by {}); previous {}",
-                c.thumbprint_sha1,
-                by.name(),
-                c.previous_thumbprint_sha1.as_deref().unwrap_or("-")
-            ),
-        })
-        .map_err(|e| SessionError::Renewal(e.to_string()))?;
-    guard.commit()?;
-    Ok(c)
+            (Evidence::Verify(used), Some(new)) => {
+                if !used.eq_ignore_ascii_case(new) {
+                    return Err(SessionError::Usage(
+                        EvidenceError::OtherCertificate {
+                            used: used.to_string(),
+                            wanted: new.clone(),
+                        }
+                        .to_string(),
+                    ));
+                }
+                ConfirmedBy::Verify
+            }
+        };
+        let c = rec
+            .confirm_roll(by, now)
+            .map_err(|e| SessionError::Usage(format!("{e}; {}", e.hint(&domain))))?;
+        audit
+            .append(&AuditEntry {
+                ts: now,
+                actor,
+                action: "confirm-roll",
+                tenant: &domain,
+                app_id: "",
+                service_principal_id: "",
+                before: None,
+                after: None,
+                before_names: None,
+                after_names: None,
+                note: &format!(
+                    "{} is current (confirmed by {}); previous {}",
+                    c.thumbprint_sha1,
+                    by.name(),
+                    c.previous_thumbprint_sha1.as_deref().unwrap_or("-")
+                ),
+            })
+            .map_err(|e| SessionError::Renewal(e.to_string()))?;
+        Ok(c)
+    })?
 }
 
 /// After `verify` obtained a token with certificate `thumbprint`: confirms the tenant's pending

@@ -218,16 +218,10 @@ impl Session {
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, LedgerError> {
-        let mut guard = self.ledger.lock(LEDGER_TIMEOUT)?;
-        let rec = guard.ledger.tenant_entry_for(
-            name,
-            self.tenant_id.as_deref(),
-            &self.cloud.name,
-            apps,
-            self.clock.now(),
-        );
-        let out = f(rec);
-        guard.commit()?;
-        Ok(out)
+        let id = self.tenant_id.as_deref();
+        let now = self.clock.now();
+        self.ledger.update(name, id, LEDGER_TIMEOUT, |l| {
+            f(l.tenant_entry_for(name, id, &self.cloud.name, apps, now))
+        })
     }
 }

@@ -62,11 +62,12 @@ pub fn record_failure(
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<(), SessionError> {
-    let mut guard = ledger.lock(super::LEDGER_TIMEOUT)?;
-    if let Some(rec) = guard.ledger.tenant_mut(&t.domain) {
-        rec.record_renewal_failure(message, now);
-    }
-    guard.commit()?;
+    let id = t.tenant_id.as_deref();
+    ledger.update(&t.domain, id, super::LEDGER_TIMEOUT, |l| {
+        if let Some(rec) = l.tenant_mut(&t.domain) {
+            rec.record_renewal_failure(message, now);
+        }
+    })?;
     Ok(())
 }
 

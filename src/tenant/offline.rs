@@ -80,11 +80,11 @@ pub fn forget(
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, ForgetError> {
-    let mut guard = store.lock(Duration::from_secs(60))?;
-    let before = guard.ledger.tenants.len();
-    guard.ledger.tenants.retain(|t| !t.is(name));
-    let removed = before != guard.ledger.tenants.len();
-    guard.commit()?;
+    let removed = store.update(name, None, Duration::from_secs(60), |l| {
+        let before = l.tenants.len();
+        l.tenants.retain(|t| !t.is(name));
+        before != l.tenants.len()
+    })?;
     if removed {
         audit.append(&AuditEntry {
             ts: now,

@@ -357,6 +357,33 @@ impl Tool {
     }
 }
 
+/// The whole ledger of a state dir as JSON (`{"format", "tenants": [...]}`), read through the
+/// library (the records are one file per tenant).
+pub fn read_ledger(state: &std::path::Path) -> Value {
+    serde_json::to_value(
+        hybrid_trust::ledger::LedgerStore::in_dir(state)
+            .load()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Replaces the ledger of a state dir by `v` (as [`read_ledger`] gives it), through the library.
+pub fn write_ledger(state: &std::path::Path, v: &Value) {
+    let store = hybrid_trust::ledger::LedgerStore::in_dir(state);
+    let mut g = store.lock(std::time::Duration::from_secs(60)).unwrap();
+    g.ledger = serde_json::from_value(v.clone()).unwrap();
+    g.commit().unwrap();
+}
+
+/// The file holding one tenant's record (`{"format": 2, "tenant": {...}}`).
+pub fn tenant_file(state: &std::path::Path, domain: &str) -> std::path::PathBuf {
+    state
+        .join("ledger")
+        .join("tenants")
+        .join(format!("{domain}.json"))
+}
+
 /// stdout as JSON, with stderr in the panic message when it is not.
 pub fn json_out(o: &std::process::Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
