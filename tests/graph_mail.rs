@@ -395,6 +395,10 @@ async fn remind_delivers_through_graph_mail_end_to_end() {
             "[advisories]\nacknowledged = [\"ews-gone\"]\n",
             "unknown advisory",
         ),
+        (
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@contoso.com\"]\ntenant = \"contoso.com\"\n",
+            "no identity",
+        ),
     ] {
         std::fs::write(&config, cfg).unwrap();
         let o = remind(&["remind", "--all"]).await;
