@@ -62,6 +62,17 @@ pub struct Demo {
     pub cert: PathBuf,
 }
 
+/// Where the demo's output is and what to do next, for the terminal.
+pub fn outro() -> String {
+    format!(
+        "\nWhat the demo made is in ./{FOLDER}/: state/ (the ledger, one file per tenant; audit.log; the on-prem scripts), the certificates, and cloud.json + emulator-ca.pem to point the tool at the emulator (with demo --serve).\n\n\
+         What next, on your own tenant:\n  \
+         hybrid-trust cert inspect oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com\n  \
+         hybrid-trust onboard --tenant contoso.onmicrosoft.com --cert oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com --pool-fqdn webext.contoso.com\n  \
+         hybrid-trust renew --all --yes   and   hybrid-trust remind --all   (daily: scripts/systemd, scripts/cron)"
+    )
+}
+
 /// A demo OAuthTokenIssuer certificate (RSA 2048, CN=sfb.contoso.com, SANs for the SIP domain)
 /// valid from a day before `from` for two years: the PEM with its key.
 pub fn certificate(from: DateTime<Utc>) -> Result<(String, Certificate), DemoError> {
@@ -143,6 +154,22 @@ impl Demo {
             state,
             cert,
         })
+    }
+
+    /// What the demo is about to do, for the terminal.
+    pub fn intro(&self) -> String {
+        let (r, t) = (&self.emu.ready, &self.tenant);
+        format!(
+            "hybrid-trust demo: onboarding an emulated Microsoft 365 tenant, then a year of renewals (everything stays on this machine)\n\n  \
+             emulated cloud   {} (Entra ID, ACS metadata, Microsoft Graph; TLS with its own CA)\n  \
+             tenant           {} ({})\n  \
+             on-prem cert     a fresh RSA-2048 OAuthTokenIssuer certificate for sfb.contoso.com (demo)\n  \
+             admin identity   the tenant's admin app, its secret passed in an environment variable\n\n\
+             onboard: discover the tenant, check the certificate, sign in, upload the key credential,\n\
+             add the pool's service principal name, prove the trust with a real token, write the\n\
+             Management Shell script, record the tenant in the ledger.\n",
+            r.cloud.login_url, t.domain, t.tenant_id
+        )
     }
 
     /// This binary with the demo's cloud, state dir and admin identity; its stdout goes to

@@ -199,10 +199,13 @@ pub async fn refresh(
         drift: vec![Vec::new(); tenants.len()],
         errors: vec![None; tenants.len()],
         first_hint: None,
+        foreign: vec![Vec::new(); tenants.len()],
     };
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(keys) => {
+                // Against the ledger as it was: the live record's credentials are Graph's.
+                live.foreign[i] = crate::credential::foreign::found(&tenants[i], &keys.apps);
                 let (rec, d) = apply_live(&tenants[i], &keys, now);
                 tenants[i] = rec;
                 live.drift[i] = d;

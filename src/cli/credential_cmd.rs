@@ -1,4 +1,4 @@
-//! `credential list|upload|remove` and `spn add` (CONTRACT.md): flags to the library's key and
+//! `credential list|upload|remove|prune` and `spn add` (CONTRACT.md): flags to the library's key and
 //! name changes ([`crate::session::keys`], [`crate::session::names`]), the confirmation on the
 //! terminal, and the report ([`crate::credential::report`]) printed.
 
@@ -7,8 +7,9 @@ use super::printer::terminal_safe;
 use super::{Context, Failure};
 use crate::audit::AuditLog;
 use crate::credential::Approval;
-use crate::credential::report::{self, KeyChanges, KeyListing, NameReport};
-use crate::graph::{self, Graph};
+use crate::credential::foreign::Prune;
+use crate::credential::report::{self, KeyChanges, NameReport};
+use crate::graph;
 use crate::microsoft::SFB_APP_ID;
 use crate::session::keys::KeyOp;
 use std::path::PathBuf;
@@ -47,6 +48,24 @@ pub enum CredentialCommand {
         #[arg(long, value_name = "DATE")]
         end: Option<String>,
         /// Target application (repeatable; default 00000004-0000-0ff1-ce00-000000000000).
+        #[arg(long = "app-id", value_name = "GUID")]
+        app_ids: Vec<String>,
+        /// Create a target's missing service principal first (POST /servicePrincipals {"appId"}), after confirmation.
+        #[arg(long)]
+        create_service_principal: bool,
+    },
+    /// Remove the keys this host's ledger did not put there (--foreign) or expired ones
+    /// (--expired); never a key of the certificate the ledger says the Front Ends use or roll to.
+    #[command(
+        after_help = "Example:\n  hybrid-trust credential prune --tenant contoso.onmicrosoft.com --foreign --dry-run"
+    )]
+    Prune {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, required_unless_present = "expired", conflicts_with = "expired")]
+        foreign: bool,
+        #[arg(long)]
+        expired: bool,
         #[arg(long = "app-id", value_name = "GUID")]
         app_ids: Vec<String>,
     },
@@ -90,15 +109,9 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
         CredentialCommand::List { tenant, app_id } => {
             let tenant = super::args::tenant_arg(&tenant)?;
             let app = super::args::app_ids(&app_id.into_iter().collect::<Vec<_>>())?.remove(0);
-            let cloud = ctx.cloud()?;
-            let tokens = ctx.token_provider(&cloud, &tenant)?;
-            let http = ctx.http(&cloud)?;
-            let g = Graph::new(&http, &cloud, &tokens);
-            let scope = cloud.graph_scope();
+            let mut session = ctx.session(&tenant)?;
             let listing = super::runtime()?
-                .block_on(KeyListing::read(
-                    &g, &tokens, &scope, &tenant, &app, ctx.now,
-                ))
+                .block_on(session.list_keys(&app))
                 .map_err(graph_failure)?;
             ctx.printer.emit(&listing, || listing.text());
             Ok(0)
@@ -110,6 +123,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             start,
             end,
             app_ids: apps,
+            create_service_principal: create,
         } => {
             ctx.refuse_as_of("credential upload")?;
             let tenant = super::args::tenant_arg(&tenant)?;
@@ -136,7 +150,20 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
                 ctx.printer.note(&w);
             }
             ctx.require_confirmable()?;
-            change_each(ctx, &tenant, &apps, &op, Some(c.thumbprint_sha1()))
+            change_each(ctx, &tenant, &apps, &op, Some(c.thumbprint_sha1()), create)
+        }
+        CredentialCommand::Prune {
+            tenant,
+            foreign,
+            app_ids: apps,
+            ..
+        } => {
+            ctx.refuse_as_of("credential prune")?;
+            let tenant = super::args::tenant_arg(&tenant)?;
+            let apps = super::args::app_ids(&apps)?;
+            let what = [Prune::Expired, Prune::Foreign][usize::from(foreign)];
+            ctx.require_confirmable()?;
+            change_each(ctx, &tenant, &apps, &KeyOp::Prune(what), None, false)
         }
         CredentialCommand::Remove {
             tenant,
@@ -146,18 +173,21 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             ctx.refuse_as_of("credential remove")?;
             let tenant = super::args::tenant_arg(&tenant)?;
             let apps = super::args::app_ids(&apps)?;
-            let tp = thumbprint
-                .trim()
-                .replace([':', ' '], "")
-                .to_ascii_uppercase();
-            if tp.len() != 40 || !tp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Failure::input(
-                    anyhow::anyhow!("--thumbprint {thumbprint:?} is not a SHA-1 thumbprint"),
-                    Some("give the 40 hex digits credential list shows".to_string()),
-                ));
-            }
+            let tp = crate::credential::thumbprint_arg(&thumbprint).map_err(|e| {
+                Failure::input(
+                    anyhow::anyhow!(e),
+                    Some(crate::credential::THUMBPRINT_HINT.into()),
+                )
+            })?;
             ctx.require_confirmable()?;
-            change_each(ctx, &tenant, &apps, &KeyOp::Remove(tp.clone()), Some(tp))
+            change_each(
+                ctx,
+                &tenant,
+                &apps,
+                &KeyOp::Remove(tp.clone()),
+                Some(tp),
+                false,
+            )
         }
     }
 }
@@ -183,19 +213,25 @@ fn change_each(
     apps: &[String],
     op: &KeyOp,
     thumb: Option<String>,
+    create: bool,
 ) -> Result<u8, Failure> {
     let mut session = ctx.session(tenant)?;
+    let mut confirm = |sp: &_, plan: &_, shown: Option<&_>| {
+        eprint!(
+            "{}",
+            terminal_safe(&report::confirm_text(sp, plan, shown, ctx.now))
+        );
+        approval(ctx)
+    };
+    let mut create_sp = |app: &str| {
+        if !create {
+            return Approval::Refused;
+        }
+        eprintln!("{}", report::create_text(app, ctx.global.dry_run));
+        [approval(ctx), Approval::Standing][usize::from(ctx.global.dry_run)]
+    };
     let outcomes = super::runtime()?
-        .block_on(session.change_keys(apps, op, &mut |sp, plan, shown| {
-            if let Some(prev) = shown {
-                eprint!(
-                    "{}",
-                    terminal_safe(&report::difference_text(sp, prev, plan, ctx.now))
-                );
-            }
-            eprint!("{}", terminal_safe(&report::plan_text(sp, plan, ctx.now)));
-            approval(ctx)
-        }))
+        .block_on(session.change_keys_creating(apps, op, &mut confirm, &mut create_sp))
         .map_err(super::session_failure)?;
     let audit = AuditLog::in_dir(&ctx.state_dir()?);
     let changes = KeyChanges::new(

@@ -28,26 +28,7 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
         }
     };
     let (r, t) = (&demo.emu.ready, &demo.tenant);
-    say(
-        "hybrid-trust demo: onboarding an emulated Microsoft 365 tenant, then a year of renewals (everything stays on this machine)\n",
-    );
-    say(&format!(
-        "  emulated cloud   {} (Entra ID, ACS metadata, Microsoft Graph; TLS with its own CA)",
-        r.cloud.login_url
-    ));
-    say(&format!(
-        "  tenant           {} ({})",
-        t.domain, t.tenant_id
-    ));
-    say(
-        "  on-prem cert     a fresh RSA-2048 OAuthTokenIssuer certificate for sfb.contoso.com (demo)",
-    );
-    say(
-        "  admin identity   the tenant's admin app, its secret passed in an environment variable\n",
-    );
-    say("onboard: discover the tenant, check the certificate, sign in, upload the key credential,");
-    say("add the pool's service principal name, prove the trust with a real token, write the");
-    say("Management Shell script, record the tenant in the ledger.\n");
+    say(&demo.intro());
     let cert = demo.cert.display().to_string();
     let onboard = [
         "onboard",
@@ -73,19 +54,7 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
         return Err(fail(DemoError::Failed("status failed".into())));
     }
     rt.block_on(demo.year(&say)).map_err(fail)?;
-    say(&format!(
-        "\nWhat the demo made is in ./{FOLDER}/: state/ (ledger.json, audit.log, the on-prem scripts), the certificates, and cloud.json + emulator-ca.pem to point the tool at the emulator (with demo --serve)."
-    ));
-    say("\nWhat next, on your own tenant:");
-    say(
-        "  hybrid-trust cert inspect oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com",
-    );
-    say(
-        "  hybrid-trust onboard --tenant contoso.onmicrosoft.com --cert oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com --pool-fqdn webext.contoso.com",
-    );
-    say(
-        "  hybrid-trust renew --all --yes   and   hybrid-trust remind --all   (daily: scripts/systemd, scripts/cron)",
-    );
+    say(&crate::demo::outro());
     if serve {
         say(&format!(
             "\nThe emulator keeps running at {} until Ctrl-C (HYBRID_TRUST_CLOUD_FILE={}, HYBRID_TRUST_STATE_DIR={}).",

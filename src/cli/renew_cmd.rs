@@ -8,7 +8,7 @@ use super::password::PasswordArgs;
 use super::{Context, Failure};
 use crate::ledger::TenantRecord;
 use crate::renew::{Decision, Policy};
-use crate::session::confirm::{self, Evidence};
+use crate::session::confirm;
 use crate::session::renew_all;
 use crate::session::renewal::describe;
 use std::path::PathBuf;
@@ -47,37 +47,23 @@ pub struct RenewArgs {
 /// `--confirm-roll`: the ledger records the evidence; nothing is sent to the tenant.
 fn confirm_roll(ctx: &Context, tenant: &str, current: Option<&PathBuf>) -> Result<u8, Failure> {
     ctx.refuse_as_of("renew --confirm-roll")?;
-    let saved = match current {
-        Some(dir) => Some(crate::onprem::current::Current::load_dir(dir).map_err(|e| {
-            Failure::input(
-                e,
-                Some("save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List > Get-CsCertificate.txt".into()),
-            )
-        })?),
-        None => None,
-    };
-    let evidence = match &saved {
-        Some(c) => Evidence::Output(c),
-        None => Evidence::Admin,
-    };
-    let store = ctx.ledger_store()?;
-    let audit = crate::audit::AuditLog::in_dir(&ctx.state_dir()?);
-    let actor = format!("local user {}", whoami());
-    let c = confirm::confirm_roll(&store, &audit, tenant, evidence, &actor, ctx.clock.now())
-        .map_err(super::session_failure)?;
-    ctx.printer.emit(&serde_json::json!({"tenant": tenant, "confirmed": c}), || {
-        format!(
-            "{tenant}: {} is now the certificate the Front Ends sign with (confirmed by {}); the next renew retires the old key {}\n",
-            c.thumbprint_sha1,
-            c.by.name(),
-            c.previous_thumbprint_sha1.as_deref().unwrap_or("-")
-        )
-    });
+    let (store, audit) = (
+        ctx.ledger_store()?,
+        crate::audit::AuditLog::in_dir(&ctx.state_dir()?),
+    );
+    let c = confirm::confirm_with(
+        &store,
+        &audit,
+        tenant,
+        current.map(PathBuf::as_path),
+        ctx.clock.now(),
+    )
+    .map_err(super::session_failure)?;
+    ctx.printer.emit(
+        &serde_json::json!({"tenant": tenant, "confirmed": c}),
+        || c.text(tenant),
+    );
     Ok(0)
-}
-
-fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {

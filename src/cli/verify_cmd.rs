@@ -3,7 +3,6 @@
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::session::confirm;
 use crate::sts::AssertionAlg;
 use crate::tenant::TenantRef;
 use crate::verify::{self, report::Listing, report::Proven, report::Refusal};
@@ -92,15 +91,8 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
                 && let Ok(store) = ctx.ledger_store()
             {
                 let audit = crate::audit::AuditLog::in_dir(&ctx.state_dir()?);
-                let actor = "verify";
-                match confirm::after_verify(&store, &audit, &tenant, &thumb, actor, ctx.clock.now()) {
-                    Ok(Some(c)) => ctx.printer.note(&format!(
-                        "the roll to {} is confirmed (verify after its EffectiveDate); the next renew retires the old key",
-                        c.thumbprint_sha1
-                    )),
-                    Ok(None) => {}
-                    Err(e) => ctx.printer.note(&format!("warning: the roll was not confirmed: {e}")),
-                }
+                let note = verify::roll_note(&store, &audit, &tenant, &thumb, ctx.clock.now());
+                note.iter().for_each(|n| ctx.printer.note(n));
             }
             Ok(0)
         }

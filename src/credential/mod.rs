@@ -9,14 +9,35 @@
 //! when nobody is there to ask (`--yes`, or a run confirmed as a whole), a changed plan is applied
 //! only if it is additive, that is, removes no valid key.
 //!
+//! Kept keys are re-sent as [`crate::graph::resend`] says: the preferred form first, and when
+//! Graph refuses the way they were re-sent (PROTOCOL.md §6 item 9, unconfirmed), the next form at
+//! once (a 400 changed nothing); the read-back then requires every kept key's certificate with a
+//! valid window ([`CredentialError::KeptKeyLost`] otherwise, exit 1) and reports what Graph changed.
+//! Each attempt, refusal and change goes to the audit log.
+//!
 //! How keys, plans and results look to people and scripts is [`report`]'s.
 
+pub mod foreign;
 pub mod report;
 
 use crate::audit::{AuditEntry, AuditLog};
+use crate::graph::resend::{self, KeptChange, ResendForm};
 use crate::graph::{Graph, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal};
 use serde_json::json;
 use std::time::Duration;
+
+/// What to do about a thumbprint [`thumbprint_arg`] refuses.
+pub const THUMBPRINT_HINT: &str = "give the 40 hex digits credential list shows";
+
+/// A SHA-1 thumbprint as typed (colons and spaces allowed, any case): 40 uppercase hex digits.
+pub fn thumbprint_arg(s: &str) -> Result<String, String> {
+    let tp = s.trim().replace([':', ' '], "").to_ascii_uppercase();
+    if tp.len() == 40 && tp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(tp)
+    } else {
+        Err(format!("--thumbprint {s:?} is not a SHA-1 thumbprint"))
+    }
+}
 
 /// How many times a lost update is merged again before giving up.
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -39,6 +60,24 @@ pub enum CredentialError {
         "the keys changed while this change waited, and the plan made from them now would remove a key: it was not applied"
     )]
     ChangedSinceShown,
+    /// The read-back lacks a kept key's certificate, or it is no longer valid.
+    #[error(
+        "LOST KEY: after the PATCH, service principal {sp_id} of {app_id} no longer has a valid key of certificate(s) {}: {}",
+        .thumbprints.join(", "), .details.join("; ")
+    )]
+    KeptKeyLost {
+        app_id: String,
+        sp_id: String,
+        thumbprints: Vec<String>,
+        details: Vec<String>,
+    },
+    /// Every re-send form was refused.
+    #[error("Microsoft Graph refused every way of re-sending the kept keys ({tried})")]
+    ResendRefused {
+        tried: String,
+        #[source]
+        last: GraphError,
+    },
 }
 
 impl CredentialError {
@@ -54,6 +93,8 @@ impl CredentialError {
             CredentialError::Audit(_) => "check that the state dir is writable (--state-dir)".into(),
             CredentialError::LostUpdate(_) => "find the other process or admin changing this application and run again when it is done".into(),
             CredentialError::Declined => "run again and answer y, or pass --yes".into(),
+            CredentialError::KeptKeyLost { .. } => "the keys as they were are in the audit log (`before` of the last keyCredentials.patch): upload each missing certificate again (hybrid-trust credential upload --cert), check with hybrid-trust credential list, and report this Graph behaviour".into(),
+            CredentialError::ResendRefused { last, .. } => format!("nothing was changed; {}; the audit log has each refused body", last.hint()),
         }
     }
 }
@@ -103,7 +144,20 @@ pub enum Outcome {
         before: ServicePrincipal,
         after: ServicePrincipal,
         attempts: u32,
+        /// How the kept keys went, and what Graph changed.
+        resend: Box<Resend>,
     },
+}
+
+/// How the kept keys of an applied change were re-sent, and what Graph made of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resend {
+    /// The form Graph accepted.
+    pub form: ResendForm,
+    /// Graph's refusals of earlier forms: (form, Graph's message).
+    pub refused: Vec<(ResendForm, String)>,
+    /// Kept keys Graph changed (a new keyId, a widened window, …).
+    pub changed: Vec<KeptChange>,
 }
 
 impl Outcome {
@@ -127,32 +181,15 @@ pub struct Change<'a> {
     pub clock: crate::clock::Clock,
 }
 
-/// A key's identity across a PATCH: its certificate, type, usage and window (keyIds may be
-/// regenerated), to the second (whether Graph keeps a fraction of a second is unconfirmed).
-type Identity = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn identity(k: &KeyCredential) -> Identity {
-    (
-        k.thumbprint(),
-        k.kind.clone(),
-        k.usage.clone(),
-        k.start_date_time.map(|t| t.timestamp()),
-        k.end_date_time.map(|t| t.timestamp()),
-    )
-}
-
-/// Whether `after` holds every key the plan keeps or adds, and none it removes.
-pub fn plan_stuck(plan: &KeyPlan, after: &[KeyCredential]) -> bool {
-    let have: Vec<_> = after.iter().map(identity).collect();
-    let want: Vec<_> = plan.body().iter().map(identity).collect();
-    let gone: Vec<_> = plan.removed.iter().map(identity).collect();
-    want.iter().all(|t| have.contains(t)) && gone.iter().all(|t| !have.contains(t))
+/// Whether `after` holds every key the plan keeps or adds (kept keys by certificate, as Graph may
+/// have taken them anew) and none it removes.
+pub fn plan_stuck(
+    plan: &KeyPlan,
+    after: &[KeyCredential],
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let rb = resend::read_back(plan, after, now);
+    !rb.crossed && rb.lost().is_empty()
 }
 
 impl Change<'_> {
@@ -172,6 +209,8 @@ impl Change<'_> {
         let mut first: Option<ServicePrincipal> = None;
         // The plan approved last, and how.
         let mut approved: Option<(KeyPlan, Approval)> = None;
+        // The form kept keys are re-sent in: once Graph refused one, later attempts start after it.
+        let mut form = ResendForm::default();
         loop {
             let sp = self.graph.read_service_principal(sp_id).await?;
             let mut plan = make_plan(&sp.key_credentials)?;
@@ -183,6 +222,10 @@ impl Change<'_> {
                         before,
                         after: sp,
                         attempts: attempt,
+                        resend: Box::new(Resend {
+                            form,
+                            ..Resend::default()
+                        }),
                     }),
                     _ => Ok(Outcome::Unchanged { plan, sp }),
                 };
@@ -222,39 +265,58 @@ impl Change<'_> {
             if first.is_none() {
                 first = Some(sp.clone());
             }
-            let body = plan.body();
-            self.audit.append(&AuditEntry {
-                ts: self.clock.now(),
-                actor: self.actor,
-                action: "keyCredentials.patch",
-                tenant: self.tenant,
-                app_id: self.app_id,
-                service_principal_id: sp_id,
-                before: Some(&sp.key_credentials),
-                after: Some(&body),
-                before_names: None,
-                after_names: None,
-                note,
-            })?;
-            match self
-                .graph
-                .patch_service_principal(sp_id, &json!({ "keyCredentials": body }))
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.maybe_applied() => tracing::warn!(
-                    "no answer to the PATCH ({e}); reading back to see whether it applied"
-                ),
-                Err(e) => return Err(e.into()),
-            }
+            let refused = self.patch_keys(sp_id, &sp, &plan, &mut form, note).await?;
             let after = self.graph.read_service_principal(sp_id).await?;
-            if plan_stuck(&plan, &after.key_credentials) {
+            let rb = resend::read_back(&plan, &after.key_credentials, self.clock.now());
+            if !rb.crossed {
+                let lost = rb.lost();
+                if !rb.changes.is_empty() {
+                    let what: Vec<String> = rb.changes.iter().map(change_line).collect();
+                    // Every workflow (renew too) shows it, not only those that print a result.
+                    tracing::warn!(
+                        "{}: kept keys re-sent {form}; Graph changed: {}",
+                        self.app_id,
+                        what.join("; ")
+                    );
+                    self.audit.append(&AuditEntry {
+                        ts: self.clock.now(),
+                        actor: self.actor,
+                        action: "keyCredentials.readback",
+                        tenant: self.tenant,
+                        app_id: self.app_id,
+                        service_principal_id: sp_id,
+                        before: Some(&sp.key_credentials),
+                        after: Some(&after.key_credentials),
+                        before_names: None,
+                        after_names: None,
+                        note: &format!(
+                            "{note}: kept keys re-sent {form}; Graph changed: {}",
+                            what.join("; ")
+                        ),
+                    })?;
+                }
+                if !lost.is_empty() {
+                    return Err(CredentialError::KeptKeyLost {
+                        app_id: self.app_id.to_string(),
+                        sp_id: sp_id.to_string(),
+                        thumbprints: lost
+                            .iter()
+                            .map(|c| c.thumbprint_sha1.clone().unwrap_or_else(|| "?".into()))
+                            .collect(),
+                        details: lost.iter().map(|c| change_line(c)).collect(),
+                    });
+                }
                 let before = first.unwrap_or(sp);
                 return Ok(Outcome::Applied {
                     plan,
                     before,
                     after,
                     attempts: attempt,
+                    resend: Box::new(Resend {
+                        form,
+                        refused,
+                        changed: rb.changes,
+                    }),
                 });
             }
             if attempt >= MAX_ATTEMPTS {
@@ -264,6 +326,99 @@ impl Change<'_> {
                 "the keys read back differ from what was sent: another writer crossed this change; merging again"
             );
             tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+        }
+    }
+
+    /// Sends `plan` (the audit log first), re-sending the kept keys in `form` and, when Graph
+    /// refuses that form ([`resend::refusal`]), at once in the next ([`ResendForm::next`]): a 400
+    /// changed nothing. Returns the refusals met; `form` ends as the form Graph accepted. A PATCH
+    /// that got no answer is left to the read-back.
+    async fn patch_keys(
+        &self,
+        sp_id: &str,
+        sp: &ServicePrincipal,
+        plan: &KeyPlan,
+        form: &mut ResendForm,
+        note: &str,
+    ) -> Result<Vec<(ResendForm, String)>, CredentialError> {
+        let mut refused = Vec::new();
+        loop {
+            let body = resend::body(plan, *form, &sp.raw_keys);
+            let sent: Vec<KeyCredential> = body
+                .iter()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect();
+            self.audit.append(&AuditEntry {
+                ts: self.clock.now(),
+                actor: self.actor,
+                action: "keyCredentials.patch",
+                tenant: self.tenant,
+                app_id: self.app_id,
+                service_principal_id: sp_id,
+                before: Some(&sp.key_credentials),
+                after: Some(&sent),
+                before_names: None,
+                after_names: None,
+                note: &format!("{note} (kept keys re-sent {form})"),
+            })?;
+            let e = match self
+                .graph
+                .patch_service_principal(sp_id, &json!({ "keyCredentials": body }))
+                .await
+            {
+                Ok(()) => return Ok(refused),
+                Err(e) if e.maybe_applied() => {
+                    tracing::warn!(
+                        "no answer to the PATCH ({e}); reading back to see whether it applied"
+                    );
+                    return Ok(refused);
+                }
+                Err(e) => e,
+            };
+            let next = match &e {
+                GraphError::Api {
+                    status, message, ..
+                } => resend::refusal(*status, message, plan)
+                    .and_then(|r| form.next(&r))
+                    .map(|next| (next, message.clone())),
+                _ => None,
+            };
+            let Some((next, message)) = next else {
+                return Err(if refused.is_empty() {
+                    e.into()
+                } else {
+                    let mut tried: Vec<String> = refused
+                        .iter()
+                        .map(|(f, _): &(ResendForm, String)| f.to_string())
+                        .collect();
+                    tried.push(form.to_string());
+                    CredentialError::ResendRefused {
+                        tried: tried.join(", "),
+                        last: e,
+                    }
+                });
+            };
+            tracing::warn!(
+                "Graph refused the kept keys re-sent {form} ({message}); sending them again {next}"
+            );
+            self.audit.append(&AuditEntry {
+                ts: self.clock.now(),
+                actor: self.actor,
+                action: "keyCredentials.refused",
+                tenant: self.tenant,
+                app_id: self.app_id,
+                service_principal_id: sp_id,
+                before: None,
+                after: None,
+                before_names: None,
+                after_names: None,
+                note: &format!(
+                    "{note}: Graph refused the kept keys re-sent {form}: {message}; nothing changed; sending them {next}: {}",
+                    next.describe()
+                ),
+            })?;
+            refused.push((*form, message));
+            *form = next;
         }
     }
 
@@ -349,4 +504,15 @@ impl Change<'_> {
             tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
         }
     }
+}
+
+/// One kept key's change, in a line.
+pub fn change_line(c: &KeptChange) -> String {
+    format!(
+        "{}: {}",
+        c.thumbprint_sha1
+            .as_deref()
+            .unwrap_or("(unknown thumbprint)"),
+        c.changes.join(", ")
+    )
 }

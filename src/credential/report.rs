@@ -8,12 +8,13 @@
 //! have always been written (they were `serde_json::json!` maps, which sort their keys), and
 //! scripts may compare them byte for byte.
 
-use super::Outcome;
+use super::{Outcome, Resend};
 use crate::graph::keys::graph_time;
-use crate::graph::{Graph, GraphError, KeyCredential, KeyIdentity, KeyPlan, ServicePrincipal};
+use crate::graph::resend::{KeptChange, ResendForm};
+use crate::graph::{KeyCredential, KeyIdentity, KeyPlan, ServicePrincipal};
+use crate::ledger::TenantRecord;
 use crate::session::keys::AppOutcomes;
 use crate::session::names::NameChanges;
-use crate::sts::TokenProvider;
 use crate::terminal::display_safe;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -25,6 +26,10 @@ pub struct KeyJson {
     pub display_name: Option<String>,
     /// RFC 3339 in UTC, with the fraction of a second when there is one, as Graph has it.
     pub end: Option<String>,
+    /// `credential list`: a key this host's ledger did not put there
+    /// ([`super::foreign::is_foreign`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<bool>,
     pub key_id: Option<String>,
     pub start: Option<String>,
     pub thumbprint_sha1: Option<String>,
@@ -39,6 +44,7 @@ impl KeyJson {
             days_left: k.end_date_time.map(|e| (e - now).num_days()),
             display_name: k.display_name.clone(),
             end: k.end_date_time.map(graph_time),
+            foreign: None,
             key_id: k.key_id.clone(),
             start: k.start_date_time.map(graph_time),
             thumbprint_sha1: k.thumbprint(),
@@ -81,7 +87,24 @@ pub fn plan_text(sp: &ServicePrincipal, plan: &KeyPlan, now: DateTime<Utc>) -> S
             s.push_str(&key_line(verb, k, now));
         }
     }
+    if !plan.keep.is_empty() && plan.changes() {
+        s.push_str(RESEND_NOTE);
+    }
     s
+}
+
+/// How kept keys will be re-sent, for the plan (PROTOCOL.md §6 item 9 is unconfirmed).
+pub const RESEND_NOTE: &str = "  (kept keys are re-sent with every property as read; should Graph refuse that, exactly as it returned them, then with only type, usage and key, in which case Graph may give them a new keyId and a window of its own: the result says what it changed)\n";
+
+/// What a confirmation shows: what changed since the plan shown before (if one was), then the plan.
+pub fn confirm_text(
+    sp: &ServicePrincipal,
+    plan: &KeyPlan,
+    shown: Option<&KeyPlan>,
+    now: DateTime<Utc>,
+) -> String {
+    let before = shown.map(|prev| difference_text(sp, prev, plan, now));
+    before.unwrap_or_default() + &plan_text(sp, plan, now)
 }
 
 /// What changed on the service principal between the read a plan was shown from and a later one.
@@ -126,30 +149,13 @@ pub struct KeyListing {
 }
 
 impl KeyListing {
-    /// Reads the service principal of `app`, and the tenant id from an admin token.
-    pub async fn read(
-        graph: &Graph<'_>,
-        tokens: &TokenProvider,
-        scope: &str,
-        tenant: &str,
-        app: &str,
-        now: DateTime<Utc>,
-    ) -> Result<KeyListing, GraphError> {
-        let id = graph.find_service_principal(app).await?;
-        let sp = graph.read_service_principal(&id).await?;
-        let tid = tokens
-            .token(scope)
-            .await
-            .ok()
-            .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"));
-        Ok(KeyListing::new(tenant, app, &sp, tid, now))
-    }
-
+    /// The listing of `sp`, each key marked foreign or not against the tenant's ledger record.
     pub fn new(
         tenant: &str,
         app: &str,
         sp: &ServicePrincipal,
         tenant_id: Option<String>,
+        rec: Option<&TenantRecord>,
         now: DateTime<Utc>,
     ) -> KeyListing {
         KeyListing {
@@ -157,7 +163,10 @@ impl KeyListing {
             credentials: sp
                 .key_credentials
                 .iter()
-                .map(|k| KeyJson::of(k, now))
+                .map(|k| KeyJson {
+                    foreign: Some(super::foreign::is_foreign(rec, app, k)),
+                    ..KeyJson::of(k, now)
+                })
                 .collect(),
             service_principal_id: sp.id.clone(),
             tenant_id,
@@ -187,6 +196,9 @@ impl KeyListing {
                 j.days_left.map_or("?".into(), |d| d.to_string()),
                 display_safe(j.display_name.as_deref().unwrap_or(""))
             ));
+            if j.foreign == Some(true) {
+                s.push_str("      FOREIGN: not put there by this host's ledger; whoever holds its private key can act as this application (credential prune --foreign removes it)\n");
+            }
         }
         s
     }
@@ -200,9 +212,15 @@ pub struct AppResult {
     pub attempts: u32,
     pub dropped_expired: Vec<String>,
     pub end: Option<String>,
+    /// Kept keys Graph changed when it took them back (a new keyId, another window).
+    pub graph_changed: Vec<KeptChange>,
     pub kept: Vec<String>,
     pub key_id: Option<String>,
     pub removed: Vec<String>,
+    /// How kept keys were re-sent (`full`, `unchanged`, `minimal`), when something was applied.
+    pub resend: Option<ResendForm>,
+    /// Graph's refusals of earlier re-send forms: `{"form","message"}`.
+    pub resend_refused: Vec<RefusedJson>,
     pub service_principal_id: String,
     pub start: Option<String>,
     pub thumbprint_sha1: Option<String>,
@@ -235,20 +253,44 @@ impl AppResult {
                 .collect::<Vec<_>>()
         };
         let key = plan.added.as_ref().or(plan.already_present.as_ref());
+        let resend = match outcome {
+            Outcome::Applied { resend, .. } => Some(resend),
+            _ => None,
+        };
         AppResult {
             action,
             app_id: app_id.to_string(),
             attempts,
             dropped_expired: tps(&plan.dropped_expired),
             end: key.and_then(|k| k.end_date_time).map(graph_time),
+            graph_changed: resend.map(|r| r.changed.clone()).unwrap_or_default(),
             kept: tps(&plan.keep),
             key_id: key.and_then(|k| k.key_id.clone()),
             removed: tps(&plan.removed),
+            resend: resend.map(|r| r.form),
+            resend_refused: resend
+                .map(|r| {
+                    r.refused
+                        .iter()
+                        .map(|(form, message)| RefusedJson {
+                            form: *form,
+                            message: message.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             service_principal_id: sp.id.clone(),
             start: key.and_then(|k| k.start_date_time).map(graph_time),
             thumbprint_sha1: thumb,
         }
     }
+}
+
+/// A re-send form Graph refused, and its words.
+#[derive(Debug, Serialize)]
+pub struct RefusedJson {
+    pub form: ResendForm,
+    pub message: String,
 }
 
 /// `credential upload` / `credential remove`: what each application's change came to.
@@ -306,9 +348,11 @@ impl KeyChanges {
                     plan,
                     after,
                     attempts,
+                    resend,
                     ..
                 } => {
                     s.push_str(&plan_text(after, plan, self.now));
+                    s.push_str(&resend_text(app, resend));
                     s.push_str(&format!(
                         "{app}: applied and verified by reading back{}\n",
                         if *attempts > 1 {
@@ -325,6 +369,43 @@ impl KeyChanges {
         }
         s
     }
+}
+
+/// What the re-send of kept keys met: Graph's refusals, the form it accepted, what it changed.
+pub fn resend_text(app: &str, r: &Resend) -> String {
+    let mut s = String::new();
+    for (form, message) in &r.refused {
+        s.push_str(&format!(
+            "{app}: Graph refused the kept keys re-sent {form}: {}\n",
+            display_safe(message)
+        ));
+    }
+    if !r.refused.is_empty() {
+        s.push_str(&format!(
+            "{app}: kept keys re-sent {}: {}\n",
+            r.form,
+            r.form.describe()
+        ));
+    }
+    for c in &r.changed {
+        s.push_str(&format!(
+            "{app}: Graph changed kept key {}\n",
+            display_safe(&super::change_line(c))
+        ));
+    }
+    s
+}
+
+/// The confirmation (or the dry run's note) for creating a missing service principal.
+pub fn create_text(app: &str, dry_run: bool) -> String {
+    format!(
+        "The tenant has no service principal for application {app}: {} (POST /servicePrincipals {{\"appId\": \"{app}\"}}, as Microsoft's scripts do with New-MgServicePrincipal -AppId)",
+        if dry_run {
+            "it would be created (dry run)"
+        } else {
+            "it will be created"
+        }
+    )
 }
 
 /// The names a service principal will have, for the confirmation.
@@ -429,9 +510,16 @@ mod tests {
             crate::microsoft::SFB_APP_ID,
             &sp(vec![k]),
             None,
+            None,
             now,
         );
         as_json_macro_wrote_it(&l);
+        assert_eq!(
+            serde_json::to_value(&l).unwrap()["credentials"][0]["foreign"],
+            true,
+            "no ledger record: nothing shows the tool put it there"
+        );
+        assert!(l.text().contains("      FOREIGN: not put there"));
         let json = serde_json::to_value(&l).unwrap();
         assert_eq!(json["credentials"][0]["type"], "AsymmetricX509Cert");
         assert_eq!(json["credentials"][0]["days_left"], 30);
@@ -444,7 +532,7 @@ mod tests {
             text.contains("(30 days left)  CN=sfb\\ncontoso\n"),
             "{text}"
         );
-        let empty = KeyListing::new("c.com", "app", &sp(vec![]), Some("tid".into()), now);
+        let empty = KeyListing::new("c.com", "app", &sp(vec![]), Some("tid".into()), None, now);
         assert!(
             empty
                 .text()
@@ -471,7 +559,11 @@ mod tests {
             .skip(1)
             .map(|l| l.split_whitespace().next().unwrap())
             .collect();
-        assert_eq!(verbs, ["keep", "drop", "add"], "{text}");
+        assert_eq!(verbs, ["keep", "drop", "add", "(kept"], "{text}");
+        assert!(
+            text.ends_with(RESEND_NOTE),
+            "the plan says how kept keys go"
+        );
         assert!(
             text.starts_with(
                 "Service principal 00000004-0000-0ff1-ce00-000000000000 (Skype\\x1b[2J"

@@ -25,7 +25,9 @@ pub enum GraphError {
     Sts(#[source] StsError),
     #[error("Microsoft Graph's answer could not be read: {0}")]
     Decode(String),
-    #[error("the tenant has no service principal for application {app_id}")]
+    #[error(
+        "the tenant has no service principal for application {app_id} (it was never provisioned here)"
+    )]
     NoServicePrincipal { app_id: String },
     #[error("the tenant has {count} service principals for application {app_id}")]
     Ambiguous { app_id: String, count: usize },
@@ -75,7 +77,7 @@ impl GraphError {
             GraphError::Http(e) => e.hint().into(),
             GraphError::Sts(e) => e.hint(),
             GraphError::Decode(_) => "a proxy may be answering instead of Microsoft Graph".into(),
-            GraphError::NoServicePrincipal { .. } => "the first-party application is not provisioned in this tenant: check the tenant and the cloud".into(),
+            GraphError::NoServicePrincipal { app_id } => format!("check the tenant and the cloud; if they are right, create it: hybrid-trust credential upload --create-service-principal (or New-MgServicePrincipal -AppId {app_id}, as Microsoft's scripts do)"),
             GraphError::Ambiguous { .. } => "resolve the duplicate service principals in the Entra admin center first".into(),
             GraphError::DateOutOfRange { .. } => "no real key has such a date: look at that key in the Entra admin center (or Graph Explorer) and remove it if nobody knows it; if this is not Microsoft Graph, check --cloud / --cloud-file and HTTPS_PROXY".into(),
         }
@@ -95,6 +97,30 @@ pub struct ServicePrincipal {
     pub key_credentials: Vec<KeyCredential>,
     #[serde(default)]
     pub service_principal_names: Vec<String>,
+    /// `accountEnabled`, when the read selected it.
+    #[serde(default)]
+    pub account_enabled: Option<bool>,
+    /// The keys exactly as Graph returned them (the JSON objects), for a re-send "as read"
+    /// ([`super::resend::ResendForm::Unchanged`]).
+    #[serde(skip)]
+    pub raw_keys: Vec<Value>,
+}
+
+/// Keeps the JSON of the keys as Graph sent them beside the typed ones.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+fn from_value(v: Value) -> Result<ServicePrincipal, GraphError> {
+    let raw = v
+        .get("keyCredentials")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut sp: ServicePrincipal =
+        serde_json::from_value(v).map_err(|e| GraphError::Decode(e.to_string()))?;
+    sp.raw_keys = raw;
+    Ok(sp)
 }
 
 /// A servicePrincipal object as Graph answers it: key dates outside the years 1..=9999 are refused
@@ -105,9 +131,8 @@ pub struct ServicePrincipal {
     reason = "the error types of the async calls these serve; a failed parse is the cold path"
 )]
 pub fn parse_service_principal(body: &[u8]) -> Result<ServicePrincipal, GraphError> {
-    let sp: ServicePrincipal =
-        serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
-    check_dates(sp)
+    let v: Value = serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
+    check_dates(from_value(v)?)
 }
 
 /// The collection form (`{"value":[…]}`), with the same date check.
@@ -118,10 +143,13 @@ pub fn parse_service_principal(body: &[u8]) -> Result<ServicePrincipal, GraphErr
 pub fn parse_service_principals(body: &[u8]) -> Result<Vec<ServicePrincipal>, GraphError> {
     #[derive(Deserialize)]
     struct List {
-        value: Vec<ServicePrincipal>,
+        value: Vec<Value>,
     }
     let list: List = serde_json::from_slice(body).map_err(|e| GraphError::Decode(e.to_string()))?;
-    list.value.into_iter().map(check_dates).collect()
+    list.value
+        .into_iter()
+        .map(|v| from_value(v).and_then(check_dates))
+        .collect()
 }
 
 #[allow(
@@ -220,27 +248,7 @@ impl<'a> Graph<'a> {
 
     /// The service principal of `app_id` (validated GUID), by the collection `$filter` form.
     pub async fn find_service_principal(&self, app_id: &str) -> Result<String, GraphError> {
-        let filter = format!("appId eq '{app_id}'");
-        let resp = self
-            .call(
-                reqwest::Method::GET,
-                "servicePrincipals",
-                &[("$filter", &filter), ("$select", "id,appId,displayName")],
-                None,
-                true,
-            )
-            .await?;
-        let list = parse_service_principals(&resp.body)?;
-        match list.len() {
-            0 => Err(GraphError::NoServicePrincipal {
-                app_id: app_id.to_string(),
-            }),
-            1 => Ok(list[0].id.clone()),
-            n => Err(GraphError::Ambiguous {
-                app_id: app_id.to_string(),
-                count: n,
-            }),
-        }
+        Ok(self.find_service_principal_full(app_id).await?.id)
     }
 
     /// The keys of `app_id`'s service principal for reading only: one collection query (Graph
@@ -296,6 +304,53 @@ impl<'a> Graph<'a> {
             )
             .await?;
         parse_service_principal(&resp.body)
+    }
+
+    /// Creates the service principal of a Microsoft application (`POST /servicePrincipals
+    /// {"appId"}`, as Microsoft's scripts do with `New-MgServicePrincipal -AppId`); returns its
+    /// object id. Not retried on a lost connection: the caller looks it up again.
+    pub async fn create_service_principal(&self, app_id: &str) -> Result<String, GraphError> {
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                "servicePrincipals",
+                &[],
+                Some(&serde_json::json!({ "appId": app_id })),
+                false,
+            )
+            .await?;
+        Ok(parse_service_principal(&resp.body)?.id)
+    }
+
+    /// The service principal of `app_id` with whether it is enabled (`accountEnabled`).
+    pub async fn find_service_principal_full(
+        &self,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, GraphError> {
+        let filter = format!("appId eq '{app_id}'");
+        let resp = self
+            .call(
+                reqwest::Method::GET,
+                "servicePrincipals",
+                &[
+                    ("$filter", &filter),
+                    ("$select", "id,appId,displayName,accountEnabled"),
+                ],
+                None,
+                true,
+            )
+            .await?;
+        let mut list = parse_service_principals(&resp.body)?;
+        match list.len() {
+            0 => Err(GraphError::NoServicePrincipal {
+                app_id: app_id.to_string(),
+            }),
+            1 => Ok(list.remove(0)),
+            n => Err(GraphError::Ambiguous {
+                app_id: app_id.to_string(),
+                count: n,
+            }),
+        }
     }
 
     /// PATCH with replace semantics. Not retried on a lost connection (the caller reads back).

@@ -4,6 +4,7 @@
 
 mod client;
 pub mod keys;
+pub mod resend;
 
 pub use client::{
     Graph, GraphError, ServicePrincipal, parse_service_principal, parse_service_principals,

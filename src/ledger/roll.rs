@@ -24,6 +24,18 @@ pub enum ConfirmedBy {
     Verify,
 }
 
+impl RollConfirmation {
+    /// The confirmation for people.
+    pub fn text(&self, tenant: &str) -> String {
+        format!(
+            "{tenant}: {} is now the certificate the Front Ends sign with (confirmed by {}); the next renew retires the old key {}\n",
+            self.thumbprint_sha1,
+            self.by.name(),
+            self.previous_thumbprint_sha1.as_deref().unwrap_or("-")
+        )
+    }
+}
+
 impl ConfirmedBy {
     pub fn name(self) -> &'static str {
         match self {

@@ -346,6 +346,23 @@ impl LedgerStore {
         })
     }
 
+    /// One tenant's record, found by `name` (domain or id) or `tenant_id`, reading only its file
+    /// (records are replaced atomically, so no lock is needed to read one).
+    pub fn tenant(
+        &self,
+        name: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Option<TenantRecord>, LedgerError> {
+        if !self.dir.join("FORMAT").exists() && !self.legacy.exists() {
+            return Ok(None);
+        }
+        self.ensure()?;
+        let key = self.find_key(name, tenant_id);
+        Ok(self
+            .read_file(&self.file(&key))?
+            .filter(|t| t.is(name) || tenant_id.is_some_and(|id| t.is(id))))
+    }
+
     /// Locks the whole ledger (exclusive: every per-tenant change waits), loads it, and hands it
     /// back for changes; `commit` writes what changed.
     pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {
@@ -429,8 +446,9 @@ impl LedgerStore {
         Ok(())
     }
 
-    /// Atomic replacement of one tenant's file; the current one (known good: it parses) becomes
-    /// its backup; the tenant id points at it.
+    /// Atomic replacement of one tenant's file; the current one becomes its backup (a hard link,
+    /// no copy: it is known good, since every path here parsed it before changing it); the
+    /// tenant id points at it.
     fn write_record(&self, t: &TenantRecord) -> Result<(), LedgerError> {
         let path = self.file(&key_of(&t.domain));
         let werr = self.werr(&path);
@@ -440,10 +458,12 @@ impl LedgerStore {
         })
         .map_err(|e| werr(std::io::Error::other(e)))?;
         bytes.push(b'\n');
-        if let (Ok(cur), Some(bak)) = (std::fs::read(&path), backup_path(&path))
-            && parse(&cur, &path).is_ok()
+        if let Some(bak) = backup_path(&path)
+            && path.exists()
         {
-            crate::paths::write_atomic(&bak, &cur, 0o600).map_err(self.werr(&bak))?;
+            // A crash between these leaves no backup, never no record.
+            let _ = std::fs::remove_file(&bak);
+            std::fs::hard_link(&path, &bak).map_err(self.werr(&bak))?;
         }
         crate::paths::write_atomic(&path, &bytes, 0o600).map_err(werr)?;
         if let Some(id) = &t.tenant_id

@@ -209,31 +209,49 @@ pub fn plan(
 /// Records the delivery `d` in each of its tenants' records (one tenant file at a time): its
 /// entries and the advisories it carried for them.
 pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(), LedgerError> {
-    let mut tenants: Vec<(&str, Option<&str>)> = d
-        .entries
-        .iter()
-        .map(|e| (e.tenant.as_str(), e.tenant_id.as_deref()))
-        .chain(
-            d.advisory_marks
-                .iter()
-                .map(|(t, id, _)| (t.as_str(), id.as_deref())),
-        )
-        .collect();
-    tenants.sort_unstable();
-    tenants.dedup();
-    for (t, id) in tenants {
-        store.update(t, id, Duration::from_secs(30), |l| {
-            if let Some(rec) = l.tenant_mut(t) {
-                for e in d.entries.iter().filter(|e| e.tenant == t) {
-                    rec.mark_reminded(e, &d.channel, now);
-                }
-                for (_, _, a) in d.advisory_marks.iter().filter(|(m, _, _)| m == t) {
-                    rec.mark_advisory(a, &d.channel, now);
-                }
-            }
-        })?;
+    // Each tenant's record is its own file: they are written on a few threads, so the waits for
+    // the disk (one fsync per file) overlap.
+    type Marks<'a> = (&'a str, Option<&'a str>, Vec<&'a Due>, Vec<&'a AdvisoryDue>);
+    let mut by_tenant: Vec<Marks<'_>> = Vec::new();
+    for e in &d.entries {
+        match by_tenant.iter_mut().find(|(t, _, _, _)| *t == e.tenant) {
+            Some((_, _, es, _)) => es.push(e),
+            None => by_tenant.push((&e.tenant, e.tenant_id.as_deref(), vec![e], Vec::new())),
+        }
     }
-    Ok(())
+    for (tenant, id, a) in &d.advisory_marks {
+        match by_tenant.iter_mut().find(|(t, _, _, _)| t == tenant) {
+            Some((_, _, _, al)) => al.push(a),
+            None => by_tenant.push((tenant, id.as_deref(), Vec::new(), vec![a])),
+        }
+    }
+    let workers = by_tenant.len().clamp(1, 8);
+    let chunk = by_tenant.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_tenant
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    for (t, id, entries, advisories) in part {
+                        store.update(t, *id, Duration::from_secs(30), |l| {
+                            if let Some(rec) = l.tenant_mut(t) {
+                                for e in entries {
+                                    rec.mark_reminded(e, &d.channel, now);
+                                }
+                                for a in advisories {
+                                    rec.mark_advisory(a, &d.channel, now);
+                                }
+                            }
+                        })?;
+                    }
+                    Ok::<(), LedgerError>(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Ok(())))
+    })
 }
 
 /// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and

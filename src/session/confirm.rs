@@ -165,6 +165,35 @@ pub fn confirm_roll(
     })?
 }
 
+/// `renew --confirm-roll [--current DIR]`: the admin's word, or the saved output in `dir`, as
+/// the local user.
+pub fn confirm_with(
+    store: &LedgerStore,
+    audit: &AuditLog,
+    tenant: &str,
+    dir: Option<&std::path::Path>,
+    now: DateTime<Utc>,
+) -> Result<RollConfirmation, SessionError> {
+    let saved = dir
+        .map(Current::load_dir)
+        .transpose()
+        .map_err(|e| {
+            SessionError::Usage(format!(
+                "{e}; save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List > Get-CsCertificate.txt"
+            ))
+        })?;
+    let evidence = saved.as_ref().map_or(Evidence::Admin, Evidence::Output);
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    confirm_roll(
+        store,
+        audit,
+        tenant,
+        evidence,
+        &format!("local user {user}"),
+        now,
+    )
+}
+
 /// After `verify` obtained a token with certificate `thumbprint`: confirms the tenant's pending
 /// roll when that is its new certificate and its EffectiveDate has passed. `Ok(None)` when there
 /// is nothing to confirm (no roll pending, another certificate, or before the EffectiveDate:
@@ -177,8 +206,7 @@ pub fn after_verify(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RollConfirmation>, SessionError> {
-    let ledger = store.load()?;
-    let due = ledger.tenant(tenant).is_some_and(|t| {
+    let due = store.tenant(tenant, None)?.is_some_and(|t| {
         t.next_cert
             .as_ref()
             .is_some_and(|n| n.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))

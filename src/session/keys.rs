@@ -1,12 +1,21 @@
-//! Uploading and removing key credentials on a tenant's target applications: under the tenant
-//! lock, one [`Change`](crate::credential::Change) per application (read, plan, confirm, read
-//! again, PATCH, read back), then the ledger records what is on Graph now.
+//! Uploading, removing and pruning key credentials on a tenant's target applications: under the
+//! tenant lock, one [`Change`](crate::credential::Change) per application (read, plan, confirm,
+//! read again, PATCH, read back), then the ledger records what is on Graph now, including the
+//! kept keys Graph changed when it took them anew (a new keyId, its own window: see
+//! [`crate::graph::resend`]). Also: listing keys with the foreign ones marked
+//! ([`crate::credential::foreign`]), and creating a missing target service principal
+//! (`--create-service-principal`) after confirmation.
 
 use super::{Session, SessionError};
+use crate::audit::AuditEntry;
 use crate::cert::Certificate;
-use crate::credential::{Confirm, Outcome};
-use crate::graph::{self, KeyCredential, KeyPlan, PlanError, WindowError};
-use crate::ledger::CertRecord;
+use crate::credential::foreign::{self, Prune};
+use crate::credential::report::KeyListing;
+use crate::credential::{Approval, Confirm, CredentialError, Outcome};
+use crate::graph::{
+    self, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal, WindowError,
+};
+use crate::ledger::{CertRecord, TenantRecord};
 use chrono::{DateTime, Utc};
 
 /// A change to the keys of a service principal.
@@ -15,6 +24,8 @@ pub enum KeyOp {
     Upload(Box<(KeyCredential, CertRecord)>),
     /// Remove the `Verify` keys of the certificate with this thumbprint.
     Remove(String),
+    /// Remove the foreign or the expired keys (`credential prune`), never a protected one.
+    Prune(Prune),
 }
 
 impl KeyOp {
@@ -42,26 +53,66 @@ impl KeyOp {
         ))
     }
 
+    /// The plan for application `app`, from its keys as read and the tenant's ledger record.
     pub fn plan(
         &self,
         existing: &[KeyCredential],
+        rec: Option<&TenantRecord>,
+        app: &str,
         now: DateTime<Utc>,
     ) -> Result<KeyPlan, PlanError> {
         match self {
             KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
             KeyOp::Remove(tp) => graph::plan_remove(existing, tp, now),
+            KeyOp::Prune(what) => foreign::plan_prune(existing, rec, app, *what, now),
         }
     }
     fn note(&self) -> &'static str {
         match self {
             KeyOp::Upload(..) => "credential upload",
             KeyOp::Remove(_) => "credential remove",
+            KeyOp::Prune(Prune::Foreign) => "credential prune --foreign",
+            KeyOp::Prune(Prune::Expired) => "credential prune --expired",
         }
     }
 }
 
 /// What each application's key change came to.
 pub type AppOutcomes = Vec<(String, Outcome)>;
+
+/// A confirmation for creating a missing service principal (the application id).
+pub type ConfirmCreate<'c> = dyn FnMut(&str) -> Approval + 'c;
+
+/// Nobody to ask: creating a missing service principal was not asked for.
+pub fn no_create(_: &str) -> Approval {
+    Approval::Refused
+}
+
+/// Updates the ledger's records of kept keys that Graph changed (a new keyId, its own window).
+fn record_graph_changes(rec: &mut TenantRecord, app: &str, outcome: &Outcome) {
+    let Outcome::Applied { resend, .. } = outcome else {
+        return;
+    };
+    for c in resend.changed.iter().filter(|c| !c.lost) {
+        let (Some(tp), Some(after)) = (&c.thumbprint_sha1, &c.after_key) else {
+            continue;
+        };
+        let b = &c.before_key;
+        for r in rec.credentials.iter_mut().filter(|r| {
+            r.app_id == app
+                && r.thumbprint_sha1 == *tp
+                && ((r.key_id.is_some() && r.key_id == b.key_id)
+                    || (Some(r.start.timestamp()) == b.start_date_time.map(|d| d.timestamp())
+                        && Some(r.end.timestamp()) == b.end_date_time.map(|d| d.timestamp())))
+        }) {
+            r.key_id = after.key_id.clone();
+            if let (Some(s), Some(e)) = (after.start_date_time, after.end_date_time) {
+                r.start = s;
+                r.end = e;
+            }
+        }
+    }
+}
 
 impl Session {
     /// Applies `op` to each application under the tenant lock and records the result in the
@@ -72,23 +123,85 @@ impl Session {
         op: &KeyOp,
         confirm: &mut Confirm<'_>,
     ) -> Result<AppOutcomes, SessionError> {
+        self.change_keys_creating(apps, op, confirm, &mut no_create)
+            .await
+    }
+
+    /// This tenant's ledger record, if this host has one.
+    pub fn ledger_record(&self) -> Option<TenantRecord> {
+        let ledger = self.ledger.load().ok()?;
+        let by_name = ledger.tenant(&self.name).cloned();
+        by_name.or_else(|| {
+            self.tenant_id
+                .as_deref()
+                .and_then(|id| ledger.tenant(id).cloned())
+        })
+    }
+
+    /// [`Session::change_keys`], creating a target application's missing service principal
+    /// (`POST /servicePrincipals {"appId"}`) when `create` approves it (a dry run shows it
+    /// instead: the plan is made from no keys). Without approval, a missing one is the error
+    /// [`GraphError::NoServicePrincipal`], whose hint says how to create it.
+    pub async fn change_keys_creating(
+        &mut self,
+        apps: &[String],
+        op: &KeyOp,
+        confirm: &mut Confirm<'_>,
+        create: &mut ConfirmCreate<'_>,
+    ) -> Result<AppOutcomes, SessionError> {
         // The tenant id before the lock: one tenant, one lock and one ledger record, whether this
         // run names it by domain or by GUID.
         self.lock().await?;
+        let rec = self.ledger_record();
+        if matches!(op, KeyOp::Prune(Prune::Foreign))
+            && rec.as_ref().is_none_or(|r| r.cert.is_none())
+        {
+            return Err(SessionError::Usage(format!(
+                "tenant {} has no certificate in this host's ledger, so every key would count as foreign: refusing to prune (record it first: hybrid-trust tenant add {} --cert CERT, or remove keys one by one with credential remove)",
+                self.name, self.name
+            )));
+        }
         let actor = self.actor();
         let g = self.graph();
         let mut results = Vec::new();
         for app in apps {
-            let sp_id = g
-                .find_service_principal(app)
-                .await
-                .map_err(crate::credential::CredentialError::Graph)?;
+            let sp_id = match g.find_service_principal(app).await {
+                Ok(id) => id,
+                Err(GraphError::NoServicePrincipal { app_id }) => {
+                    if create(app) == Approval::Refused {
+                        return Err(CredentialError::Graph(GraphError::NoServicePrincipal {
+                            app_id,
+                        })
+                        .into());
+                    }
+                    if self.dry_run {
+                        // Shown, not done: the plan as it would be on a new, empty principal.
+                        let sp = ServicePrincipal {
+                            id: "(to be created)".into(),
+                            app_id: app.clone(),
+                            display_name: None,
+                            key_credentials: vec![],
+                            service_principal_names: vec![],
+                            account_enabled: None,
+                            raw_keys: vec![],
+                        };
+                        let plan = op
+                            .plan(&[], rec.as_ref(), app, self.clock.now())
+                            .map_err(CredentialError::Plan)?;
+                        results.push((app.clone(), Outcome::Planned { plan, sp }));
+                        continue;
+                    }
+                    self.create_service_principal(&g, app, &actor).await?
+                }
+                Err(e) => return Err(CredentialError::Graph(e).into()),
+            };
             let clock = self.clock;
+            let r = rec.as_ref();
             let outcome = self
                 .change(&g, app, &actor)
                 .keys(
                     &sp_id,
-                    |existing| op.plan(existing, clock.now()),
+                    |existing| op.plan(existing, r, app, clock.now()),
                     confirm,
                     op.note(),
                 )
@@ -104,15 +217,103 @@ impl Session {
                         Outcome::Unchanged { plan, .. } => (plan, false),
                         Outcome::Planned { .. } => continue,
                     };
+                    record_graph_changes(rec, app, outcome);
                     match op {
                         KeyOp::Upload(b) => rec.record_upload(app, plan, &b.1, applied, now),
                         KeyOp::Remove(tp) => rec.record_removal(app, tp, applied, now),
+                        KeyOp::Prune(what) => {
+                            rec.forget_expired(app, &plan.removed, now);
+                            if applied {
+                                let tps: Vec<String> = plan
+                                    .removed
+                                    .iter()
+                                    .map(|k| k.thumbprint().unwrap_or_else(|| "?".into()))
+                                    .collect();
+                                rec.log(
+                                    now,
+                                    "credential prune",
+                                    format!(
+                                        "{app}: removed {} key(s): {}",
+                                        what.name(),
+                                        tps.join(", ")
+                                    ),
+                                );
+                            }
+                        }
                     }
                     rec.forget_expired(app, &plan.dropped_expired, now);
                 }
             })?;
         }
         Ok(results)
+    }
+
+    /// Creates `app`'s service principal (audited first), then finds it (Graph may take a moment
+    /// to list a new object).
+    async fn create_service_principal(
+        &self,
+        g: &graph::Graph<'_>,
+        app: &str,
+        actor: &str,
+    ) -> Result<String, SessionError> {
+        self.audit
+            .append(&AuditEntry {
+                ts: self.clock.now(),
+                actor,
+                action: "servicePrincipal.create",
+                tenant: self.tenant_id.as_deref().unwrap_or(&self.name),
+                app_id: app,
+                service_principal_id: "",
+                before: None,
+                after: None,
+                before_names: None,
+                after_names: None,
+                note: "credential upload --create-service-principal: POST /servicePrincipals {\"appId\"}",
+            })
+            .map_err(CredentialError::Audit)?;
+        match g.create_service_principal(app).await {
+            Ok(id) => return Ok(id),
+            // Lost answer, or another admin created it meanwhile: look it up.
+            Err(e)
+                if e.maybe_applied()
+                    || e.code() == Some("Request_MultipleObjectsWithSameKeyValue") => {}
+            Err(e) => return Err(CredentialError::Graph(e).into()),
+        }
+        let mut last = None;
+        for attempt in 0..3u64 {
+            match g.find_service_principal(app).await {
+                Ok(id) => return Ok(id),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500 * (attempt + 1))).await;
+        }
+        Err(
+            CredentialError::Graph(last.unwrap_or(GraphError::NoServicePrincipal {
+                app_id: app.to_string(),
+            }))
+            .into(),
+        )
+    }
+
+    /// `credential list`: the keys of `app`, each marked foreign or not against this tenant's
+    /// ledger record.
+    pub async fn list_keys(&mut self, app: &str) -> Result<KeyListing, GraphError> {
+        let rec = self.ledger_record();
+        let sp = {
+            let g = self.graph();
+            let id = g.find_service_principal(app).await?;
+            g.read_service_principal(&id).await?
+        };
+        let tid = self.resolve_tenant_id().await;
+        let rec = rec.or_else(|| self.ledger_record());
+        Ok(KeyListing::new(
+            &self.name,
+            app,
+            &sp,
+            tid,
+            rec.as_ref(),
+            self.clock.now(),
+        ))
     }
 }
 

@@ -160,9 +160,10 @@ impl Session {
         if self.tenant_id.is_none() {
             self.tenant_id = self
                 .ledger
-                .load()
+                .tenant(&self.name, None)
                 .ok()
-                .and_then(|l| l.tenant(&self.name).and_then(|t| t.tenant_id.clone()));
+                .flatten()
+                .and_then(|t| t.tenant_id);
         }
         if self.tenant_id.is_none() {
             self.tenant_id = self
@@ -191,9 +192,10 @@ impl Session {
             Some(id) => id,
             None => self
                 .ledger
-                .load()
+                .tenant(&self.name, None)
                 .ok()
-                .and_then(|l| l.tenant(&self.name).map(|t| t.domain.clone()))
+                .flatten()
+                .map(|t| t.domain)
                 .unwrap_or_else(|| self.name.to_ascii_lowercase()),
         };
         self.lock = Some(TenantLock::acquire(&self.state_dir, &key, LOCK_TIMEOUT)?);

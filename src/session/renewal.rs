@@ -89,9 +89,7 @@ impl Session {
             self.lock().await?;
             let fresh = self
                 .ledger
-                .load()?
-                .tenant(&t.domain)
-                .cloned()
+                .tenant(&t.domain, t.tenant_id.as_deref())?
                 .unwrap_or_else(|| t.clone());
             let again = renew::decide(
                 &fresh,

@@ -18,6 +18,8 @@ pub struct Live {
     pub errors: Vec<Option<String>>,
     /// The hint of the first error.
     pub first_hint: Option<String>,
+    /// Keys on the target applications that the ledger did not put there (issue 17).
+    pub foreign: Vec<Vec<crate::credential::foreign::ForeignKey>>,
 }
 
 /// The tenants, their statuses, and the live read if there was one.
@@ -84,9 +86,30 @@ impl Fleet {
             .map_or(0, |l| l.errors.iter().filter(|e| e.is_some()).count())
     }
 
-    /// `--check`: the exit code, the plugin line, and the same as JSON.
+    fn foreign(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.foreign.iter().map(Vec::len).sum())
+    }
+
+    /// `--check`: the exit code, the plugin line, and the same as JSON. A foreign key makes an
+    /// OK at least a WARNING, and is named in the line.
     pub fn check(&self, th: Thresholds) -> (u8, String, Value) {
-        let (code, line) = check_line(&self.statuses, self.errors(), th);
+        let (mut code, mut line) = check_line(&self.statuses, self.errors(), th);
+        let n = self.foreign();
+        if n > 0 && code < 3 {
+            let note = format!("{n} foreign key(s) on the target applications");
+            if code == 0 {
+                code = 1;
+                line = line.replacen(
+                    "HYBRID-TRUST OK - ",
+                    &format!("HYBRID-TRUST WARNING - {note}; "),
+                    1,
+                );
+            } else {
+                line = line.replacen(" |", &format!("; {note} |"), 1);
+            }
+        }
         let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code.min(3))];
         let json = json!({"status": word, "code": code, "summary": line.trim_end(), "tenants": self.statuses});
         (code, line, json)
@@ -103,6 +126,7 @@ impl Fleet {
                 if let Some(l) = &self.live {
                     v["drift"] = json!(l.drift.get(i).cloned().unwrap_or_default());
                     v["live_error"] = json!(l.errors.get(i).cloned().flatten());
+                    v["foreign"] = json!(l.foreign.get(i).cloned().unwrap_or_default());
                 }
                 v
             })
@@ -131,6 +155,19 @@ impl Fleet {
                     s.push_str(&format!(
                         "drift {}: {} {} ({})\n",
                         t.domain, d.app_id, d.thumbprint_sha1, d.kind
+                    ));
+                }
+                for f in l.foreign.get(i).into_iter().flatten() {
+                    s.push_str(&format!(
+                        "WARNING foreign key {}: {} {} {} -> {} {}\n",
+                        t.domain,
+                        f.app_id,
+                        f.thumbprint_sha1
+                            .as_deref()
+                            .unwrap_or("(unknown thumbprint)"),
+                        f.start.as_deref().unwrap_or("?"),
+                        f.end.as_deref().unwrap_or("?"),
+                        crate::terminal::display_safe(f.display_name.as_deref().unwrap_or(""))
                     ));
                 }
                 if let Some(Some(e)) = l.errors.get(i) {

@@ -129,6 +129,12 @@ pub fn explain(e: &EntraErrorResponse) -> (&'static str, &'static str) {
             "the application does not exist in this tenant (wrong tenant, or the service principal is missing)",
             "check --tenant and --cloud; for an admin app, grant it in this tenant (admin consent)",
         ),
+        // "UnauthorizedClientApplicationDisabled - The application is disabled." (Entra's AADSTS
+        // reference); Entra says "Application '<appId>'(<name>) is disabled."
+        Some(7000112) => (
+            "the application's service principal is disabled in this tenant (accountEnabled false), so Entra issues it no token",
+            "enable it: Entra admin center > Enterprise applications > (remove the filter) the application > Properties > Enabled for users to sign-in: Yes; or Update-MgServicePrincipal -ServicePrincipalId <object id> -AccountEnabled:$true",
+        ),
         Some(50027) => (
             "the assertion is malformed (for example no thumbprint header)",
             "report this as a bug in hybrid-trust",
@@ -194,5 +200,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(e.code(), Some(700024));
+    }
+
+    #[test]
+    fn a_disabled_application_is_explained_with_its_fix() {
+        let e = EntraErrorResponse {
+            error: "unauthorized_client".into(),
+            error_description: Some(
+                "AADSTS7000112: Application '00000004-0000-0ff1-ce00-000000000000'(Skype for Business Online) is disabled. Trace ID: x".into(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(e.code(), Some(7000112));
+        let (cause, fix) = explain(&e);
+        assert!(cause.contains("disabled") && cause.contains("accountEnabled"));
+        assert!(
+            fix.contains("Enabled for users to sign-in") && fix.contains("-AccountEnabled:$true")
+        );
     }
 }

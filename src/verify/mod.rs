@@ -304,3 +304,23 @@ pub async fn verify_new_key(
         }
     }
 }
+
+/// After a token was issued with `thumb`: a pending roll to that certificate is confirmed when its
+/// EffectiveDate has passed (issue 16, [`crate::session::confirm::after_verify`]); what to tell
+/// the admin about it, if anything.
+pub fn roll_note(
+    store: &crate::ledger::LedgerStore,
+    audit: &crate::audit::AuditLog,
+    tenant: &str,
+    thumb: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    match crate::session::confirm::after_verify(store, audit, tenant, thumb, "verify", now) {
+        Ok(Some(c)) => Some(format!(
+            "the roll to {} is confirmed (verify after its EffectiveDate); the next renew retires the old key",
+            c.thumbprint_sha1
+        )),
+        Ok(None) => None,
+        Err(e) => Some(format!("warning: the roll was not confirmed: {e}")),
+    }
+}

@@ -1,0 +1,292 @@
+//! Foreign keys: key credentials on a target application that this host's ledger did not put
+//! there, and the rule for pruning them (issue 17; PROTOCOL.md §4.9, CVE-2025-53786: a key on a
+//! shared first-party service principal lets whoever holds its private key act as that Microsoft
+//! service, so only the keys the tool put there should be on it). Pure: the ledger record and
+//! `now` come in as arguments.
+//!
+//! A key is **foreign** when no credential record of the ledger names its certificate for that
+//! application, and its certificate is none of the ledger's `cert`, `next_cert` or
+//! `previous_cert`. A key whose certificate cannot be told (no `key` and no usable
+//! `customKeyIdentifier`) is foreign too: nothing shows the tool put it there.
+//!
+//! **Protected** certificates are never pruned, whatever was asked: the one the ledger says the
+//! Front Ends sign with (`cert`) and, during a roll, the one they will sign with (`next_cert`).
+
+use crate::graph::{KeyCredential, KeyPlan, PlanError};
+use crate::ledger::TenantRecord;
+use chrono::{DateTime, Utc};
+
+/// What `credential prune` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// Keys the ledger did not put there ([`is_foreign`]).
+    Foreign,
+    /// Keys whose window has ended.
+    Expired,
+}
+
+impl Prune {
+    pub fn name(self) -> &'static str {
+        match self {
+            Prune::Foreign => "foreign",
+            Prune::Expired => "expired",
+        }
+    }
+}
+
+fn ledger_certs(rec: &TenantRecord) -> impl Iterator<Item = &str> {
+    [&rec.cert, &rec.next_cert, &rec.previous_cert]
+        .into_iter()
+        .flatten()
+        .map(|c| c.thumbprint_sha1.as_str())
+}
+
+/// Whether `k`, on application `app`, is a key the ledger (`rec`, none when the tenant is not in
+/// this host's ledger) did not put there.
+pub fn is_foreign(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> bool {
+    let (Some(rec), Some(tp)) = (rec, k.thumbprint()) else {
+        return true;
+    };
+    let recorded = rec
+        .credentials
+        .iter()
+        .any(|c| c.app_id.eq_ignore_ascii_case(app) && c.thumbprint_sha1.eq_ignore_ascii_case(&tp));
+    !recorded && !ledger_certs(rec).any(|c| c.eq_ignore_ascii_case(&tp))
+}
+
+/// The certificates no prune removes: the ledger's `cert` (the Front Ends sign with it) and a
+/// pending roll's `next_cert`.
+pub fn protected(rec: Option<&TenantRecord>) -> Vec<String> {
+    rec.map(|r| {
+        [&r.cert, &r.next_cert]
+            .into_iter()
+            .flatten()
+            .map(|c| c.thumbprint_sha1.to_ascii_uppercase())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The foreign keys among `keys` of `app`.
+pub fn foreign_keys<'k>(
+    rec: Option<&TenantRecord>,
+    app: &str,
+    keys: &'k [KeyCredential],
+) -> Vec<&'k KeyCredential> {
+    keys.iter().filter(|k| is_foreign(rec, app, k)).collect()
+}
+
+/// A foreign key as `status --live` reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForeignKey {
+    pub app_id: String,
+    pub display_name: Option<String>,
+    pub end: Option<String>,
+    pub key_id: Option<String>,
+    pub start: Option<String>,
+    pub thumbprint_sha1: Option<String>,
+}
+
+/// The foreign keys of every application read live (`apps`: each application's keys), judged
+/// against the tenant's ledger record as it was before the live read replaced its credentials.
+pub fn found(rec: &TenantRecord, apps: &[(String, Vec<KeyCredential>)]) -> Vec<ForeignKey> {
+    use crate::graph::keys::graph_time;
+    apps.iter()
+        .flat_map(|(app, keys)| {
+            foreign_keys(Some(rec), app, keys)
+                .into_iter()
+                .map(move |k| ForeignKey {
+                    app_id: app.clone(),
+                    display_name: k.display_name.clone(),
+                    end: k.end_date_time.map(graph_time),
+                    key_id: k.key_id.clone(),
+                    start: k.start_date_time.map(graph_time),
+                    thumbprint_sha1: k.thumbprint(),
+                })
+        })
+        .collect()
+}
+
+/// The plan of `credential prune`: removes the keys `what` selects, except those of a protected
+/// certificate; keeps every other valid key; drops the other expired ones only when something is
+/// removed anyway (Graph refuses a PATCH that carries an expired key). With nothing to remove, the
+/// plan changes nothing.
+pub fn plan_prune(
+    existing: &[KeyCredential],
+    rec: Option<&TenantRecord>,
+    app: &str,
+    what: Prune,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let protected = protected(rec);
+    let selected = |k: &KeyCredential| {
+        let chosen = match what {
+            Prune::Foreign => is_foreign(rec, app, k),
+            Prune::Expired => k.is_expired(now),
+        };
+        chosen
+            && !k
+                .thumbprint()
+                .is_some_and(|tp| protected.contains(&tp.to_ascii_uppercase()))
+    };
+    let (removed, rest): (Vec<_>, Vec<_>) = existing.iter().cloned().partition(|k| selected(k));
+    if removed.is_empty() {
+        return Ok(KeyPlan {
+            keep: existing.to_vec(),
+            dropped_expired: vec![],
+            removed: vec![],
+            added: None,
+            already_present: None,
+        });
+    }
+    let mut keep = Vec::new();
+    let mut dropped_expired = Vec::new();
+    for k in rest {
+        if k.is_expired(now) {
+            dropped_expired.push(k);
+        } else if k.key.is_none() {
+            return Err(PlanError::KeyNotReturned {
+                key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
+            });
+        } else {
+            keep.push(k);
+        }
+    }
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed,
+        added: None,
+        already_present: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{CertRecord, CredentialRecord};
+    use base64::Engine as _;
+    use chrono::{TimeDelta, TimeZone as _};
+
+    const APP: &str = "00000004-0000-0ff1-ce00-000000000000";
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap()
+    }
+
+    fn key(cert: &str, end_days: i64) -> KeyCredential {
+        KeyCredential {
+            key: Some(base64::engine::general_purpose::STANDARD.encode(cert)),
+            key_id: Some(format!("id-{cert}")),
+            start_date_time: Some(now() - TimeDelta::days(10)),
+            end_date_time: Some(now() + TimeDelta::days(end_days)),
+            kind: Some("AsymmetricX509Cert".into()),
+            usage: Some("Verify".into()),
+            ..Default::default()
+        }
+    }
+
+    fn cert_record(k: &KeyCredential) -> CertRecord {
+        CertRecord {
+            thumbprint_sha1: k.thumbprint().unwrap(),
+            subject: "CN=x".into(),
+            not_before: now(),
+            not_after: now(),
+            der_base64: String::new(),
+        }
+    }
+
+    fn record(ours: &KeyCredential) -> TenantRecord {
+        let mut r = TenantRecord::new("contoso.com", "global", vec![APP.to_string()], now());
+        r.credentials.push(CredentialRecord {
+            app_id: APP.into(),
+            key_id: None,
+            thumbprint_sha1: ours.thumbprint().unwrap(),
+            start: now(),
+            end: now(),
+            recorded_at: now(),
+        });
+        r
+    }
+
+    #[test]
+    fn a_key_is_foreign_unless_the_ledger_recorded_it_or_names_its_certificate() {
+        let ours = key("ours", 100);
+        let theirs = key("theirs", 100);
+        let rec = record(&ours);
+        assert!(!is_foreign(Some(&rec), APP, &ours));
+        assert!(is_foreign(Some(&rec), APP, &theirs));
+        // Recorded for another application only: foreign on this one.
+        assert!(is_foreign(
+            Some(&rec),
+            "7557eb47-c689-4224-abcf-aef9bd7573df",
+            &ours
+        ));
+        // Each of the ledger's certificates counts as the tool's.
+        for slot in 0..3 {
+            let mut r = record(&ours);
+            let c = Some(cert_record(&theirs));
+            match slot {
+                0 => r.cert = c,
+                1 => r.next_cert = c,
+                _ => r.previous_cert = c,
+            }
+            assert!(!is_foreign(Some(&r), APP, &theirs), "slot {slot}");
+        }
+        // No ledger record, or a key whose certificate cannot be told: foreign.
+        assert!(is_foreign(None, APP, &ours));
+        let unknown = KeyCredential {
+            key: None,
+            ..ours.clone()
+        };
+        assert!(is_foreign(Some(&rec), APP, &unknown));
+        assert_eq!(
+            foreign_keys(Some(&rec), APP, &[ours, theirs.clone()]),
+            [&theirs]
+        );
+    }
+
+    #[test]
+    fn prune_removes_what_was_asked_and_never_a_protected_certificate() {
+        let ours = key("ours", 100);
+        let theirs = key("theirs", 100);
+        let old_theirs = key("old", -3);
+        let mut rec = record(&ours);
+        let ex = [ours.clone(), theirs.clone(), old_theirs.clone()];
+        let p = plan_prune(&ex, Some(&rec), APP, Prune::Foreign, now()).unwrap();
+        assert_eq!(p.removed, [theirs.clone(), old_theirs.clone()]);
+        assert_eq!(p.keep, std::slice::from_ref(&ours));
+        let p = plan_prune(&ex, Some(&rec), APP, Prune::Expired, now()).unwrap();
+        assert_eq!(p.removed, std::slice::from_ref(&old_theirs));
+        assert_eq!(p.keep, [ours.clone(), theirs.clone()]);
+        // The Front Ends' certificate, and a pending roll's, are never pruned, even when foreign
+        // to the credential records or expired.
+        rec.cert = Some(cert_record(&theirs));
+        rec.next_cert = Some(cert_record(&old_theirs));
+        rec.credentials.clear();
+        let p = plan_prune(&ex, Some(&rec), APP, Prune::Foreign, now()).unwrap();
+        assert_eq!(p.removed, std::slice::from_ref(&ours));
+        let p = plan_prune(&ex, Some(&rec), APP, Prune::Expired, now()).unwrap();
+        assert!(!p.changes(), "{p:?}");
+        // Nothing to remove: nothing changes (no expired key dropped on the side either).
+        let rec = record(&ours);
+        let p = plan_prune(
+            &[ours.clone(), old_theirs.clone()],
+            Some(&rec),
+            APP,
+            Prune::Foreign,
+            now(),
+        );
+        let p = p.unwrap();
+        assert_eq!(p.removed, std::slice::from_ref(&old_theirs));
+        let p = plan_prune(
+            std::slice::from_ref(&ours),
+            Some(&rec),
+            APP,
+            Prune::Foreign,
+            now(),
+        )
+        .unwrap();
+        assert!(!p.changes());
+    }
+}
