@@ -20,12 +20,14 @@ fi
 export HYBRID_TRUST_TEST_PYTHON="$venv/bin/python"
 
 # 2. Debian packages for the keyring tests: a real Secret Service (gnome-keyring on a private
-#    D-Bus session) and the kernel keyring (keyctl); faketime for the simulated-year test.
+#    D-Bus session) and the kernel keyring (keyctl); faketime for the simulated-year test;
+#    Chromium (headless) for the HTML report's browser test (tests/report_browser.rs).
 missing=()
 command -v dbus-run-session >/dev/null || missing+=(dbus)
 command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 command -v keyctl >/dev/null || missing+=(keyutils)
 command -v faketime >/dev/null || missing+=(faketime)
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -11,6 +11,15 @@ use std::path::{Path, PathBuf};
 pub struct Settings {
     pub reminders: Reminders,
     pub renewal: Renewal,
+    pub advisories: AdvisorySettings,
+}
+
+/// `[advisories]`: Microsoft's dated changes ([`crate::advisories`]) the admin has dealt with;
+/// they are no longer shown or reminded. Ids must be known (a typo must not hide nothing).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvisorySettings {
+    pub acknowledged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -19,6 +28,8 @@ pub struct Reminders {
     pub thresholds_days: Vec<i64>,
     pub email: Vec<EmailChannel>,
     pub webhook: Vec<WebhookChannel>,
+    /// Microsoft Graph `sendMail` as an app with `Mail.Send` (`[[reminders.graph_mail]]`).
+    pub graph_mail: Vec<GraphMailChannel>,
     /// Also print due reminders on stdout (for cron mail).
     pub stdout: bool,
 }
@@ -29,6 +40,7 @@ impl Default for Reminders {
             thresholds_days: vec![60, 30, 14, 7, 3, 1],
             email: Vec::new(),
             webhook: Vec::new(),
+            graph_mail: Vec::new(),
             stdout: false,
         }
     }
@@ -51,6 +63,28 @@ pub struct EmailChannel {
     /// Extra CA (PEM) to trust for the SMTP server's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[[reminders.graph_mail]]` (CONTRACT.md): sends as `from` (a mailbox in the sender's own
+/// tenant) with `POST /users/{from}/sendMail`, signed in as the app `client_id` of `tenant` with
+/// a secret from `client_secret_env`, a certificate `client_cert` (its password from
+/// `client_cert_password_env`), or, with neither, the login stored by `hybrid-trust login`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GraphMailChannel {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The sender's tenant (id or verified domain).
+    pub tenant: String,
+    /// The app that sends; with a stored login it may be left out.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert_password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -162,11 +196,69 @@ impl Settings {
                 ));
             }
         }
+        for g in &r.graph_mail {
+            if !is_address(&g.from) {
+                return Err(format!(
+                    "a graph_mail channel needs from = the sender's mailbox (user@domain), not {:?}",
+                    g.from
+                ));
+            }
+            if g.to.is_empty() || g.to.iter().any(|t| !is_address(t)) {
+                return Err(format!(
+                    "the graph_mail channel from {} needs to = [\"someone@domain\", ...]",
+                    g.from
+                ));
+            }
+            if crate::tenant::TenantRef::parse(&g.tenant).is_err() {
+                return Err(format!(
+                    "the graph_mail channel from {} needs tenant = the sender's tenant id or domain, not {:?}",
+                    g.from, g.tenant
+                ));
+            }
+            if g.client_secret_env.is_some() && g.client_cert.is_some() {
+                return Err(format!(
+                    "the graph_mail channel from {} has both client_secret_env and client_cert: keep one",
+                    g.from
+                ));
+            }
+            if (g.client_secret_env.is_some() || g.client_cert.is_some())
+                && g.client_id
+                    .as_deref()
+                    .is_none_or(|c| uuid::Uuid::parse_str(c).is_err())
+            {
+                return Err(format!(
+                    "the graph_mail channel from {} needs client_id = the sending app's application (client) id, a GUID",
+                    g.from
+                ));
+            }
+            if g.client_cert_password_env.is_some() && g.client_cert.is_none() {
+                return Err(format!(
+                    "the graph_mail channel from {} has client_cert_password_env without client_cert",
+                    g.from
+                ));
+            }
+        }
+        for id in &self.advisories.acknowledged {
+            if crate::advisories::find(id).is_none() {
+                let known: Vec<&str> = crate::advisories::ADVISORIES.iter().map(|a| a.id).collect();
+                return Err(format!(
+                    "advisories.acknowledged names an unknown advisory {id:?} (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
         if self.renewal.horizon_days < 1 || self.renewal.horizon_days > 300 {
             return Err("renewal.horizon_days must be between 1 and 300".into());
         }
         Ok(())
     }
+}
+
+/// A plain `local@domain` address (no display name, no spaces).
+fn is_address(a: &str) -> bool {
+    let mut parts = a.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None)
+        if !l.is_empty() && d.contains('.') && !a.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
 }
 
 #[cfg(test)]
@@ -199,6 +291,35 @@ format = "teams"
     }
 
     #[test]
+    fn graph_mail_channels_and_acknowledged_advisories_parse() {
+        let s = Settings::parse(
+            r#"
+[advisories]
+acknowledged = ["ews-retired"]
+[[reminders.graph_mail]]
+from = "noreply@contoso.com"
+to = ["uc-admins@contoso.com"]
+tenant = "contoso.onmicrosoft.com"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_cert = "/etc/hybrid-trust/mailer.pfx"
+client_cert_password_env = "MAILER_PFX_PASSWORD"
+[[reminders.graph_mail]]
+from = "noreply@contoso.com"
+to = ["uc-admins@contoso.com"]
+tenant = "contoso.onmicrosoft.com"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.reminders.graph_mail.len(), 2);
+        assert_eq!(s.advisories.acknowledged, vec!["ews-retired".to_string()]);
+        let e = Settings::parse("[advisories]\nacknowledged = [\"nope\"]").unwrap_err();
+        assert!(
+            e.contains("unknown advisory \"nope\"") && e.contains("ews-retired"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn webhooks_are_https_or_loopback() {
         for good in [
             "https://hooks.example.com/x",
@@ -222,6 +343,14 @@ format = "teams"
             "[[reminders.webhook]]\nurl = \"http://hooks.example.com/x\"",
             "[[reminders.webhook]]\nurl = \"http://localhost.example.com/x\"",
             "[[reminders.webhook]]\nurl = \"https://x\"\nformat = \"discord\"",
+            "[[reminders.graph_mail]]\nto = [\"a@b.com\"]\ntenant = \"contoso.com\"",
+            "[[reminders.graph_mail]]\nfrom = \"nobody\"\nto = [\"a@b.com\"]\ntenant = \"contoso.com\"",
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = []\ntenant = \"contoso.com\"",
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@b.com\"]",
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@b.com\"]\ntenant = \"contoso.com\"\nclient_secret_env = \"X\"",
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@b.com\"]\ntenant = \"contoso.com\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_env = \"X\"\nclient_cert = \"a.pfx\"",
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [\"a@b.com\"]\ntenant = \"contoso.com\"\nclient_secret = \"inline\"",
+            "[advisories]\nacknowledged = [\"ews-gone\"]",
         ] {
             let r: Result<Settings, _> = toml::from_str(bad);
             assert!(r.is_err() || r.unwrap().validate().is_err(), "{bad}");

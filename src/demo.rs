@@ -256,6 +256,8 @@ impl Demo {
                 recipients: Vec::new(),
                 subject: d.subject(),
                 entries: d.entries,
+                advisories: Vec::new(),
+                advisory_marks: Vec::new(),
             };
             crate::remind::run::mark(&store, &delivery, clock.now()).map_err(failed)?;
         }

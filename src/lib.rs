@@ -6,6 +6,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod advisories;
 pub mod audit;
 pub mod cert;
 pub mod cli;

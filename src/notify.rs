@@ -1,7 +1,13 @@
 //! Delivering reminders: a [`Notifier`] trait with email (SMTP through lettre: plain, STARTTLS
 //! or implicit TLS, AUTH with a password from the environment or the keyring), webhooks (generic
 //! JSON, a Teams Workflows Adaptive Card, Slack blocks) and stdout. Messages say which tenant,
-//! what expires, when, and the exact command to renew.
+//! what expires, when, and the exact command to renew. Microsoft Graph `sendMail` as an app
+//! ([`graph_mail`]) for senders in Exchange Online, where SMTP AUTH with a password is going away
+//! (an SMTP refusal `5.7.30` says so and points there).
+
+pub mod graph_mail;
+
+pub use graph_mail::GraphMail;
 
 use crate::config::{EmailChannel, WebhookChannel, WebhookFormat};
 use crate::http::HttpClient;
@@ -22,6 +28,8 @@ pub enum NotifyError {
         to: String,
         detail: String,
     },
+    #[error("mail from {from} through Microsoft Graph failed: {detail}")]
+    GraphMail { from: String, detail: String },
     #[error("webhook {url} failed: {detail}")]
     Webhook { url: String, detail: String },
     #[error("channel {0} is misconfigured: {1}")]
@@ -76,7 +84,21 @@ pub fn webhook_payload(format: WebhookFormat, d: &Digest) -> serde_json::Value {
             .unwrap_or_default()
     };
     let Some(m) = d.entries.first() else {
-        return json!({"event": "hybrid-trust.reminder", "entries": []});
+        // Only Microsoft's dated changes: the subject and the text, in each format's shape.
+        return match format {
+            WebhookFormat::Json => {
+                json!({"event": "hybrid-trust.reminder", "entries": [], "advisories": d.advisories, "summary": d.subject(), "text": d.text()})
+            }
+            WebhookFormat::Teams => {
+                json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": [
+                    {"type": "TextBlock", "text": d.subject(), "weight": "Bolder", "size": "Medium", "wrap": true},
+                    {"type": "TextBlock", "text": d.text(), "wrap": true},
+                ]}}]})
+            }
+            WebhookFormat::Slack => json!({"text": d.subject(), "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": d.text()}},
+            ]}),
+        };
     };
     match format {
         WebhookFormat::Json => json!({
@@ -92,6 +114,7 @@ pub fn webhook_payload(format: WebhookFormat, d: &Digest) -> serde_json::Value {
             "summary": d.subject(),
             "text": d.text(),
             "command": command(m),
+            "advisories": d.advisories,
             "entries": d.entries.iter().map(|e| json!({
                 "kind": e.kind,
                 "tenant": e.tenant,
@@ -262,7 +285,7 @@ impl Email {
         match transport.test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(fail("the server closed the connection".into())),
-            Err(e) => Err(fail(crate::error_chain(&e))),
+            Err(e) => Err(fail(smtp_detail(&crate::error_chain(&e)))),
         }
     }
 }
@@ -302,9 +325,22 @@ impl Notifier for Email {
             transport
                 .send(email)
                 .await
-                .map_err(|e| fail(crate::error_chain(&e)))?;
+                .map_err(|e| fail(smtp_detail(&crate::error_chain(&e))))?;
             Ok(())
         })
+    }
+}
+
+/// An SMTP failure's detail, with what to do when the server is Exchange Online refusing a
+/// password: `550 5.7.30 Basic authentication is not supported for Client Submission` (MC786329,
+/// PROTOCOL.md §4.9).
+pub fn smtp_detail(detail: &str) -> String {
+    if detail.contains("5.7.30") {
+        format!(
+            "{detail} (Exchange Online no longer accepts a password for SMTP AUTH: send reminders with a [[reminders.graph_mail]] channel, Microsoft Graph sendMail with Mail.Send; see the README, \"Reminders through Microsoft Graph\")"
+        )
+    } else {
+        detail.to_string()
     }
 }
 
@@ -326,15 +362,113 @@ fn channel_error(message: impl Into<String>, hint: impl Into<String>, usage: boo
     }
 }
 
-/// The channels of the settings' `[reminders]`: each email channel with its password (from the
-/// environment or the keyring), the webhooks on one HTTP client, and stdout when configured or
-/// when nothing else is (on stderr when stdout carries JSON; `terminal_safe` escapes it).
+/// [`channels_in`] for the global cloud (Microsoft Graph mail goes to `graph.microsoft.com`).
 pub fn channels(
     s: &crate::config::Settings,
     json: bool,
     terminal_safe: fn(&str) -> String,
 ) -> Result<Vec<Box<dyn Notifier>>, ChannelError> {
+    let cloud = crate::cloud::National::Global.cloud();
+    channels_in(s, json, terminal_safe, &cloud, crate::clock::Clock::System)
+}
+
+/// The identity a graph_mail channel signs in with: a secret from the environment, a certificate
+/// (its password from the environment), or the login stored by `hybrid-trust login`.
+fn graph_mail_identity(
+    g: &crate::config::GraphMailChannel,
+) -> Result<crate::sts::AdminCredential, ChannelError> {
+    use crate::sts::{AdminCredential, AssertionAlg};
+    let who = format!("the graph_mail channel from {}", g.from);
+    let client_id = || g.client_id.clone().unwrap_or_default();
+    if let Some(var) = &g.client_secret_env {
+        let secret = std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                channel_error(
+                    format!("the variable {var} (client_secret_env of {who}) is not set"),
+                    format!("export {var} with the sending app's client secret"),
+                    true,
+                )
+            })?;
+        return Ok(AdminCredential::Secret {
+            client_id: client_id(),
+            secret: SecretString::new(secret),
+        });
+    }
+    if let Some(path) = &g.client_cert {
+        let pw_var = g.client_cert_password_env.clone();
+        let loaded = crate::cert::load_file(path, &mut || match &pw_var {
+            None => Ok(None),
+            Some(v) => Ok(std::env::var(v).ok().map(SecretString::new)),
+        })
+        .map_err(|e| {
+            channel_error(
+                format!("client_cert of {who}: {}", crate::error_chain(&e)),
+                e.hint()
+                    .unwrap_or("check client_cert and client_cert_password_env"),
+                true,
+            )
+        })?;
+        let key = loaded.key.ok_or_else(|| {
+            channel_error(
+                format!("client_cert {} of {who} has no private key", path.display()),
+                "give the sending app's certificate with its private key (PFX, or PEM with the key)",
+                true,
+            )
+        })?;
+        return Ok(AdminCredential::Certificate {
+            client_id: client_id(),
+            cert: Box::new(loaded.leaf),
+            key,
+            alg: AssertionAlg::Rs256,
+        });
+    }
+    let stored = crate::login::stored_credential(&g.tenant).map_err(|e| {
+        let usage = e.is_usage();
+        channel_error(format!("{who}: {e}"), e.hint().unwrap_or_default(), usage)
+    })?;
+    stored.ok_or_else(|| {
+        channel_error(
+            format!("{who} has no identity to send with"),
+            format!(
+                "set client_id with client_secret_env or client_cert, or store a login: hybrid-trust login --tenant {} --client-id ID --client-secret-env VAR",
+                g.tenant
+            ),
+            true,
+        )
+    })
+}
+
+/// The channels of the settings' `[reminders]`: each email channel with its password (from the
+/// environment or the keyring), each Microsoft Graph mail channel with its identity and a token
+/// provider in `cloud` (on `clock`'s running time), the webhooks on one HTTP client, and stdout
+/// when configured or when nothing else is (on stderr when stdout carries JSON; `terminal_safe`
+/// escapes it).
+pub fn channels_in(
+    s: &crate::config::Settings,
+    json: bool,
+    terminal_safe: fn(&str) -> String,
+    cloud: &crate::cloud::Cloud,
+    clock: crate::clock::Clock,
+) -> Result<Vec<Box<dyn Notifier>>, ChannelError> {
     let mut out: Vec<Box<dyn Notifier>> = Vec::new();
+    for g in &s.reminders.graph_mail {
+        let cred = graph_mail_identity(g)?;
+        let http = HttpClient::for_cloud(cloud).map_err(|e| {
+            let usage = matches!(e, crate::http::HttpError::Setting { .. });
+            channel_error(e.to_string(), e.hint(), usage)
+        })?;
+        let tokens = crate::sts::TokenProvider::new(http.clone(), cloud.clone(), &g.tenant, cred)
+            .with_clock(clock);
+        out.push(Box::new(GraphMail {
+            channel: g.clone(),
+            graph_url: cloud.graph_url.clone(),
+            scope: cloud.graph_scope(),
+            tokens,
+            http,
+        }));
+    }
     for e in &s.reminders.email {
         let password = match (&e.password_env, e.password_keyring, &e.username) {
             (Some(var), _, _) => Some(SecretString::new(std::env::var(var).map_err(|_| {
@@ -385,4 +519,21 @@ pub fn channels(
         }));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exchange_online_password_refusal_points_to_graph_mail() {
+        let d = smtp_detail(
+            "permanent error (550): 5.7.30 Basic authentication is not supported for Client Submission.",
+        );
+        assert!(d.contains("[[reminders.graph_mail]]"), "{d}");
+        assert_eq!(
+            smtp_detail("permanent error (550): 5.1.1 unknown"),
+            "permanent error (550): 5.1.1 unknown"
+        );
+    }
 }

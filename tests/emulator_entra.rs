@@ -197,7 +197,10 @@ async fn client_secret_grant_v2_and_v1_and_their_errors() {
     assert_eq!(c["tid"], t.tenant_id);
     assert_eq!(c["appid"], t.admin.client_id);
     assert_eq!(c["appidacr"], "1");
-    assert_eq!(c["roles"], json!(["Application.ReadWrite.All"]));
+    assert_eq!(
+        c["roles"],
+        json!(["Application.ReadWrite.All", "Mail.Send"])
+    );
     assert_eq!(
         c["iss"],
         format!("https://sts.windows.net/{}/", t.tenant_id)

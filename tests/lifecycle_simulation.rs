@@ -453,6 +453,7 @@ async fn simulate(sc: Scenario) {
             clock,
             false,
             1,
+            &[],
         )
         .await
         .unwrap();

@@ -263,6 +263,61 @@ fn write_test_tls(dir: &Path) {
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
 
+/// Exchange Online with SMTP AUTH Basic authentication off answers `550 5.7.30`: the run fails
+/// (exit 1, nothing marked sent) and says to use the Microsoft Graph mail channel.
+#[test]
+fn an_smtp_5_7_30_refusal_points_to_the_graph_mail_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test_tls(dir.path());
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let server = smtp(
+        dir.path(),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--auth",
+            "bot",
+            "pw",
+            "--refuse-basic-auth",
+        ],
+    );
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}?tls=starttls\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"bot\"\npassword_env = \"SMTP_PASSWORD\"\nca_file = \"{}\"\n",
+            server.port,
+            dir.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    add_tenant(&state, &config, "contoso.com", 20, None);
+    let o = ht(
+        &state,
+        &config,
+        &["remind", "--all"],
+        &[("SMTP_PASSWORD", "pw")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("5.7.30") && err.contains("[[reminders.graph_mail]]"),
+        "{err}"
+    );
+    assert!(mails(&server.maildir).is_empty());
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&state)
+        .load()
+        .unwrap();
+    assert_eq!(ledger.tenants.len(), 1);
+    assert!(
+        ledger.tenants[0].reminders_sent.is_empty(),
+        "nothing marked sent: {:?}",
+        ledger.tenants[0].reminders_sent
+    );
+}
+
 /// smtps:// (TLS from the first byte, as on port 465) with AUTH: the message arrives; without
 /// the test CA the server is not trusted and nothing is sent.
 #[test]

@@ -87,6 +87,15 @@ async fn verify_matrix() {
         // The admin identity is at hand, so the listing was checked too.
         assert_eq!(v["listing"]["present"], true, "{v}");
         assert_eq!(v["listing"]["in_window"], true);
+        // Microsoft's dates that bear on what was proved (issue 18), on stderr; not the one
+        // about reminder email.
+        let e = stderr(&o);
+        assert!(
+            e.contains("advisory: 2027-04-01")
+                && e.contains("Get-OrganizationConfig | Format-List Ews*"),
+            "{e}"
+        );
+        assert!(!e.contains("SMTP AUTH"), "{e}");
     }
 
     // The certificate with someone else's private key: caught before any request.

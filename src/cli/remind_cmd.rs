@@ -28,9 +28,10 @@ pub struct RemindArgs {
     pub smtp_password_env: Option<String>,
 }
 
-fn channels(s: &Settings, json: bool) -> Result<Vec<Box<dyn Notifier>>, Failure> {
+fn channels(ctx: &Context, s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failure> {
     let safe = |s: &str| super::printer::terminal_safe(s).into_owned();
-    crate::notify::channels(s, json, safe).map_err(|e| {
+    let (json, cloud) = (ctx.printer.json(), ctx.cloud()?);
+    crate::notify::channels_in(s, json, safe, &cloud, ctx.clock).map_err(|e| {
         let hint = Some(e.hint.clone());
         if e.usage {
             Failure::input(e, hint)
@@ -116,7 +117,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         ctx.refuse_as_of("remind (without --dry-run)")?;
     }
     let settings = ctx.settings()?;
-    let notifiers = channels(&settings, ctx.printer.json())?;
+    let notifiers = channels(ctx, &settings)?;
     let ledger = ctx.ledger()?;
     let tenants: Vec<_> = ledger
         .tenants
@@ -127,12 +128,10 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     if let Some(n) = &a.tenant
         && tenants.is_empty()
     {
-        {
-            return Err(Failure::input(
-                anyhow::anyhow!("{n} is not in the ledger"),
-                None,
-            ));
-        }
+        return Err(Failure::input(
+            anyhow::anyhow!("{n} is not in the ledger"),
+            None,
+        ));
     }
     let store = ctx.ledger_store()?;
     let report = super::runtime()?
@@ -144,6 +143,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             ctx.clock,
             ctx.global.dry_run,
             a.concurrency,
+            &settings.advisories.acknowledged,
         ))
         .map_err(|e| Failure::runtime(e, None))?;
     for f in &report.failed {
@@ -152,28 +152,12 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             f.error
         ));
     }
-    // One JSON object per entry (as before digests): the tenant, channel and threshold.
-    let sent: Vec<serde_json::Value> = report
-        .sent
-        .iter()
-        .flat_map(|d| {
-            d.entries.iter().map(|e| serde_json::json!({"tenant": e.tenant, "channel": d.channel, "threshold_days": e.threshold_days, "kind": e.kind, "subject": d.subject}))
-        })
-        .collect();
-    let planned: Vec<serde_json::Value> = report
-        .planned
-        .iter()
-        .flat_map(|d| {
-            d.entries.iter().map(|e| serde_json::json!({"channel": d.channel, "recipients": d.recipients, "message": e, "subject": d.subject}))
-        })
-        .collect();
-    let failed = &report.failed;
-    let json = serde_json::json!({"dry_run": ctx.global.dry_run, "sent": sent, "failed": failed, "planned": planned, "messages": report.sent.len() + report.planned.len()});
+    let (json, failed) = (report.json(ctx.global.dry_run), &report.failed);
     ctx.printer.emit(&json, || {
         if ctx.global.dry_run {
             let mut s = format!(
                 "{} reminder(s) due in {} message(s) (dry run, nothing sent):\n",
-                planned.len(),
+                report.planned_entries(),
                 report.planned.len()
             );
             for d in &report.planned {
@@ -183,7 +167,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         } else {
             format!(
                 "{} reminder(s) sent in {} message(s), {} message(s) failed\n",
-                sent.len(),
+                report.sent_entries(),
                 report.sent.len(),
                 failed.len()
             )

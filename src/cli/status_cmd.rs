@@ -12,11 +12,12 @@ pub enum StatusFormat {
     Json,
     Prometheus,
     Ics,
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hybrid-trust status --all\n  hybrid-trust status --all --check --warn-days 30 --crit-days 7     # Nagios/Icinga\n  hybrid-trust status --all --format prometheus > /var/lib/node_exporter/textfile_collector/hybrid_trust.prom\n  hybrid-trust status --all --format ics > hybrid-trust.ics\n  hybrid-trust --as-of 2027-03-01T00:00:00Z status --all        # what will be due on 1 March?"
+    after_help = "Examples:\n  hybrid-trust status --all\n  hybrid-trust status --all --check --warn-days 30 --crit-days 7     # Nagios/Icinga\n  hybrid-trust status --all --format prometheus > /var/lib/node_exporter/textfile_collector/hybrid_trust.prom\n  hybrid-trust status --all --format ics > hybrid-trust.ics\n  hybrid-trust status --all --format html --out fleet.html\n  hybrid-trust --as-of 2027-03-01T00:00:00Z status --all        # what will be due on 1 March?"
 )]
 pub struct StatusArgs {
     /// One tenant (domain or id).
@@ -48,6 +49,9 @@ pub struct StatusArgs {
     pub concurrency: usize,
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
+    /// Write the output to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
@@ -118,7 +122,13 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     } else {
         None
     };
-    let fleet = status::Fleet::new(tenants, live, ctx.now, th);
+    // The settings: advisories acknowledged, thresholds for ics (--check does without them).
+    let settings = (!a.check)
+        .then(|| ctx.settings())
+        .transpose()?
+        .unwrap_or_default();
+    let fleet = status::Fleet::new(tenants, live, ctx.now, th)
+        .with_acknowledged(settings.advisories.acknowledged.clone());
     if a.check {
         let (code, line, json) = fleet.check(th);
         ctx.printer.emit(&json, || line.clone());
@@ -130,18 +140,16 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         StatusFormat::Table
     });
     let out = match format {
-        StatusFormat::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&fleet.json()).unwrap_or_default()
-        ),
+        StatusFormat::Json => format!("{:#}\n", fleet.json()),
         StatusFormat::Table => fleet.table(),
         StatusFormat::Prometheus => crate::report::prometheus(&fleet.pairs(), ctx.now),
-        StatusFormat::Ics => {
-            let thresholds = ctx.settings()?.reminders.thresholds_days;
-            crate::report::ics(&fleet.pairs(), &thresholds, ctx.now)
-        }
+        StatusFormat::Ics => fleet.ics(&settings.reminders.thresholds_days),
+        StatusFormat::Html => fleet.html(),
     };
-    ctx.printer.raw(&out);
+    match &a.out {
+        Some(p) => super::files::write_new_file(p, out.as_bytes(), true)?,
+        None => ctx.printer.raw(&out),
+    }
     match fleet.live_failure() {
         Some((e, hint)) => Err(Failure::runtime(anyhow::anyhow!(e), Some(hint))),
         None => Ok(0),

@@ -82,6 +82,9 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
                 ctx.printer.note(&n);
             }
             ctx.printer.emit(&proven, || proven.text());
+            for n in crate::advisories::notes_for_verify(&cloud.name, ctx.now) {
+                ctx.printer.note(&n);
+            }
             // A token with a pending roll's new certificate after its EffectiveDate confirms
             // the roll (issue 16); anything else leaves the ledger alone.
             if ctx.as_of.is_none()

@@ -2,7 +2,9 @@
 //! clock, script faults, set a tenant's credential-lifetime policy, plant raw key credentials
 //! (an already-expired key, say, which Graph itself would refuse), flip [U] behaviours, and read
 //! the state and request counters; set the `--key-resend` mode; remove a tenant's service
-//! principal (a tenant that never had it) or disable one (`accountEnabled: false`).
+//! principal (a tenant that never had it) or disable one (`accountEnabled: false`); set the
+//! Graph application permissions of a service principal (`…/servicePrincipals/{appId}/graphRoles`,
+//! to take `Mail.Send` away); list (and clear) the mail `sendMail` accepted (`/_emulator/mail`).
 
 use super::faults::FaultRule;
 use super::server::Shared;
@@ -33,6 +35,50 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}",
             delete(delete_sp).post(set_sp),
         )
+        .route(
+            "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}/graphRoles",
+            put(put_graph_roles),
+        )
+        .route("/_emulator/mail", get(mail).delete(clear_mail))
+}
+
+/// `{"messages":[{"from","to","subject","body_html","body_text","received_at"}]}` (CONTRACT.md).
+async fn mail(State(s): State<Arc<Shared>>) -> Response {
+    let m = s.mail.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({"messages": *m})).into_response()
+}
+
+async fn clear_mail(State(s): State<Arc<Shared>>) -> Response {
+    s.mail.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct GraphRolesReq {
+    roles: Vec<String>,
+}
+
+/// Sets the Microsoft Graph application permissions of a service principal (`{"roles":[…]}`);
+/// tokens issued afterwards carry them.
+async fn put_graph_roles(
+    State(s): State<Arc<Shared>>,
+    Path((tenant, app_id)): Path<(String, String)>,
+    Json(r): Json<GraphRolesReq>,
+) -> Response {
+    let mut dir = s.dir();
+    let Some(i) = dir.tenant_index(&tenant) else {
+        return bad(format!("no tenant {tenant}"));
+    };
+    let Some(sp) = dir.tenants[i]
+        .service_principals
+        .iter_mut()
+        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
+    else {
+        return bad(format!("no service principal {app_id}"));
+    };
+    sp.graph_roles = r.roles;
+    s.persist(&dir);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn bad(msg: impl Into<String>) -> Response {

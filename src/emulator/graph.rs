@@ -146,6 +146,26 @@ fn handle(
         ));
     }
     let caller = authenticate(s, headers, now)?;
+    if let Some(user) = send_mail_user(rest) {
+        if *method != Method::POST {
+            return Err(GraphError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request_BadRequest",
+                format!("The HTTP method '{method}' is not allowed on sendMail."),
+            ));
+        }
+        let msg = super::mail::send_mail(
+            &s.dir(),
+            caller.tenant_id,
+            &caller.permissions,
+            &user,
+            headers,
+            body,
+            now,
+        )?;
+        s.mail.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
     let (target, action) = parse_path(rest)?;
     let params = query_params(query);
     let select = parse_select(
@@ -553,6 +573,26 @@ fn authenticate(s: &Shared, headers: &HeaderMap, now: DateTime<Utc>) -> Result<C
         tenant_id,
         permissions,
     })
+}
+
+/// `users/{id|upn}/sendMail` (segments case-insensitive, the user percent-decoded).
+fn send_mail_user(rest: &str) -> Option<String> {
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [users, user, action]
+            if users.eq_ignore_ascii_case("users") && action.eq_ignore_ascii_case("sendMail") =>
+        {
+            Some(percent_encoding_decode(user).trim_matches('\'').to_string())
+        }
+        _ => None,
+    }
+}
+
+fn percent_encoding_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("u={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn parse_path(rest: &str) -> Result<(Target, Option<&str>), GraphError> {

@@ -25,6 +25,9 @@
 //!   `displayName` when none is sent, the uppercase hex SHA-1 as `customKeyIdentifier`; `key` is
 //!   null except on a single-object GET selecting `keyCredentials`; a key Graph knows by its
 //!   `keyId`, re-sent with `key: null` (or other properties left out), keeps what it had;
+//! - `POST /users/{id|upn}/sendMail` (JSON or MIME) needs `Mail.Send` in the token's roles;
+//!   every tenant has the mailbox `noreply@<domain>` (and `admin@<domain>`, without a mailbox);
+//!   what it accepts is listed at `GET /_emulator/mail` ([`mail`]);
 //! - `POST /servicePrincipals {"appId"}` creates the service principal of a first-party app;
 //!   Entra refuses tokens to a disabled one (AADSTS7000112).
 //!
@@ -53,6 +56,7 @@ pub mod faults;
 mod filter;
 mod graph;
 mod jose;
+mod mail;
 mod pki;
 mod server;
 mod state;

@@ -70,6 +70,8 @@ pub struct Shared {
     log_requests: bool,
     /// With `--reuse-tokens`: signed app-only tokens by what they grant, with their expiry.
     pub minted: Option<Mutex<HashMap<String, (String, i64)>>>,
+    /// Messages `sendMail` accepted, oldest first (`GET /_emulator/mail`).
+    pub mail: Mutex<Vec<super::mail::Delivered>>,
 }
 
 impl Shared {
@@ -283,6 +285,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
         request_counts: Mutex::new(BTreeMap::new()),
         log_requests: config.log_requests,
         minted: config.reuse_tokens.then(|| Mutex::new(HashMap::new())),
+        mail: Mutex::new(Vec::new()),
     });
 
     let router = router(shared.clone());

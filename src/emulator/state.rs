@@ -176,6 +176,35 @@ pub struct Tenant {
     pub policy: TenantPolicy,
     /// The emulated delegated admin (device code flow).
     pub admin_user_id: Uuid,
+    /// Users Microsoft Graph mail knows: `noreply@<domain>` with a mailbox, and the delegated
+    /// admin `admin@<domain>` without one (state files from before them get both on load).
+    #[serde(default)]
+    pub users: Vec<MailUser>,
+}
+
+/// A user for `sendMail`: by id or user principal name; `mailbox`: has an Exchange Online
+/// mailbox (without one, Graph answers `MailboxNotEnabledForRESTAPI`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MailUser {
+    pub id: Uuid,
+    pub upn: String,
+    pub mailbox: bool,
+}
+
+/// The users every tenant has: `noreply@<domain>` with a mailbox, `admin@<domain>` without.
+pub fn seed_users(domain: &str, admin_user_id: Uuid) -> Vec<MailUser> {
+    vec![
+        MailUser {
+            id: Uuid::new_v4(),
+            upn: format!("noreply@{domain}"),
+            mailbox: true,
+        },
+        MailUser {
+            id: admin_user_id,
+            upn: format!("admin@{domain}"),
+            mailbox: false,
+        },
+    ]
 }
 
 impl Tenant {
@@ -186,6 +215,13 @@ impl Tenant {
     }
     pub fn admin_upn(&self) -> String {
         format!("admin@{}", self.domains[0])
+    }
+    /// A user by object id or user principal name (case-insensitive).
+    pub fn user(&self, id_or_upn: &str) -> Option<&MailUser> {
+        self.users.iter().find(|u| {
+            u.id.to_string().eq_ignore_ascii_case(id_or_upn)
+                || u.upn.eq_ignore_ascii_case(id_or_upn)
+        })
     }
 }
 
@@ -304,7 +340,10 @@ impl Directory {
             account_enabled: true,
             service_principal_names: vec![self.admin_app.client_id.clone()],
             key_credentials: Vec::new(),
-            graph_roles: vec!["Application.ReadWrite.All".to_string()],
+            graph_roles: vec![
+                "Application.ReadWrite.All".to_string(),
+                "Mail.Send".to_string(),
+            ],
             app_owner_organization_id: id.to_string(),
             created: crate::clock::Clock::System.now(),
         });
@@ -317,12 +356,14 @@ impl Directory {
                 sp.account_enabled = false;
             }
         }
+        let admin_user_id = Uuid::new_v4();
         self.tenants.push(Tenant {
             id,
             domains: vec![domain.to_ascii_lowercase()],
             service_principals: sps,
             policy: TenantPolicy::default(),
-            admin_user_id: Uuid::new_v4(),
+            admin_user_id,
+            users: seed_users(&domain.to_ascii_lowercase(), admin_user_id),
         });
         id
     }
@@ -348,10 +389,11 @@ impl Directory {
                 });
             }
         };
-        let dir: Directory = serde_json::from_slice(&bytes).map_err(|e| StartError::BadState {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let mut dir: Directory =
+            serde_json::from_slice(&bytes).map_err(|e| StartError::BadState {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         if dir.format != STATE_FORMAT {
             return Err(StartError::BadState {
                 path: path.to_path_buf(),
@@ -360,6 +402,9 @@ impl Directory {
                     dir.format
                 ),
             });
+        }
+        for t in dir.tenants.iter_mut().filter(|t| t.users.is_empty()) {
+            t.users = seed_users(&t.domains[0], t.admin_user_id);
         }
         Ok(Some(dir))
     }

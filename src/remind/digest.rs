@@ -4,6 +4,7 @@
 //! reminders always did (same subject line).
 
 use super::{Due, Kind};
+use crate::advisories::AdvisoryDue;
 use serde::Serialize;
 
 /// What Skype for Business Server loses when the trust lapses (SFBDOCS "Plan to integrate Skype
@@ -14,21 +15,66 @@ pub const WHAT_BREAKS: &str = "what breaks for users: contacts in Exchange (unif
 pub struct Digest {
     /// Most urgent first.
     pub entries: Vec<Due>,
+    /// Microsoft's dated changes due a reminder (60 and 14 days ahead), soonest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<AdvisoryDue>,
 }
 
 impl Digest {
     pub fn new(mut entries: Vec<Due>) -> Digest {
         entries.sort_by_key(Due::urgency);
-        Digest { entries }
+        Digest {
+            entries,
+            advisories: Vec::new(),
+        }
+    }
+
+    /// The same digest with these advisories.
+    pub fn with_advisories(mut self, mut advisories: Vec<AdvisoryDue>) -> Digest {
+        advisories.sort_by_key(|a| a.date);
+        self.advisories = advisories;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.advisories.is_empty()
     }
 
-    /// The subject line: the single reminder's own, or a count with the most urgent.
+    /// The advisories as plain text (empty when there are none).
+    fn advisories_text(&self) -> String {
+        let mut s = String::new();
+        if self.advisories.is_empty() {
+            return s;
+        }
+        s.push_str("Microsoft's dated changes for this trust:\n");
+        for a in &self.advisories {
+            s.push_str(&format!(
+                "- {} (in {} day(s)){}: {}\n  Do: {}\n  Source: {}\n",
+                a.date.format("%Y-%m-%d"),
+                a.days_left,
+                if a.confirmed { "" } else { " (unconfirmed)" },
+                a.title,
+                a.action,
+                a.source
+            ));
+        }
+        s.push('\n');
+        s
+    }
+
+    /// The subject line: the single reminder's own, or a count with the most urgent; with only
+    /// advisories, the nearest one.
     pub fn subject(&self) -> String {
         match self.entries.as_slice() {
+            [] if !self.advisories.is_empty() => {
+                let a = &self.advisories[0];
+                format!(
+                    "[hybrid-trust] Microsoft change in {} day(s) ({}): {}",
+                    a.days_left,
+                    a.date.format("%Y-%m-%d"),
+                    a.title
+                )
+            }
             [] => "[hybrid-trust] nothing needs attention".to_string(),
             [one] => subject(one),
             [first, ..] => {
@@ -62,7 +108,97 @@ impl Digest {
             s.push_str(&text(e));
             s.push('\n');
         }
+        s.push_str(&self.advisories_text());
         s.push_str("To see every tenant: hybrid-trust status --all\n");
+        s
+    }
+}
+
+/// Escapes text for HTML (element content and quoted attribute values).
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Digest {
+    /// The HTML body: the same facts as [`Digest::text`], one card per entry, inline styles only
+    /// (mail clients drop `<style>` blocks and never load anything external). Every value is
+    /// escaped.
+    pub fn html(&self) -> String {
+        let e = html_escape;
+        let mut s = String::from(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#1b1b1b;max-width:720px\">",
+        );
+        s.push_str(&format!(
+            "<h2 style=\"font-size:18px\">{}</h2>",
+            e(self.subject().trim_start_matches("[hybrid-trust] "))
+        ));
+        for m in &self.entries {
+            let colour = match m.kind {
+                Kind::Expired | Kind::RenewalFailure => "#b3261e",
+                Kind::Expiry if m.days_left.is_some_and(|d| d <= 7) => "#b3261e",
+                Kind::Expiry => "#8a5300",
+            };
+            s.push_str(&format!(
+                "<div style=\"border-left:4px solid {colour};padding:8px 12px;margin:12px 0;background:#f6f6f6\"><p style=\"margin:0 0 6px\"><strong>{}</strong></p><table style=\"border-collapse:collapse\">",
+                e(subject(m).trim_start_matches("[hybrid-trust] "))
+            ));
+            let when = m
+                .ends
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "unknown".into());
+            let rows: [(&str, String); 6] = [
+                ("Tenant", m.tenant.clone()),
+                ("Lapses", when),
+                (
+                    "Days left",
+                    m.days_left.map_or("-".into(), |d| d.to_string()),
+                ),
+                ("What", m.detail.clone()),
+                ("Certificate", m.thumbprint_sha1.clone()),
+                ("Next action", m.action.clone()),
+            ];
+            for (k, v) in rows {
+                s.push_str(&format!(
+                    "<tr><td style=\"padding:2px 12px 2px 0;color:#555\">{k}</td><td style=\"padding:2px 0\">{}</td></tr>",
+                    e(&v)
+                ));
+            }
+            s.push_str("</table><p style=\"margin:6px 0 2px\">To fix:</p><pre style=\"margin:0;background:#fff;padding:6px;border:1px solid #ddd;white-space:pre-wrap\">");
+            s.push_str(&e(&commands(m).join("\n")));
+            s.push_str("</pre></div>");
+        }
+        if !self.advisories.is_empty() {
+            s.push_str(
+                "<h3 style=\"font-size:15px\">Microsoft's dated changes for this trust</h3><ul>",
+            );
+            for a in &self.advisories {
+                s.push_str(&format!(
+                    "<li style=\"margin:6px 0\"><strong>{}</strong> (in {} day(s)){} {}<br>Do: {}<br><a href=\"{}\">source</a></li>",
+                    a.date.format("%Y-%m-%d"),
+                    a.days_left,
+                    if a.confirmed { "" } else { " <em>unconfirmed</em>" },
+                    e(a.title),
+                    e(&a.action),
+                    e(a.source)
+                ));
+            }
+            s.push_str("</ul>");
+        }
+        s.push_str(&format!(
+            "<p style=\"color:#555\">{}.</p><p style=\"color:#555\">To see every tenant: <code>hybrid-trust status --all</code></p></body></html>",
+            e(&format!("W{}", &WHAT_BREAKS[1..]))
+        ));
         s
     }
 }
@@ -154,5 +290,56 @@ pub fn text(m: &Due) -> String {
             command(m),
             command(m),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_outside_values_and_keeps_the_facts() {
+        let d = Digest::new(vec![Due {
+            tenant: "<script>alert(1)</script>.example.com".into(),
+            tenant_id: Some("t\"id".into()),
+            kind: Kind::Expiry,
+            credential: "x".into(),
+            app_id: "00000004-0000-0ff1-ce00-000000000000".into(),
+            thumbprint_sha1: "AB&CD".into(),
+            ends: None,
+            days_left: Some(3),
+            threshold_days: 7,
+            covers: vec![7],
+            detail: "the key".into(),
+            state: "expiring".into(),
+            action: "renew now".into(),
+            roll: None,
+        }]);
+        let h = d.html();
+        assert!(!h.contains("<script>"), "{h}");
+        assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;.example.com"));
+        assert!(h.contains("AB&amp;CD") && h.contains("renew now"));
+        assert!(h.contains("hybrid-trust renew --tenant &lt;script&gt;"));
+        assert_eq!(html_escape("a'b\"c"), "a&#39;b&quot;c");
+    }
+
+    #[test]
+    fn advisories_ride_along_or_make_a_digest_of_their_own() {
+        let now = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 3, 1, 0, 0, 0).unwrap();
+        let due = crate::advisories::due_reminders("global", now, &[]);
+        assert!(due.iter().any(|a| a.id == "ews-retired"));
+        let d = Digest::new(Vec::new()).with_advisories(due);
+        assert!(!d.is_empty());
+        assert!(
+            d.subject().contains("Microsoft change in"),
+            "{}",
+            d.subject()
+        );
+        let t = d.text();
+        assert!(
+            t.contains("Get-OrganizationConfig | Format-List Ews*") && t.contains("(unconfirmed)"),
+            "{t}"
+        );
+        assert!(d.html().contains("Format-List Ews*"));
     }
 }

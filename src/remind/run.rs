@@ -2,8 +2,11 @@
 //! `notify` list, or the channel's), one [`Digest`] per group, sent once; each entry of a digest
 //! that was delivered is recorded in the ledger at once ([`TenantRecord::mark_reminded`]), so a
 //! crash never sends it twice; a failed delivery records nothing and the next run retries it.
+//! Microsoft's dated changes ride in the same digests, each once at 60 and once at 14 days ahead
+//! per tenant and channel ([`crate::advisories::due_reminders`], recorded as `advisory/<id>`).
 
 use super::{Digest, Due, due};
+use crate::advisories::{AdvisoryDue, due_reminders, ledger_key};
 use crate::clock::Clock;
 use crate::ledger::{LedgerError, LedgerStore, ReminderSent, TenantRecord};
 use crate::notify::Notifier;
@@ -19,6 +22,12 @@ pub struct Delivery {
     pub recipients: Vec<String>,
     pub subject: String,
     pub entries: Vec<Due>,
+    /// Microsoft's dated changes in this digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<AdvisoryDue>,
+    /// Which tenant (domain, id) each advisory is recorded on once delivered.
+    #[serde(skip)]
+    pub advisory_marks: Vec<AdvisoryMark>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +42,48 @@ pub struct Report {
     pub sent: Vec<Delivery>,
     pub planned: Vec<Delivery>,
     pub failed: Vec<Failed>,
+}
+
+impl Report {
+    /// Entries (tenant reminders) in the digests sent.
+    pub fn sent_entries(&self) -> usize {
+        self.sent.iter().map(|d| d.entries.len()).sum()
+    }
+
+    /// Entries in the digests planned (a dry run).
+    pub fn planned_entries(&self) -> usize {
+        self.planned.iter().map(|d| d.entries.len()).sum()
+    }
+
+    /// The `remind --output json` document: one object per entry sent or planned (as before
+    /// digests: tenant, channel, threshold), the failures, the advisories each message carried,
+    /// and the number of messages.
+    pub fn json(&self, dry_run: bool) -> serde_json::Value {
+        use serde_json::json;
+        let sent: Vec<serde_json::Value> = self
+            .sent
+            .iter()
+            .flat_map(|d| {
+                d.entries.iter().map(|e| json!({"tenant": e.tenant, "channel": d.channel, "threshold_days": e.threshold_days, "kind": e.kind, "subject": d.subject}))
+            })
+            .collect();
+        let planned: Vec<serde_json::Value> = self
+            .planned
+            .iter()
+            .flat_map(|d| {
+                d.entries.iter().map(|e| json!({"channel": d.channel, "recipients": d.recipients, "message": e, "subject": d.subject}))
+            })
+            .collect();
+        let advisories: Vec<serde_json::Value> = self
+            .sent
+            .iter()
+            .chain(&self.planned)
+            .flat_map(|d| {
+                d.advisories.iter().map(|a| json!({"id": a.id, "channel": d.channel, "threshold_days": a.threshold_days, "subject": d.subject}))
+            })
+            .collect();
+        json!({"dry_run": dry_run, "sent": sent, "failed": self.failed, "planned": planned, "advisories": advisories, "messages": self.sent.len() + self.planned.len()})
+    }
 }
 
 impl TenantRecord {
@@ -55,29 +106,90 @@ impl TenantRecord {
     }
 }
 
-/// The digests due now: per channel, per set of recipients, the entries of every tenant.
+impl TenantRecord {
+    /// Records that advisory `a` was delivered on `channel`: each threshold it covers.
+    pub fn mark_advisory(&mut self, a: &AdvisoryDue, channel: &str, now: DateTime<Utc>) {
+        for th in &a.covers {
+            self.reminders_sent.push(ReminderSent {
+                credential: ledger_key(a.id),
+                threshold_days: *th,
+                channel: channel.to_string(),
+                sent_at: now,
+            });
+        }
+    }
+
+    /// The advisories due for this tenant on `channel` at `now`, less the acknowledged.
+    fn advisories_due(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        ack: &[String],
+    ) -> Vec<AdvisoryDue> {
+        let sent: Vec<(String, i64)> = self
+            .reminders_sent
+            .iter()
+            .filter(|r| r.channel == channel)
+            .filter_map(|r| {
+                let id = r.credential.strip_prefix("advisory/")?;
+                Some((id.to_string(), r.threshold_days))
+            })
+            .collect();
+        due_reminders(&self.cloud, now, &sent)
+            .into_iter()
+            .filter(|a| !ack.iter().any(|k| k == a.id))
+            .collect()
+    }
+}
+
+/// An advisory due for a tenant (domain, tenant id).
+pub type AdvisoryMark = (String, Option<String>, AdvisoryDue);
+
+/// One group of a channel: recipients, entries, advisories by tenant.
+type Group = (Vec<String>, Vec<Due>, Vec<AdvisoryMark>);
+
+/// The digests due now: per channel, per set of recipients, the entries of every tenant and the
+/// advisories due for any of them (`acknowledged` ones left out).
 pub fn plan(
     tenants: &[TenantRecord],
     notifiers: &[Box<dyn Notifier>],
     thresholds: &[i64],
     now: DateTime<Utc>,
+    acknowledged: &[String],
 ) -> Vec<(usize, Delivery)> {
     let mut out: Vec<(usize, Delivery)> = Vec::new();
     for (i, n) in notifiers.iter().enumerate() {
         let id = n.id();
-        let mut groups: Vec<(Vec<String>, Vec<Due>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for t in tenants {
             let entries = due(t, thresholds, &id, now);
-            if entries.is_empty() {
+            let advisories: Vec<AdvisoryMark> = t
+                .advisories_due(&id, now, acknowledged)
+                .into_iter()
+                .map(|a| (t.domain.clone(), t.tenant_id.clone(), a))
+                .collect();
+            if entries.is_empty() && advisories.is_empty() {
                 continue;
             }
-            match groups.iter_mut().find(|(r, _)| *r == t.notify) {
-                Some((_, e)) => e.extend(entries),
-                None => groups.push((t.notify.clone(), entries)),
+            match groups.iter_mut().find(|(r, _, _)| *r == t.notify) {
+                Some((_, e, a)) => {
+                    e.extend(entries);
+                    a.extend(advisories);
+                }
+                None => groups.push((t.notify.clone(), entries, advisories)),
             }
         }
-        for (recipients, entries) in groups {
-            let digest = Digest::new(entries);
+        for (recipients, entries, marks) in groups {
+            let mut advisories: Vec<AdvisoryDue> = Vec::new();
+            for (_, _, a) in &marks {
+                match advisories.iter_mut().find(|x| x.id == a.id) {
+                    // The nearest threshold any tenant is at.
+                    Some(x) if a.threshold_days < x.threshold_days => *x = a.clone(),
+                    Some(_) => {}
+                    None => advisories.push(a.clone()),
+                }
+            }
+            let digest = Digest::new(entries).with_advisories(advisories);
             out.push((
                 i,
                 Delivery {
@@ -85,6 +197,8 @@ pub fn plan(
                     recipients,
                     subject: digest.subject(),
                     entries: digest.entries,
+                    advisories: digest.advisories,
+                    advisory_marks: marks,
                 },
             ));
         }
@@ -92,15 +206,23 @@ pub fn plan(
     out
 }
 
-/// Records the delivery `d` in each of its tenants' records (one tenant file at a time).
+/// Records the delivery `d` in each of its tenants' records (one tenant file at a time): its
+/// entries and the advisories it carried for them.
 pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(), LedgerError> {
     // Each tenant's record is its own file: they are written on a few threads, so the waits for
     // the disk (one fsync per file) overlap.
-    let mut by_tenant: Vec<(&str, Option<&str>, Vec<&Due>)> = Vec::new();
+    type Marks<'a> = (&'a str, Option<&'a str>, Vec<&'a Due>, Vec<&'a AdvisoryDue>);
+    let mut by_tenant: Vec<Marks<'_>> = Vec::new();
     for e in &d.entries {
-        match by_tenant.iter_mut().find(|(t, _, _)| *t == e.tenant) {
-            Some((_, _, es)) => es.push(e),
-            None => by_tenant.push((&e.tenant, e.tenant_id.as_deref(), vec![e])),
+        match by_tenant.iter_mut().find(|(t, _, _, _)| *t == e.tenant) {
+            Some((_, _, es, _)) => es.push(e),
+            None => by_tenant.push((&e.tenant, e.tenant_id.as_deref(), vec![e], Vec::new())),
+        }
+    }
+    for (tenant, id, a) in &d.advisory_marks {
+        match by_tenant.iter_mut().find(|(t, _, _, _)| t == tenant) {
+            Some((_, _, _, al)) => al.push(a),
+            None => by_tenant.push((tenant, id.as_deref(), Vec::new(), vec![a])),
         }
     }
     let workers = by_tenant.len().clamp(1, 8);
@@ -110,11 +232,14 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    for (t, id, entries) in part {
+                    for (t, id, entries, advisories) in part {
                         store.update(t, *id, Duration::from_secs(30), |l| {
                             if let Some(rec) = l.tenant_mut(t) {
                                 for e in entries {
                                     rec.mark_reminded(e, &d.channel, now);
+                                }
+                                for a in advisories {
+                                    rec.mark_advisory(a, &d.channel, now);
                                 }
                             }
                         })?;
@@ -131,6 +256,10 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
 
 /// Sends what is due (or plans it, in a dry run), at most `concurrency` messages in flight, and
 /// records each delivery in the ledger as soon as it succeeds.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's inputs as the command line has them; a settings struct would only rename them"
+)]
 pub async fn run(
     store: &LedgerStore,
     tenants: &[TenantRecord],
@@ -139,10 +268,11 @@ pub async fn run(
     clock: Clock,
     dry_run: bool,
     concurrency: usize,
+    acknowledged: &[String],
 ) -> Result<Report, LedgerError> {
     use futures_util::StreamExt as _;
     let mut report = Report::default();
-    let planned = plan(tenants, notifiers, thresholds, clock.now());
+    let planned = plan(tenants, notifiers, thresholds, clock.now(), acknowledged);
     if dry_run {
         report.planned = planned.into_iter().map(|(_, d)| d).collect();
         return Ok(report);
@@ -151,6 +281,7 @@ pub async fn run(
         .map(|(order, (i, d))| async move {
             let digest = Digest {
                 entries: d.entries.clone(),
+                advisories: d.advisories.clone(),
             };
             let r = notifiers[i].send(&digest, &d.recipients).await;
             (order, d, r)
@@ -164,7 +295,12 @@ pub async fn run(
                 sent.push((order, d));
             }
             Err(e) => {
-                let mut tenants: Vec<String> = d.entries.iter().map(|e| e.tenant.clone()).collect();
+                let mut tenants: Vec<String> = d
+                    .entries
+                    .iter()
+                    .map(|e| e.tenant.clone())
+                    .chain(d.advisory_marks.iter().map(|(t, _, _)| t.clone()))
+                    .collect();
                 tenants.dedup();
                 report.failed.push(Failed {
                     channel: d.channel,

@@ -1,7 +1,9 @@
 //! A fleet's status as `status` shows it: every tenant's record (as the ledger has it, or
 //! refreshed from the tenants with `--live`), its evaluated status, and what a live read found
-//! (drift, tenants that could not be read). Rendered here as the JSON document, the table with
-//! its timelines and drift lines, and the `--check` answer; the command line only prints.
+//! (drift, tenants that could not be read), and Microsoft's dated changes that apply to the
+//! fleet's clouds ([`crate::advisories`], less those the settings acknowledge). Rendered here as
+//! the JSON document, the table with its timelines, drift and advisory lines, the HTML page
+//! ([`crate::report::html`]) and the `--check` answer; the command line only prints.
 
 use super::{TenantStatus, Thresholds, check_line, evaluate};
 use crate::fleet::Drift;
@@ -26,6 +28,8 @@ pub struct Fleet {
     pub statuses: Vec<TenantStatus>,
     pub live: Option<Live>,
     pub now: DateTime<Utc>,
+    /// Advisory ids the settings acknowledge (`[advisories] acknowledged`): not shown.
+    pub acknowledged: Vec<String>,
 }
 
 impl Fleet {
@@ -41,7 +45,39 @@ impl Fleet {
             statuses,
             live,
             now,
+            acknowledged: Vec::new(),
         }
+    }
+
+    /// The same fleet without the advisories the settings acknowledge.
+    pub fn with_acknowledged(mut self, ids: Vec<String>) -> Fleet {
+        self.acknowledged = ids;
+        self
+    }
+
+    /// Microsoft's dated changes that bear on the fleet's clouds at `now`, soonest first.
+    pub fn advisories(&self) -> Vec<&'static crate::advisories::Advisory> {
+        crate::advisories::for_fleet(
+            self.tenants.iter().map(|t| t.cloud.as_str()),
+            self.now,
+            &self.acknowledged,
+        )
+    }
+
+    /// The iCalendar export with alarms at `thresholds_days`.
+    pub fn ics(&self, thresholds_days: &[i64]) -> String {
+        crate::report::ics(&self.pairs(), thresholds_days, self.now)
+    }
+
+    /// The self-contained HTML page (`status --format html`).
+    pub fn html(&self) -> String {
+        let pairs: Vec<(TenantRecord, TenantStatus)> = self
+            .tenants
+            .iter()
+            .cloned()
+            .zip(self.statuses.iter().cloned())
+            .collect();
+        crate::report::html::render(&pairs, &self.advisories(), self.now)
     }
 
     fn errors(&self) -> usize {
@@ -95,7 +131,9 @@ impl Fleet {
                 v
             })
             .collect();
-        json!({"as_of": self.now, "live": self.live.is_some(), "tenants": list})
+        let advisories: Vec<crate::advisories::Listed> =
+            self.advisories().into_iter().map(Into::into).collect();
+        json!({"as_of": self.now, "live": self.live.is_some(), "tenants": list, "advisories": advisories})
     }
 
     /// The table with a 12-month timeline per tenant, then drift and read errors.
@@ -135,6 +173,13 @@ impl Fleet {
                 if let Some(Some(e)) = l.errors.get(i) {
                     s.push_str(&format!("could not read {}: {e}\n", t.domain));
                 }
+            }
+        }
+        let advisories = self.advisories();
+        if !advisories.is_empty() {
+            s.push_str("\nMicrosoft's dated changes for this trust (README, \"Microsoft's dated changes\"):\n");
+            for a in advisories {
+                s.push_str(&format!("  {}\n", crate::advisories::line(a, self.now)));
             }
         }
         s

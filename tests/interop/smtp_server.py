@@ -1,6 +1,8 @@
 """A real SMTP server on loopback for the reminder tests (aiosmtpd from PyPI).
-usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY | --implicit-tls CERT KEY] [--auth USER PASSWORD]
+usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY | --implicit-tls CERT KEY] [--auth USER PASSWORD] [--refuse-basic-auth]
 --tls: STARTTLS required; --implicit-tls: TLS from the first byte (SMTPS, port 465 style).
+--refuse-basic-auth: answer every AUTH as Exchange Online does once SMTP AUTH Basic
+authentication is off (550 5.7.30).
 Writes the chosen port to PORT_FILE once listening; each message becomes a file in MAILDIR."""
 import asyncio, os, ssl, sys, uuid
 from aiosmtpd.controller import Controller
@@ -9,11 +11,14 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 port_file, maildir = sys.argv[1], sys.argv[2]
 args = sys.argv[3:]
 tls = implicit = auth = None
+refuse_basic = False
 while args:
     if args[0] == "--tls":
         tls, args = (args[1], args[2]), args[3:]
     elif args[0] == "--implicit-tls":
         implicit, args = (args[1], args[2]), args[3:]
+    elif args[0] == "--refuse-basic-auth":
+        refuse_basic, args = True, args[1:]
     elif args[0] == "--auth":
         auth, args = (args[1], args[2]), args[3:]
     else:
@@ -31,6 +36,8 @@ class Handler:
         return "250 OK"
 
 def authenticator(server, session, envelope, mechanism, auth_data):
+    if refuse_basic:
+        return AuthResult(success=False, handled=False, message="550 5.7.30 Basic authentication is not supported for Client Submission.")
     ok = isinstance(auth_data, LoginPassword) and auth and auth_data.login.decode() == auth[0] and auth_data.password.decode() == auth[1]
     # handled=False: aiosmtpd answers 535 itself (otherwise it waits for the handler to)
     return AuthResult(success=bool(ok), handled=False)

@@ -1,7 +1,9 @@
 //! Renderings of tenant status for people and machines: a table with a timeline of the key
-//! windows, node-exporter textfile metrics (Prometheus exposition format), and an iCalendar file
+//! windows, a self-contained HTML page ([`html`]), node-exporter textfile metrics (Prometheus exposition format), and an iCalendar file
 //! (RFC 5545) with one event per credential end and alarms at the reminder thresholds. Pure;
 //! date sums go through [`crate::dates`] (saturating), so no date can make a rendering panic.
+
+pub mod html;
 
 use crate::dates;
 use crate::ledger::TenantRecord;
