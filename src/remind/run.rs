@@ -250,7 +250,16 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
             .collect();
         handles
             .into_iter()
-            .try_for_each(|h| h.join().unwrap_or(Ok(())))
+            // A writer thread that died is a failed write, never a silent success: the
+            // delivery's other records stand, and the next run re-sends what was not recorded.
+            .try_for_each(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(LedgerError::Write {
+                        path: store.path().to_path_buf(),
+                        source: std::io::Error::other("a ledger writer thread failed"),
+                    })
+                })
+            })
     })
 }
 
