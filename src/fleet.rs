@@ -48,7 +48,7 @@ pub async fn read_all(
     http: &HttpClient,
     credential: &AdminCredential,
     concurrency: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &dyn crate::progress::Progress,
 ) -> Vec<Result<LiveKeys, GraphError>> {
     let total = tenants.len();
     let concurrency = concurrency.max(1);
@@ -64,11 +64,11 @@ pub async fn read_all(
     let opened: Vec<tokio::sync::OnceCell<()>> =
         (0..lanes).map(|_| tokio::sync::OnceCell::new()).collect();
     let scope = cloud.graph_scope();
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    progress.start("reading tenants", total);
     let results: Vec<(usize, Result<LiveKeys, GraphError>)> =
         futures_util::stream::iter(tenants.iter().enumerate())
             .map(|(i, t)| {
-                let (done, scope) = (&done, &scope);
+                let scope = &scope;
                 let (http, opened) = (&clients[i % lanes], &opened[i % lanes]);
                 async move {
                     let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
@@ -94,14 +94,14 @@ pub async fn read_all(
                         Ok(LiveKeys { apps, tenant_id })
                     }
                     .await;
-                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    progress(n, total);
+                    progress.done(&t.domain);
                     (i, result)
                 }
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
+    progress.finish();
     let mut ordered: Vec<Option<Result<LiveKeys, GraphError>>> = (0..total).map(|_| None).collect();
     for (i, r) in results {
         ordered[i] = Some(r);
@@ -191,7 +191,7 @@ pub async fn refresh(
     http: &HttpClient,
     credential: &AdminCredential,
     concurrency: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &dyn crate::progress::Progress,
     now: DateTime<Utc>,
 ) -> crate::status::Live {
     let results = read_all(tenants, cloud, http, credential, concurrency, progress).await;

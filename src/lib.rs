@@ -29,6 +29,7 @@ pub mod microsoft;
 pub mod notify;
 pub mod onprem;
 pub mod paths;
+pub mod progress;
 pub mod remind;
 pub mod renew;
 pub mod report;

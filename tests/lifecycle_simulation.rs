@@ -29,6 +29,7 @@ use hybrid_trust::session::confirm::{self, Evidence};
 use hybrid_trust::session::keys::KeyOp;
 use hybrid_trust::status::{self, Thresholds};
 use hybrid_trust::sts::{AdminCredential, TokenProvider};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use support::*;
 
@@ -445,7 +446,8 @@ async fn simulate(sc: Scenario) {
             }
         }
         let ledger = w.store.load().unwrap();
-        hybrid_trust::remind::run::run(
+        let progress = hybrid_trust::progress::Counter::default();
+        let report = hybrid_trust::remind::run::run(
             &w.store,
             &ledger.tenants,
             &notifiers,
@@ -454,9 +456,15 @@ async fn simulate(sc: Scenario) {
             false,
             1,
             &[],
+            &progress,
         )
         .await
         .unwrap();
+        // The run tells its watcher about every message it tried, and that it is over.
+        let tried = report.sent.len() + report.failed.len();
+        assert_eq!(progress.total.load(Relaxed), tried, "{morning}");
+        assert_eq!(progress.done.load(Relaxed), tried, "{morning}");
+        assert!(progress.finished.load(Relaxed), "{morning}");
         let ledger = w.store.load().unwrap();
         let statuses: Vec<_> = ledger
             .tenants

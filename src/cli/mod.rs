@@ -14,6 +14,7 @@ mod onboard_cmd;
 mod onprem_cmd;
 mod password;
 mod printer;
+mod progress;
 mod remind_cmd;
 mod renew_cmd;
 mod status_cmd;

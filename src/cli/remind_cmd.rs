@@ -134,6 +134,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         ));
     }
     let store = ctx.ledger_store()?;
+    let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
     let report = super::runtime()?
         .block_on(crate::remind::run::run(
             &store,
@@ -144,6 +145,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             ctx.global.dry_run,
             a.concurrency,
             &settings.advisories.acknowledged,
+            progress.as_ref(),
         ))
         .map_err(|e| Failure::runtime(e, None))?;
     for f in &report.failed {

@@ -127,6 +127,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
             .map_err(|f| format!("{:#}", f.error))
     };
     let work = tenants.into_iter().zip(decisions).collect();
+    let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
     let results = super::runtime()?
         .block_on(renew_all::renew_many(
             &store,
@@ -137,6 +138,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
             ctx.global.dry_run,
             a.concurrency,
             &session,
+            progress.as_ref(),
         ))
         .map_err(super::session_failure)?;
     let report = renew_all::RenewReport::new(ctx.global.dry_run, results);

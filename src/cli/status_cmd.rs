@@ -4,7 +4,6 @@
 use super::{Context, Failure};
 use crate::ledger::TenantRecord;
 use crate::status::{self, Thresholds};
-use std::io::IsTerminal as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFormat {
@@ -100,22 +99,14 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         let cloud = ctx.cloud()?;
         let http = ctx.http(&cloud)?;
         let cred = ctx.admin_credential(a.tenant.as_deref().unwrap_or("*"))?;
-        let tty = std::io::stderr().is_terminal() && !ctx.printer.json();
-        let progress = move |done: usize, total: usize| {
-            if tty {
-                eprint!("\rreading tenants: {done}/{total}");
-                if done == total {
-                    eprintln!();
-                }
-            }
-        };
+        let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
         let refresh = crate::fleet::refresh(
             &mut tenants,
             &cloud,
             &http,
             &cred,
             a.concurrency,
-            &progress,
+            progress.as_ref(),
             ctx.now,
         );
         Some(super::runtime()?.block_on(refresh))

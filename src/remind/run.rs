@@ -278,6 +278,7 @@ pub async fn run(
     dry_run: bool,
     concurrency: usize,
     acknowledged: &[String],
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Report, LedgerError> {
     use futures_util::StreamExt as _;
     let mut report = Report::default();
@@ -286,6 +287,7 @@ pub async fn run(
         report.planned = planned.into_iter().map(|(_, d)| d).collect();
         return Ok(report);
     }
+    progress.start("sending reminders", planned.len());
     let mut sends = futures_util::stream::iter(planned.into_iter().enumerate())
         .map(|(order, (i, d))| async move {
             let digest = Digest {
@@ -298,6 +300,7 @@ pub async fn run(
         .buffer_unordered(concurrency.max(1));
     let mut sent = Vec::new();
     while let Some((order, d, r)) = sends.next().await {
+        progress.done(&d.channel);
         match r {
             Ok(()) => {
                 mark(store, &d, clock.now())?;
@@ -319,6 +322,7 @@ pub async fn run(
             }
         }
     }
+    progress.finish();
     sent.sort_by_key(|(o, _)| *o);
     report.sent = sent.into_iter().map(|(_, d)| d).collect();
     Ok(report)

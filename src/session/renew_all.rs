@@ -115,19 +115,24 @@ pub async fn renew_many(
     dry_run: bool,
     concurrency: usize,
     session: &(dyn Fn(&str, usize) -> Result<Session, String> + Sync),
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Vec<TenantResult>, SessionError> {
     use futures_util::StreamExt as _;
+    progress.start("renewing tenants", work.len());
     let results: Vec<Result<TenantResult, SessionError>> =
         futures_util::stream::iter(work.into_iter().enumerate())
             .map(|(i, (t, d))| async move {
-                renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
+                let r = renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
                     session(name, i)
                 })
-                .await
+                .await;
+                progress.done(&t.domain);
+                r
             })
             .buffered(concurrency.max(1))
             .collect()
             .await;
+    progress.finish();
     results.into_iter().collect()
 }
 
