@@ -2,8 +2,9 @@
 //! then the yearly job on the emulator's moved clock: eleven months later the reminder arrives
 //! and `renew` re-windows the key; a new certificate is rolled in, confirmed and the old key
 //! retired. Everything it made stays in `./hybrid-trust-demo/` (the ledger, the audit log, the
-//! on-prem scripts, the certificates, the emulator's CA and a cloud file to point the tool at it);
-//! a rerun replaces that folder, and refuses one it did not make.
+//! on-prem scripts, the certificates, the fleet report `report.html`, the reminders the emulated
+//! Exchange Online received in `mail/`, the emulator's CA and a cloud file to point the tool at
+//! it); a rerun replaces that folder, and refuses one it did not make.
 //!
 //! The first day runs the real binary (`onboard`, `status`) so a newcomer sees the commands they
 //! will type; the months after run the library's workflows on a shifted [`Clock`], the way the
@@ -13,8 +14,10 @@
 use crate::cert::Certificate;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
+use crate::config::GraphMailChannel;
 use crate::emulator::{self, ReadyTenant, RunningEmulator};
 use crate::ledger::{CertRecord, LedgerStore};
+use crate::notify::graph_mail::GraphMail;
 use crate::renew::Policy;
 use crate::session::confirm::{self, Evidence};
 use crate::session::{Session, renewal::describe};
@@ -27,6 +30,10 @@ use std::sync::Arc;
 
 /// The folder the demo leaves behind, relative to the working directory.
 pub const FOLDER: &str = "hybrid-trust-demo";
+/// The fleet report the demo leaves (`status --format html`).
+pub const REPORT: &str = "report.html";
+/// Where the demo's reminders go (the emulator accepts any recipient).
+const MAIL_TO: &str = "uc-admins@contoso.com";
 /// The file that marks a folder as the demo's own (a rerun may replace only such a folder).
 const MARKER: &str = ".made-by-hybrid-trust-demo";
 
@@ -65,7 +72,11 @@ pub struct Demo {
 /// Where the demo's output is and what to do next, for the terminal.
 pub fn outro() -> String {
     format!(
-        "\nWhat the demo made is in ./{FOLDER}/: state/ (the ledger, one file per tenant; audit.log; the on-prem scripts), the certificates, and cloud.json + emulator-ca.pem to point the tool at the emulator (with demo --serve).\n\n\
+        "\nWhat the demo made is in ./{FOLDER}/ (a rerun replaces it):\n  \
+         {REPORT}    the fleet report at the end of the year; open it in a browser\n  \
+         mail/          the reminders the emulated Exchange Online received (.html as sent, .txt with headers)\n  \
+         state/         the ledger (one file per tenant), audit.log, and the on-prem scripts (*.ps1)\n  \
+         *.pem          the two OAuthTokenIssuer certificates; cloud.json + emulator-ca.pem point the tool at the emulator (with demo --serve)\n\n\
          What next, on your own tenant:\n  \
          hybrid-trust cert inspect oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com\n  \
          hybrid-trust onboard --tenant contoso.onmicrosoft.com --cert oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com --pool-fqdn webext.contoso.com\n  \
@@ -205,12 +216,7 @@ impl Demo {
                 http.clone(),
                 self.cloud.clone(),
                 &self.tenant.domain,
-                AdminCredential::Secret {
-                    client_id: self.tenant.admin.client_id.clone(),
-                    secret: crate::secret::SecretString::new(
-                        self.tenant.admin.client_secret.clone(),
-                    ),
-                },
+                self.admin(),
             )
             .with_clock(clock),
         );
@@ -232,36 +238,113 @@ impl Demo {
         Clock::Shifted(offset)
     }
 
-    /// The daily job at `clock`: remind (on `say`), then renew what is due.
+    /// The admin app's identity (its secret never leaves this process).
+    fn admin(&self) -> AdminCredential {
+        AdminCredential::Secret {
+            client_id: self.tenant.admin.client_id.clone(),
+            secret: crate::secret::SecretString::new(self.tenant.admin.client_secret.clone()),
+        }
+    }
+
+    /// The reminder channel the demo uses: `[[reminders.graph_mail]]` as the tenant's
+    /// `noreply@` mailbox, signed in as the admin app (which the emulator grants `Mail.Send`).
+    fn mailer(&self, clock: Clock) -> Result<GraphMail, DemoError> {
+        let http = crate::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
+        let domain = &self.tenant.domain;
+        let tokens = TokenProvider::new(http.clone(), self.cloud.clone(), domain, self.admin())
+            .with_clock(clock);
+        Ok(GraphMail {
+            channel: GraphMailChannel {
+                from: format!("noreply@{domain}"),
+                to: vec![MAIL_TO.to_string()],
+                tenant: domain.clone(),
+                client_id: Some(self.tenant.admin.client_id.clone()),
+                client_secret_env: None,
+                client_cert: None,
+                client_cert_password_env: None,
+            },
+            graph_url: self.cloud.graph_url.clone(),
+            scope: self.cloud.graph_scope(),
+            tokens,
+            http,
+        })
+    }
+
+    /// The daily job at `clock`: `remind --all` through Microsoft Graph mail (the message lands
+    /// in the emulator's mail store, saved to the folder at the end), then renew what is due.
     async fn daily(&self, clock: Clock, say: &dyn Fn(&str)) -> Result<(), DemoError> {
         let store = LedgerStore::in_dir(&self.state);
         let tenants = store.load().map_err(failed)?.tenants;
-        let entries: Vec<_> = tenants
-            .iter()
-            .flat_map(|t| crate::remind::due(t, &[60, 30, 14, 7, 3, 1], "demo", clock.now()))
-            .collect();
-        if entries.is_empty() {
+        let channels: Vec<Box<dyn crate::notify::Notifier>> = vec![Box::new(self.mailer(clock)?)];
+        let report = crate::remind::run::run(
+            &store,
+            &tenants,
+            &channels,
+            &crate::config::Reminders::default().thresholds_days,
+            clock,
+            false,
+            1,
+            &[],
+            &crate::progress::Silent,
+        )
+        .await
+        .map_err(failed)?;
+        if let Some(f) = report.failed.first() {
+            return Err(failed(&f.error));
+        }
+        if report.sent.is_empty() {
             say("  remind: nothing due");
-        } else {
-            let d = crate::remind::Digest::new(entries);
+        }
+        for d in &report.sent {
             say(&format!(
-                "  remind: the mail the admins get:\n    {}",
-                d.subject()
+                "  remind: mailed to {MAIL_TO} through Microsoft Graph (sendMail):\n    {}",
+                d.subject
             ));
-            for line in d.text().lines().take(8) {
+            let digest = crate::remind::Digest {
+                entries: d.entries.clone(),
+                advisories: d.advisories.clone(),
+            };
+            for line in digest.text().lines().take(8) {
                 say(&format!("    | {line}"));
             }
-            let delivery = crate::remind::run::Delivery {
-                channel: "demo".into(),
-                recipients: Vec::new(),
-                subject: d.subject(),
-                entries: d.entries,
-                advisories: Vec::new(),
-                advisory_marks: Vec::new(),
-            };
-            crate::remind::run::mark(&store, &delivery, clock.now()).map_err(failed)?;
         }
         self.renew(clock, None, say).await
+    }
+
+    /// Leaves the fleet report (`status --format html` at `clock`) and every message the
+    /// emulator's `sendMail` accepted (`mail/NN.html`, `mail/NN.txt`) in the folder.
+    pub fn keep(&self, clock: Clock) -> Result<(), DemoError> {
+        let tenants = LedgerStore::in_dir(&self.state)
+            .load()
+            .map_err(failed)?
+            .tenants;
+        let fleet = Fleet::new(tenants, None, clock.now(), Thresholds::default());
+        crate::paths::write_atomic(&self.folder.join(REPORT), fleet.html().as_bytes(), 0o600)
+            .map_err(failed)?;
+        let dir = self.folder.join("mail");
+        crate::paths::ensure_private_dir(&dir).map_err(failed)?;
+        for (i, m) in self.emu.mail().iter().enumerate() {
+            let n = i + 1;
+            let head = format!(
+                "From: {}\nTo: {}\nSubject: {}\nReceived: {}\n\n",
+                m.from,
+                m.to.join(", "),
+                m.subject,
+                m.received_at.to_rfc3339()
+            );
+            let text = format!("{head}{}", m.body_text.as_deref().unwrap_or(""));
+            crate::paths::write_atomic(&dir.join(format!("{n:02}.txt")), text.as_bytes(), 0o600)
+                .map_err(failed)?;
+            if let Some(html) = &m.body_html {
+                crate::paths::write_atomic(
+                    &dir.join(format!("{n:02}.html")),
+                    html.as_bytes(),
+                    0o600,
+                )
+                .map_err(failed)?;
+            }
+        }
+        Ok(())
     }
 
     async fn renew(
@@ -363,6 +446,7 @@ impl Demo {
         ));
         self.renew(c, None, say).await?;
         self.status(c, say)?;
+        self.keep(c)?;
         self.at(0);
         Ok(())
     }

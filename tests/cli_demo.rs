@@ -88,6 +88,34 @@ fn demo_shows_the_yearly_job_and_leaves_its_folder() {
         "{names:?}"
     );
     assert!(names.contains(&"audit.log".to_string()), "{names:?}");
+    // The fleet report and the reminder the emulated Exchange Online accepted through sendMail
+    // (one: the key reached its 30-day threshold once in the year) are in the folder too.
+    let report = std::fs::read_to_string(folder.join("report.html")).unwrap();
+    assert!(report.starts_with("<!DOCTYPE html>"), "{report:.200}");
+    assert!(report.contains("contoso.onmicrosoft.com"));
+    let mail: Vec<String> = std::fs::read_dir(folder.join("mail"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(mail.len(), 2, "{mail:?}");
+    let text = std::fs::read_to_string(folder.join("mail/01.txt")).unwrap();
+    assert!(
+        text.starts_with("From: noreply@contoso.onmicrosoft.com\nTo: uc-admins@contoso.com\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the Skype for Business hybrid trust ends in 28 day(s)"),
+        "{text}"
+    );
+    let html = std::fs::read_to_string(folder.join("mail/01.html")).unwrap();
+    assert!(
+        html.contains("hybrid-trust renew --tenant contoso.onmicrosoft.com"),
+        "{html}"
+    );
+    assert!(
+        stdout.contains("report.html") && stdout.contains("mail/"),
+        "{stdout}"
+    );
     // A rerun replaces the folder cleanly: one tenant, one onboarding.
     std::fs::write(folder.join("leftover"), "x").unwrap();
     assert!(ht_in(cwd.path(), &["demo"]).status.success());

@@ -63,6 +63,7 @@ mod state;
 
 pub use clock::Clock;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
+pub use mail::Delivered;
 pub use server::{RunningEmulator, start};
 pub use state::{Behaviour, CustomKeyIdForm, KeyResend, Seed};
 

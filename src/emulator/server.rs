@@ -119,6 +119,14 @@ impl RunningEmulator {
     pub fn ca_pem(&self) -> String {
         self.shared.dir().pki.ca_cert_pem.clone()
     }
+    /// The messages `sendMail` accepted, oldest first (what `GET /_emulator/mail` lists).
+    pub fn mail(&self) -> Vec<super::Delivered> {
+        self.shared
+            .mail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
     /// Stops accepting connections.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
