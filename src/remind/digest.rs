@@ -5,6 +5,7 @@
 
 use super::{Due, Kind};
 use crate::advisories::AdvisoryDue;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What Skype for Business Server loses when the trust lapses (SFBDOCS "Plan to integrate Skype
@@ -174,7 +175,9 @@ impl Digest {
                     e(&v)
                 ));
             }
-            s.push_str("</table><p style=\"margin:6px 0 2px\">To fix:</p><pre style=\"margin:0;background:#fff;padding:6px;border:1px solid #ddd;white-space:pre-wrap\">");
+            s.push_str("</table>");
+            s.push_str(&timeline(m, colour));
+            s.push_str("<p style=\"margin:6px 0 2px\">To fix:</p><pre style=\"margin:0;background:#fff;padding:6px;border:1px solid #ddd;white-space:pre-wrap\">");
             s.push_str(&e(&commands(m).join("\n")));
             s.push_str("</pre></div>");
         }
@@ -200,6 +203,82 @@ impl Digest {
             e(&format!("W{}", &WHAT_BREAKS[1..]))
         ));
         s
+    }
+}
+
+/// The days a digest's timeline spans at least (the first reminder threshold).
+const TIMELINE_DAYS: i64 = 60;
+
+/// One entry's timeline for mail: from today to the lapse (and the roll's EffectiveDate on the
+/// way), then the days after it, drawn as one row of table cells with background colours.
+///
+/// The fleet report draws its timelines in SVG; mail cannot: Outlook for Windows renders mail
+/// with Word's engine, which draws no SVG, and Gmail strips it. Table cells with `bgcolor` and
+/// percentage widths are what every client draws (the "bulletproof" bar of email design), so
+/// the digest uses those, with the dates as text under the bar for clients that drop colour.
+/// Positions come from the entry's own `days_left` and dates, so the digest needs no clock.
+fn timeline(m: &Due, colour: &str) -> String {
+    let Some(left) = m.days_left else {
+        return String::new();
+    };
+    let date =
+        |t: Option<DateTime<Utc>>| t.map_or(String::new(), |t| t.format("%b %-d").to_string());
+    let mut segs: Vec<(i64, &str, String)> = Vec::new();
+    if left <= 0 {
+        segs.push((
+            1,
+            "#b3261e",
+            format!("lapsed {} {}", date(m.ends), ago(-left)),
+        ));
+    } else {
+        let span = left.max(TIMELINE_DAYS) + 5;
+        let effective = m
+            .roll
+            .as_ref()
+            .and_then(|r| r.effective)
+            .zip(m.ends)
+            .map(|(eff, end)| left - (end - eff).num_days())
+            .filter(|d| (1..left).contains(d));
+        match effective {
+            Some(d) => {
+                segs.push((d, "#8a5300", "today: run the roll script".into()));
+                segs.push((
+                    left - d,
+                    colour,
+                    format!(
+                        "EffectiveDate {}",
+                        date(m.roll.as_ref().and_then(|r| r.effective))
+                    ),
+                ));
+            }
+            None => segs.push((left, colour, "today".into())),
+        }
+        segs.push((span - left, "#c8c8c8", format!("lapses {}", date(m.ends))));
+    }
+    let total: i64 = segs.iter().map(|(d, _, _)| d).sum::<i64>().max(1);
+    let width = |d: i64| (d * 100 / total).clamp(1, 100);
+    let mut bar = String::new();
+    let mut labels = String::new();
+    for (d, c, label) in &segs {
+        let w = width(*d);
+        bar.push_str(&format!(
+            "<td width=\"{w}%\" bgcolor=\"{c}\" style=\"background:{c};height:10px;font-size:0;line-height:0\">&nbsp;</td>"
+        ));
+        labels.push_str(&format!(
+            "<td width=\"{w}%\" style=\"font-size:11px;color:#555;padding:2px 4px 0 0;vertical-align:top\">{}</td>",
+            html_escape(label)
+        ));
+    }
+    format!(
+        "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse:collapse;margin:8px 0 2px\" data-timeline=\"{left}\"><tr>{bar}</tr><tr>{labels}</tr></table>"
+    )
+}
+
+fn ago(days: i64) -> String {
+    match days {
+        0 => "today".into(),
+        1 => "1 day ago".into(),
+        d => format!("{d} days ago"),
     }
 }
 
@@ -321,6 +400,75 @@ mod tests {
         assert!(h.contains("AB&amp;CD") && h.contains("renew now"));
         assert!(h.contains("hybrid-trust renew --tenant &lt;script&gt;"));
         assert_eq!(html_escape("a'b\"c"), "a&#39;b&quot;c");
+    }
+
+    fn due(days_left: Option<i64>, roll_effective_in: Option<i64>) -> Due {
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, 3, 1, 0, 0, 0).unwrap();
+        let ends = days_left.map(|d| now + chrono::TimeDelta::days(d));
+        Due {
+            tenant: "contoso.com".into(),
+            tenant_id: None,
+            kind: if days_left.is_some_and(|d| d <= 0) {
+                Kind::Expired
+            } else {
+                Kind::Expiry
+            },
+            credential: "x".into(),
+            app_id: "00000004-0000-0ff1-ce00-000000000000".into(),
+            thumbprint_sha1: "AB".into(),
+            ends,
+            days_left,
+            threshold_days: 30,
+            covers: vec![30],
+            detail: "the key".into(),
+            state: "due".into(),
+            action: "renew".into(),
+            roll: roll_effective_in.map(|d| crate::lifecycle::PendingRoll {
+                thumbprint_sha1: "CD".into(),
+                effective: Some(now + chrono::TimeDelta::days(d)),
+                blocked: None,
+                script: "roll.ps1".into(),
+            }),
+        }
+    }
+
+    /// The cells' widths, in order, of the timeline in `html`.
+    fn widths(html: &str) -> Vec<i64> {
+        let t = &html[html.find("data-timeline").expect("a timeline")..];
+        let bar = &t[..t.find("</tr>").unwrap()];
+        bar.split("<td width=\"")
+            .skip(1)
+            .map(|c| c[..c.find('%').unwrap()].parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_mail_timeline_places_today_the_roll_and_the_lapse_in_proportion() {
+        // 20 days left on a 65-day span: the coloured part is 20/65 of the bar.
+        let h = Digest::new(vec![due(Some(20), None)]).html();
+        assert_eq!(widths(&h), vec![30, 69], "{h}");
+        assert!(
+            h.contains(">today<") && h.contains(">lapses Mar 21<"),
+            "{h}"
+        );
+        assert!(!h.contains("<svg"), "no SVG in mail");
+        // A roll whose EffectiveDate is in 5 days: amber to it, then the state's colour.
+        let h = Digest::new(vec![due(Some(20), Some(5))]).html();
+        assert_eq!(widths(&h), vec![7, 23, 69], "{h}");
+        assert!(h.contains("EffectiveDate Mar 6"), "{h}");
+        // More than the span ahead: the bar grows with it, the lapse still at its end.
+        let h = Digest::new(vec![due(Some(90), None)]).html();
+        assert_eq!(widths(&h), vec![94, 5], "{h}");
+        // Lapsed: one red cell that says when.
+        let h = Digest::new(vec![due(Some(-2), None)]).html();
+        assert_eq!(widths(&h), vec![100], "{h}");
+        assert!(h.contains("lapsed Feb 27 2 days ago"), "{h}");
+        // No end known: no timeline at all.
+        assert!(
+            !Digest::new(vec![due(None, None)])
+                .html()
+                .contains("data-timeline")
+        );
     }
 
     #[test]
