@@ -63,6 +63,95 @@ pub struct EmailChannel {
     /// Extra CA (PEM) to trust for the SMTP server's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// SMTP AUTH with OAuth (SASL `XOAUTH2`) instead of a password: the app signs in to
+    /// `tenant` and presents an Exchange Online token for the mailbox `username` (default:
+    /// `from`). What Exchange Online still accepts once password SMTP AUTH is off.
+    #[serde(default)]
+    pub oauth: Option<SmtpOAuth>,
+}
+
+/// `oauth = { tenant, client_id, client_secret_env | client_cert [, client_cert_password_env] }`
+/// of an email channel: the app that gets the token for SMTP (`SMTP.SendAsApp` on Office 365
+/// Exchange Online; README, "SMTP with OAuth").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpOAuth {
+    pub tenant: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert_password_env: Option<String>,
+}
+
+/// How an app signs in to send mail, whichever channel holds the settings: a secret from the
+/// environment, a certificate, or (with neither) the login stored for `tenant`.
+#[derive(Debug, Clone, Copy)]
+pub struct AppSignIn<'a> {
+    pub tenant: &'a str,
+    pub client_id: Option<&'a str>,
+    pub client_secret_env: Option<&'a str>,
+    pub client_cert: Option<&'a std::path::Path>,
+    pub client_cert_password_env: Option<&'a str>,
+}
+
+impl SmtpOAuth {
+    pub fn sign_in(&self) -> AppSignIn<'_> {
+        AppSignIn {
+            tenant: &self.tenant,
+            client_id: self.client_id.as_deref(),
+            client_secret_env: self.client_secret_env.as_deref(),
+            client_cert: self.client_cert.as_deref(),
+            client_cert_password_env: self.client_cert_password_env.as_deref(),
+        }
+    }
+}
+
+impl GraphMailChannel {
+    pub fn sign_in(&self) -> AppSignIn<'_> {
+        AppSignIn {
+            tenant: &self.tenant,
+            client_id: self.client_id.as_deref(),
+            client_secret_env: self.client_secret_env.as_deref(),
+            client_cert: self.client_cert.as_deref(),
+            client_cert_password_env: self.client_cert_password_env.as_deref(),
+        }
+    }
+}
+
+impl AppSignIn<'_> {
+    /// The same checks for every channel that signs in as an app; `who` names the channel.
+    fn validate(&self, who: &str) -> Result<(), String> {
+        if crate::tenant::TenantRef::parse(self.tenant).is_err() {
+            return Err(format!(
+                "{who} needs tenant = the sender's tenant id or domain, not {:?}",
+                self.tenant
+            ));
+        }
+        if self.client_secret_env.is_some() && self.client_cert.is_some() {
+            return Err(format!(
+                "{who} has both client_secret_env and client_cert: keep one"
+            ));
+        }
+        if (self.client_secret_env.is_some() || self.client_cert.is_some())
+            && self
+                .client_id
+                .is_none_or(|c| uuid::Uuid::parse_str(c).is_err())
+        {
+            return Err(format!(
+                "{who} needs client_id = the sending app's application (client) id, a GUID"
+            ));
+        }
+        if self.client_cert_password_env.is_some() && self.client_cert.is_none() {
+            return Err(format!(
+                "{who} has client_cert_password_env without client_cert"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[[reminders.graph_mail]]` (CONTRACT.md): sends as `from` (a mailbox in the sender's own
@@ -183,6 +272,22 @@ impl Settings {
             if e.to.is_empty() || !e.from.contains('@') || e.to.iter().any(|t| !t.contains('@')) {
                 return Err("an email channel needs from and at least one to address".into());
             }
+            if let Some(o) = &e.oauth {
+                let who = format!("the email channel {shown} (oauth)");
+                if e.password_env.is_some() || e.password_keyring {
+                    return Err(format!(
+                        "{who} also has a password (password_env or password_keyring): keep one"
+                    ));
+                }
+                if u.scheme() == "smtp"
+                    && !u.query_pairs().any(|(k, v)| k == "tls" && v == "starttls")
+                {
+                    return Err(format!(
+                        "{who} would send its token in clear: use smtps:// or ?tls=starttls"
+                    ));
+                }
+                o.sign_in().validate(&who)?;
+            }
         }
         for w in &r.webhook {
             let shown = redact_url(&w.url);
@@ -209,34 +314,8 @@ impl Settings {
                     g.from
                 ));
             }
-            if crate::tenant::TenantRef::parse(&g.tenant).is_err() {
-                return Err(format!(
-                    "the graph_mail channel from {} needs tenant = the sender's tenant id or domain, not {:?}",
-                    g.from, g.tenant
-                ));
-            }
-            if g.client_secret_env.is_some() && g.client_cert.is_some() {
-                return Err(format!(
-                    "the graph_mail channel from {} has both client_secret_env and client_cert: keep one",
-                    g.from
-                ));
-            }
-            if (g.client_secret_env.is_some() || g.client_cert.is_some())
-                && g.client_id
-                    .as_deref()
-                    .is_none_or(|c| uuid::Uuid::parse_str(c).is_err())
-            {
-                return Err(format!(
-                    "the graph_mail channel from {} needs client_id = the sending app's application (client) id, a GUID",
-                    g.from
-                ));
-            }
-            if g.client_cert_password_env.is_some() && g.client_cert.is_none() {
-                return Err(format!(
-                    "the graph_mail channel from {} has client_cert_password_env without client_cert",
-                    g.from
-                ));
-            }
+            g.sign_in()
+                .validate(&format!("the graph_mail channel from {}", g.from))?;
         }
         for id in &self.advisories.acknowledged {
             if crate::advisories::find(id).is_none() {

@@ -206,6 +206,17 @@ impl Notifier for Webhook {
 pub struct Email {
     pub channel: EmailChannel,
     pub password: Option<SecretString>,
+    /// SMTP AUTH `XOAUTH2`: where the Exchange Online token comes from.
+    pub oauth: Option<SmtpOAuth>,
+}
+
+/// The token source of an email channel with `oauth` (SASL XOAUTH2, as Exchange Online
+/// documents for SMTP with OAuth: `user=<mailbox>^Aauth=Bearer <token>^A^A`, the token for
+/// `https://outlook.office365.com/.default` with the `SMTP.SendAsApp` role;
+/// <https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth>).
+pub struct SmtpOAuth {
+    pub tokens: crate::sts::TokenProvider,
+    pub scope: String,
 }
 
 impl Email {
@@ -218,11 +229,29 @@ impl Email {
 impl Email {
     /// The SMTP transport for this channel: TLS mode from the URL, the extra CA, credentials.
     /// `fail` turns a detail into the error the caller reports.
+    /// The XOAUTH2 token, when the channel signs in with OAuth; the error is the detail.
+    async fn token(&self) -> Result<Option<crate::secret::SecretString>, String> {
+        let Some(o) = &self.oauth else {
+            return Ok(None);
+        };
+        let t = o.tokens.token(&o.scope).await.map_err(|e| {
+            format!(
+                "no Exchange Online token for SMTP: {}; {}",
+                crate::error_chain(&e),
+                e.hint()
+            )
+        })?;
+        Ok(Some(crate::secret::SecretString::new(
+            t.expose().to_string(),
+        )))
+    }
+
     fn transport(
         &self,
         fail: &dyn Fn(String) -> NotifyError,
+        token: Option<&crate::secret::SecretString>,
     ) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, NotifyError> {
-        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::authentication::{Credentials, Mechanism};
         use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
         use lettre::{AsyncSmtpTransport, Tokio1Executor};
         let url = url::Url::parse(&self.channel.smtp_url).map_err(|e| fail(e.to_string()))?;
@@ -261,7 +290,12 @@ impl Email {
             .port(url.port().unwrap_or(default_port))
             .tls(tls)
             .timeout(Some(std::time::Duration::from_secs(30)));
-        if let Some(user) = &self.channel.username {
+        if let Some(token) = token {
+            let user = self.channel.username.as_ref().unwrap_or(&self.channel.from);
+            b = b
+                .credentials(Credentials::new(user.clone(), token.expose().to_string()))
+                .authentication(vec![Mechanism::Xoauth2]);
+        } else if let Some(user) = &self.channel.username {
             let pw = self.password.as_ref().ok_or_else(|| {
                 NotifyError::Config(
                     self.id(),
@@ -281,7 +315,8 @@ impl Email {
             to: "(sign-in check)".into(),
             detail,
         };
-        let transport = self.transport(&fail)?;
+        let token = self.token().await.map_err(fail)?;
+        let transport = self.transport(&fail, token.as_ref())?;
         match transport.test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(fail("the server closed the connection".into())),
@@ -308,7 +343,8 @@ impl Notifier for Email {
                 to: to.join(","),
                 detail,
             };
-            let transport = self.transport(&fail)?;
+            let token = self.token().await.map_err(fail)?;
+            let transport = self.transport(&fail, token.as_ref())?;
             let from: Mailbox = self
                 .channel
                 .from
@@ -374,12 +410,12 @@ pub fn channels(
 
 /// The identity a graph_mail channel signs in with: a secret from the environment, a certificate
 /// (its password from the environment), or the login stored by `hybrid-trust login`.
-fn graph_mail_identity(
-    g: &crate::config::GraphMailChannel,
+fn app_identity(
+    g: crate::config::AppSignIn<'_>,
+    who: &str,
 ) -> Result<crate::sts::AdminCredential, ChannelError> {
     use crate::sts::{AdminCredential, AssertionAlg};
-    let who = format!("the graph_mail channel from {}", g.from);
-    let client_id = || g.client_id.clone().unwrap_or_default();
+    let client_id = || g.client_id.unwrap_or_default().to_string();
     if let Some(var) = &g.client_secret_env {
         let secret = std::env::var(var)
             .ok()
@@ -396,8 +432,8 @@ fn graph_mail_identity(
             secret: SecretString::new(secret),
         });
     }
-    if let Some(path) = &g.client_cert {
-        let pw_var = g.client_cert_password_env.clone();
+    if let Some(path) = g.client_cert {
+        let pw_var = g.client_cert_password_env;
         let loaded = crate::cert::load_file(path, &mut || match &pw_var {
             None => Ok(None),
             Some(v) => Ok(std::env::var(v).ok().map(SecretString::new)),
@@ -424,7 +460,7 @@ fn graph_mail_identity(
             alg: AssertionAlg::Rs256,
         });
     }
-    let stored = crate::login::stored_credential(&g.tenant).map_err(|e| {
+    let stored = crate::login::stored_credential(g.tenant).map_err(|e| {
         let usage = e.is_usage();
         channel_error(format!("{who}: {e}"), e.hint().unwrap_or_default(), usage)
     })?;
@@ -454,7 +490,10 @@ pub fn channels_in(
 ) -> Result<Vec<Box<dyn Notifier>>, ChannelError> {
     let mut out: Vec<Box<dyn Notifier>> = Vec::new();
     for g in &s.reminders.graph_mail {
-        let cred = graph_mail_identity(g)?;
+        let cred = app_identity(
+            g.sign_in(),
+            &format!("the graph_mail channel from {}", g.from),
+        )?;
         let http = HttpClient::for_cloud(cloud).map_err(|e| {
             let usage = matches!(e, crate::http::HttpError::Setting { .. });
             channel_error(e.to_string(), e.hint(), usage)
@@ -494,9 +533,27 @@ pub fn channels_in(
             }
             _ => None,
         };
+        let oauth = match &e.oauth {
+            None => None,
+            Some(o) => {
+                let shown = crate::secret::redact_url(&e.smtp_url);
+                let cred =
+                    app_identity(o.sign_in(), &format!("the email channel {shown} (oauth)"))?;
+                let http = HttpClient::for_cloud(cloud).map_err(|e| {
+                    let usage = matches!(e, crate::http::HttpError::Setting { .. });
+                    channel_error(e.to_string(), e.hint(), usage)
+                })?;
+                Some(SmtpOAuth {
+                    tokens: crate::sts::TokenProvider::new(http, cloud.clone(), &o.tenant, cred)
+                        .with_clock(clock),
+                    scope: cloud.exchange_scope(),
+                })
+            }
+        };
         out.push(Box::new(Email {
             channel: e.clone(),
             password,
+            oauth,
         }));
     }
     if !s.reminders.webhook.is_empty() {

@@ -2,6 +2,8 @@
 //! implicit TLS (smtps://) with a test CA and AUTH) and a webhook receiver; an outage then
 //! recovery; no duplicates across runs; per-tenant recipients; renewal failures reported at once.
 
+mod support;
+
 use axum::routing::post;
 use chrono::{TimeDelta, Utc};
 use serde_json::Value;
@@ -621,4 +623,147 @@ fn an_smtp_password_from_the_keyring_is_proved_then_stored_then_used() {
         !text.contains("kr-smtp-pw-9f3") && !text.contains("not-it"),
         "{text}"
     );
+}
+
+/// SMTP AUTH with OAuth (`oauth = {...}` on an email channel): the app gets an Exchange Online
+/// token from Entra (the emulator) and signs in with SASL XOAUTH2 to a server that, like
+/// Exchange Online with password SMTP AUTH off, refuses a password (5.7.30) and checks the
+/// token's signature, audience and `SMTP.SendAsApp` role. A token that is refused, or none at
+/// all, fails the run (exit 1) with nothing marked sent; a channel with both a password and
+/// OAuth, or OAuth over plain SMTP, is refused (exit 2). Neither the secret nor the token shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn smtp_with_oauth_signs_in_with_xoauth2_and_its_failures_mark_nothing() {
+    let emu = support::Emu::start().await;
+    let tool = support::Tool::for_emulator(&emu);
+    // Its own folder: the tool's folder already has the emulator's ca.pem.
+    let dir = tool.dir.path().join("smtp");
+    std::fs::create_dir(&dir).unwrap();
+    write_test_tls(&dir);
+    let jwks = emu
+        .client
+        .get(format!(
+            "{}/{}/discovery/v2.0/keys",
+            emu.cloud.login_url, emu.tenant.tenant_id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("jwks.json"), jwks).unwrap();
+    let start = |audience: &str| {
+        smtp(
+            &dir,
+            &[
+                "--tls",
+                dir.join("server.pem").to_str().unwrap(),
+                dir.join("server.key").to_str().unwrap(),
+                "--auth",
+                "bot",
+                "pw",
+                "--refuse-basic-auth",
+                "--xoauth2",
+                dir.join("jwks.json").to_str().unwrap(),
+                audience,
+            ],
+        )
+    };
+    let good = start(&emu.cloud.exchange_url);
+    let state = dir.join("state");
+    let config = dir.join("config.toml");
+    let write = |port: u16, tls: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{port}{tls}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nca_file = \"{}\"\n{extra}oauth = {{ tenant = \"{}\", client_id = \"{}\", client_secret_env = \"HT_TEST_SECRET\" }}\n",
+                dir.join("ca.pem").display(),
+                emu.tenant.domain,
+                emu.tenant.admin.client_id
+            ),
+        )
+        .unwrap();
+    };
+    let run = |secret: &str| {
+        let o = ht(
+            &state,
+            &config,
+            &["remind", "--all"],
+            &[
+                ("HYBRID_TRUST_CLOUD_FILE", tool.cloud_file.to_str().unwrap()),
+                ("HT_TEST_SECRET", secret),
+            ],
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!all.contains(secret), "the secret shows: {all}");
+        assert!(!all.contains("eyJ"), "a token shows: {all}");
+        (o.status.code(), all)
+    };
+    let marked = || {
+        hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap()
+            .tenants[0]
+            .reminders_sent
+            .len()
+    };
+    write(good.port, "?tls=starttls", "");
+    add_tenant(&state, &config, "contoso.com", 20, None);
+    let secret = emu.tenant.admin.client_secret.clone();
+
+    // No token (a wrong secret): the cause, exit 1, nothing sent or marked.
+    let (code, all) = tokio::task::block_in_place(|| run("not-the-secret"));
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("no Exchange Online token for SMTP"), "{all}");
+    assert!(mails(&good.maildir).is_empty() && marked() == 0, "{all}");
+
+    // A server that expects another audience refuses the token as Exchange Online does.
+    let other = start("https://outlook.office365.us");
+    write(other.port, "?tls=starttls", "");
+    let (code, all) = tokio::task::block_in_place(|| run(&secret));
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("5.7.3"), "{all}");
+    assert!(mails(&other.maildir).is_empty() && marked() == 0, "{all}");
+
+    // The right token: delivered over STARTTLS, signed in as the from mailbox, marked once.
+    write(good.port, "?tls=starttls", "");
+    let (code, all) = tokio::task::block_in_place(|| run(&secret));
+    assert_eq!(code, Some(0), "{all}");
+    let got = mails(&good.maildir);
+    assert_eq!(got.len(), 1, "{all}");
+    assert!(
+        got[0].contains("X-Auth-User: hybrid-trust@contoso.com") && got[0].contains("X-TLS: True"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("contoso.com"), "{}", got[0]);
+    assert!(marked() > 0);
+    let (code, _) = tokio::task::block_in_place(|| run(&secret));
+    assert_eq!(code, Some(0));
+    assert_eq!(mails(&good.maildir).len(), 1, "sent once");
+
+    // Refused before anything is sent: a password as well, or the token over plain SMTP.
+    for (tls, extra, says) in [
+        (
+            "?tls=starttls",
+            "password_env = \"SMTP_PASSWORD\"\n",
+            "also has a password",
+        ),
+        ("", "", "would send its token in clear"),
+    ] {
+        write(good.port, tls, extra);
+        let (code, all) = tokio::task::block_in_place(|| run(&secret));
+        assert_eq!(code, Some(2), "{all}");
+        assert!(all.contains(says), "{all}");
+        assert_eq!(
+            all.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{all}"
+        );
+    }
+    assert_eq!(mails(&good.maildir).len(), 1);
 }

@@ -61,6 +61,7 @@ fn remember_smtp_password(ctx: &Context, settings: &Settings, var: &str) -> Resu
             let email = Email {
                 channel: e.clone(),
                 password: Some(pw.clone()),
+                oauth: None,
             };
             Some((user, email))
         })

@@ -561,6 +561,12 @@ fn client_credentials(
     if resource_app == app_ids::MICROSOFT_GRAPH && !sp.graph_roles.is_empty() {
         claims.insert("roles".into(), json!(sp.graph_roles));
     }
+    // The admin app holds Exchange Online's `SMTP.SendAsApp` (SMTP AUTH with OAuth as an app;
+    // Microsoft's "Authenticate an IMAP, POP or SMTP connection using OAuth"), so a reminder
+    // channel with `oauth` can be tested against an SMTP server that checks the role.
+    if resource_app == app_ids::EXCHANGE_ONLINE && sp.app_id == dir.admin_app.client_id {
+        claims.insert("roles".into(), json!(["SMTP.SendAsApp"]));
+    }
     Ok(Grant {
         tenant_id: t.id,
         resource: aud,

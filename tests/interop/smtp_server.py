@@ -1,8 +1,11 @@
 """A real SMTP server on loopback for the reminder tests (aiosmtpd from PyPI).
-usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY | --implicit-tls CERT KEY] [--auth USER PASSWORD] [--refuse-basic-auth]
+usage: smtp_server.py PORT_FILE MAILDIR [--tls CERT KEY | --implicit-tls CERT KEY] [--auth USER PASSWORD] [--refuse-basic-auth] [--xoauth2 JWKS_FILE AUDIENCE]
 --tls: STARTTLS required; --implicit-tls: TLS from the first byte (SMTPS, port 465 style).
 --refuse-basic-auth: answer every AUTH as Exchange Online does once SMTP AUTH Basic
 authentication is off (550 5.7.30).
+--xoauth2: also offer AUTH XOAUTH2 as Exchange Online does for SMTP with OAuth: the token must be
+an RS256 JWT signed by a key in JWKS_FILE, for AUDIENCE, with the SMTP.SendAsApp role; else
+535 5.7.3 Authentication unsuccessful. The XOAUTH2 user is recorded as X-Auth-User.
 Writes the chosen port to PORT_FILE once listening; each message becomes a file in MAILDIR."""
 import asyncio, os, ssl, sys, uuid
 from aiosmtpd.controller import Controller
@@ -10,7 +13,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port_file, maildir = sys.argv[1], sys.argv[2]
 args = sys.argv[3:]
-tls = implicit = auth = None
+tls = implicit = auth = xoauth2 = None
 refuse_basic = False
 while args:
     if args[0] == "--tls":
@@ -19,6 +22,8 @@ while args:
         implicit, args = (args[1], args[2]), args[3:]
     elif args[0] == "--refuse-basic-auth":
         refuse_basic, args = True, args[1:]
+    elif args[0] == "--xoauth2":
+        xoauth2, args = (args[1], args[2]), args[3:]
     elif args[0] == "--auth":
         auth, args = (args[1], args[2]), args[3:]
     else:
@@ -26,14 +31,47 @@ while args:
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):
+        if xoauth2 and not getattr(session, "xoauth2_user", None):
+            return "530 5.7.57 Client not authenticated to send mail"
         name = os.path.join(maildir, uuid.uuid4().hex + ".eml")
         with open(name + ".tmp", "wb") as f:
             f.write(("X-Rcpt: " + ",".join(envelope.rcpt_tos) + "\r\n").encode())
             f.write(("X-Auth: " + str(session.authenticated) + "\r\n").encode())
             f.write(("X-TLS: " + str(session.ssl is not None) + "\r\n").encode())
+            f.write(("X-Auth-User: " + str(getattr(session, "xoauth2_user", None)) + "\r\n").encode())
             f.write(envelope.original_content or envelope.content)
         os.rename(name + ".tmp", name)
         return "250 OK"
+
+if xoauth2:
+    import base64, json, jwt
+    from aiosmtpd.smtp import SMTP
+    # An XOAUTH2 line carries a whole JWT; Exchange Online takes lines far longer than 512.
+    SMTP.command_size_limit = 16384
+    SMTP.line_length_limit = 16384
+    with open(xoauth2[0]) as f:
+        jwks = jwt.PyJWKSet.from_dict(json.load(f))
+
+    async def auth_XOAUTH2(self, server, args):
+        refused = AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+        raw = args[1] if len(args) > 1 else None
+        if raw is None:
+            data = await server.challenge_auth("")
+        else:
+            data = base64.b64decode(raw)
+        try:
+            parts = dict(p.split("=", 1) for p in data.decode().split("\x01") if p)
+            token = parts["auth"].removeprefix("Bearer ")
+            kid = jwt.get_unverified_header(token)["kid"]
+            key = next(k for k in jwks.keys if k.key_id == kid)
+            claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=xoauth2[1])
+            if "SMTP.SendAsApp" not in claims.get("roles", []):
+                return refused
+        except Exception:
+            return refused
+        server.session.xoauth2_user = parts["user"]
+        return AuthResult(success=True, auth_data=parts["user"])
+    Handler.auth_XOAUTH2 = auth_XOAUTH2
 
 def authenticator(server, session, envelope, mechanism, auth_data):
     if refuse_basic:
