@@ -331,7 +331,7 @@ impl Notifier for Email {
     }
     fn send<'a>(&'a self, msg: &'a Digest, recipients: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            use lettre::message::{Mailbox, header::ContentType};
+            use lettre::message::{Mailbox, MultiPart};
             use lettre::{AsyncTransport, Message};
             let to: Vec<String> = if recipients.is_empty() {
                 self.channel.to.clone()
@@ -350,14 +350,15 @@ impl Notifier for Email {
                 .from
                 .parse()
                 .map_err(|e| fail(format!("from: {e}")))?;
-            let mut mb = Message::builder()
-                .from(from)
-                .subject(msg.subject())
-                .header(ContentType::TEXT_PLAIN);
+            let mut mb = Message::builder().from(from).subject(msg.subject());
             for r in &to {
                 mb = mb.to(r.parse().map_err(|e| fail(format!("to {r}: {e}")))?);
             }
-            let email = mb.body(msg.text()).map_err(|e| fail(e.to_string()))?;
+            // The same message as the Graph channel's: plain text first, the HTML digest second
+            // (RFC 2046 §5.1.4: the richest alternative last).
+            let email = mb
+                .multipart(MultiPart::alternative_plain_html(msg.text(), msg.html()))
+                .map_err(|e| fail(e.to_string()))?;
             transport
                 .send(email)
                 .await

@@ -189,6 +189,20 @@ fn email_outage_then_recovery_without_duplicates_and_per_tenant_recipients() {
         contoso.contains("hybrid-trust renew --tenant contoso.com"),
         "the exact command"
     );
+    // Plain text first, then the HTML digest with its timeline (as the Graph channel sends).
+    let (plain, html) = (
+        contoso
+            .find("Content-Type: text/plain")
+            .expect("a text part"),
+        contoso
+            .find("Content-Type: text/html")
+            .expect("an HTML part"),
+    );
+    assert!(
+        contoso.contains("multipart/alternative") && plain < html,
+        "{contoso}"
+    );
+    assert!(contoso.contains("data-timeline"), "{contoso}");
     let adatum = m.iter().find(|x| x.contains("adatum.com")).unwrap();
     assert!(
         adatum.contains("X-Rcpt: ops@adatum.com"),
