@@ -486,6 +486,34 @@ fn export_prints_base64_der_or_writes_a_windows_cer_without_key_material() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("x.cer").exists());
+    // So are the other commands that change something: the keyring, the demo's folder.
+    for args in [
+        vec![
+            "cert",
+            "remember-password",
+            "x.pfx",
+            "--password-env",
+            "NOPE",
+        ],
+        vec!["demo"],
+    ] {
+        let mut a = vec!["--as-of", "2030-01-01T00:00:00Z"];
+        a.extend(args);
+        // In a scratch directory: were the demo to run, its folder lands there.
+        let out = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args(&a)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{a:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--as-of is for read-only commands"),
+            "{a:?}: {err}"
+        );
+    }
 }
 
 #[test]

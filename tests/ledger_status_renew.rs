@@ -136,6 +136,41 @@ fn a_corrupt_ledger_is_never_overwritten_and_names_the_last_good_copy() {
     );
     let o = ht(s, &["status", "--all", "--check"]);
     assert_eq!(o.status.code(), Some(3), "UNKNOWN for monitoring");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("HYBRID-TRUST UNKNOWN - ") && out.lines().count() == 1,
+        "{out}"
+    );
+    // With --output json, the same as one JSON document; a check that cannot run for bad
+    // input (an unknown tenant, thresholds the wrong way round) is UNKNOWN too, not CRITICAL.
+    let o = ht(s, &["--output", "json", "status", "--all", "--check"]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(
+        (v["status"].as_str(), v["code"].as_u64()),
+        (Some("UNKNOWN"), Some(3)),
+        "{v}"
+    );
+    for args in [
+        &["status", "--tenant", "nowhere.example.com", "--check"][..],
+        &[
+            "status",
+            "--all",
+            "--check",
+            "--warn-days",
+            "3",
+            "--crit-days",
+            "9",
+        ][..],
+    ] {
+        let o = ht(s, args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.starts_with("HYBRID-TRUST UNKNOWN - "),
+            "{args:?}: {out}"
+        );
+    }
     // The backup is the last good record.
     let bak = path.with_file_name("b.example.com.json.bak");
     let bak_v: Value = serde_json::from_slice(&std::fs::read(&bak).unwrap()).unwrap();

@@ -76,6 +76,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
             Ok(inspection.exit_code())
         }
         CertCommand::RememberPassword { path, password } => {
+            ctx.refuse_as_of("cert remember-password")?;
             // Prove the password opens the file before storing it.
             let pw = password.get()?.ok_or_else(|| {
                 Failure::input(

@@ -14,6 +14,8 @@ fn fail(e: DemoError) -> Failure {
 }
 
 pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
+    // The demo writes its folder and plays its own calendar (the emulator's moved clock).
+    ctx.refuse_as_of("demo")?;
     let rt = super::runtime()?;
     let folder = std::path::Path::new(FOLDER);
     let demo = rt.block_on(Demo::start(folder)).map_err(fail)?;

@@ -54,6 +54,29 @@ pub struct StatusArgs {
 }
 
 pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
+    if !a.check {
+        return report(ctx, a);
+    }
+    // A monitoring check that cannot run is UNKNOWN (3), never CRITICAL (2, the code of bad
+    // usage elsewhere): the Nagios plugin guidelines give UNKNOWN to invalid arguments and to
+    // failures of the check itself. One line on stdout (JSON with --output json), the hint on
+    // stderr. (Arguments clap itself cannot parse still exit 2 before this runs.)
+    report(ctx, a).or_else(|f| {
+        let line = format!(
+            "HYBRID-TRUST UNKNOWN - {}",
+            crate::terminal::display_safe(&format!("{:#}", f.error))
+        );
+        let json =
+            serde_json::json!({"status": "UNKNOWN", "code": 3, "summary": line, "tenants": []});
+        ctx.printer.emit(&json, || format!("{line}\n"));
+        if let Some(h) = &f.hint {
+            ctx.printer.note(&format!("hint: {h}"));
+        }
+        Ok(3)
+    })
+}
+
+fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     if a.crit_days > a.warn_days || a.crit_days < 0 {
         return Err(Failure::input(
             anyhow::anyhow!(
@@ -77,15 +100,7 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         warn_days: a.warn_days,
         crit_days: a.crit_days,
     };
-    let ledger = match ctx.ledger() {
-        Ok(l) => l,
-        Err(f) if a.check => {
-            ctx.printer
-                .raw(&format!("HYBRID-TRUST UNKNOWN - {}\n", f.error));
-            return Ok(3);
-        }
-        Err(f) => return Err(f),
-    };
+    let ledger = ctx.ledger()?;
     let mut tenants: Vec<TenantRecord> = match &a.tenant {
         Some(t) => vec![ledger.tenant(t).cloned().ok_or_else(|| {
             Failure::input(
