@@ -26,7 +26,6 @@ use crate::sts::{AdminCredential, TokenProvider};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 /// The folder the demo leaves behind, relative to the working directory.
 pub const FOLDER: &str = "hybrid-trust-demo";
@@ -211,20 +210,11 @@ impl Demo {
     /// The library's session for the tenant, on `clock`.
     fn session(&self, clock: Clock) -> Result<Session, DemoError> {
         let http = crate::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
-        let tokens = Arc::new(
-            TokenProvider::new(
-                http.clone(),
-                self.cloud.clone(),
-                &self.tenant.domain,
-                self.admin(),
-            )
-            .with_clock(clock),
-        );
-        Ok(Session::new(
+        Ok(Session::signed_in(
             self.cloud.clone(),
-            &self.tenant.domain,
-            tokens,
             http,
+            &self.tenant.domain,
+            self.admin(),
             self.state.clone(),
             clock,
             false,

@@ -28,7 +28,7 @@ use hybrid_trust::session::Session;
 use hybrid_trust::session::confirm::{self, Evidence};
 use hybrid_trust::session::keys::KeyOp;
 use hybrid_trust::status::{self, Thresholds};
-use hybrid_trust::sts::{AdminCredential, TokenProvider};
+use hybrid_trust::sts::AdminCredential;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use support::*;
@@ -115,41 +115,16 @@ impl World {
             std::fs::write(&ca, self.emu.running.ca_pem()).unwrap();
         }
         let emu = &self.emu;
-        let cloud = hybrid_trust::cloud::Cloud {
-            name: "emulator".into(),
-            login_url: emu.cloud.login_url.clone(),
-            graph_url: emu.cloud.graph_url.clone(),
-            acs_url: emu.cloud.acs_url.clone(),
-            exchange_url: emu.cloud.exchange_url.clone(),
-            ca_file: Some(ca),
-            acs_confirmed: true,
-        };
+        let cloud = emu.cloud.cloud(ca);
         let mut http = hybrid_trust::http::HttpClient::for_cloud(&cloud).unwrap();
         // A Graph outage is days long: no point in waiting for it within one run.
         http.retry.attempts = 1;
-        let tokens = Arc::new(
-            TokenProvider::new(
-                http.clone(),
-                cloud.clone(),
-                &emu.tenant.domain,
-                AdminCredential::Secret {
-                    client_id: emu.tenant.admin.client_id.clone(),
-                    secret: hybrid_trust::secret::SecretString::new(
-                        emu.tenant.admin.client_secret.clone(),
-                    ),
-                },
-            )
-            .with_clock(clock),
-        );
-        Session::new(
-            cloud,
-            &emu.tenant.domain,
-            tokens,
-            http,
-            dir.join("state"),
-            clock,
-            false,
-        )
+        let admin = AdminCredential::Secret {
+            client_id: emu.tenant.admin.client_id.clone(),
+            secret: hybrid_trust::secret::SecretString::new(emu.tenant.admin.client_secret.clone()),
+        };
+        let state = dir.join("state");
+        Session::signed_in(cloud, http, &emu.tenant.domain, admin, state, clock, false)
     }
 
     /// The Front Ends' token request with `cert` at the simulated now: Entra's answer.

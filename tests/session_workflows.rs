@@ -12,39 +12,25 @@ use hybrid_trust::ledger::{CertRecord, LedgerStore};
 use hybrid_trust::renew::{self, Decision, Policy};
 use hybrid_trust::session::keys::KeyOp;
 use hybrid_trust::session::{Session, SessionError};
-use hybrid_trust::sts::{AdminCredential, TokenProvider};
-use std::sync::Arc;
+use hybrid_trust::sts::AdminCredential;
 use support::*;
 
 fn session(emu: &Emu, dir: &std::path::Path, clock: Clock, dry_run: bool) -> Session {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, emu.running.ca_pem()).unwrap();
-    let cloud = hybrid_trust::cloud::Cloud {
-        name: "emulator".into(),
-        login_url: emu.cloud.login_url.clone(),
-        graph_url: emu.cloud.graph_url.clone(),
-        acs_url: emu.cloud.acs_url.clone(),
-        exchange_url: emu.cloud.exchange_url.clone(),
-        ca_file: Some(ca),
-        acs_confirmed: true,
-    };
+    let cloud = emu.cloud.cloud(ca);
     let http = hybrid_trust::http::HttpClient::for_cloud(&cloud).unwrap();
-    let tokens = Arc::new(TokenProvider::new(
-        http.clone(),
-        cloud.clone(),
-        &emu.tenant.domain,
-        AdminCredential::Secret {
-            client_id: emu.tenant.admin.client_id.clone(),
-            secret: hybrid_trust::secret::SecretString::new(emu.tenant.admin.client_secret.clone()),
-        },
-    ));
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    Session::new(
+    let admin = AdminCredential::Secret {
+        client_id: emu.tenant.admin.client_id.clone(),
+        secret: hybrid_trust::secret::SecretString::new(emu.tenant.admin.client_secret.clone()),
+    };
+    Session::signed_in(
         cloud,
-        &emu.tenant.domain,
-        tokens,
         http,
+        &emu.tenant.domain,
+        admin,
         state,
         clock,
         dry_run,

@@ -126,6 +126,32 @@ impl Session {
         }
     }
 
+    /// A session for `tenant` signed in as `credential`, its tokens on `clock` (so a moved
+    /// clock signs assertions and ages tokens at its own now): the demo's, and the tests' that
+    /// drive the library against the emulator.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_in(
+        cloud: Cloud,
+        http: HttpClient,
+        tenant: &str,
+        credential: crate::sts::AdminCredential,
+        state_dir: PathBuf,
+        clock: Clock,
+        dry_run: bool,
+    ) -> Session {
+        let tokens =
+            TokenProvider::new(http.clone(), cloud.clone(), tenant, credential).with_clock(clock);
+        Session::new(
+            cloud,
+            tenant,
+            Arc::new(tokens),
+            http,
+            state_dir,
+            clock,
+            dry_run,
+        )
+    }
+
     pub fn graph(&self) -> Graph<'_> {
         Graph::new(&self.http, &self.cloud, &self.tokens)
     }
