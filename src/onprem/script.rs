@@ -52,15 +52,15 @@ pub fn render(input: &ScriptInput, decisions: Option<&Decisions>) -> String {
         } else {
             let _ = writeln!(w, "# Drift found in the saved Get-Cs* output:");
             for x in &d.drift {
-                let _ = writeln!(
-                    w,
-                    "#   {} {}: {} -> {} ({})",
+                let line = format!(
+                    "{} {}: {} -> {} ({})",
                     x.object,
                     x.property,
                     x.current_display(),
                     x.wanted,
                     x.action
                 );
+                let _ = writeln!(w, "#   {}", comment_text(&line));
             }
         }
     }
@@ -230,6 +230,22 @@ pub fn render(input: &ScriptInput, decisions: Option<&Decisions>) -> String {
     s
 }
 
+/// Text for a `#` comment. The current values come from saved `Get-Cs*` output, free text that
+/// can hold a lone CR (`str::lines` splits only at LF), and PowerShell ends a line comment at CR
+/// as well as LF: the rest of the value would be a command. Control characters (and the Unicode
+/// line and paragraph separators) are written as `\u{..}` instead.
+fn comment_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What `onprem script` reports: the script, where it went, and the drift from saved `Get-Cs*`
 /// output (keys in alphabetical order, as it has always been written).
 #[derive(Debug, serde::Serialize)]
@@ -239,4 +255,40 @@ pub struct ScriptReport {
     pub out: Option<String>,
     pub script: String,
     pub tenant_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onprem::Drift;
+    use chrono::TimeZone as _;
+
+    #[test]
+    fn a_saved_value_cannot_end_its_drift_comment() {
+        let input = ScriptInput {
+            tenant_id: Guid::parse("t", "0cc2b5c4-6a6f-4e2b-9f77-8b6a1c1e2d3f").unwrap(),
+            metadata_url: HttpsUrl::parse("m", "https://a.example/m").unwrap(),
+            pool_fqdns: vec![],
+            autodiscover_url: None,
+            client_auth_sts: false,
+            generated_at: Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
+        };
+        let d = Decisions {
+            drift: vec![Drift {
+                action: "remove and recreate".into(),
+                current: Some(
+                    "https://x\rRemove-CsOAuthServer -Identity microsoft.sts #\u{85}\0".into(),
+                ),
+                object: "OAuthServer microsoft.sts".into(),
+                property: "MetadataUrl".into(),
+                wanted: "https://a.example/m".into(),
+            }],
+            ..Decisions::default()
+        };
+        let s = render(&input, Some(&d));
+        assert!(s.contains(
+            "#   OAuthServer microsoft.sts MetadataUrl: https://x\\u{d}Remove-CsOAuthServer -Identity microsoft.sts #\\u{85}\\u{0} -> https://a.example/m (remove and recreate)\n"
+        ), "{s}");
+        assert!(!s.contains('\r'));
+    }
 }
