@@ -501,7 +501,7 @@ async fn renew_rewindows_rolls_and_finishes_a_roll() {
     let ks = keys(&emu.sp(SFB).await);
     assert_eq!(ks.len(), 2, "old and new side by side");
     let script = std::fs::read_to_string(r["onprem_script"].as_str().unwrap()).unwrap();
-    assert!(script.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint {} -Roll -EffectiveDate ([datetimeoffset]'{}').LocalDateTime", next.sha1_hex(), effective.format("%Y-%m-%dT%H:%M:%S+00:00"))), "{script}");
+    assert!(script.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint '{}' -Roll -EffectiveDate ([datetimeoffset]'{}').LocalDateTime", next.sha1_hex(), effective.format("%Y-%m-%dT%H:%M:%S+00:00"))), "{script}");
     let l = ledger(&tool);
     assert_eq!(
         l["tenants"][0]["next_cert"]["thumbprint_sha1"],

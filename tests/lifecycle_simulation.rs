@@ -229,10 +229,10 @@ fn read_script(path: &std::path::Path) -> (String, DateTime<Utc>) {
         .find(|l| l.starts_with("Set-CsCertificate"))
         .unwrap();
     let tp = line
-        .split("-Thumbprint ")
+        .split("-Thumbprint '")
         .nth(1)
         .unwrap()
-        .split(' ')
+        .split('\'')
         .next()
         .unwrap()
         .to_string();

@@ -23,6 +23,8 @@ pub struct RollInput<'a> {
 
 /// The roll script (CRLF line ends, as Windows tools expect).
 pub fn render_roll(r: &RollInput<'_>) -> Result<String, UnsafeValue> {
+    // Quoted in the script although it is 40 hex digits: one of decimal digits only would be
+    // a number to PowerShell, not the string -Thumbprint takes.
     let tp = r.thumbprint;
     if tp.len() != 40 || !tp.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(UnsafeValue {
@@ -52,7 +54,7 @@ pub fn render_roll(r: &RollInput<'_>) -> Result<String, UnsafeValue> {
          # First import the new certificate with its private key into the Local Computer store of\r\n\
          # every Front End (the OAuthTokenIssuer certificate is global: same on all servers).\r\n\
          $ErrorActionPreference = 'Stop'\r\n\
-         Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint {tp} -Roll -EffectiveDate ([datetimeoffset]{eff}).LocalDateTime\r\n\
+         Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint '{tp}' -Roll -EffectiveDate ([datetimeoffset]{eff}).LocalDateTime\r\n\
          Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, EffectiveDate, PreviousThumbprint\r\n\
          # After the old certificate expires ({old_end}), run: Remove-CsCertificate -Type OAuthTokenIssuer -Previous\r\n\
          # and hybrid-trust renew --tenant {domain} (it makes the new certificate current).\r\n",
@@ -80,7 +82,7 @@ mod tests {
     fn the_roll_step_quotes_its_date_and_checks_its_values() {
         let tp = "C018A043066A6F5CEC76253A1D3CAE84C0E2F730";
         let s = render_roll(&input("contoso.com", tp)).unwrap();
-        assert!(s.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint {tp} -Roll -EffectiveDate ([datetimeoffset]'2027-03-01T12:00:00+00:00').LocalDateTime\r\n")), "{s}");
+        assert!(s.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint '{tp}' -Roll -EffectiveDate ([datetimeoffset]'2027-03-01T12:00:00+00:00').LocalDateTime\r\n")), "{s}");
         assert!(s.contains("expires (2027-03-10 00:00 UTC)"));
         assert!(render_roll(&input("contoso.com';Remove-Item C:\\", tp)).is_err());
         assert!(
