@@ -269,6 +269,17 @@ impl Settings {
             if !u.username().is_empty() || u.password().is_some() {
                 return Err("put no credentials in smtp_url: use username and password_env".into());
             }
+            // One tls value, one of two: the check below and the transport must read the same.
+            let tls: Vec<String> = u
+                .query_pairs()
+                .filter(|(k, _)| k == "tls")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            if tls.len() > 1 || tls.first().is_some_and(|v| v != "starttls" && v != "none") {
+                return Err(format!(
+                    "smtp_url {shown:?} may have one tls=starttls or tls=none, no other"
+                ));
+            }
             if e.to.is_empty() || !e.from.contains('@') || e.to.iter().any(|t| !t.contains('@')) {
                 return Err("an email channel needs from and at least one to address".into());
             }
@@ -279,9 +290,7 @@ impl Settings {
                         "{who} also has a password (password_env or password_keyring): keep one"
                     ));
                 }
-                if u.scheme() == "smtp"
-                    && !u.query_pairs().any(|(k, v)| k == "tls" && v == "starttls")
-                {
+                if u.scheme() == "smtp" && tls.first().is_none_or(|v| v != "starttls") {
                     return Err(format!(
                         "{who} would send its token in clear: use smtps:// or ?tls=starttls"
                     ));
@@ -418,6 +427,12 @@ tenant = "contoso.onmicrosoft.com"
             "[reminders]\nthresholds_days = []",
             "[[reminders.email]]\nsmtp_url = \"http://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
             "[[reminders.email]]\nsmtp_url = \"smtp://u:p@x:25\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
+            "[[reminders.email]]\nsmtp_url = \"smtp://x:25?tls=none&tls=starttls\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
+            "[[reminders.email]]\nsmtp_url = \"smtp://x:25?tls=STARTTLS\"\nfrom = \"a@b\"\nto = [\"c@d\"]",
+            "[[reminders.email]]\nsmtp_url = \"smtp://x:587?tls=none\"\nfrom = \"a@b\"\nto = [\"c@d\"]\noauth = { tenant = \"contoso.com\" }",
+            "[[reminders.email]]\nsmtp_url = \"smtps://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]\npassword_env = \"P\"\noauth = { tenant = \"contoso.com\" }",
+            "[[reminders.email]]\nsmtp_url = \"smtps://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]\noauth = { tenant = \"contoso.com\", client_secret_env = \"S\" }",
+            "[[reminders.email]]\nsmtp_url = \"smtps://x\"\nfrom = \"a@b\"\nto = [\"c@d\"]\noauth = { tenant = \"contoso.com\", password = \"inline\" }",
             "[[reminders.webhook]]\nurl = \"ftp://x\"",
             "[[reminders.webhook]]\nurl = \"http://hooks.example.com/x\"",
             "[[reminders.webhook]]\nurl = \"http://localhost.example.com/x\"",

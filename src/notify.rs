@@ -227,18 +227,18 @@ impl Email {
 }
 
 impl Email {
-    /// The SMTP transport for this channel: TLS mode from the URL, the extra CA, credentials.
-    /// `fail` turns a detail into the error the caller reports.
     /// The XOAUTH2 token, when the channel signs in with OAuth; the error is the detail.
     async fn token(&self) -> Result<Option<crate::secret::SecretString>, String> {
         let Some(o) = &self.oauth else {
             return Ok(None);
         };
         let t = o.tokens.token(&o.scope).await.map_err(|e| {
-            format!(
-                "no Exchange Online token for SMTP: {}; {}",
-                crate::error_chain(&e),
-                e.hint()
+            with_hint(
+                format!(
+                    "no Exchange Online token for SMTP: {}",
+                    crate::error_chain(&e)
+                ),
+                &e.hint(),
             )
         })?;
         Ok(Some(crate::secret::SecretString::new(
@@ -246,6 +246,8 @@ impl Email {
         )))
     }
 
+    /// The SMTP transport for this channel: TLS mode from the URL, the extra CA, credentials
+    /// (the XOAUTH2 `token`, or the password). `fail` turns a detail into the caller's error.
     fn transport(
         &self,
         fail: &dyn Fn(String) -> NotifyError,
@@ -365,6 +367,15 @@ impl Notifier for Email {
                 .map_err(|e| fail(smtp_detail(&crate::error_chain(&e))))?;
             Ok(())
         })
+    }
+}
+
+/// `detail`, then `; hint` when there is one.
+pub(crate) fn with_hint(detail: String, hint: &str) -> String {
+    if hint.is_empty() {
+        detail
+    } else {
+        format!("{detail}; {hint}")
     }
 }
 

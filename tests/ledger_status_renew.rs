@@ -151,6 +151,14 @@ fn a_corrupt_ledger_is_never_overwritten_and_names_the_last_good_copy() {
         (Some("UNKNOWN"), Some(3)),
         "{v}"
     );
+    // On a healthy state dir, so the check gets as far as the tenant and the thresholds.
+    let clean = tempfile::tempdir().unwrap();
+    assert_eq!(
+        ht(clean.path(), &["tenant", "add", "c.example.com"])
+            .status
+            .code(),
+        Some(0)
+    );
     for args in [
         &["status", "--tenant", "nowhere.example.com", "--check"][..],
         &[
@@ -163,11 +171,15 @@ fn a_corrupt_ledger_is_never_overwritten_and_names_the_last_good_copy() {
             "9",
         ][..],
     ] {
-        let o = ht(s, args);
+        let o = ht(clean.path(), args);
         assert_eq!(o.status.code(), Some(3), "{args:?}");
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
             out.starts_with("HYBRID-TRUST UNKNOWN - "),
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.contains("nowhere.example.com is not in the ledger") || out.contains("--crit-days"),
             "{args:?}: {out}"
         );
     }

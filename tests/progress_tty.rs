@@ -6,6 +6,8 @@
 mod support;
 
 use chrono::{TimeDelta, Utc};
+use reqwest::Method;
+use serde_json::json;
 use std::process::{Command, Stdio};
 use support::{Emu, Tool, make_cert, quiet_tls, stderr};
 
@@ -23,6 +25,7 @@ fn on_tty(tool: &Tool, args: &[&str], extra: &[(&str, &str)]) -> (Option<i32>, S
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .env_remove("TTY_STDOUT_FILE")
+        .env_remove("TTY_STDERR_FILE")
         .stdin(Stdio::null());
     for (k, v) in tool.command().get_envs() {
         match v {
@@ -43,6 +46,42 @@ fn on_tty(tool: &Tool, args: &[&str], extra: &[(&str, &str)]) -> (Option<i32>, S
 /// A bar drawn in place: its text and a carriage return with no line feed after it.
 fn drew_bar(screen: &str, what: &str) -> bool {
     screen.contains(&format!("{what} [")) && screen.contains(&format!("/{TENANTS}"))
+}
+
+/// The erase-line sequence a bar is cleared (and each frame redrawn) with.
+const ERASE: &str = "\u{1b}[2K";
+
+/// The bar `what` was cleared before `next` appeared: after its last frame and before `next`
+/// comes an erase, not a line feed that would leave the frame standing.
+fn cleared_before(screen: &str, what: &str, next: &str) -> bool {
+    let at = screen
+        .find(next)
+        .unwrap_or_else(|| panic!("{next:?} not shown: {screen:?}"));
+    let Some(last) = screen[..at].rfind(&format!("{what} [")) else {
+        return false;
+    };
+    screen[last..at].contains(ERASE)
+}
+
+/// Every line that contains `needle` starts on a fresh line: no bar frame before it on the same
+/// line (a frame is ended by a line feed or erased; a log line written through it is torn).
+fn on_lines_of_their_own(screen: &str, needle: &str) -> usize {
+    let mut n = 0;
+    for (at, _) in screen.match_indices(needle) {
+        n += 1;
+        let before = &screen[..at];
+        let start = before
+            .rfind('\n')
+            .map(|i| i + 1)
+            .max(before.rfind(ERASE).map(|i| i + ERASE.len()))
+            .unwrap_or(0);
+        assert!(
+            !before[start..].contains(" ["),
+            "{needle:?} shares a line with a bar: {:?}",
+            &screen[start..(at + needle.len()).min(screen.len())]
+        );
+    }
+    n
 }
 
 /// Nothing but the text: no bar, no lone carriage return (the terminal turns each `\n` into
@@ -94,6 +133,10 @@ async fn long_runs_draw_a_bar_on_a_terminal_and_nothing_anywhere_else() {
         !screen[table_at..].contains("reading tenants"),
         "the bar is gone before the table: {screen:?}"
     );
+    assert!(
+        cleared_before(&screen, "reading tenants", "TENANT"),
+        "the bar is erased, not left standing above the table: {screen:?}"
+    );
 
     // Not drawn with NO_COLOR, with TERM=dumb, with JSON, or with the output in a file.
     for (args, extra) in [
@@ -133,19 +176,48 @@ async fn long_runs_draw_a_bar_on_a_terminal_and_nothing_anywhere_else() {
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.contains(&tenants[5].domain), "{written}");
     assert!(plain(&written), "{written:?}");
+    // Standard error in a file, standard output on the terminal: no bar in either.
+    let err_file = tool.dir.path().join("status.err");
+    let err_s = err_file.display().to_string();
+    let (code, screen) = on_tty(
+        &tool,
+        &["status", "--all", "--live"],
+        &[("TTY_STDERR_FILE", &err_s)],
+    );
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        plain(&screen) && screen.contains(&tenants[5].domain),
+        "{screen:?}"
+    );
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(!err.contains("reading tenants") && plain(&err), "{err:?}");
 
-    // remind --all: one message per channel, a bar over the three.
+    // remind --all: one message per channel. With the stdout channel the reminders are the
+    // run's output and no bar is drawn among them; without it, a bar over the three messages.
     let config = tool.dir.path().join("config.toml");
-    let channels: String = (1..=3)
-        .map(|i| {
-            format!(
-                "[[reminders.graph_mail]]\nfrom = \"noreply@{}\"\nto = [\"team{i}@contoso.com\"]\ntenant = \"{}\"\nclient_id = \"{}\"\nclient_secret_env = \"HT_TEST_SECRET\"\n",
-                emu.tenant.domain, emu.tenant.domain, emu.tenant.admin.client_id
-            )
-        })
-        .collect();
-    std::fs::write(&config, channels).unwrap();
+    let channels = |sender: &str, stdout: bool| {
+        let mut c = String::new();
+        if stdout {
+            c.push_str("[reminders]\nstdout = true\n");
+        }
+        for i in 1..=3 {
+            c.push_str(&format!(
+                "[[reminders.graph_mail]]\nfrom = \"noreply@{sender}\"\nto = [\"team{i}@contoso.com\"]\ntenant = \"{sender}\"\nclient_id = \"{}\"\nclient_secret_env = \"HT_TEST_SECRET\"\n",
+                emu.tenant.admin.client_id
+            ));
+        }
+        std::fs::write(&config, c).unwrap();
+    };
     let cfg = config.display().to_string();
+    channels(&tenants[0].domain, true);
+    let (code, screen) = on_tty(&tool, &["--config", &cfg, "remind", "--all"], &[]);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("[hybrid-trust] "), "printed: {screen}");
+    assert!(!screen.contains("sending reminders"), "{screen:?}");
+    let mail = emu.control_get("mail").await;
+    assert_eq!(mail["messages"].as_array().map(Vec::len), Some(3), "{mail}");
+    // Another sender (channels are recorded by sender), without stdout: the bar.
+    channels(&tenants[1].domain, false);
     let (code, screen) = on_tty(&tool, &["--config", &cfg, "remind", "--all"], &[]);
     assert_eq!(code, Some(0), "{screen}");
     assert!(
@@ -153,12 +225,25 @@ async fn long_runs_draw_a_bar_on_a_terminal_and_nothing_anywhere_else() {
         "{screen:?}"
     );
     let mail = emu.control_get("mail").await;
-    assert_eq!(mail["messages"].as_array().map(Vec::len), Some(3), "{mail}");
+    assert_eq!(mail["messages"].as_array().map(Vec::len), Some(6), "{mail}");
 
-    // renew --all: a bar over the twelve renewals; every tenant renewed.
+    // renew --all: a bar over the twelve renewals; every tenant renewed. One write is lost on
+    // the way (answered 204, not applied, as when another host's write lands on it): the
+    // warning the read-back causes prints above the bar, on a line of its own, and the run
+    // rides it out.
+    let lost = json!({"rules": [{"kind": "lost-write", "method": "PATCH", "times": 1}]});
+    assert_eq!(emu.control(Method::POST, "faults", lost).await, 204);
     let (code, screen) = on_tty(&tool, &["renew", "--all", "--yes"], &[]);
     assert_eq!(code, Some(0), "{screen}");
     assert!(drew_bar(&screen, "renewing tenants"), "{screen:?}");
+    assert!(
+        on_lines_of_their_own(&screen, "WARN") > 0,
+        "a warning: {screen:?}"
+    );
+    assert!(
+        cleared_before(&screen, "renewing tenants", "[applied]"),
+        "{screen:?}"
+    );
     let (code, screen) = on_tty(
         &tool,
         &["--output", "json", "status", "--all"],
@@ -174,4 +259,14 @@ async fn long_runs_draw_a_bar_on_a_terminal_and_nothing_anywhere_else() {
         .filter(|t| t["state"] == "ok")
         .count();
     assert_eq!(ok, TENANTS, "{v:#}");
+
+    // A run that fails (a tenant that cannot be read): the bar is erased before the error.
+    let (code, screen) = on_tty(&tool, &["tenant", "add", "nowhere.example.com"], &[]);
+    assert_eq!(code, Some(0), "{screen}");
+    let (code, screen) = on_tty(&tool, &["status", "--all", "--live"], &[]);
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        cleared_before(&screen, "reading tenants", "error:"),
+        "{screen:?}"
+    );
 }

@@ -42,7 +42,7 @@ struct Args {
     /// Delay every response by this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
-    /// Random faults, KIND:PROBABILITY,… with KIND one of 429, 503, reset, timeout, malformed, lost-write (a PATCH applied, its answer dropped).
+    /// Random faults, KIND:PROBABILITY,… with KIND one of 429, 503, reset, timeout, malformed, lost-write (a PATCH answered 204 and not applied, as when another writer overwrites it).
     #[arg(long, value_name = "SPEC", default_value = "")]
     faults: String,
     /// Seed for the fault draws (same seed, same sequence).

@@ -23,6 +23,9 @@ impl Context {
     /// The admin credential from flags/env, or the stored login for `tenant`.
     pub fn admin_credential(&self, tenant: &str) -> Result<AdminCredential, Failure> {
         let g = &self.global;
+        if let Some(c) = self.cert_credential.get() {
+            return Ok(c.clone());
+        }
         let secret = match &g.client_secret_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 Failure::input(
@@ -46,9 +49,13 @@ impl Context {
             password_file: None,
             password_keyring: false,
         };
-        settings
+        let cred = settings
             .credential(&mut || pw.get(), || crate::login::stored_credential(tenant))
-            .map_err(login_failure)
+            .map_err(login_failure)?;
+        if g.client_cert.is_some() && matches!(cred, AdminCredential::Certificate { .. }) {
+            let _ = self.cert_credential.set(cred.clone());
+        }
+        Ok(cred)
     }
 
     /// The token provider for `tenant`, shared by every step of this run (one token per tenant

@@ -206,6 +206,9 @@ pub struct Context {
     >,
     /// One HTTPS client per cloud for the run (its TLS setup and connection pool shared).
     pub clients: std::sync::Mutex<std::collections::HashMap<String, crate::http::HttpClient>>,
+    /// The admin identity from `--client-cert` (the same for every tenant): loaded, and its
+    /// password asked for, once per run rather than once per tenant.
+    pub cert_credential: std::sync::OnceLock<crate::sts::AdminCredential>,
 }
 
 impl Context {
@@ -276,7 +279,10 @@ struct SafeStderr;
 impl std::io::Write for SafeStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(printer::terminal_safe(&text).as_bytes())?;
+        // Above a progress bar, not through it.
+        progress::suspend(|| {
+            std::io::stderr().write_all(printer::terminal_safe(&text).as_bytes())
+        })?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -308,6 +314,7 @@ pub fn main() -> ExitCode {
         global: cli.global,
         providers: Default::default(),
         clients: Default::default(),
+        cert_credential: Default::default(),
     };
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),

@@ -55,6 +55,7 @@ impl Printer {
 
     /// A warning or status note for people: always on stderr, so JSON on stdout stays clean.
     pub fn note(&self, line: &str) {
-        eprintln!("{}", terminal_safe(line));
+        let line = terminal_safe(line);
+        super::progress::suspend(|| eprintln!("{line}"));
     }
 }

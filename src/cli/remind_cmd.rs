@@ -135,7 +135,13 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         ));
     }
     let store = ctx.ledger_store()?;
-    let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
+    // Reminders printed on the terminal are the run's output: no bar among them.
+    let printed = notifiers.iter().any(|n| n.id() == "stdout");
+    let progress: Box<dyn crate::progress::Progress> = if printed {
+        Box::new(crate::progress::Silent)
+    } else {
+        super::progress::for_run(ctx.printer.json(), ctx.global.verbose)
+    };
     let report = super::runtime()?
         .block_on(crate::remind::run::run(
             &store,

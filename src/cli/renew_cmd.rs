@@ -126,6 +126,11 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         ctx.session_on(name, lanes[i % lanes.len()].clone())
             .map_err(|f| format!("{:#}", f.error))
     };
+    // Sign-in material first (an admin certificate's password may be asked for), not under the
+    // bar; the sessions below reuse it.
+    if let (Some(_), Some(t)) = (&ctx.global.client_cert, tenants.first()) {
+        ctx.admin_credential(&t.domain)?;
+    }
     let work = tenants.into_iter().zip(decisions).collect();
     let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
     let results = super::runtime()?

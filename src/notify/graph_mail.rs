@@ -84,10 +84,9 @@ impl super::Notifier for GraphMail {
             let body = mime(&self.channel.from, &to, msg).map_err(|e| self.fail(e))?;
             let body = base64::engine::general_purpose::STANDARD.encode(body);
             let token = self.tokens.token(&self.scope).await.map_err(|e| {
-                self.fail(format!(
-                    "no token for the sending app: {}; {}",
-                    crate::error_chain(&e),
-                    e.hint()
+                self.fail(super::with_hint(
+                    format!("no token for the sending app: {}", crate::error_chain(&e)),
+                    &e.hint(),
                 ))
             })?;
             let mut url = url::Url::parse(&self.graph_url).map_err(|e| self.fail(e.to_string()))?;

@@ -5,7 +5,7 @@
 
 use super::{Due, Kind};
 use crate::advisories::AdvisoryDue;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use serde::Serialize;
 
 /// What Skype for Business Server loses when the trust lapses (SFBDOCS "Plan to integrate Skype
@@ -221,15 +221,24 @@ fn timeline(m: &Due, colour: &str) -> String {
     let Some(left) = m.days_left else {
         return String::new();
     };
-    let date =
-        |t: Option<DateTime<Utc>>| t.map_or(String::new(), |t| t.format("%b %-d").to_string());
+    // Today, as the entry's own dates put it (`days_left` counts whole days to `ends`): dates in
+    // another year than that carry theirs.
+    let today = m.ends.map(|e| e - chrono::TimeDelta::days(left));
+    let date = |t: Option<DateTime<Utc>>| match (t, today) {
+        (Some(t), Some(d)) if t.year() == d.year() => t.format("%b %-d").to_string(),
+        (Some(t), _) => t.format("%b %-d, %Y").to_string(),
+        (None, _) => String::new(),
+    };
     let mut segs: Vec<(i64, &str, String)> = Vec::new();
-    if left <= 0 {
+    if m.kind == Kind::Expired {
         segs.push((
             1,
             "#b3261e",
-            format!("lapsed {} {}", date(m.ends), ago(-left)),
+            format!("lapsed {} ({})", date(m.ends), ago(-left)),
         ));
+    } else if left <= 0 {
+        // Less than a day to go: `days_left` is 0, the lapse is still ahead.
+        segs.push((1, colour, format!("today: lapses {}", date(m.ends))));
     } else {
         let span = left.max(TIMELINE_DAYS) + 5;
         let effective = m
@@ -255,12 +264,10 @@ fn timeline(m: &Due, colour: &str) -> String {
         }
         segs.push((span - left, "#c8c8c8", format!("lapses {}", date(m.ends))));
     }
-    let total: i64 = segs.iter().map(|(d, _, _)| d).sum::<i64>().max(1);
-    let width = |d: i64| (d * 100 / total).clamp(1, 100);
+    let widths = percentages(&segs.iter().map(|(d, _, _)| *d).collect::<Vec<_>>());
     let mut bar = String::new();
     let mut labels = String::new();
-    for (d, c, label) in &segs {
-        let w = width(*d);
+    for ((_, c, label), w) in segs.iter().zip(widths) {
         bar.push_str(&format!(
             "<td width=\"{w}%\" bgcolor=\"{c}\" style=\"background:{c};height:10px;font-size:0;line-height:0\">&nbsp;</td>"
         ));
@@ -272,6 +279,21 @@ fn timeline(m: &Due, colour: &str) -> String {
     format!(
         "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border-collapse:collapse;margin:8px 0 2px\" data-timeline=\"{left}\"><tr>{bar}</tr><tr>{labels}</tr></table>"
     )
+}
+
+/// Whole percentages for `parts` (each at least 1, so every segment shows) that add up to 100:
+/// the rounding is taken from, or given to, the largest part.
+fn percentages(parts: &[i64]) -> Vec<i64> {
+    let total: i64 = parts.iter().map(|p| p.max(&0)).sum::<i64>().max(1);
+    let mut w: Vec<i64> = parts
+        .iter()
+        .map(|p| (p.max(&0) * 100 / total).max(1))
+        .collect();
+    let sum: i64 = w.iter().sum();
+    if let Some(big) = (0..w.len()).max_by_key(|&i| w[i]) {
+        w[big] = (w[big] + 100 - sum).max(1);
+    }
+    w
 }
 
 fn ago(days: i64) -> String {
@@ -408,7 +430,7 @@ mod tests {
         Due {
             tenant: "contoso.com".into(),
             tenant_id: None,
-            kind: if days_left.is_some_and(|d| d <= 0) {
+            kind: if days_left.is_some_and(|d| d < 0) {
                 Kind::Expired
             } else {
                 Kind::Expiry
@@ -446,7 +468,7 @@ mod tests {
     fn the_mail_timeline_places_today_the_roll_and_the_lapse_in_proportion() {
         // 20 days left on a 65-day span: the coloured part is 20/65 of the bar.
         let h = Digest::new(vec![due(Some(20), None)]).html();
-        assert_eq!(widths(&h), vec![30, 69], "{h}");
+        assert_eq!(widths(&h), vec![30, 70], "{h}");
         assert!(
             h.contains(">today<") && h.contains(">lapses Mar 21<"),
             "{h}"
@@ -454,15 +476,30 @@ mod tests {
         assert!(!h.contains("<svg"), "no SVG in mail");
         // A roll whose EffectiveDate is in 5 days: amber to it, then the state's colour.
         let h = Digest::new(vec![due(Some(20), Some(5))]).html();
-        assert_eq!(widths(&h), vec![7, 23, 69], "{h}");
+        assert_eq!(widths(&h), vec![7, 23, 70], "{h}");
         assert!(h.contains("EffectiveDate Mar 6"), "{h}");
         // More than the span ahead: the bar grows with it, the lapse still at its end.
         let h = Digest::new(vec![due(Some(90), None)]).html();
-        assert_eq!(widths(&h), vec![94, 5], "{h}");
+        assert_eq!(widths(&h), vec![95, 5], "{h}");
+        // Years ahead with a roll tomorrow: every segment shows, the whole is 100%, and dates
+        // in another year say which.
+        let h = Digest::new(vec![due(Some(1500), Some(1))]).html();
+        let w = widths(&h);
+        assert_eq!((w.len(), w.iter().sum::<i64>()), (3, 100), "{h}");
+        assert!(w.iter().all(|&x| x >= 1), "{w:?}");
+        assert!(h.contains("lapses Apr 9, 2031"), "{h}");
         // Lapsed: one red cell that says when.
         let h = Digest::new(vec![due(Some(-2), None)]).html();
         assert_eq!(widths(&h), vec![100], "{h}");
-        assert!(h.contains("lapsed Feb 27 2 days ago"), "{h}");
+        assert!(h.contains("lapsed Feb 27 (2 days ago)"), "{h}");
+        // Hours to go (days_left 0, not yet expired): still ahead, not "lapsed".
+        let mut d = due(Some(0), None);
+        d.kind = Kind::Expiry;
+        let h = Digest::new(vec![d]).html();
+        assert!(
+            h.contains("today: lapses Mar 1") && !h.contains("lapsed"),
+            "{h}"
+        );
         // No end known: no timeline at all.
         assert!(
             !Digest::new(vec![due(None, None)])
