@@ -115,7 +115,7 @@ impl World {
             std::fs::write(&ca, self.emu.running.ca_pem()).unwrap();
         }
         let emu = &self.emu;
-        let cloud = emu.cloud.cloud(ca);
+        let cloud = hybrid_trust::cloud::Cloud::emulated(&emu.cloud, ca);
         let mut http = hybrid_trust::http::HttpClient::for_cloud(&cloud).unwrap();
         // A Graph outage is days long: no point in waiting for it within one run.
         http.retry.attempts = 1;

@@ -170,22 +170,6 @@ pub struct ReadyCloud {
     pub ca_file: Option<String>,
 }
 
-impl ReadyCloud {
-    /// The emulated cloud as the client library takes it, trusting the CA in `ca_file` (the
-    /// emulator's [`RunningEmulator::ca_pem`], written there by the caller).
-    pub fn cloud(&self, ca_file: std::path::PathBuf) -> crate::cloud::Cloud {
-        crate::cloud::Cloud {
-            name: self.name.clone(),
-            login_url: self.login_url.clone(),
-            graph_url: self.graph_url.clone(),
-            acs_url: self.acs_url.clone(),
-            exchange_url: self.exchange_url.clone(),
-            ca_file: Some(ca_file),
-            acs_confirmed: true,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReadyTenant {
     pub domain: String,
