@@ -250,3 +250,122 @@ fn a_blocked_renewal_is_reminded_once_then_weekly_not_daily() {
     assert_eq!(plan(3), 0);
     assert_eq!(plan(8), 1);
 }
+
+/// Two admins, two ledgers, one tenant: A rolls to a new certificate, confirms the roll and
+/// retires the old key. B, who only knew the old certificate, then runs the daily job. B must
+/// not put the retired key back, and must say what happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roll_finished_on_one_host_is_not_undone_by_the_other() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    // The old certificate has months left; its key ends in 20 days. A rolls early.
+    let old = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(300),
+        now + TimeDelta::days(200),
+    );
+    let new = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::hours(1),
+        now + TimeDelta::days(700),
+    );
+    let (op, np) = (a.write_cert("old.pem", &old), a.write_cert("new.pem", &new));
+    let obp = b.write_cert("old.pem", &old);
+    let key_end = (now + TimeDelta::days(20)).format("%Y-%m-%d").to_string();
+    upload(&a, &t, &op, Some(&key_end)).await;
+    // B records the same tenant and certificate (as a second admin would, from the same PFX),
+    // with the key's end as the tenant shows it.
+    let end = emu.sp(SFB).await["keyCredentials"][0]["endDateTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = b
+        .run_async(&[
+            "tenant",
+            "add",
+            &t,
+            "--cert",
+            &obp,
+            "--credential-end",
+            &end,
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A: roll, confirm, retire.
+    let o = a
+        .run_async(&["renew", "--tenant", &t, "--new-cert", &np, "--yes"])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let saved = a.dir.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(
+        saved.join("Get-CsCertificate.txt"),
+        format!(
+            "Thumbprint    : {}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
+            new.sha1_hex(),
+            (now - TimeDelta::minutes(5)).format("%m/%d/%Y %I:%M:%S %p")
+        ),
+    )
+    .unwrap();
+    let saved_s = saved.to_str().unwrap();
+    let o = a
+        .run_async(&[
+            "renew",
+            "--tenant",
+            &t,
+            "--confirm-roll",
+            "--current",
+            saved_s,
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = a.run_async(&["renew", "--all", "--yes"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let only_new = || async {
+        let keys = emu.sp(SFB).await["keyCredentials"].clone();
+        let ends: Vec<&str> = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["endDateTime"].as_str().unwrap())
+            .collect();
+        assert_eq!(ends.len(), 1, "{keys:#}");
+        assert!(
+            ends[0] > end.as_str(),
+            "the new certificate's year-long key: {keys:#}"
+        );
+    };
+    only_new().await;
+
+    // B's daily job: the old key (due in 20 days: a re-window) is not put back; B is told why
+    // and what to do, and the failure is recorded (so remind tells B's people too).
+    let o = b.run_async(&["renew", "--all", "--yes"]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another admin may have rolled") && err.contains(&new.sha1_hex()),
+        "{err}"
+    );
+    assert!(err.contains("--new-cert"), "the way forward: {err}");
+    only_new().await;
+    let v = json_out(&b.run_async(&["status", "--tenant", &t]).await);
+    assert!(
+        v["tenants"][0]["last_renewal_failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("another admin may have rolled")),
+        "{v}"
+    );
+    // B follows the hint: the newer certificate is recorded as a roll in B's ledger, and
+    // nothing changes on the tenant.
+    let nbp = b.write_cert("new.pem", &new);
+    let o = b
+        .run_async(&["renew", "--tenant", &t, "--new-cert", &nbp, "--yes"])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    only_new().await;
+    let v = json_out(&b.run_async(&["status", "--tenant", &t]).await);
+    assert_eq!(v["tenants"][0]["state"], "roll-pending", "{v}");
+}

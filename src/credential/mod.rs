@@ -89,6 +89,7 @@ impl CredentialError {
             CredentialError::Plan(PlanError::WindowPassed(_)) => "run the command again: it plans a new window from now".into(),
             CredentialError::Plan(PlanError::ReplacementMissing(_) | PlanError::ReplacementNotValid(_)) => "list the keys with hybrid-trust credential list; another host or admin changed them. Run renew again: it adopts a valid new window, or adds one".into(),
             CredentialError::Plan(PlanError::LastValidKey(_)) => "nothing was removed; list the keys with hybrid-trust credential list".into(),
+            CredentialError::Plan(PlanError::Superseded { .. }) => "nothing was changed. If the Front Ends now sign with the newer certificate, record it in this ledger: hybrid-trust renew --tenant <tenant> --new-cert NEW.pfx, then --confirm-roll; if the older one must come back, upload it on purpose with hybrid-trust credential upload".into(),
             CredentialError::ChangedSinceShown => "run again to see the plan as the keys are now".into(),
             CredentialError::Audit(_) => "check that the state dir is writable (--state-dir)".into(),
             CredentialError::LostUpdate(_) => "find the other process or admin changing this application and run again when it is done".into(),

@@ -346,6 +346,14 @@ pub enum PlanError {
     ReplacementNotValid(String),
     #[error("refusing to remove the last valid key of certificate {0}")]
     LastValidKey(String),
+    #[error(
+        "the tenant has no key of certificate {ours} any more, but has one of certificate {newer} (valid until {newer_end}) that lasts longer: another admin may have rolled to {newer} and retired {ours}, so {ours} is not put back"
+    )]
+    Superseded {
+        ours: String,
+        newer: String,
+        newer_end: String,
+    },
 }
 
 fn split_existing(
@@ -454,6 +462,34 @@ pub fn plan_rewindow(
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (tp, end) = (new.thumbprint(), new.end_date_time);
+    // A re-window extends a certificate the tenant has. When none of its keys is left and a
+    // valid key of another certificate outlasts the new window, somebody moved the trust on (a
+    // roll finished and its old key retired from another host's ledger): putting the old key
+    // back would undo that, so it is refused and the admin told (two ledgers, one tenant).
+    let ours =
+        |k: &KeyCredential| k.is_verify_cert() && k.thumbprint().is_some() && k.thumbprint() == tp;
+    if !existing.iter().any(ours) {
+        let newer = existing
+            .iter()
+            .filter(|k| {
+                k.is_verify_cert()
+                    && !k.is_expired(now)
+                    && k.thumbprint().is_some()
+                    && !ours(k)
+                    && k.end_date_time.is_some_and(|e| end.is_none_or(|n| e > n))
+            })
+            .max_by_key(|k| k.end_date_time);
+        if let Some(k) = newer {
+            return Err(PlanError::Superseded {
+                ours: tp.unwrap_or_default(),
+                newer: k.thumbprint().unwrap_or_default(),
+                newer_end: k
+                    .end_date_time
+                    .map(|e| e.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            });
+        }
+    }
     // Of several covering windows, the one that lasts longest. Only a window that has started
     // is adopted: one that starts later (added with a chosen start) leaves a gap until then.
     let covering = existing
@@ -787,6 +823,36 @@ mod tests {
         let other = verify_key("d", "d", now, t(2027, 11, 21));
         let plan = plan_rewindow(&[old, sign, other], ours, covered, now).unwrap();
         assert!(plan.added.is_some());
+    }
+
+    #[test]
+    fn a_rewindow_does_not_bring_back_a_certificate_another_host_rolled_away_from() {
+        let now = t(2026, 11, 22);
+        let covered = now + TimeDelta::days(30);
+        let ours = verify_key("old", "ours", now, t(2026, 12, 10));
+        let newer = verify_key("new", "n", t(2026, 11, 20), t(2027, 11, 20));
+        // Only the newer certificate is left: refused, naming both.
+        let e =
+            plan_rewindow(std::slice::from_ref(&newer), ours.clone(), covered, now).unwrap_err();
+        assert!(
+            matches!(&e, PlanError::Superseded { ours: o, newer: n, newer_end } if *o == ours.thumbprint().unwrap() && *n == newer.thumbprint().unwrap() && newer_end == "2027-11-20"),
+            "{e}"
+        );
+        // One of ours still there (even expired): a re-window as usual.
+        let mut lapsed = verify_key("old", "o", t(2025, 11, 1), t(2026, 11, 1));
+        assert!(
+            plan_rewindow(&[newer.clone(), lapsed.clone()], ours.clone(), covered, now).is_ok()
+        );
+        // No key at all, or only one that ends sooner (or is expired, or a Sign key): the trust
+        // needs ours back.
+        assert!(plan_rewindow(&[], ours.clone(), covered, now).is_ok());
+        let sooner = verify_key("new", "s", now, t(2026, 12, 1));
+        assert!(plan_rewindow(&[sooner], ours.clone(), covered, now).is_ok());
+        lapsed.key = newer.key.clone();
+        assert!(plan_rewindow(&[lapsed], ours.clone(), covered, now).is_ok());
+        let mut sign = newer.clone();
+        sign.usage = Some("Sign".into());
+        assert!(plan_rewindow(&[sign], ours, covered, now).is_ok());
     }
 
     #[test]
