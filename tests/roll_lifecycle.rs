@@ -253,9 +253,16 @@ fn a_blocked_renewal_is_reminded_once_then_weekly_not_daily() {
 
 /// Two admins, two ledgers, one tenant: A rolls to a new certificate, confirms the roll and
 /// retires the old key. B, who only knew the old certificate, then runs the daily job. B must
-/// not put the retired key back, and must say what happened.
+/// not put the retired key back, and must say what happened: whether the old certificate
+/// outlives the new key or not (the refusal does not hang on which window is longer).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_roll_finished_on_one_host_is_not_undone_by_the_other() {
+    for old_days in [200, 400] {
+        roll_on_a_then_daily_job_on_b(old_days).await;
+    }
+}
+
+async fn roll_on_a_then_daily_job_on_b(old_days: i64) {
     let emu = Emu::start().await;
     let a = Tool::for_emulator(&emu);
     let b = Tool::for_emulator(&emu);
@@ -265,7 +272,7 @@ async fn a_roll_finished_on_one_host_is_not_undone_by_the_other() {
     let old = make_cert(
         "sfb.contoso.com",
         now - TimeDelta::days(300),
-        now + TimeDelta::days(200),
+        now + TimeDelta::days(old_days),
     );
     let new = make_cert(
         "sfb.contoso.com",

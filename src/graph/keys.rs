@@ -347,7 +347,7 @@ pub enum PlanError {
     #[error("refusing to remove the last valid key of certificate {0}")]
     LastValidKey(String),
     #[error(
-        "the tenant has no key of certificate {ours} any more, but has one of certificate {newer} (valid until {newer_end}) that lasts longer: another admin may have rolled to {newer} and retired {ours}, so {ours} is not put back"
+        "the tenant no longer has the key of certificate {ours} that this ledger records as valid, and has one of certificate {newer} (valid until {newer_end}): another admin may have rolled to {newer} and retired {ours}, so {ours} is not put back"
     )]
     Superseded {
         ours: String,
@@ -462,34 +462,6 @@ pub fn plan_rewindow(
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (tp, end) = (new.thumbprint(), new.end_date_time);
-    // A re-window extends a certificate the tenant has. When none of its keys is left and a
-    // valid key of another certificate outlasts the new window, somebody moved the trust on (a
-    // roll finished and its old key retired from another host's ledger): putting the old key
-    // back would undo that, so it is refused and the admin told (two ledgers, one tenant).
-    let ours =
-        |k: &KeyCredential| k.is_verify_cert() && k.thumbprint().is_some() && k.thumbprint() == tp;
-    if !existing.iter().any(ours) {
-        let newer = existing
-            .iter()
-            .filter(|k| {
-                k.is_verify_cert()
-                    && !k.is_expired(now)
-                    && k.thumbprint().is_some()
-                    && !ours(k)
-                    && k.end_date_time.is_some_and(|e| end.is_none_or(|n| e > n))
-            })
-            .max_by_key(|k| k.end_date_time);
-        if let Some(k) = newer {
-            return Err(PlanError::Superseded {
-                ours: tp.unwrap_or_default(),
-                newer: k.thumbprint().unwrap_or_default(),
-                newer_end: k
-                    .end_date_time
-                    .map(|e| e.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
-            });
-        }
-    }
     // Of several covering windows, the one that lasts longest. Only a window that has started
     // is adopted: one that starts later (added with a chosen start) leaves a gap until then.
     let covering = existing
@@ -506,6 +478,44 @@ pub fn plan_rewindow(
         .max_by_key(|k| k.end_date_time)
         .cloned();
     plan_add(existing, new, now, |k| Some(k) == covering.as_ref())
+}
+
+/// Refuses to re-window a certificate whose key somebody removed while it was still valid, when
+/// the tenant now has a valid key of another certificate: a roll finished from another host's
+/// ledger (its old key retired), and putting the old key back would undo it (two ledgers, one
+/// tenant). `recorded_until` is this host's ledger's end for the certificate's key on this
+/// application: only a key the ledger knows to be still valid counts as removed on purpose. An
+/// expired key that Graph dropped, or one this ledger never had, is put back as usual.
+pub fn refuse_removed(
+    existing: &[KeyCredential],
+    new: &KeyCredential,
+    recorded_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), PlanError> {
+    let tp = new.thumbprint();
+    if tp.is_none() || recorded_until.is_none_or(|e| e <= now) {
+        return Ok(());
+    }
+    let verify = |k: &&KeyCredential| k.is_verify_cert() && k.thumbprint().is_some();
+    if existing.iter().filter(verify).any(|k| k.thumbprint() == tp) {
+        return Ok(());
+    }
+    let other = existing
+        .iter()
+        .filter(verify)
+        .filter(|k| !k.is_expired(now) && k.thumbprint() != tp)
+        .max_by_key(|k| k.end_date_time);
+    match other {
+        None => Ok(()),
+        Some(k) => Err(PlanError::Superseded {
+            ours: tp.unwrap_or_default(),
+            newer: k.thumbprint().unwrap_or_default(),
+            newer_end: k
+                .end_date_time
+                .map(|e| e.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+        }),
+    }
 }
 
 /// The windows a re-window supersedes, identified in the read taken before it was added: the
@@ -826,33 +836,40 @@ mod tests {
     }
 
     #[test]
-    fn a_rewindow_does_not_bring_back_a_certificate_another_host_rolled_away_from() {
+    fn a_rewindow_does_not_bring_back_a_key_removed_while_valid_for_another_certificate() {
         let now = t(2026, 11, 22);
-        let covered = now + TimeDelta::days(30);
-        let ours = verify_key("old", "ours", now, t(2026, 12, 10));
-        let newer = verify_key("new", "n", t(2026, 11, 20), t(2027, 11, 20));
-        // Only the newer certificate is left: refused, naming both.
-        let e =
-            plan_rewindow(std::slice::from_ref(&newer), ours.clone(), covered, now).unwrap_err();
+        let ours = verify_key("old", "ours", now, t(2027, 11, 22));
+        let newer = verify_key("new", "n", t(2026, 11, 20), t(2027, 3, 20));
+        let recorded = Some(t(2026, 12, 10));
+        // The ledger's key is still valid, the tenant has only another certificate's: refused
+        // (whatever the lengths: the other key may end before the window we would add).
+        let e = refuse_removed(std::slice::from_ref(&newer), &ours, recorded, now).unwrap_err();
         assert!(
-            matches!(&e, PlanError::Superseded { ours: o, newer: n, newer_end } if *o == ours.thumbprint().unwrap() && *n == newer.thumbprint().unwrap() && newer_end == "2027-11-20"),
+            matches!(&e, PlanError::Superseded { ours: o, newer: n, newer_end } if *o == ours.thumbprint().unwrap() && *n == newer.thumbprint().unwrap() && newer_end == "2027-03-20"),
             "{e}"
         );
         // One of ours still there (even expired): a re-window as usual.
-        let mut lapsed = verify_key("old", "o", t(2025, 11, 1), t(2026, 11, 1));
+        let lapsed = verify_key("old", "o", t(2025, 11, 1), t(2026, 11, 1));
+        assert!(refuse_removed(&[newer.clone(), lapsed], &ours, recorded, now).is_ok());
+        // The ledger's key had ended (Graph dropped it as expired), or the ledger has none: the
+        // trust needs ours back.
         assert!(
-            plan_rewindow(&[newer.clone(), lapsed.clone()], ours.clone(), covered, now).is_ok()
+            refuse_removed(
+                std::slice::from_ref(&newer),
+                &ours,
+                Some(t(2026, 11, 1)),
+                now
+            )
+            .is_ok()
         );
-        // No key at all, or only one that ends sooner (or is expired, or a Sign key): the trust
-        // needs ours back.
-        assert!(plan_rewindow(&[], ours.clone(), covered, now).is_ok());
-        let sooner = verify_key("new", "s", now, t(2026, 12, 1));
-        assert!(plan_rewindow(&[sooner], ours.clone(), covered, now).is_ok());
-        lapsed.key = newer.key.clone();
-        assert!(plan_rewindow(&[lapsed], ours.clone(), covered, now).is_ok());
+        assert!(refuse_removed(std::slice::from_ref(&newer), &ours, None, now).is_ok());
+        // Nothing else on the tenant, or only an expired key or a Sign key of another one.
+        assert!(refuse_removed(&[], &ours, recorded, now).is_ok());
+        let gone = verify_key("new", "g", t(2025, 1, 1), t(2026, 1, 1));
+        assert!(refuse_removed(&[gone], &ours, recorded, now).is_ok());
         let mut sign = newer.clone();
         sign.usage = Some("Sign".into());
-        assert!(plan_rewindow(&[sign], ours, covered, now).is_ok());
+        assert!(refuse_removed(&[sign], &ours, recorded, now).is_ok());
     }
 
     #[test]

@@ -11,5 +11,5 @@ pub use client::{
 };
 pub use keys::{
     KeyCredential, KeyIdentity, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_retire,
-    plan_rewindow, plan_upload, superseded_windows, window,
+    plan_rewindow, plan_upload, refuse_removed, superseded_windows, window,
 };

@@ -160,6 +160,11 @@ impl Session {
                 let cert = cert_of(current)?;
                 let op = RenewOp::Rewindow {
                     new: graph::new_key(&cert, *start, *end),
+                    recorded: t
+                        .app_ids
+                        .iter()
+                        .filter_map(|a| t.credential_end(a, thumbprint).map(|e| (a.clone(), e)))
+                        .collect(),
                     start: *start,
                     // A window that lasts past the horizon is a renewal already done.
                     covered_until: crate::dates::add(
@@ -265,7 +270,21 @@ impl Session {
                     | Outcome::Planned { plan, .. },
                 ) => out.push((app.clone(), plan.added.or(plan.already_present))),
                 Err(e) => {
-                    let msg = format!("{app}: {e} ({})", e.hint());
+                    let hint = match &e {
+                        // The newer certificate is this ledger's pending roll: confirm it.
+                        CredentialError::Plan(graph::PlanError::Superseded { newer, .. })
+                            if t.next_cert
+                                .as_ref()
+                                .is_some_and(|c| c.thumbprint_sha1 == *newer) =>
+                        {
+                            format!(
+                                "nothing was changed; this ledger has the roll to {newer} pending: once the Front Ends sign with it, hybrid-trust renew --tenant {} --confirm-roll",
+                                t.domain
+                            )
+                        }
+                        _ => e.hint().replace("<tenant>", &t.domain),
+                    };
+                    let msg = format!("{app}: {e} ({hint})");
                     return (out, Some(SessionError::Renewal(msg)));
                 }
             }
@@ -452,6 +471,8 @@ enum RenewOp {
     /// has started.
     Rewindow {
         new: KeyCredential,
+        /// This ledger's end of the certificate's key, by application ([`graph::refuse_removed`]).
+        recorded: Vec<(String, DateTime<Utc>)>,
         start: DateTime<Utc>,
         /// A window of the certificate lasting until then is a renewal already done (adopted, not
         /// doubled); the windows ending before then are superseded.
@@ -484,10 +505,12 @@ impl RenewOp {
         let mut out = match self {
             RenewOp::Rewindow {
                 new,
+                recorded,
                 start,
                 covered_until,
             } => RenewOp::Rewindow {
                 new: new.clone(),
+                recorded: recorded.clone(),
                 start: *start,
                 covered_until: (*covered_until)
                     .min(crate::dates::add(*start, TimeDelta::days(step))),
@@ -520,13 +543,21 @@ impl RenewOp {
             }
             RenewOp::Rewindow {
                 new,
+                recorded,
                 start,
                 covered_until,
             } => {
+                let recorded = recorded
+                    .iter()
+                    .find(|(a, _)| a == change.app_id)
+                    .map(|(_, e)| *e);
                 let first = change
                     .keys(
                         sp_id,
-                        |ex| graph::plan_rewindow(ex, new.clone(), *covered_until, clock.now()),
+                        |ex| {
+                            graph::refuse_removed(ex, new, recorded, clock.now())?;
+                            graph::plan_rewindow(ex, new.clone(), *covered_until, clock.now())
+                        },
                         &mut standing,
                         "renew: new window",
                     )
