@@ -333,13 +333,8 @@ impl Notifier for Email {
     }
     fn send<'a>(&'a self, msg: &'a Digest, recipients: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            use lettre::message::{Mailbox, MultiPart};
-            use lettre::{AsyncTransport, Message};
-            let to: Vec<String> = if recipients.is_empty() {
-                self.channel.to.clone()
-            } else {
-                recipients.to_vec()
-            };
+            use lettre::AsyncTransport;
+            let to = addressees(&self.channel.to, recipients);
             let fail = |detail: String| NotifyError::Email {
                 server: self.server(),
                 to: to.join(","),
@@ -347,20 +342,7 @@ impl Notifier for Email {
             };
             let token = self.token().await.map_err(fail)?;
             let transport = self.transport(&fail, token.as_ref())?;
-            let from: Mailbox = self
-                .channel
-                .from
-                .parse()
-                .map_err(|e| fail(format!("from: {e}")))?;
-            let mut mb = Message::builder().from(from).subject(msg.subject());
-            for r in &to {
-                mb = mb.to(r.parse().map_err(|e| fail(format!("to {r}: {e}")))?);
-            }
-            // The same message as the Graph channel's: plain text first, the HTML digest second
-            // (RFC 2046 §5.1.4: the richest alternative last).
-            let email = mb
-                .multipart(MultiPart::alternative_plain_html(msg.text(), msg.html()))
-                .map_err(|e| fail(e.to_string()))?;
+            let email = message(&self.channel.from, &to, msg).map_err(fail)?;
             transport
                 .send(email)
                 .await
@@ -368,6 +350,30 @@ impl Notifier for Email {
             Ok(())
         })
     }
+}
+
+/// The recipients of one digest: the tenant-specific ones, or the channel's own.
+fn addressees(own: &[String], given: &[String]) -> Vec<String> {
+    if given.is_empty() {
+        own.to_vec()
+    } else {
+        given.to_vec()
+    }
+}
+
+/// A digest as one mail message, for SMTP and Microsoft Graph alike: plain text first, the HTML
+/// digest second (RFC 2046 §5.1.4: the richest alternative last), so a reader without HTML
+/// still gets every fact.
+pub(crate) fn message(from: &str, to: &[String], d: &Digest) -> Result<lettre::Message, String> {
+    use lettre::message::MultiPart;
+    let mut b = lettre::Message::builder()
+        .from(from.parse().map_err(|e| format!("from {from}: {e}"))?)
+        .subject(d.subject());
+    for r in to {
+        b = b.to(r.parse().map_err(|e| format!("to {r}: {e}"))?);
+    }
+    b.multipart(MultiPart::alternative_plain_html(d.text(), d.html()))
+        .map_err(|e| e.to_string())
 }
 
 /// `detail`, then `; hint` when there is one.

@@ -139,19 +139,7 @@ pub fn plan_prune(
             already_present: None,
         });
     }
-    let mut keep = Vec::new();
-    let mut dropped_expired = Vec::new();
-    for k in rest {
-        if k.is_expired(now) {
-            dropped_expired.push(k);
-        } else if k.key.is_none() {
-            return Err(PlanError::KeyNotReturned {
-                key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
-            });
-        } else {
-            keep.push(k);
-        }
-    }
+    let (keep, dropped_expired) = crate::graph::keys::split_existing(&rest, now)?;
     Ok(KeyPlan {
         keep,
         dropped_expired,

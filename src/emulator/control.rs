@@ -40,6 +40,9 @@ pub fn routes() -> Router<Arc<Shared>> {
             put(put_graph_roles),
         )
         .route("/_emulator/mail", get(mail).delete(clear_mail))
+        // CONTRACT.md writes the list as `<control_url>/_emulator/mail`, and `control_url`
+        // already ends in `/_emulator`: both readings answer.
+        .route("/_emulator/_emulator/mail", get(mail).delete(clear_mail))
 }
 
 /// `{"messages":[{"from","to","subject","body_html","body_text","received_at"}]}` (CONTRACT.md).
@@ -65,18 +68,29 @@ async fn put_graph_roles(
     Path((tenant, app_id)): Path<(String, String)>,
     Json(r): Json<GraphRolesReq>,
 ) -> Response {
+    change_sp(&s, &tenant, &app_id, |sp| sp.graph_roles = r.roles)
+}
+
+/// Changes one service principal of one tenant and persists the directory: 204, or 400 naming
+/// what is not there.
+fn change_sp(
+    s: &Shared,
+    tenant: &str,
+    app_id: &str,
+    f: impl FnOnce(&mut super::state::ServicePrincipal),
+) -> Response {
     let mut dir = s.dir();
-    let Some(i) = dir.tenant_index(&tenant) else {
+    let Some(i) = dir.tenant_index(tenant) else {
         return bad(format!("no tenant {tenant}"));
     };
     let Some(sp) = dir.tenants[i]
         .service_principals
         .iter_mut()
-        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
+        .find(|sp| sp.app_id.eq_ignore_ascii_case(app_id))
     else {
         return bad(format!("no service principal {app_id}"));
     };
-    sp.graph_roles = r.roles;
+    f(sp);
     s.persist(&dir);
     StatusCode::NO_CONTENT.into_response()
 }
@@ -180,20 +194,7 @@ async fn put_keys(
     Path((tenant, app_id)): Path<(String, String)>,
     Json(keys): Json<Vec<StoredKey>>,
 ) -> Response {
-    let mut dir = s.dir();
-    let Some(i) = dir.tenant_index(&tenant) else {
-        return bad(format!("no tenant {tenant}"));
-    };
-    let Some(sp) = dir.tenants[i]
-        .service_principals
-        .iter_mut()
-        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
-    else {
-        return bad(format!("no service principal {app_id}"));
-    };
-    sp.key_credentials = keys;
-    s.persist(&dir);
-    StatusCode::NO_CONTENT.into_response()
+    change_sp(&s, &tenant, &app_id, |sp| sp.key_credentials = keys)
 }
 
 #[derive(Deserialize)]
@@ -240,18 +241,7 @@ async fn set_sp(
     Path((tenant, app_id)): Path<(String, String)>,
     Json(r): Json<SetSpReq>,
 ) -> Response {
-    let mut dir = s.dir();
-    let Some(i) = dir.tenant_index(&tenant) else {
-        return bad(format!("no tenant {tenant}"));
-    };
-    let Some(sp) = dir.tenants[i]
-        .service_principals
-        .iter_mut()
-        .find(|sp| sp.app_id.eq_ignore_ascii_case(&app_id))
-    else {
-        return bad(format!("no service principal {app_id}"));
-    };
-    sp.account_enabled = r.account_enabled;
-    s.persist(&dir);
-    StatusCode::NO_CONTENT.into_response()
+    change_sp(&s, &tenant, &app_id, |sp| {
+        sp.account_enabled = r.account_enabled
+    })
 }

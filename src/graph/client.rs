@@ -255,34 +255,9 @@ impl<'a> Graph<'a> {
     /// omits `key` there, but `customKeyIdentifier` names the certificate); a single-object GET
     /// only when some key cannot be identified without its `key`.
     pub async fn list_keys(&self, app_id: &str) -> Result<ServicePrincipal, GraphError> {
-        let filter = format!("appId eq '{app_id}'");
-        let resp = self
-            .call(
-                reqwest::Method::GET,
-                "servicePrincipals",
-                &[
-                    ("$filter", &filter),
-                    ("$select", "id,appId,displayName,keyCredentials"),
-                ],
-                None,
-                true,
-            )
+        let sp = self
+            .by_app_id(app_id, "id,appId,displayName,keyCredentials")
             .await?;
-        let mut list = parse_service_principals(&resp.body)?;
-        let sp = match list.len() {
-            0 => {
-                return Err(GraphError::NoServicePrincipal {
-                    app_id: app_id.to_string(),
-                });
-            }
-            1 => list.remove(0),
-            n => {
-                return Err(GraphError::Ambiguous {
-                    app_id: app_id.to_string(),
-                    count: n,
-                });
-            }
-        };
         if sp.key_credentials.iter().any(|k| k.thumbprint().is_none()) {
             return self.read_service_principal(&sp.id).await;
         }
@@ -327,15 +302,19 @@ impl<'a> Graph<'a> {
         &self,
         app_id: &str,
     ) -> Result<ServicePrincipal, GraphError> {
+        self.by_app_id(app_id, "id,appId,displayName,accountEnabled")
+            .await
+    }
+
+    /// The one service principal of `app_id` (a collection query with `$select`): none or
+    /// several is an error.
+    async fn by_app_id(&self, app_id: &str, select: &str) -> Result<ServicePrincipal, GraphError> {
         let filter = format!("appId eq '{app_id}'");
         let resp = self
             .call(
                 reqwest::Method::GET,
                 "servicePrincipals",
-                &[
-                    ("$filter", &filter),
-                    ("$select", "id,appId,displayName,accountEnabled"),
-                ],
+                &[("$filter", &filter), ("$select", select)],
                 None,
                 true,
             )

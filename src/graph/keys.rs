@@ -356,7 +356,9 @@ pub enum PlanError {
     },
 }
 
-fn split_existing(
+/// The keys a PATCH keeps (valid ones, as re-sent) and the expired ones it drops; a valid key
+/// Graph returned without its `key` stops the plan ([`PlanError::KeyNotReturned`]).
+pub(crate) fn split_existing(
     existing: &[KeyCredential],
     now: DateTime<Utc>,
 ) -> Result<(Vec<KeyCredential>, Vec<KeyCredential>), PlanError> {

@@ -26,20 +26,9 @@ pub struct GraphMail {
     pub http: HttpClient,
 }
 
-/// The digest as a MIME message: plain text and HTML alternatives (RFC 2046 §5.1.4).
+/// The digest as a MIME message (the same message the SMTP channel sends: [`super::message`]).
 pub fn mime(from: &str, to: &[String], d: &Digest) -> Result<Vec<u8>, String> {
-    use lettre::Message;
-    use lettre::message::MultiPart;
-    let mut b = Message::builder()
-        .from(from.parse().map_err(|e| format!("from {from}: {e}"))?)
-        .subject(d.subject());
-    for r in to {
-        b = b.to(r.parse().map_err(|e| format!("to {r}: {e}"))?);
-    }
-    let m = b
-        .multipart(MultiPart::alternative_plain_html(d.text(), d.html()))
-        .map_err(|e| e.to_string())?;
-    Ok(m.formatted())
+    Ok(super::message(from, to, d)?.formatted())
 }
 
 /// What to do about a Graph refusal of `sendMail`, by its error code.
@@ -76,11 +65,7 @@ impl super::Notifier for GraphMail {
 
     fn send<'a>(&'a self, msg: &'a Digest, recipients: &'a [String]) -> SendFuture<'a> {
         Box::pin(async move {
-            let to: Vec<String> = if recipients.is_empty() {
-                self.channel.to.clone()
-            } else {
-                recipients.to_vec()
-            };
+            let to = super::addressees(&self.channel.to, recipients);
             let body = mime(&self.channel.from, &to, msg).map_err(|e| self.fail(e))?;
             let body = base64::engine::general_purpose::STANDARD.encode(body);
             let token = self.tokens.token(&self.scope).await.map_err(|e| {

@@ -115,20 +115,10 @@ impl Digest {
     }
 }
 
-/// Escapes text for HTML (element content and quoted attribute values).
+/// Escapes text for HTML: the report's escaper ([`crate::report::html::escape`]), one rule for
+/// every page and mail the tool writes.
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::report::html::escape(s)
 }
 
 impl Digest {
