@@ -79,11 +79,12 @@ fn channel(emu: &Emu, dir: &std::path::Path, from: &str) -> Box<dyn Notifier> {
     channel_with(emu, dir, from, &emu.tenant.admin.client_secret)
 }
 
+/// The messages the emulator accepted, read at both addresses CONTRACT.md can be read as
+/// (`<control_url>/mail` and `<control_url>/_emulator/mail`), which must agree.
 async fn messages(emu: &Emu) -> Vec<Value> {
-    emu.control_get("mail").await["messages"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let list = emu.control_get("mail").await;
+    assert_eq!(emu.control_get("_emulator/mail").await, list);
+    list["messages"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,10 +59,11 @@ pub enum CredentialCommand {
     #[command(
         after_help = "Example:\n  hybrid-trust credential prune --tenant contoso.onmicrosoft.com --foreign --dry-run"
     )]
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["foreign", "expired"])))]
     Prune {
         #[arg(long)]
         tenant: String,
-        #[arg(long, required_unless_present = "expired", conflicts_with = "expired")]
+        #[arg(long)]
         foreign: bool,
         #[arg(long)]
         expired: bool,

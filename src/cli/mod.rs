@@ -162,7 +162,7 @@ pub enum Command {
     Remind(remind_cmd::RemindArgs),
     /// Renew what is due: a new window for the same certificate, or a roll to a new one.
     Renew(renew_cmd::RenewArgs),
-    /// Every tenant's state: ok, due, expiring, expired, missing (from the ledger, or --live).
+    /// Every tenant's state: ok, due, expiring, expired, missing, roll-pending (from the ledger, or --live).
     Status(status_cmd::StatusArgs),
     /// Discover a tenant and validate metadata documents.
     #[command(subcommand)]
