@@ -805,12 +805,14 @@ async fn smtp_with_oauth_signs_in_with_xoauth2_and_its_failures_mark_nothing() {
 /// both in flight together), with `answer` (status, body).
 struct Receiver {
     addr: std::net::SocketAddr,
-    /// The tenants of each post, by path.
-    posts: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    posts: Posts,
 }
 
+/// The path and the tenants of each post received.
+type Posts = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
 async fn receiver(hold: Duration, answer: fn(&str) -> axum::response::Response) -> Receiver {
-    let posts: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    let posts: Posts = Arc::default();
     let arrived = Arc::new(tokio::sync::Notify::new());
     let (p2, a2) = (posts.clone(), arrived.clone());
     let app = axum::Router::new().route(
@@ -828,14 +830,20 @@ async fn receiver(hold: Duration, answer: fn(&str) -> axum::response::Response) 
                                 .collect()
                         })
                         .unwrap_or_default();
+                    // Registered before the post is counted, so a second post's wake-up is
+                    // never missed.
+                    let second = a.notified();
+                    tokio::pin!(second);
+                    second.as_mut().enable();
                     let n = {
                         let mut p = p.lock().unwrap();
                         p.push((kind.clone(), tenants));
                         p.len()
                     };
-                    a.notify_waiters();
                     if n == 1 {
-                        let _ = tokio::time::timeout(hold, a.notified()).await;
+                        let _ = tokio::time::timeout(hold, second).await;
+                    } else {
+                        a.notify_waiters();
                     }
                     answer(&kind)
                 }
