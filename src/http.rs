@@ -380,6 +380,26 @@ impl HttpClient {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         idempotent: bool,
     ) -> Result<Response, HttpError> {
+        self.send_reading(build, idempotent, true).await
+    }
+
+    /// [`HttpClient::send`] for a caller that needs only the status line (a webhook): the
+    /// answer's body is dropped unread (the [`Response`] has an empty one), so a body that is
+    /// slow or larger than the bound cannot turn an answered request into a failure.
+    pub async fn send_for_status(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Result<Response, HttpError> {
+        self.send_reading(build, idempotent, false).await
+    }
+
+    async fn send_reading(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        idempotent: bool,
+        read_body: bool,
+    ) -> Result<Response, HttpError> {
         let mut attempt = 0;
         let started = std::time::Instant::now();
         // Whether a wait of `w` and another try still fit in the budget.
@@ -445,6 +465,15 @@ impl HttpClient {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
+            }
+            if !read_body {
+                tracing::debug!("{method} {} -> {status} (body not read)", redact(&url));
+                return Ok(Response {
+                    status,
+                    headers,
+                    body: Bytes::new(),
+                    attempts: attempt,
+                });
             }
             let body = match read_limited(resp).await {
                 Ok(b) => b,
