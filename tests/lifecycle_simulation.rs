@@ -19,6 +19,7 @@ mod support;
 use chrono::{DateTime, TimeDelta, Utc};
 use hybrid_trust::clock::Clock;
 use hybrid_trust::credential::standing;
+use hybrid_trust::emulator::KeyResend;
 use hybrid_trust::graph;
 use hybrid_trust::ledger::{CertRecord, LedgerStore};
 use hybrid_trust::notify::{Notifier, SendFuture};
@@ -54,6 +55,8 @@ struct Scenario {
     graph_outage: Option<(i64, i64)>,
     /// The old certificate outlives its first key by this many days.
     old_cert_days: i64,
+    /// How Graph takes kept keys re-sent in a PATCH (`--key-resend`, PROTOCOL.md §6 item 9).
+    key_resend: KeyResend,
 }
 
 impl Scenario {
@@ -65,6 +68,7 @@ impl Scenario {
             lifetime_policy_days: None,
             graph_outage: None,
             old_cert_days: 400,
+            key_resend: KeyResend::Full,
         }
     }
 }
@@ -254,11 +258,14 @@ struct Tally {
     /// The days `--check` said CRITICAL.
     critical_days: Vec<DateTime<Utc>>,
     lost_keys: Vec<String>,
+    /// Windows the ledger records that the tenant does not hold.
+    unheld_windows: Vec<String>,
 }
 
 async fn simulate(sc: Scenario) {
     let mut cfg = quiet_tls();
     cfg.reuse_tokens = false;
+    cfg.behaviour.key_resend = sc.key_resend;
     let emu = Emu::start_with(cfg).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
@@ -415,7 +422,23 @@ async fn simulate(sc: Scenario) {
         for t in &ledger.tenants {
             let d = renew::decide(t, None, morning, policy);
             if d.acts() {
-                let _ = w.session(clock).renew(t, d, None, policy).await.unwrap();
+                let rewindow = matches!(d, Decision::Rewindow { .. });
+                let r = w.session(clock).renew(t, d, None, policy).await.unwrap();
+                if let Err(e) = &r.outcome {
+                    eprintln!("{}: {morning}: renew: {e}", sc.name);
+                }
+                // A re-window reported applied did all it says: the new window in, the one it
+                // supersedes gone (issue 28: under `minimal` the old one stayed, re-taken anew).
+                if rewindow && matches!(r.outcome, Ok("applied")) {
+                    let keys = w.keys().await;
+                    let tp = &r.tenant.cert.as_ref().unwrap().thumbprint_sha1;
+                    let of_cert = keys.iter().filter(|k| &k.0 == tp).count();
+                    if of_cert != 1 {
+                        tally.unheld_windows.push(format!(
+                            "day {n}: re-window reported applied, but {of_cert} keys of {tp}: {keys:?}"
+                        ));
+                    }
+                }
             } else if matches!(d, Decision::Blocked { .. }) {
                 hybrid_trust::session::renewal::renew_offline(&w.store, t, d, clock, false)
                     .unwrap();
@@ -455,9 +478,37 @@ async fn simulate(sc: Scenario) {
         // No valid key lost: a key gone since yesterday had ended, or was superseded by a
         // later window of its certificate, or was the old certificate's after confirmation.
         let keys_now = w.keys().await;
+        // The ledger records only windows the tenant holds (issue 28: under `minimal`, Graph
+        // takes kept keys anew with the certificate's validity): the latest recorded window of
+        // each certificate still running is on Graph with that end.
+        let ledger = w.store.load().unwrap();
+        for t in &ledger.tenants {
+            for c in &t.credentials {
+                let latest = t
+                    .credentials
+                    .iter()
+                    .filter(|o| o.app_id == c.app_id && o.thumbprint_sha1 == c.thumbprint_sha1)
+                    .all(|o| o.end <= c.end);
+                if latest && c.end > morning {
+                    let held = keys_now.iter().any(|k| {
+                        k.0 == c.thumbprint_sha1 && (k.2 - c.end).num_seconds().abs() <= 1
+                    });
+                    if !held {
+                        tally.unheld_windows.push(format!(
+                            "day {n}: the ledger records {} until {} but the tenant holds {:?}",
+                            c.thumbprint_sha1, c.end, keys_now
+                        ));
+                    }
+                }
+            }
+        }
         for (tp, id, end) in &keys_before {
             let gone = !keys_now.iter().any(|k| &k.1 == id);
-            let superseded = keys_now.iter().any(|k| &k.0 == tp && k.2 > *end);
+            // A later window of its certificate, or the same taken anew by Graph (a new keyId,
+            // under `--key-resend minimal`) lasting at least as long.
+            let superseded = keys_now
+                .iter()
+                .any(|k| &k.0 == tp && (k.2 > *end || (k.1 != *id && k.2 >= *end)));
             let retired = confirmed_previous.as_deref() == Some(tp.as_str());
             if gone && *end > morning && !superseded && !retired {
                 tally
@@ -511,6 +562,12 @@ async fn simulate(sc: Scenario) {
         "{}: {:?}",
         sc.name,
         tally.lost_keys
+    );
+    assert!(
+        tally.unheld_windows.is_empty(),
+        "{}: {:#?}",
+        sc.name,
+        &tally.unheld_windows[..tally.unheld_windows.len().min(3)]
     );
     if let Some(lapse) = tally.first_unavoidable {
         assert_eq!(
@@ -631,6 +688,38 @@ async fn the_old_key_ends_before_the_old_certificate() {
     simulate(Scenario {
         old_cert_days: 700,
         ..Scenario::roll("old key ends before old cert", 20, Admin::AtOnce)
+    })
+    .await;
+}
+
+/// Issue 28, item 5: the lifecycle under each way Graph may take kept keys re-sent in a PATCH
+/// (`--key-resend`): a first key re-windowed once, then the roll, the confirmation and the
+/// retirement, three years of daily runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lifecycle_when_graph_takes_kept_keys_unchanged_only() {
+    simulate(Scenario {
+        old_cert_days: 700,
+        key_resend: KeyResend::Unchanged,
+        ..Scenario::roll("key-resend unchanged", 20, Admin::AtOnce)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lifecycle_when_graph_takes_kept_keys_anew() {
+    simulate(Scenario {
+        old_cert_days: 700,
+        key_resend: KeyResend::Minimal,
+        ..Scenario::roll("key-resend minimal", 20, Admin::AtOnce)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_roll_when_graph_takes_kept_keys_anew() {
+    simulate(Scenario {
+        key_resend: KeyResend::Minimal,
+        ..Scenario::roll("key-resend minimal, script late", 90, Admin::Late)
     })
     .await;
 }

@@ -602,9 +602,16 @@ pub fn superseded_windows(
 /// `Verify` key that has started and lasts at least as long as every window it removes; so it
 /// never removes the last valid key of the certificate. Anything else is refused, and nothing is
 /// removed.
+///
+/// `taken_anew` are superseded windows as Graph re-took them in the PATCH that added the
+/// replacement (issue 28, `--key-resend minimal`: a new keyId and the certificate's validity as
+/// the window): they are retired too, even though Graph made them outlast the replacement, as
+/// their length is Graph's doing, not a window anyone chose (the replacement is valid now, and a
+/// kept key re-taken the same way lasts as long).
 pub fn plan_retire(
     existing: &[KeyCredential],
     superseded: &[KeyIdentity],
+    taken_anew: &[KeyIdentity],
     replacement: &KeyIdentity,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
@@ -622,13 +629,18 @@ pub fn plan_retire(
         let id = KeyIdentity::of(k);
         k.is_verify_cert()
             && !id.same_window(replacement)
-            && superseded.iter().any(|s| s.same_window(&id))
+            && superseded
+                .iter()
+                .chain(taken_anew)
+                .any(|s| s.same_window(&id))
     });
     let replacement_end = r.end_date_time.map(|e| e.timestamp());
-    if removed
-        .iter()
-        .any(|k| k.end_date_time.map(|e| e.timestamp()) > replacement_end)
-    {
+    if removed.iter().any(|k| {
+        k.end_date_time.map(|e| e.timestamp()) > replacement_end
+            && !taken_anew
+                .iter()
+                .any(|s| s.same_window(&KeyIdentity::of(k)))
+    }) {
         return Err(PlanError::ReplacementNotValid(tp));
     }
     let valid_left = rest.iter().any(|k| {
@@ -947,7 +959,7 @@ mod tests {
             theirs.clone(),
             other_cert_old.clone(),
         ];
-        let plan = plan_retire(&ex, &superseded, &replacement, later).unwrap();
+        let plan = plan_retire(&ex, &superseded, &[], &replacement, later).unwrap();
         assert_eq!(plan.removed, vec![old.clone()]);
         assert_eq!(
             plan.keep,
@@ -956,7 +968,7 @@ mod tests {
         // Another host removed our window: nothing is removed.
         let ex = [old.clone(), theirs.clone()];
         assert_eq!(
-            plan_retire(&ex, &superseded, &replacement, later),
+            plan_retire(&ex, &superseded, &[], &replacement, later),
             Err(PlanError::ReplacementMissing(ours.thumbprint().unwrap()))
         );
         // The replacement has not started yet: nothing is removed.
@@ -964,6 +976,7 @@ mod tests {
             plan_retire(
                 &[old.clone(), ours.clone()],
                 &superseded,
+                &[],
                 &replacement,
                 now - TimeDelta::seconds(1)
             ),
@@ -978,6 +991,7 @@ mod tests {
         let plan = plan_retire(
             &[renamed.clone(), sign.clone(), ours.clone()],
             &superseded,
+            &[],
             &replacement,
             later,
         )
@@ -989,12 +1003,31 @@ mod tests {
         long_old.end_date_time = Some(t(2028, 1, 1));
         let sup = [KeyIdentity::of(&long_old)];
         assert_eq!(
-            plan_retire(&[long_old, ours.clone()], &sup, &replacement, later),
+            plan_retire(
+                &[long_old.clone(), ours.clone()],
+                &sup,
+                &[],
+                &replacement,
+                later
+            ),
             Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
         );
+        // Unless Graph itself made it that long when it took the kept key anew (issue 28,
+        // `--key-resend minimal`): then it is retired like the window it was.
+        let plan = plan_retire(
+            &[long_old.clone(), ours.clone()],
+            &[],
+            &sup,
+            &replacement,
+            later,
+        )
+        .unwrap();
+        assert_eq!(plan.removed, vec![long_old]);
+        assert_eq!(plan.keep, vec![ours.clone()]);
         // The replacement and the superseded window being one key: never removed.
         let same = [KeyIdentity::of(&ours)];
-        let plan = plan_retire(std::slice::from_ref(&ours), &same, &replacement, later).unwrap();
+        let plan =
+            plan_retire(std::slice::from_ref(&ours), &same, &[], &replacement, later).unwrap();
         assert!(plan.removed.is_empty() && !plan.changes());
     }
 

@@ -335,14 +335,10 @@ pub fn read_back(plan: &KeyPlan, after: &[KeyCredential], now: DateTime<Utc>) ->
             None => crossed = true,
         }
     }
-    if plan
-        .removed
-        .iter()
-        .any(|r| pool.iter().any(|k| exact(k) == exact(r)))
-    {
-        crossed = true;
-    }
     // Kept keys found as they were first, so that a changed one is not matched to another's.
+    // A removed key still there is looked for last, among the keys no kept one accounts for:
+    // Graph may take a kept key anew with the very window of a removed one (issue 28,
+    // `--key-resend minimal`: both become the certificate's validity).
     let mut unmatched = Vec::new();
     for k in &plan.keep {
         match pool.iter().position(|p| exact(p) == exact(k)) {
@@ -387,6 +383,13 @@ pub fn read_back(plan: &KeyPlan, after: &[KeyCredential], now: DateTime<Utc>) ->
             before_key: (*k).clone(),
             after_key: Some(p.clone()),
         });
+    }
+    if plan
+        .removed
+        .iter()
+        .any(|r| pool.iter().any(|k| exact(k) == exact(r)))
+    {
+        crossed = true;
     }
     ReadBack { crossed, changes }
 }

@@ -93,10 +93,19 @@ pub fn no_create(_: &str) -> Approval {
 
 /// Updates the ledger's records of kept keys that Graph changed (a new keyId, its own window).
 fn record_graph_changes(rec: &mut TenantRecord, app: &str, outcome: &Outcome) {
-    let Outcome::Applied { resend, .. } = outcome else {
-        return;
-    };
-    for c in resend.changed.iter().filter(|c| !c.lost) {
+    if let Outcome::Applied { resend, .. } = outcome {
+        record_kept_changes(rec, app, &resend.changed);
+    }
+}
+
+/// Updates the ledger's records of `app`'s kept keys that Graph changed (a new keyId, its own
+/// window), so that the ledger holds the windows the tenant holds.
+pub(crate) fn record_kept_changes(
+    rec: &mut TenantRecord,
+    app: &str,
+    changed: &[crate::graph::resend::KeptChange],
+) {
+    for c in changed.iter().filter(|c| !c.lost) {
         let (Some(tp), Some(after)) = (&c.thumbprint_sha1, &c.after_key) else {
             continue;
         };

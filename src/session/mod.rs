@@ -41,6 +41,10 @@ pub enum SessionError {
     Lock(#[from] LockError),
     #[error("{0}")]
     Renewal(String),
+    /// A renewal whose first step is done on Graph and recorded, and whose later step (retiring
+    /// the windows the new one supersedes) could not be finished: what Graph holds is said.
+    #[error("incomplete: {0}")]
+    Incomplete(String),
     /// The user's request cannot be carried out as asked (exit 2, nothing changed).
     #[error("{0}")]
     Usage(String),
@@ -59,6 +63,9 @@ impl SessionError {
             SessionError::Ledger(e) => e.hint(),
             SessionError::Lock(_) => "wait for the other run to finish".into(),
             SessionError::Usage(_) => "nothing was changed".into(),
+            SessionError::Incomplete(_) => {
+                "the new key is in place and recorded; the windows it supersedes stay until they end. hybrid-trust credential list shows what the tenant holds".into()
+            }
             SessionError::Renewal(_) => {
                 "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".into()
             }

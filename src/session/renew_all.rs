@@ -16,7 +16,8 @@ use serde::Serialize;
 pub struct TenantResult {
     pub tenant: String,
     pub decision: Decision,
-    /// `applied`, `nothing`, `blocked`, `dry-run` or `failed`.
+    /// `applied`, `nothing`, `blocked`, `dry-run`, `incomplete` (the new key is in, a later step
+    /// could not be finished) or `failed`.
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -28,6 +29,9 @@ impl TenantResult {
     fn from_renewed(r: Renewed) -> TenantResult {
         let (outcome, error) = match r.outcome {
             Ok(o) => (o.to_string(), None),
+            Err(e @ SessionError::Incomplete(_)) => {
+                ("incomplete".to_string(), Some(format!("{e}")))
+            }
             Err(e) => ("failed".to_string(), Some(format!("{e}"))),
         };
         TenantResult {
@@ -40,7 +44,7 @@ impl TenantResult {
     }
 
     fn failed(&self) -> bool {
-        self.outcome == "failed" || self.outcome == "blocked"
+        matches!(self.outcome.as_str(), "failed" | "blocked" | "incomplete")
     }
 }
 

@@ -174,20 +174,20 @@ impl Session {
                 };
                 // The applications renewed before a failing one are recorded all the same: the
                 // ledger never forgets a window that is on Graph.
-                let (added, failed) = self.each_app(t, &op).await;
-                if added.is_empty()
-                    && let Some(e) = failed
+                let each = self.each_app(t, &op).await;
+                if each.added.is_empty()
+                    && let Some(e) = each.failed
                 {
                     return Err(e);
                 }
                 let tp = cert.thumbprint_sha1();
-                let records = added_records(&added, &tp, *start, *end, now);
+                let records = added_records(&each.added, &tp, *start, *end, now);
                 let detail = format!("new window {start} -> {end} for {tp}");
-                self.record(&[], |rec| rec.record_rewindow(&tp, records, detail, now))?;
-                match failed {
-                    Some(e) => Err(e),
-                    None => Ok("applied"),
-                }
+                self.record(&[], |rec| {
+                    each.record_changes(rec);
+                    rec.record_rewindow(&tp, records, detail, now)
+                })?;
+                each.result()
             }
             Decision::Roll {
                 thumbprint,
@@ -206,32 +206,33 @@ impl Session {
                 let op = RenewOp::Roll {
                     new: graph::new_key(&cert, *start, *end),
                 };
-                let (added, failed) = self.each_app(t, &op).await;
-                if let Some(e) = failed {
+                let mut each = self.each_app(t, &op).await;
+                if let Some(e) = each.failed.take() {
+                    if !each.changed.is_empty() {
+                        self.record(&[], |rec| each.record_changes(rec))?;
+                    }
                     return Err(e);
                 }
                 *script = Some(self.write_roll_script(t, &cert, *effective)?);
-                let records = added_records(&added, thumbprint, *start, *end, now);
+                let records = added_records(&each.added, thumbprint, *start, *end, now);
                 let next = CertRecord::from_cert(&cert);
                 let blocked = blocked.clone();
                 self.record(&[], |rec| {
+                    each.record_changes(rec);
                     rec.start_roll(next, records, *effective, blocked, now);
                 })?;
-                Ok("applied")
+                each.result()
             }
         }
     }
 
-    /// Runs `op` on each of the tenant's applications (the caller holds the tenant lock):
-    /// (the key each got, the first failure; the run stops there).
-    async fn each_app(
-        &self,
-        t: &TenantRecord,
-        op: &RenewOp,
-    ) -> (Vec<(String, Option<KeyCredential>)>, Option<SessionError>) {
+    /// Runs `op` on each of the tenant's applications (the caller holds the tenant lock): the key
+    /// each holds now, what Graph changed, the steps left incomplete, and the first failure (the
+    /// run stops there).
+    async fn each_app(&self, t: &TenantRecord, op: &RenewOp) -> EachApp {
         let actor = self.actor();
         let g = self.graph();
-        let mut out = Vec::new();
+        let mut out = EachApp::default();
         for app in &t.app_ids {
             // A tenant whose app management policy caps key lifetimes refuses the one-year
             // window (CredentialInvalidLifetimeAsPerAppPolicy, which does not say the cap): the
@@ -264,11 +265,13 @@ impl Session {
                 );
             }
             match outcome {
-                Ok(
-                    Outcome::Applied { plan, .. }
-                    | Outcome::Unchanged { plan, .. }
-                    | Outcome::Planned { plan, .. },
-                ) => out.push((app.clone(), plan.added.or(plan.already_present))),
+                Ok(a) => {
+                    if let Some(i) = a.incomplete {
+                        out.incomplete.push(format!("{app}: {i}"));
+                    }
+                    out.changed.push((app.clone(), a.changed));
+                    out.added.push((app.clone(), a.held));
+                }
                 Err(e) => {
                     let hint = match &e {
                         // The newer certificate is this ledger's pending roll: confirm it.
@@ -285,11 +288,12 @@ impl Session {
                         _ => e.hint().replace("<tenant>", &t.domain),
                     };
                     let msg = format!("{app}: {e} ({hint})");
-                    return (out, Some(SessionError::Renewal(msg)));
+                    out.failed = Some(SessionError::Renewal(msg));
+                    return out;
                 }
             }
         }
-        (out, None)
+        out
     }
 
     /// Retires the keys of the old certificate `thumbprint` from every target application, with
@@ -313,6 +317,7 @@ impl Session {
         let actor = self.actor();
         let g = self.graph();
         let mut done = Vec::new();
+        let mut changed = Vec::new();
         let mut failure = None;
         for app in &t.app_ids {
             let outcome = async {
@@ -332,7 +337,13 @@ impl Session {
             }
             .await;
             match outcome {
-                Ok(_) | Err(CredentialError::Plan(graph::PlanError::NoSuchKey(_))) => {
+                Ok(o) => {
+                    if let Outcome::Applied { resend, .. } = o {
+                        changed.push((app.clone(), resend.changed));
+                    }
+                    done.push(app.clone());
+                }
+                Err(CredentialError::Plan(graph::PlanError::NoSuchKey(_))) => {
                     done.push(app.clone());
                 }
                 Err(e) => {
@@ -343,7 +354,15 @@ impl Session {
         }
         if !done.is_empty() {
             let now = self.clock.now();
-            self.record(&[], |rec| rec.record_retirement(thumbprint, &done, now))?;
+            // The kept keys as Graph holds them now (it may have taken them anew).
+            let each = EachApp {
+                changed,
+                ..EachApp::default()
+            };
+            self.record(&[], |rec| {
+                each.record_changes(rec);
+                rec.record_retirement(thumbprint, &done, now)
+            })?;
         }
         match failure {
             Some(e) => Err(e),
@@ -529,17 +548,18 @@ impl RenewOp {
         change: &Change<'_>,
         sp_id: &str,
         clock: crate::clock::Clock,
-    ) -> Result<Outcome, CredentialError> {
+    ) -> Result<Applied, CredentialError> {
         match self {
             RenewOp::Roll { new } => {
-                change
+                let first = change
                     .keys(
                         sp_id,
                         |ex| graph::plan_upload(ex, new.clone(), clock.now()),
                         &mut standing,
                         "renew: roll, new certificate next to the old",
                     )
-                    .await
+                    .await?;
+                Ok(Applied::of(first))
             }
             RenewOp::Rewindow {
                 new,
@@ -562,50 +582,170 @@ impl RenewOp {
                         "renew: new window",
                     )
                     .await?;
-                let (plan, before) = match &first {
+                let mut applied = Applied::of(first);
+                let (plan, before) = match &applied.first {
                     Outcome::Applied { plan, before, .. } => (plan, before),
                     Outcome::Unchanged { plan, sp } | Outcome::Planned { plan, sp } => (plan, sp),
                 };
                 // The replacement as it is on Graph: ours as sent (its start may have been moved up
                 // to the moment of sending), or another host's that was adopted.
-                let Some(replacement) = plan.added.as_ref().or(plan.already_present.as_ref())
-                else {
-                    return Ok(first);
+                let Some(replacement) = plan.added.clone().or(plan.already_present.clone()) else {
+                    return Ok(applied);
                 };
                 // What it supersedes, identified in the read taken before it was added: never a
                 // window another host added since.
-                let superseded =
-                    graph::superseded_windows(&before.key_credentials, replacement, *covered_until);
+                let superseded = graph::superseded_windows(
+                    &before.key_credentials,
+                    &replacement,
+                    *covered_until,
+                );
                 if superseded.is_empty() {
-                    return Ok(first);
+                    return Ok(applied);
                 }
-                // The old windows go only once the new one has started.
+                // The superseded windows Graph took anew in that PATCH (issue 28, `minimal`: a
+                // new keyId and its own window), as it holds them now.
+                let taken_anew: Vec<KeyIdentity> = applied
+                    .changed
+                    .iter()
+                    .filter(|c| {
+                        superseded
+                            .iter()
+                            .any(|s| s.same_window(&KeyIdentity::of(&c.before_key)))
+                    })
+                    .filter_map(|c| c.after_key.as_ref().map(KeyIdentity::of))
+                    .collect();
+                // The old windows go only once the new one has started: on Graph's clock when its
+                // `Date` is known (it may lag this machine's).
                 let new_start = replacement.start_date_time.unwrap_or(*start);
-                // On Graph's clock when its `Date` is known (it may lag this machine's).
                 let server_now = change.graph.server_now().unwrap_or_else(|| clock.now());
                 let wait = (new_start - server_now.min(clock.now()))
                     .to_std()
                     .unwrap_or_default();
                 tokio::time::sleep(wait + Duration::from_millis(1100)).await;
-                let replacement = KeyIdentity::of(replacement);
-                // The renewal is done once the new window is in: a superseded window that cannot
-                // be retired now stays until it ends (the next change drops it as expired).
-                if let Err(e) = change
+                let replacement = KeyIdentity::of(&replacement);
+                // The renewal is done once the new window is in and the superseded ones are gone;
+                // one that cannot be retired now stays until it ends, and the step is reported
+                // incomplete with what Graph changed.
+                match change
                     .keys(
                         sp_id,
-                        |ex| graph::plan_retire(ex, &superseded, &replacement, clock.now()),
+                        |ex| {
+                            graph::plan_retire(
+                                ex,
+                                &superseded,
+                                &taken_anew,
+                                &replacement,
+                                clock.now(),
+                            )
+                        },
                         &mut standing,
                         "renew: retire the superseded window",
                     )
                     .await
                 {
-                    tracing::warn!(
-                        "{}: the new window is in, but the old one was left in place until it ends: {e}",
-                        change.app_id
-                    );
+                    Ok(retired) => applied.then(retired),
+                    Err(e) => {
+                        applied.incomplete = Some(format!(
+                            "the new window is in, but the window(s) it supersedes could not be removed and stay until they end: {e}{}",
+                            applied.graph_changed()
+                        ));
+                    }
                 }
-                Ok(first)
+                Ok(applied)
             }
         }
+    }
+}
+
+/// What a renewal's key change came to on each application.
+#[derive(Default)]
+struct EachApp {
+    /// The key of the certificate each application holds now.
+    added: Vec<(String, Option<KeyCredential>)>,
+    /// Kept keys Graph changed, by application.
+    changed: Vec<(String, Vec<graph::resend::KeptChange>)>,
+    /// Steps that could not be finished, by application, in words.
+    incomplete: Vec<String>,
+    /// The first failure (the applications after it were not tried).
+    failed: Option<SessionError>,
+}
+
+impl EachApp {
+    /// The ledger follows what Graph changed in kept keys: it never records a window the tenant
+    /// does not hold.
+    fn record_changes(&self, rec: &mut TenantRecord) {
+        for (app, changed) in &self.changed {
+            super::keys::record_kept_changes(rec, app, changed);
+        }
+    }
+
+    /// `applied`, or the failure, or the steps left incomplete (exit 1).
+    fn result(self) -> Result<&'static str, SessionError> {
+        match (self.failed, self.incomplete.is_empty()) {
+            (Some(e), _) => Err(e),
+            (None, false) => Err(SessionError::Incomplete(self.incomplete.join("; "))),
+            (None, true) => Ok("applied"),
+        }
+    }
+}
+
+/// What a key change of `renew` came to on one application.
+struct Applied {
+    /// The change that added the key (or found it there).
+    first: Outcome,
+    /// The key of the certificate as the application holds it at the end (Graph may have taken
+    /// it anew in a later PATCH of the same renewal: then its new keyId and window).
+    held: Option<KeyCredential>,
+    /// Every kept key Graph changed (a new keyId, its own window) in the renewal's PATCHes.
+    changed: Vec<graph::resend::KeptChange>,
+    /// The step that could not be finished, in words (the renewal is then `incomplete`).
+    incomplete: Option<String>,
+}
+
+impl Applied {
+    fn of(first: Outcome) -> Applied {
+        let changed = match &first {
+            Outcome::Applied { resend, .. } => resend.changed.clone(),
+            _ => Vec::new(),
+        };
+        let held = match &first {
+            Outcome::Applied { plan, .. }
+            | Outcome::Unchanged { plan, .. }
+            | Outcome::Planned { plan, .. } => plan.added.clone().or(plan.already_present.clone()),
+        };
+        Applied {
+            first,
+            held,
+            changed,
+            incomplete: None,
+        }
+    }
+
+    /// Adds a later change of the same renewal: the key held is followed through what Graph
+    /// changed in it.
+    fn then(&mut self, later: Outcome) {
+        if let Outcome::Applied { resend, .. } = later {
+            for c in resend.changed {
+                if let Some(h) = &self.held
+                    && KeyIdentity::of(&c.before_key).same_window(&KeyIdentity::of(h))
+                {
+                    self.held = c.after_key.clone();
+                }
+                self.changed.push(c);
+            }
+        }
+    }
+
+    /// What Graph changed, for a message ("" when nothing).
+    fn graph_changed(&self) -> String {
+        if self.changed.is_empty() {
+            return String::new();
+        }
+        let what: Vec<String> = self
+            .changed
+            .iter()
+            .map(crate::credential::change_line)
+            .collect();
+        format!("; Graph changed: {}", what.join("; "))
     }
 }
