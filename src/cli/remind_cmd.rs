@@ -129,11 +129,17 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     if let Some(n) = &a.tenant
         && tenants.is_empty()
     {
-        return Err(Failure::input(
-            anyhow::anyhow!("{n} is not in the ledger"),
-            None,
+        return Err(ctx.named_tenant_missing(
+            n,
+            Failure::input(anyhow::anyhow!("{n} is not in the ledger"), None),
         ));
     }
+    // Damaged records are left aside (the others are reminded) and reported at the end.
+    let damaged = if a.tenant.is_none() {
+        ledger.damaged.clone()
+    } else {
+        Vec::new()
+    };
     let store = ctx.ledger_store()?;
     // Reminders printed on the terminal are the run's output: no bar among them.
     let printed = notifiers.iter().any(|n| n.id() == "stdout");
@@ -161,7 +167,19 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             f.error
         ));
     }
-    let (json, failed) = (report.json(ctx.global.dry_run), &report.failed);
+    let (mut json, failed) = (report.json(ctx.global.dry_run), &report.failed);
+    json["damaged"] = serde_json::Value::Array(
+        damaged
+            .iter()
+            .map(|d| serde_json::json!({"tenant": d.tenant, "file": d.path, "error": d.error, "fix": d.hint}))
+            .collect(),
+    );
+    for d in &damaged {
+        ctx.printer.note(&format!(
+            "problem: {}: {}; fix: {}",
+            d.tenant, d.error, d.hint
+        ));
+    }
     ctx.printer.emit(&json, || {
         if ctx.global.dry_run {
             let mut s = format!(
@@ -182,6 +200,11 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             )
         }
     });
+    if failed.is_empty()
+        && let Some(f) = super::ledger_rec::damaged_failure(&damaged)
+    {
+        return Err(f);
+    }
     if !failed.is_empty() {
         return Err(Failure::runtime(
             anyhow::anyhow!(
