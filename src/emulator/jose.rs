@@ -179,7 +179,7 @@ mod tests {
         let header = br#"{"alg":"PS256","typ":"JWT","x5t#S256":"abc"}"#.to_vec();
         let claims =
             br#"{"iss":"x","sub":"x","aud":"https://login/t/oauth2/v2.0/token","exp":1}"#.to_vec();
-        assert!(header.len() % 3 != 0 && claims.len() % 3 != 0);
+        assert!(!header.len().is_multiple_of(3) && !claims.len().is_multiple_of(3));
         let input = format!("{}.{}", URL_SAFE.encode(&header), URL_SAFE.encode(&claims));
         assert!(input.contains('='), "{input}");
         let mut sig = vec![0u8; key.public_modulus_len()];
