@@ -332,8 +332,7 @@ fn one_damaged_record_of_twenty_stops_only_its_own_tenant() {
             "--all",
         ],
     );
-    let e = one_error(&o, 1, "remind --all");
-    assert!(e.contains("problem: t07.example.com"), "{e}");
+    one_error(&o, 1, "remind --all");
     let v = json_out(&o);
     let mut reminded: Vec<String> = v["planned"]
         .as_array()
@@ -348,8 +347,32 @@ fn one_damaged_record_of_twenty_stops_only_its_own_tenant() {
         .filter(|n| *n != "t07.example.com")
         .cloned()
         .collect();
+    let damaged_entry = v["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["message"])
+        .find(|m| m["tenant"] == "t07.example.com")
+        .expect("the damaged record is reminded as a problem");
+    assert_eq!(damaged_entry["kind"], "renewal-failure", "{damaged_entry}");
+    assert!(
+        damaged_entry["detail"].as_str().unwrap().contains(&file)
+            && damaged_entry["action"]
+                .as_str()
+                .unwrap()
+                .contains("tenant add t07.example.com"),
+        "{damaged_entry}"
+    );
+    reminded.retain(|t| t != "t07.example.com");
     assert_eq!(reminded, others, "{v}");
     assert_eq!(v["damaged"][0]["tenant"], "t07.example.com", "{v}");
+
+    // A real run (reminders on stdout): the damaged record is reminded, nothing is written to
+    // it, and the run ends on its error.
+    let o = ht(s, &["remind", "--all"]);
+    one_error(&o, 1, "remind --all, sent");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("t07.example.com") && out.contains(&file), "{out}");
 
     // status: the others, and the damaged one as a problem.
     let o = ht(s, &["--output", "json", "status", "--all"]);

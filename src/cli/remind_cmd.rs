@@ -149,9 +149,10 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         super::progress::for_run(ctx.printer.json(), ctx.global.verbose)
     };
     let report = super::runtime()?
-        .block_on(crate::remind::run::run(
+        .block_on(crate::remind::run::run_with_damaged(
             &store,
             &tenants,
+            &damaged,
             &notifiers,
             &settings.reminders.thresholds_days,
             ctx.clock,
@@ -174,12 +175,6 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             .map(|d| serde_json::json!({"tenant": d.tenant, "file": d.path, "error": d.error, "fix": d.hint}))
             .collect(),
     );
-    for d in &damaged {
-        ctx.printer.note(&format!(
-            "problem: {}: {}; fix: {}",
-            d.tenant, d.error, d.hint
-        ));
-    }
     ctx.printer.emit(&json, || {
         if ctx.global.dry_run {
             let mut s = format!(
