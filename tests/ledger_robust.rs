@@ -57,7 +57,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Item 6: the on-disk state each crash point of the migration leaves (this build's order:
-/// records, rename, FORMAT; and 0.2's, which wrote FORMAT before the rename) is finished by the
+/// records, rename, FORMAT; and the earlier builds', which wrote FORMAT before the rename) is finished by the
 /// next command, whatever it is: every tenant is there, FORMAT is written, the format-1 file is
 /// kept as ledger.json.v1, and the ledger takes changes.
 #[test]
@@ -132,7 +132,7 @@ fn an_interrupted_migration_is_finished_from_every_crash_point() {
             }),
         ),
         (
-            "0.2's order: after FORMAT, before the rename",
+            "the earlier order: after FORMAT, before the rename",
             Box::new({
                 let (legacy, all_records) = (legacy.clone(), all_records.clone());
                 move |s| {
@@ -372,7 +372,10 @@ fn one_damaged_record_of_twenty_stops_only_its_own_tenant() {
     let o = ht(s, &["remind", "--all"]);
     one_error(&o, 1, "remind --all, sent");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("t07.example.com") && out.contains(&file), "{out}");
+    assert!(
+        out.contains("t07.example.com") && out.contains(&file),
+        "{out}"
+    );
 
     // status: the others, and the damaged one as a problem.
     let o = ht(s, &["--output", "json", "status", "--all"]);

@@ -260,6 +260,9 @@ pub fn key_of(domain: &str) -> String {
     format!("_{}-{h}", clean.trim_start_matches('.'))
 }
 
+/// How long a read waits for another run's migration (or whole-ledger change) to finish.
+const MIGRATION_WAIT: Duration = Duration::from_secs(60);
+
 /// An open lock file, released on drop.
 struct Held(#[allow(dead_code)] File);
 
@@ -376,24 +379,31 @@ impl LedgerStore {
     /// On disk: `ledger.json` without `FORMAT` is a migration to do (again); `ledger.json.v1`
     /// without `ledger.json` nor `FORMAT` is one stopped between 2 and 3 (its records are all
     /// written: `FORMAT` is written); `ledger.json` next to `FORMAT` without `ledger.json.v1` is
-    /// one that hybrid-trust 0.2 (which wrote `FORMAT` before the rename) stopped before its
+    /// one that an earlier build (which wrote `FORMAT` before the rename) stopped before its
     /// rename: the rename is done. `ledger.json` next to both `FORMAT` and `ledger.json.v1` was put
     /// there after a migration: refused, untouched ([`LedgerError::Leftover`]).
-    fn ensure(&self) -> Result<(), LedgerError> {
+    fn ensure(&self, timeout: Duration) -> Result<(), LedgerError> {
         let format = self.dir.join("FORMAT");
         // The common case, without a lock: `FORMAT` is written last, so a ledger that has it and
         // no `ledger.json` is migrated.
         if format.exists() && !self.legacy.exists() {
             return Ok(());
         }
-        // A format-1 ledger that cannot be migrated as it is is refused before anything is made.
+        // A format-1 ledger that cannot be migrated as it is is refused before anything is made
+        // (gone meanwhile: another run migrated it, which the locked check below sees).
         if self.legacy.exists() && !format.exists() {
-            self.read_legacy()?;
+            match self.read_legacy() {
+                Err(LedgerError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                r => {
+                    r?;
+                }
+            }
         }
         for d in [&self.dir, &self.tenants_dir(), &self.dir.join("ids")] {
             crate::paths::ensure_private_dir(d).map_err(self.werr(d))?;
         }
-        let _lock = acquire(&self.dir.join("lock"), false, Duration::from_secs(60))?;
+        let _lock = acquire(&self.dir.join("lock"), false, timeout)?;
         let kept = self.kept_v1();
         match (format.exists(), self.legacy.exists(), kept.exists()) {
             (true, false, _) => Ok(()),
@@ -484,7 +494,7 @@ impl LedgerStore {
         if !self.exists() {
             return Ok(Ledger::empty());
         }
-        self.ensure()?;
+        self.ensure(MIGRATION_WAIT)?;
         let dir = self.tenants_dir();
         let (mut tenants, mut damaged) = (Vec::new(), Vec::new());
         let entries = std::fs::read_dir(&dir).map_err(|source| LedgerError::Read {
@@ -524,7 +534,7 @@ impl LedgerStore {
         if !self.exists() {
             return Ok(None);
         }
-        self.ensure()?;
+        self.ensure(MIGRATION_WAIT)?;
         let key = self.find_key(name, tenant_id);
         Ok(self
             .read_file(&self.file(&key))?
@@ -534,7 +544,7 @@ impl LedgerStore {
     /// Locks the whole ledger (exclusive: every per-tenant change waits), loads it, and hands it
     /// back for changes; `commit` writes what changed.
     pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {
-        self.ensure()?;
+        self.ensure(timeout)?;
         let lock = acquire(&self.dir.join("lock"), false, timeout)?;
         let ledger = self.load()?;
         Ok(LedgerGuard {
@@ -556,7 +566,7 @@ impl LedgerStore {
         timeout: Duration,
         f: impl FnOnce(&mut Ledger) -> T,
     ) -> Result<T, LedgerError> {
-        self.ensure()?;
+        self.ensure(timeout)?;
         let _shared = acquire(&self.dir.join("lock"), true, timeout)?;
         let key = self.find_key(name, tenant_id);
         let _tenant = acquire(
@@ -749,6 +759,43 @@ mod tests {
         let e = store.load().unwrap_err();
         assert!(matches!(e, LedgerError::Leftover { .. }), "{e:?}");
         assert!(e.hint().contains("move"), "{}", e.hint());
+    }
+
+    /// Issue 24, item 6: every decision of the migration is taken under the exclusive ledger
+    /// lock. A ledger stopped between `FORMAT` and the rename (as earlier builds could leave it)
+    /// is not judged while another run holds the lock (it may be that run's migration); once
+    /// the lock is free, the migration is finished.
+    #[test]
+    fn the_migration_is_judged_and_finished_under_the_ledger_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let reference = tempfile::tempdir().unwrap();
+        std::fs::copy(v1, reference.path().join("ledger.json")).unwrap();
+        let want = LedgerStore::in_dir(reference.path()).load().unwrap();
+        // Every record written, FORMAT written, ledger.json not renamed yet.
+        std::fs::copy(v1, dir.path().join("ledger.json")).unwrap();
+        let store = LedgerStore::in_dir(dir.path());
+        for d in [store.tenants_dir(), store.dir.join("ids")] {
+            crate::paths::ensure_private_dir(&d).unwrap();
+        }
+        for t in &want.tenants {
+            store.write_record(t, false).unwrap();
+        }
+        std::fs::write(store.dir.join("FORMAT"), b"2\n").unwrap();
+        let held = acquire(&store.dir.join("lock"), false, Duration::ZERO).unwrap();
+        match store.lock(Duration::from_millis(20)) {
+            Err(LedgerError::Busy { .. }) => {}
+            other => panic!("judged without the lock: {:?}", other.map(|g| g.ledger)),
+        }
+        assert!(
+            dir.path().join("ledger.json").exists(),
+            "untouched meanwhile"
+        );
+        drop(held);
+        let got = store.lock(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.ledger.tenants, want.tenants);
+        assert!(!dir.path().join("ledger.json").exists());
+        assert!(dir.path().join("ledger.json.v1").exists());
     }
 
     /// Issue 14, defect 4: a ledger date past the calendar crashed every `status`; it is now
