@@ -44,12 +44,20 @@ pub struct LooseMode {
     pub what: &'static str,
     pub path: PathBuf,
     pub reason: String,
-    /// The command that fixes it.
+    /// The command that fixes it (or, for a link, what to do instead).
     pub fix: String,
+    /// The path is reached through a symbolic link in a folder others can write.
+    pub through_link: bool,
 }
 
 impl LooseMode {
     pub fn hint(&self) -> String {
+        if self.through_link {
+            return format!(
+                "whoever can write that folder can point the link elsewhere and choose what hybrid-trust uploads; {}",
+                self.fix
+            );
+        }
         format!(
             "whoever can write it can change what hybrid-trust uploads; check who changed it, then run: {}",
             self.fix
@@ -61,7 +69,15 @@ impl LooseMode {
 /// this one (or root) owns, as ssh refuses a loose `~/.ssh` (sshd `StrictModes`): the ledger holds
 /// the certificate `renew` uploads, so whoever can write it chooses the key that lets its holder
 /// act as Skype for Business Online. A missing file is fine (it will be made 0600).
+///
+/// The path is judged as resolved (the folder it leads to) and, for each symbolic link met on
+/// the way, by the folder holding that link (issue 24, item 11): whoever can write that folder
+/// can replace the link and send the tool to a state dir of their choosing, whatever the modes
+/// of the folder it points at today. As OpenSSH's `StrictModes` judges every folder on the path,
+/// a sticky world-writable folder (`/tmp`) is not trusted either.
 pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
+    #[cfg(unix)]
+    refuse_loose_links(path, what)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
@@ -75,6 +91,7 @@ pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
                     path: path.to_path_buf(),
                     reason: format!("can be written by others (mode {mode:03o})"),
                     fix: format!("chmod {fix:o} {quoted}"),
+                    through_link: false,
                 });
             }
             // This process's user: the owner of /proc/self (Linux; elsewhere the check is skipped).
@@ -87,12 +104,106 @@ pub fn refuse_loose(path: &Path, what: &'static str) -> Result<(), LooseMode> {
                     path: path.to_path_buf(),
                     reason: format!("belongs to another user (uid {})", m.uid()),
                     fix: format!("chown {me} {quoted}"),
+                    through_link: false,
                 });
             }
         }
     }
     #[cfg(not(unix))]
     let _ = (path, what);
+    Ok(())
+}
+
+/// Whether a folder's metadata lets someone other than this user (and root) change its entries:
+/// writable by the group or others, or owned by another user. `None`: it may.
+#[cfg(unix)]
+fn loose_folder(m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Some(format!("can be written by others (mode {mode:03o})"));
+    }
+    let me = std::fs::metadata("/proc/self").map(|p| p.uid()).ok()?;
+    (m.uid() != me && m.uid() != 0).then(|| format!("belongs to another user (uid {})", m.uid()))
+}
+
+/// Walks `path` as the kernel resolves it, and refuses it when a symbolic link on the way lies
+/// in a folder someone else can change ([`refuse_loose`]).
+#[cfg(unix)]
+fn refuse_loose_links(path: &Path, what: &'static str) -> Result<(), LooseMode> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let mut todo: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let mut cur = PathBuf::new();
+    let push_all = |todo: &mut VecDeque<std::ffi::OsString>, p: &Path, cur: &mut PathBuf| {
+        let mut front = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::RootDir | Component::Prefix(_) => {
+                    *cur = PathBuf::from(c.as_os_str());
+                    front.clear();
+                }
+                Component::CurDir => {}
+                Component::ParentDir | Component::Normal(_) => front.push(c.as_os_str().to_owned()),
+            }
+        }
+        for c in front.into_iter().rev() {
+            todo.push_front(c);
+        }
+    };
+    push_all(&mut todo, path, &mut cur);
+    // As the kernel's own limit on links followed (ELOOP): past it, the open fails anyway.
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            if !cur.pop() {
+                cur.push("..");
+            }
+            continue;
+        }
+        let next = cur.join(&c);
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            // Missing: made later by the tool, as a folder of its own.
+            return Ok(());
+        };
+        if !meta.file_type().is_symlink() {
+            cur = next;
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return Ok(());
+        }
+        let parent = if cur.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            cur.clone()
+        };
+        if let Some(reason) = std::fs::metadata(&parent)
+            .ok()
+            .and_then(|m| loose_folder(&m))
+        {
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            return Err(LooseMode {
+                what,
+                path: path.to_path_buf(),
+                reason: format!(
+                    "is reached through the symbolic link {}, in {} which {reason}",
+                    next.display(),
+                    parent.display()
+                ),
+                fix: format!(
+                    "name the real folder instead ('{}'), or move the link to a folder only you can write",
+                    real.display()
+                ),
+                through_link: true,
+            });
+        }
+        let Ok(target) = std::fs::read_link(&next) else {
+            return Ok(());
+        };
+        push_all(&mut todo, &target, &mut cur);
+    }
     Ok(())
 }
 
@@ -267,5 +378,50 @@ mod tests {
         );
         let e = read_limited(&dir.path().join("nope"), 10, "x").unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// Issue 24, item 11: a state dir reached through a symbolic link is judged by the folder
+    /// holding the link too (whoever can write that folder can re-point the link), as well as by
+    /// the folder it resolves to; a link in a private folder is fine.
+    #[cfg(unix)]
+    #[test]
+    fn a_state_dir_through_a_link_in_a_folder_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real-state");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let link = shared.join("state");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        for mode in [0o777, 0o1777, 0o775] {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = refuse_loose(&link, "the state dir").expect_err("refused");
+            let line = e.to_string();
+            assert!(line.contains(&link.display().to_string()), "{line}");
+            assert!(line.contains(&format!("{mode:03o}")), "{mode:o}: {line}");
+            assert!(
+                e.hint().contains(&real.display().to_string()),
+                "{}",
+                e.hint()
+            );
+            // Below the link, too (the ledger folder of that state dir).
+            std::fs::create_dir_all(real.join("ledger")).unwrap();
+            assert!(refuse_loose(&link.join("ledger"), "the ledger").is_err());
+            // A relative link, and a path that goes through the link and back up.
+            let rel = shared.join("rel");
+            let _ = std::fs::remove_file(&rel);
+            std::os::unix::fs::symlink("../real-state", &rel).unwrap();
+            assert!(refuse_loose(&rel, "the state dir").is_err());
+        }
+        // The same link in a folder only this user can write, and the real path: accepted.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(refuse_loose(&link, "the state dir").is_ok());
+        assert!(refuse_loose(&shared.join("rel").join("ledger"), "the ledger").is_ok());
+        assert!(refuse_loose(&real, "the state dir").is_ok());
+        // A link to a loose folder is judged by where it leads, as before.
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(refuse_loose(&link, "the state dir").is_err());
     }
 }

@@ -122,6 +122,36 @@ async fn random_faults_follow_the_seed() {
     assert_ne!(a, run(12).await);
 }
 
+/// Issue 24, item 8: `lost-write` is a PATCH's fault (docs/emulator.md). At probability 1 the
+/// token POST and the GETs are answered as always; the PATCH gets its 204 and changes nothing.
+#[tokio::test]
+async fn a_lost_write_fault_hits_only_the_patch() {
+    let mut cfg = quiet_tls();
+    cfg.faults = "lost-write:1".parse().unwrap();
+    let emu = Emu::start_with(cfg).await;
+    let token = emu.admin_token().await;
+    let before = emu.sp(SFB).await;
+    assert!(before["keyCredentials"].is_array(), "{before}");
+    let cert = fresh_cert("sfb.contoso.com");
+    let (s, _) = emu.patch_keys(SFB, json!([key_body(&cert)])).await;
+    assert_eq!(s, 204, "the PATCH is answered as if applied");
+    assert_eq!(emu.sp(SFB).await, before, "and nothing was applied");
+    let (s, _, v) = emu
+        .graph_as(&token, Method::GET, "servicePrincipals", None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = emu
+        .client
+        .get(format!(
+            "{}/{}/metadata/json/1",
+            emu.cloud.acs_url, emu.tenant.domain
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn request_counters_classify_calls() {
     let emu = Emu::start().await;

@@ -276,6 +276,59 @@ async fn a_missing_service_principal_is_explained_and_created_on_request() {
     );
 }
 
+/// Issue 24, item 10: `--dry-run --create-service-principal` on a terminal asks nothing (it
+/// asked "Apply this change? [y/N]" and ignored the answer). Run on a pseudo-terminal by
+/// `tests/interop/tty_confirm.py`, which would answer "y" to any prompt and leaves a marker file
+/// when one opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_creating_a_service_principal_asks_nothing_on_a_terminal() {
+    let mut cfg = quiet_tls();
+    cfg.seed_tenants = Seed {
+        without_service_principals: vec![SFB.to_string()],
+        ..Seed::default()
+    };
+    let emu = Emu::start_with(cfg).await;
+    let tool = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let p = tool.write_cert("c.pem", &fresh_cert("sfb.contoso.com"));
+    let marker = tool.dir.path().join("prompted");
+    let go = tool.dir.path().join("go");
+    std::fs::write(&go, b"").unwrap();
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/tty_confirm.py");
+    let mut c = std::process::Command::new("python3");
+    c.arg(driver)
+        .arg(&marker)
+        .arg(&go)
+        .arg(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .args(["--client-secret-env", "HT_TEST_SECRET", "--dry-run"])
+        .args(["credential", "upload", "--tenant", &t, "--cert", &p])
+        .arg("--create-service-principal");
+    for (k, v) in tool.command().get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env("NO_COLOR", "1").stdin(std::process::Stdio::null());
+    let o = tokio::task::spawn_blocking(move || c.output().expect("python3 runs"))
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("it would be created (dry run)"), "{screen}");
+    assert!(!screen.contains("[y/N]"), "a dry run asked: {screen}");
+    assert!(!marker.exists(), "a prompt was opened: {screen}");
+    let (s, _, v) = emu
+        .graph(
+            Method::GET,
+            &format!("servicePrincipals?$filter=appId eq '{SFB}'"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(v["value"].as_array().unwrap().is_empty(), "nothing created");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_names_a_disabled_service_principal_with_entras_code() {
     let mut cfg = quiet_tls();

@@ -229,7 +229,13 @@ fn change_each(
             return Approval::Refused;
         }
         eprintln!("{}", report::create_text(app, ctx.global.dry_run));
-        [approval(ctx), Approval::Standing][usize::from(ctx.global.dry_run)]
+        // A dry run creates nothing, so nobody is asked (issue 24, item 10: an array of both
+        // answers indexed by `dry_run` asked before choosing, and ignored the answer).
+        if ctx.global.dry_run {
+            Approval::Standing
+        } else {
+            approval(ctx)
+        }
     };
     let outcomes = super::runtime()?
         .block_on(session.change_keys_creating(apps, op, &mut confirm, &mut create_sp))

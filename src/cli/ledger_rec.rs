@@ -4,11 +4,13 @@ use super::{Context, Failure};
 use crate::ledger::{LedgerStore, TenantRecord};
 use std::time::Duration;
 
-/// Exit 1, except for a date out of range: the user's own file holds bad input (exit 2).
+/// Exit 1, except for a date out of range or two entries for one tenant: the user's own file
+/// holds bad input (exit 2).
 fn ledger_failure(e: crate::ledger::LedgerError) -> Failure {
     let hint = e.hint();
     match e {
-        crate::ledger::LedgerError::DateOutOfRange { .. } => Failure::input(e, Some(hint)),
+        crate::ledger::LedgerError::DateOutOfRange { .. }
+        | crate::ledger::LedgerError::Duplicate { .. } => Failure::input(e, Some(hint)),
         _ => Failure::runtime(e, Some(hint)),
     }
 }
@@ -49,6 +51,37 @@ impl Context {
 
 pub fn failure(e: crate::ledger::LedgerError) -> Failure {
     ledger_failure(e)
+}
+
+/// The failure of a run that left damaged tenant records aside (issue 24, item 7), when there
+/// are some: one line naming the first record's file, its fix as the hint; exit 2 when a hand
+/// edit put an impossible date in it, else 1.
+pub fn damaged_failure(damaged: &[crate::ledger::Damaged]) -> Option<Failure> {
+    let first = damaged.first()?;
+    let line = match damaged.len() {
+        1 => first.error.clone(),
+        n => format!(
+            "{n} tenant records are damaged and were left aside (first: {})",
+            first.error
+        ),
+    };
+    let hint = Some(first.hint.clone());
+    Some(if first.bad_input {
+        Failure::input(anyhow::anyhow!(line), hint)
+    } else {
+        Failure::runtime(anyhow::anyhow!(line), hint)
+    })
+}
+
+impl Context {
+    /// A tenant named on the command line that the ledger does not list: the error of its
+    /// record when that record is damaged, else `missing` (not in the ledger).
+    pub fn named_tenant_missing(&self, name: &str, missing: Failure) -> Failure {
+        match self.ledger_store().map(|s| s.tenant(name, None)) {
+            Ok(Err(e)) => ledger_failure(e),
+            _ => missing,
+        }
+    }
 }
 
 impl Context {

@@ -144,11 +144,17 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     if let Some(n) = &a.tenant
         && tenants.is_empty()
     {
-        return Err(Failure::input(
-            anyhow::anyhow!("{n} is not in the ledger"),
-            None,
+        return Err(ctx.named_tenant_missing(
+            n,
+            Failure::input(anyhow::anyhow!("{n} is not in the ledger"), None),
         ));
     }
+    // Damaged records are left aside (the others are reminded) and reported at the end.
+    let damaged = if a.tenant.is_none() {
+        ledger.damaged.clone()
+    } else {
+        Vec::new()
+    };
     let store = ctx.ledger_store()?;
     // Reminders printed on the terminal are the run's output: no bar among them.
     let printed = notifiers.iter().any(|n| n.id() == "stdout");
@@ -158,9 +164,10 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         super::progress::for_run(ctx.printer.json(), ctx.global.verbose)
     };
     let report = super::runtime()?
-        .block_on(crate::remind::run::run(
+        .block_on(crate::remind::run::run_with_damaged(
             &store,
             &tenants,
+            &damaged,
             &notifiers,
             &settings.reminders.thresholds_days,
             ctx.clock,
@@ -176,7 +183,13 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             f.error
         ));
     }
-    let (json, failed) = (report.json(ctx.global.dry_run), &report.failed);
+    let (mut json, failed) = (report.json(ctx.global.dry_run), &report.failed);
+    json["damaged"] = serde_json::Value::Array(
+        damaged
+            .iter()
+            .map(|d| serde_json::json!({"tenant": d.tenant, "file": d.path, "error": d.error, "fix": d.hint}))
+            .collect(),
+    );
     ctx.printer.emit(&json, || {
         if ctx.global.dry_run {
             let mut s = format!(
@@ -197,6 +210,11 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
             )
         }
     });
+    if failed.is_empty()
+        && let Some(f) = super::ledger_rec::damaged_failure(&damaged)
+    {
+        return Err(f);
+    }
     if !failed.is_empty() {
         return Err(Failure::runtime(
             anyhow::anyhow!(

@@ -87,15 +87,21 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
         None => None,
     };
     let ledger = ctx.ledger()?;
+    // A damaged record stops only its own tenant (issue 24, item 7): `--tenant` another one
+    // goes on; `--all` reports it with the others.
     let tenants: Vec<TenantRecord> = match &a.tenant {
         Some(t) => vec![ledger.tenant(t).cloned().ok_or_else(|| {
-            Failure::input(
-                anyhow::anyhow!("{t} is not in the ledger"),
-                Some("onboard it, or record it with hybrid-trust tenant add".to_string()),
+            ctx.named_tenant_missing(
+                t,
+                Failure::input(
+                    anyhow::anyhow!("{t} is not in the ledger"),
+                    Some("onboard it, or record it with hybrid-trust tenant add".to_string()),
+                ),
             )
         })?],
         None => ledger.tenants.clone(),
     };
+    let damaged = if a.all { ledger.damaged } else { Vec::new() };
     let decisions = renew_all::plan(&tenants, offered.as_ref(), ctx.clock, policy);
     if decisions.iter().any(Decision::acts) && !ctx.global.dry_run {
         ctx.require_confirmable()?;
@@ -146,6 +152,8 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
             progress.as_ref(),
         ))
         .map_err(super::session_failure)?;
+    let mut results = results;
+    results.extend(damaged.iter().map(renew_all::TenantResult::damaged));
     let report = renew_all::RenewReport::new(ctx.global.dry_run, results);
     ctx.printer.emit(&report, || report.text());
     match report.failure() {

@@ -101,14 +101,21 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         crit_days: a.crit_days,
     };
     let ledger = ctx.ledger()?;
-    let mut tenants: Vec<TenantRecord> = match &a.tenant {
-        Some(t) => vec![ledger.tenant(t).cloned().ok_or_else(|| {
-            Failure::input(
-                anyhow::anyhow!("{t} is not in the ledger"),
-                Some("add it with hybrid-trust tenant add, or onboard it".to_string()),
-            )
-        })?],
-        None => ledger.tenants.clone(),
+    // A damaged record is shown as a problem of its own tenant; the others are reported.
+    let (mut tenants, damaged): (Vec<TenantRecord>, _) = match &a.tenant {
+        Some(t) => (
+            vec![ledger.tenant(t).cloned().ok_or_else(|| {
+                ctx.named_tenant_missing(
+                    t,
+                    Failure::input(
+                        anyhow::anyhow!("{t} is not in the ledger"),
+                        Some("add it with hybrid-trust tenant add, or onboard it".to_string()),
+                    ),
+                )
+            })?],
+            Vec::new(),
+        ),
+        None => (ledger.tenants.clone(), ledger.damaged.clone()),
     };
     let live = if a.live {
         let cloud = ctx.cloud()?;
@@ -134,7 +141,8 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         .transpose()?
         .unwrap_or_default();
     let fleet = status::Fleet::new(tenants, live, ctx.now, th)
-        .with_acknowledged(settings.advisories.acknowledged.clone());
+        .with_acknowledged(settings.advisories.acknowledged.clone())
+        .with_damaged(damaged);
     if a.check {
         let (code, line, json) = fleet.check(th);
         ctx.printer.emit(&json, || line.clone());
@@ -155,6 +163,9 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     match &a.out {
         Some(p) => super::files::write_new_file(p, out.as_bytes(), true)?,
         None => ctx.printer.raw(&out),
+    }
+    if let Some(f) = super::ledger_rec::damaged_failure(&fleet.damaged) {
+        return Err(f);
     }
     match fleet.live_failure() {
         Some((e, hint)) => Err(Failure::runtime(anyhow::anyhow!(e), Some(hint))),

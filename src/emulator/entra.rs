@@ -9,7 +9,9 @@
 //! its window (AADSTS700027 "The key used is expired."), the RS/PS signature (AADSTS700027 "Key
 //! was found, but use of the key to verify the signature failed."), `iss` = `sub` = `client_id`
 //! (AADSTS700021), `aud` = the token URL (AADSTS700023), `nbf`/`exp` within five minutes of skew
-//! (AADSTS700024). The signature is checked before any claim is trusted.
+//! (AADSTS700024). The signature is checked before any claim is trusted. Base64url segments may
+//! carry `=` padding, as Entra takes them from Microsoft's async azure-identity for Python
+//! (PROTOCOL.md §5.7).
 
 use super::app_ids;
 use super::certinfo::{self, hex_upper};
@@ -621,7 +623,10 @@ pub fn verify_assertion(
     audiences: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), EntraError> {
-    let jws = jose::decode(assertion).map_err(|_| malformed("Token format not valid."))?;
+    // Padded segments are taken: Entra accepts the assertions azure-identity's async
+    // CertificateCredential signs with `base64.urlsafe_b64encode` (shared/PROTOCOL.md §5.7).
+    let jws = jose::decode(assertion, jose::Padding::Tolerated)
+        .map_err(|_| malformed("Token format not valid."))?;
     // The thumbprint header: SHA-1 (`x5t`) or SHA-256 (`x5t#S256`), base64url.
     let (thumb, sha256) = if let Some(t) = jws.header_str("x5t#S256") {
         (t, true)

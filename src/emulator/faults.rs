@@ -48,6 +48,16 @@ impl FromStr for FaultKind {
     }
 }
 
+impl FaultKind {
+    /// Whether this fault can hit a request with `method`: a lost write is a PATCH's fault alone
+    /// (docs/emulator.md); a GET or a token POST "answered 204 and applied nothing" is not a
+    /// failure any real server shows, and it broke reads and sign-ins the fault was never meant
+    /// for. Every other kind hits any method.
+    pub fn applies_to(self, method: &str) -> bool {
+        self != FaultKind::LostWrite || method.eq_ignore_ascii_case("PATCH")
+    }
+}
+
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -101,8 +111,10 @@ impl FromStr for FaultSpec {
 }
 
 impl FaultSpec {
-    /// The fault (if any) for the request numbered `n`, reproducibly for `seed`.
-    pub fn pick(&self, seed: u64, n: u64) -> Option<FaultKind> {
+    /// The fault (if any) for the request numbered `n` (method `method`), reproducibly for
+    /// `seed`; a fault drawn that does not apply to the method ([`FaultKind::applies_to`]) is
+    /// none.
+    pub fn pick(&self, seed: u64, n: u64, method: &str) -> Option<FaultKind> {
         if self.entries.is_empty() {
             return None;
         }
@@ -111,7 +123,7 @@ impl FaultSpec {
         for (kind, p) in &self.entries {
             acc += p;
             if draw < acc {
-                return Some(*kind);
+                return Some(*kind).filter(|k| k.applies_to(method));
             }
         }
         None
@@ -139,9 +151,11 @@ fn one() -> u32 {
 
 impl FaultRule {
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.kind.applies_to(method)
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
             && path.contains(&self.path_contains)
     }
 }
@@ -218,10 +232,10 @@ mod tests {
     #[test]
     fn draws_are_reproducible_and_near_their_probability() {
         let spec: FaultSpec = "429:0.1,reset:0.05".parse().unwrap();
-        let a: Vec<_> = (0..2000).map(|n| spec.pick(7, n)).collect();
-        let b: Vec<_> = (0..2000).map(|n| spec.pick(7, n)).collect();
+        let a: Vec<_> = (0..2000).map(|n| spec.pick(7, n, "GET")).collect();
+        let b: Vec<_> = (0..2000).map(|n| spec.pick(7, n, "GET")).collect();
         assert_eq!(a, b);
-        let c: Vec<_> = (0..2000).map(|n| spec.pick(8, n)).collect();
+        let c: Vec<_> = (0..2000).map(|n| spec.pick(8, n, "GET")).collect();
         assert_ne!(a, c, "a different seed gives a different sequence");
         let n429 = a
             .iter()
@@ -257,5 +271,31 @@ mod tests {
         );
         assert_eq!(s.take("PATCH", "/graph/v1.0/servicePrincipals/x"), None);
         assert!(s.rules().is_empty());
+    }
+
+    /// Issue 24, item 8: a lost write hits a PATCH only, scripted (a rule without a method waits
+    /// for the PATCH, the GET and the token POST pass and consume nothing) or random.
+    #[test]
+    fn a_lost_write_hits_only_a_patch() {
+        let mut s = FaultScript::default();
+        s.replace(vec![FaultRule {
+            kind: FaultKind::LostWrite,
+            method: None,
+            path_contains: String::new(),
+            times: 1,
+            skip: 0,
+        }]);
+        assert_eq!(s.take("GET", "/graph/v1.0/servicePrincipals"), None);
+        assert_eq!(s.take("POST", "/login/t/oauth2/v2.0/token"), None);
+        assert_eq!(
+            s.take("PATCH", "/graph/v1.0/servicePrincipals/x"),
+            Some(FaultKind::LostWrite)
+        );
+        let spec: FaultSpec = "lost-write:1".parse().unwrap();
+        for n in 0..50 {
+            assert_eq!(spec.pick(3, n, "GET"), None);
+            assert_eq!(spec.pick(3, n, "POST"), None);
+            assert_eq!(spec.pick(3, n, "PATCH"), Some(FaultKind::LostWrite));
+        }
     }
 }

@@ -533,8 +533,8 @@ fn authenticate(s: &Shared, headers: &HeaderMap, now: DateTime<Utc>) -> Result<C
     if token.is_empty() {
         return Err(unauthenticated("Access token is empty."));
     }
-    let jws =
-        jose::decode(token).map_err(|_| unauthenticated("IDX14100: JWT is not well formed."))?;
+    let jws = jose::decode(token, jose::Padding::Tolerated)
+        .map_err(|_| unauthenticated("IDX14100: JWT is not well formed."))?;
     if jws.verify_rsa(&s.signing.public_pkcs1) != Some(true) {
         return Err(unauthenticated(
             "Access token validation failure. Invalid signature.",
@@ -1138,7 +1138,9 @@ fn malformed_proof(detail: &str) -> GraphError {
 /// app id, `iss` the principal's object id, a lifetime of at most 10 minutes.
 fn verify_proof(proof: &str, sp: &ServicePrincipal, now: DateTime<Utc>) -> Result<(), GraphError> {
     let jws =
-        jose::decode(proof).map_err(|_| malformed_proof("not a compact JWT without padding"))?;
+        // Graph refuses padded proofs (shared/PROTOCOL.md §1.5, Graph's rollkey proof docs).
+        jose::decode(proof, jose::Padding::Refused)
+            .map_err(|_| malformed_proof("not a compact JWT without padding"))?;
     let valid: Vec<_> = sp
         .key_credentials
         .iter()

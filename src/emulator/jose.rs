@@ -16,12 +16,42 @@ pub struct Jws {
 
 #[derive(Debug, PartialEq)]
 pub enum JwsError {
-    /// Not three dot-separated Base64url parts of JSON objects (padding `=` is refused, as Entra
-    /// refuses it in addKey proofs).
+    /// Not three dot-separated Base64url parts of JSON objects (with `=` padding where
+    /// [`Padding::Refused`]).
     Malformed,
 }
 
-pub fn decode(token: &str) -> Result<Jws, JwsError> {
+/// Whether a compact JWS may carry `=` padding in its Base64url segments. RFC 7515 §2 says
+/// base64url "with all trailing '=' characters omitted"; what Microsoft's services do differs
+/// by endpoint, and the emulator is strict only where a source says the service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// Refused: Graph's addKey/removeKey proof ("Base64url segments must not carry `=` padding
+    /// or Graph answers `Authentication_MissingOrMalformed`", shared/PROTOCOL.md §1.5, from
+    /// Graph's docs `concepts/application-rollkey-prooftoken.md`).
+    Refused,
+    /// Tolerated: the token endpoint's client assertions (shared/PROTOCOL.md §5.7: Microsoft's
+    /// azure-identity for Python, async `CertificateCredential`, signs its assertion with
+    /// `base64.urlsafe_b64encode`, padding kept, and Entra accepts it), and wherever no source
+    /// says a service refuses padding.
+    Tolerated,
+}
+
+/// Base64url that takes its segments with or without canonical `=` padding.
+const URL_SAFE_PADDING_TOLERATED: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+
+/// Decodes a compact JWS as the endpoint named by `padding` reads it. The signature is checked
+/// over the segments as they were sent (padding included), as every verifier does.
+pub fn decode(token: &str, padding: Padding) -> Result<Jws, JwsError> {
+    let b64 = |p: &str| match padding {
+        Padding::Refused => URL_SAFE_NO_PAD.decode(p),
+        Padding::Tolerated => URL_SAFE_PADDING_TOLERATED.decode(p),
+    };
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -29,7 +59,7 @@ pub fn decode(token: &str) -> Result<Jws, JwsError> {
         return Err(JwsError::Malformed);
     };
     let obj = |p: &str| -> Result<Map<String, Value>, JwsError> {
-        let bytes = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwsError::Malformed)?;
+        let bytes = b64(p).map_err(|_| JwsError::Malformed)?;
         match serde_json::from_slice(&bytes) {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(JwsError::Malformed),
@@ -37,7 +67,7 @@ pub fn decode(token: &str) -> Result<Jws, JwsError> {
     };
     let header = obj(h)?;
     let claims = obj(c)?;
-    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwsError::Malformed)?;
+    let signature = b64(s).map_err(|_| JwsError::Malformed)?;
     Ok(Jws {
         header,
         claims,
@@ -120,9 +150,63 @@ mod tests {
             "e30=.e30.AA",
             "W10.e30.AA",
         ] {
-            assert!(decode(t).is_err(), "{t:?} accepted");
+            assert!(decode(t, Padding::Refused).is_err(), "{t:?} accepted");
         }
-        assert!(decode("e30.e30.").is_ok());
+        assert!(decode("e30.e30.", Padding::Refused).is_ok());
+        for t in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "e30.e30.=",
+            "W10.e30.AA",
+            "e30==.e30.AA",
+            "e3=0.e30.AA",
+        ] {
+            assert!(decode(t, Padding::Tolerated).is_err(), "{t:?} accepted");
+        }
+    }
+
+    /// Issue 24, item 9: an assertion built as azure-identity's async `CertificateCredential`
+    /// builds it (`base64.urlsafe_b64encode`: every segment padded, here header, claims and the
+    /// 256-byte signature) decodes and verifies where padding is tolerated, and is still refused
+    /// where a source says it is (Graph's addKey proof).
+    #[test]
+    fn a_padded_assertion_is_taken_at_the_token_endpoint_only() {
+        use base64::engine::general_purpose::URL_SAFE;
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let key = RsaKeyPair::from_pkcs8(&kp.serialize_der()).unwrap();
+        // Lengths that need padding: 1 and 2 bytes over a multiple of 3.
+        let header = br#"{"alg":"PS256","typ":"JWT","x5t#S256":"abc"}"#.to_vec();
+        let claims =
+            br#"{"iss":"x","sub":"x","aud":"https://login/t/oauth2/v2.0/token","exp":1}"#.to_vec();
+        assert!(!header.len().is_multiple_of(3) && !claims.len().is_multiple_of(3));
+        let input = format!("{}.{}", URL_SAFE.encode(&header), URL_SAFE.encode(&claims));
+        assert!(input.contains('='), "{input}");
+        let mut sig = vec![0u8; key.public_modulus_len()];
+        key.sign(
+            &signature::RSA_PSS_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let token = format!("{input}.{}", URL_SAFE.encode(&sig));
+        assert!(token.ends_with('='), "a 256-byte signature is padded too");
+        let jws = decode(&token, Padding::Tolerated).expect("padded segments are taken");
+        assert_eq!(jws.alg(), "PS256");
+        assert_eq!(jws.claim_str("iss"), Some("x"));
+        let pkcs1 = aws_lc_rs::signature::KeyPair::public_key(&key)
+            .as_ref()
+            .to_vec();
+        assert_eq!(
+            jws.verify_rsa(&pkcs1),
+            Some(true),
+            "signed over the padded text"
+        );
+        assert_eq!(
+            decode(&token, Padding::Refused).err(),
+            Some(JwsError::Malformed)
+        );
     }
 
     #[test]
@@ -130,12 +214,12 @@ mod tests {
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
         let key = RsaKeyPair::from_pkcs8(&kp.serialize_der()).unwrap();
         let token = sign_rs256(&key, "abc", &serde_json::json!({"a": 1}));
-        let jws = decode(&token).unwrap();
+        let jws = decode(&token, Padding::Refused).unwrap();
         let pkcs1 = aws_lc_rs::signature::KeyPair::public_key(&key)
             .as_ref()
             .to_vec();
         assert_eq!(jws.verify_rsa(&pkcs1), Some(true));
-        let mut tampered = decode(&token).unwrap();
+        let mut tampered = decode(&token, Padding::Refused).unwrap();
         tampered.signing_input.push('x');
         assert_eq!(tampered.verify_rsa(&pkcs1), Some(false));
     }

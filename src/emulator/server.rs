@@ -535,7 +535,7 @@ async fn front(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take(&method, &path);
-        scripted.or_else(|| s.faults.pick(s.seed, n))
+        scripted.or_else(|| s.faults.pick(s.seed, n, method.as_str()))
     };
     if !s.latency.is_zero() && !control {
         tokio::time::sleep(s.latency).await;

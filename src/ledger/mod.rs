@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use roll::{ConfirmedBy, RollConfirmation, RollError};
-pub use store::{LedgerError, LedgerStore};
+pub use store::{Damaged, LedgerError, LedgerStore};
 
 /// The format this build writes. Every format ever written is in `fixtures/ledger/` and loads.
 pub const FORMAT: u32 = 2;
@@ -20,6 +20,10 @@ pub struct Ledger {
     pub format: u32,
     #[serde(default)]
     pub tenants: Vec<TenantRecord>,
+    /// Tenant records that could not be read, left out of `tenants` ([`LedgerStore::load`]):
+    /// every command reports them with their fix instead of stopping the whole fleet.
+    #[serde(skip)]
+    pub damaged: Vec<store::Damaged>,
 }
 
 /// The public facts of a certificate (its DER is public; no key material is ever stored).
@@ -398,6 +402,7 @@ impl Ledger {
         Ledger {
             format: FORMAT,
             tenants: Vec::new(),
+            damaged: Vec::new(),
         }
     }
 

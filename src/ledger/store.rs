@@ -47,6 +47,22 @@ pub enum LedgerError {
     },
     #[error("another hybrid-trust run holds the ledger lock {path} for more than {secs} s")]
     Busy { path: PathBuf, secs: u64 },
+    /// A format-1 `ledger.json` next to a ledger that was migrated already (its own format-1
+    /// file is kept as `ledger.json.v1`): put back by hand, or copied from another host.
+    #[error(
+        "a format-1 ledger {path} lies next to the migrated ledger {migrated}; it was left untouched"
+    )]
+    Leftover { path: PathBuf, migrated: PathBuf },
+    /// Two entries of a format-1 ledger that would be one record (file names are the domain in
+    /// lowercase): migrating would keep one of them silently, so nothing is migrated.
+    #[error(
+        "the ledger {path} holds two entries for one tenant, {first:?} and {second:?}, that differ; nothing was migrated"
+    )]
+    Duplicate {
+        path: PathBuf,
+        first: String,
+        second: String,
+    },
     /// A date outside the years 1..=9999 (`crate::dates`): bad input (exit 2), not damage.
     #[error(
         "the ledger {path} has an impossible date: tenant {tenant}, {field}: {date}; it was left untouched"
@@ -63,16 +79,84 @@ pub enum LedgerError {
 impl LedgerError {
     pub fn hint(&self) -> String {
         match self {
-            LedgerError::Corrupt { backup: Some(b), .. } => format!("restore the last good copy: cp {} <ledger>, or move the damaged file away", b.display()),
-            LedgerError::Corrupt { .. } => "move the damaged file away; tenants can be added again with hybrid-trust tenant add".into(),
+            LedgerError::Corrupt {
+                path,
+                backup: Some(b),
+                ..
+            } => format!(
+                "restore its last good copy: cp {} {}, or remove it and record the tenant again with hybrid-trust tenant add {}",
+                b.display(),
+                path.display(),
+                tenant_of(path)
+            ),
+            LedgerError::Corrupt { path, .. } => format!(
+                "restore {} from a backup, or remove it and record the tenant again with hybrid-trust tenant add {}",
+                path.display(),
+                tenant_of(path)
+            ),
+            LedgerError::Leftover { path, migrated } => format!(
+                "the tenants are in {}: move {} away (its migrated copy is ledger.json.v1)",
+                migrated.display(),
+                path.display()
+            ),
+            LedgerError::Duplicate { path, .. } => format!(
+                "edit {}: keep one of the two entries (merge their credentials and notify lists into it by hand), then run the command again",
+                path.display()
+            ),
             LedgerError::TooNew { .. } => "upgrade hybrid-trust".into(),
-            LedgerError::Read { .. } | LedgerError::Write { .. } => "check the state dir's permissions (--state-dir)".into(),
+            LedgerError::Read { .. } | LedgerError::Write { .. } => {
+                "check the state dir's permissions (--state-dir)".into()
+            }
             LedgerError::Busy { .. } => "wait for the other run to finish".into(),
             LedgerError::DateOutOfRange { path, backup, .. } => format!(
                 "correct that date in {} (was it edited by hand?){}",
                 path.display(),
-                backup.as_ref().map_or(String::new(), |b| format!(", or restore the last good copy {}", b.display()))
+                backup.as_ref().map_or(String::new(), |b| format!(
+                    ", or restore the last good copy {}",
+                    b.display()
+                ))
             ),
+        }
+    }
+}
+
+/// The tenant a record file is for, as a command line names it: its domain when the file name
+/// is one, else `DOMAIN`.
+fn tenant_of(path: &Path) -> String {
+    let in_tenants = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "tenants");
+    match path.file_stem().map(|s| s.to_string_lossy()) {
+        Some(stem) if in_tenants && !stem.starts_with('_') => stem.into_owned(),
+        _ => "DOMAIN".to_string(),
+    }
+}
+
+/// A tenant record that could not be read (issue 24, item 7): the load of every other tenant
+/// goes on without it; the commands report it with its fix. It is never overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    /// The record's file.
+    pub path: PathBuf,
+    /// The tenant, as its file name gives it (`DOMAIN` when the name is a hashed one).
+    pub tenant: String,
+    /// What is wrong (one line, naming the file).
+    pub error: String,
+    /// How to fix it (restore the last good copy, or remove it and add the tenant again).
+    pub hint: String,
+    /// A hand edit put an impossible date in it (bad input, exit 2) rather than damage (exit 1).
+    pub bad_input: bool,
+}
+
+impl Damaged {
+    fn new(path: &Path, e: &LedgerError) -> Damaged {
+        Damaged {
+            path: path.to_path_buf(),
+            tenant: tenant_of(path),
+            error: e.to_string(),
+            hint: e.hint(),
+            bad_input: matches!(e, LedgerError::DateOutOfRange { .. }),
         }
     }
 }
@@ -106,6 +190,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Ledger, LedgerError> {
             Ledger {
                 format: 2,
                 tenants: vec![t.tenant],
+                damaged: Vec::new(),
             }
         }
         f if f > FORMAT => {
@@ -127,6 +212,15 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Ledger, LedgerError> {
             backup: backup_path(path).filter(|b| b.exists()),
         }),
     }
+}
+
+/// Two format-1 entries for one record file that hold the same record (the domain's case
+/// aside): keeping one loses nothing.
+fn same_record(a: &TenantRecord, b: &TenantRecord) -> bool {
+    let mut b = b.clone();
+    b.domain.clone_from(&a.domain);
+    b.seq = a.seq;
+    *a == b
 }
 
 /// One tenant's record file.
@@ -165,6 +259,9 @@ pub fn key_of(domain: &str) -> String {
         .collect();
     format!("_{}-{h}", clean.trim_start_matches('.'))
 }
+
+/// How long a read waits for another run's migration (or whole-ledger change) to finish.
+const MIGRATION_WAIT: Duration = Duration::from_secs(60);
 
 /// An open lock file, released on drop.
 struct Held(#[allow(dead_code)] File);
@@ -259,49 +356,123 @@ impl LedgerStore {
         }
     }
 
-    /// Makes the per-tenant ledger, migrating a format-1 `ledger.json` first (under the
-    /// exclusive lock; the old file is kept as `ledger.json.v1`). A crash mid-way leaves the old
-    /// file in place and `FORMAT` unwritten, so the next run migrates again.
-    fn ensure(&self) -> Result<(), LedgerError> {
+    /// Whether there is a ledger at all (migrated, to migrate, or half-migrated); none is
+    /// created by reading.
+    fn exists(&self) -> bool {
+        self.dir.join("FORMAT").exists() || self.legacy.exists() || self.kept_v1().exists()
+    }
+
+    /// Where a migrated format-1 ledger is kept.
+    fn kept_v1(&self) -> PathBuf {
+        self.legacy.with_file_name("ledger.json.v1")
+    }
+
+    /// Makes the per-tenant ledger, migrating a format-1 `ledger.json` first, under the
+    /// exclusive ledger lock (issue 24, item 6). The steps, in an order where a crash after any
+    /// prefix is finished by the next run:
+    ///
+    /// 1. every record is written from `ledger.json` (atomically each; a re-run writes them all
+    ///    again from the same file);
+    /// 2. `ledger.json` is renamed `ledger.json.v1` (and the directory fsynced);
+    /// 3. `ledger/FORMAT` is written: the migration is done.
+    ///
+    /// On disk: `ledger.json` without `FORMAT` is a migration to do (again); `ledger.json.v1`
+    /// without `ledger.json` nor `FORMAT` is one stopped between 2 and 3 (its records are all
+    /// written: `FORMAT` is written); `ledger.json` next to `FORMAT` without `ledger.json.v1` is
+    /// one that an earlier build (which wrote `FORMAT` before the rename) stopped before its
+    /// rename: the rename is done. `ledger.json` next to both `FORMAT` and `ledger.json.v1` was put
+    /// there after a migration: refused, untouched ([`LedgerError::Leftover`]).
+    fn ensure(&self, timeout: Duration) -> Result<(), LedgerError> {
         let format = self.dir.join("FORMAT");
-        if format.exists() {
-            if self.legacy.exists() {
-                return Err(LedgerError::Corrupt {
-                    path: self.legacy.clone(),
-                    reason: format!(
-                        "a format-1 ledger.json next to the per-tenant ledger {}",
-                        self.dir.display()
-                    ),
-                    backup: None,
-                });
-            }
+        // The common case, without a lock: `FORMAT` is written last, so a ledger that has it and
+        // no `ledger.json` is migrated.
+        if format.exists() && !self.legacy.exists() {
             return Ok(());
+        }
+        // A format-1 ledger that cannot be migrated as it is is refused before anything is made
+        // (gone meanwhile: another run migrated it, which the locked check below sees).
+        if self.legacy.exists() && !format.exists() {
+            match self.read_legacy() {
+                Err(LedgerError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                r => {
+                    r?;
+                }
+            }
         }
         for d in [&self.dir, &self.tenants_dir(), &self.dir.join("ids")] {
             crate::paths::ensure_private_dir(d).map_err(self.werr(d))?;
         }
-        let _lock = acquire(&self.dir.join("lock"), false, Duration::from_secs(60))?;
-        if format.exists() {
-            return Ok(());
-        }
-        if self.legacy.exists() {
-            let bytes = std::fs::read(&self.legacy).map_err(|source| LedgerError::Read {
+        let _lock = acquire(&self.dir.join("lock"), false, timeout)?;
+        let kept = self.kept_v1();
+        match (format.exists(), self.legacy.exists(), kept.exists()) {
+            (true, false, _) => Ok(()),
+            (true, true, true) => Err(LedgerError::Leftover {
                 path: self.legacy.clone(),
-                source,
-            })?;
-            let old = parse(&bytes, &self.legacy)?;
-            for (i, t) in old.tenants.iter().enumerate() {
-                let mut t = t.clone();
-                t.seq = i as i64;
-                self.write_record(&t)?;
+                migrated: self.dir.clone(),
+            }),
+            // Stopped between the FORMAT and the rename by a build that wrote FORMAT first:
+            // every record was written before FORMAT.
+            (true, true, false) => self.keep_legacy(),
+            (false, true, _) => {
+                let old = self.read_legacy()?;
+                for (i, t) in old.tenants.iter().enumerate() {
+                    let mut t = t.clone();
+                    t.seq = i as i64;
+                    // A file left by an interrupted attempt is no last good copy of anything.
+                    self.write_record(&t, false)?;
+                }
+                self.keep_legacy()?;
+                self.write_format()
+            }
+            // Nothing to migrate (a new ledger), or stopped after the rename: the records are in.
+            (false, false, _) => self.write_format(),
+        }
+    }
+
+    /// Reads the format-1 ledger, refusing two entries that would share one record file
+    /// (`contoso.com` and `Contoso.com`) unless they are the same record: then one is kept.
+    fn read_legacy(&self) -> Result<Ledger, LedgerError> {
+        let bytes = std::fs::read(&self.legacy).map_err(|source| LedgerError::Read {
+            path: self.legacy.clone(),
+            source,
+        })?;
+        let mut old = parse(&bytes, &self.legacy)?;
+        let mut kept: Vec<TenantRecord> = Vec::with_capacity(old.tenants.len());
+        for t in old.tenants.drain(..) {
+            let key = key_of(&t.domain);
+            match kept.iter().find(|k| key_of(&k.domain) == key) {
+                None => kept.push(t),
+                Some(k) if same_record(k, &t) => {}
+                Some(k) => {
+                    return Err(LedgerError::Duplicate {
+                        path: self.legacy.clone(),
+                        first: k.domain.clone(),
+                        second: t.domain.clone(),
+                    });
+                }
             }
         }
-        crate::paths::write_atomic(&format, b"2\n", 0o600).map_err(self.werr(&format))?;
-        if self.legacy.exists() {
-            let kept = self.legacy.with_file_name("ledger.json.v1");
-            std::fs::rename(&self.legacy, &kept).map_err(self.werr(&kept))?;
+        old.tenants = kept;
+        Ok(old)
+    }
+
+    /// Step 2: `ledger.json` becomes `ledger.json.v1`, durably.
+    fn keep_legacy(&self) -> Result<(), LedgerError> {
+        let kept = self.kept_v1();
+        std::fs::rename(&self.legacy, &kept).map_err(self.werr(&kept))?;
+        if let Some(parent) = kept.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(self.werr(parent))?;
         }
         Ok(())
+    }
+
+    /// Step 3: the ledger is format 2.
+    fn write_format(&self) -> Result<(), LedgerError> {
+        let format = self.dir.join("FORMAT");
+        crate::paths::write_atomic(&format, b"2\n", 0o600).map_err(self.werr(&format))
     }
 
     fn read_file(&self, path: &Path) -> Result<Option<TenantRecord>, LedgerError> {
@@ -316,14 +487,16 @@ impl LedgerStore {
     }
 
     /// Reads every tenant (an empty ledger if there is none yet: nothing is created), in the
-    /// order they were added.
+    /// order they were added. A record that cannot be read stops nothing: it is left out and
+    /// listed in [`Ledger::damaged`] (issue 24, item 7), so one bad restore does not silence
+    /// every other tenant's renewal and reminders.
     pub fn load(&self) -> Result<Ledger, LedgerError> {
-        if !self.dir.join("FORMAT").exists() && !self.legacy.exists() {
+        if !self.exists() {
             return Ok(Ledger::empty());
         }
-        self.ensure()?;
+        self.ensure(MIGRATION_WAIT)?;
         let dir = self.tenants_dir();
-        let mut tenants = Vec::new();
+        let (mut tenants, mut damaged) = (Vec::new(), Vec::new());
         let entries = std::fs::read_dir(&dir).map_err(|source| LedgerError::Read {
             path: dir.clone(),
             source,
@@ -336,13 +509,18 @@ impl LedgerStore {
                 })?
                 .path();
             if p.extension().is_some_and(|x| x == "json") {
-                tenants.extend(self.read_file(&p)?);
+                match self.read_file(&p) {
+                    Ok(t) => tenants.extend(t),
+                    Err(e) => damaged.push(Damaged::new(&p, &e)),
+                }
             }
         }
         tenants.sort_by(|a, b| (a.seq, &a.domain).cmp(&(b.seq, &b.domain)));
+        damaged.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Ledger {
             format: FORMAT,
             tenants,
+            damaged,
         })
     }
 
@@ -353,10 +531,10 @@ impl LedgerStore {
         name: &str,
         tenant_id: Option<&str>,
     ) -> Result<Option<TenantRecord>, LedgerError> {
-        if !self.dir.join("FORMAT").exists() && !self.legacy.exists() {
+        if !self.exists() {
             return Ok(None);
         }
-        self.ensure()?;
+        self.ensure(MIGRATION_WAIT)?;
         let key = self.find_key(name, tenant_id);
         Ok(self
             .read_file(&self.file(&key))?
@@ -366,7 +544,7 @@ impl LedgerStore {
     /// Locks the whole ledger (exclusive: every per-tenant change waits), loads it, and hands it
     /// back for changes; `commit` writes what changed.
     pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {
-        self.ensure()?;
+        self.ensure(timeout)?;
         let lock = acquire(&self.dir.join("lock"), false, timeout)?;
         let ledger = self.load()?;
         Ok(LedgerGuard {
@@ -388,7 +566,7 @@ impl LedgerStore {
         timeout: Duration,
         f: impl FnOnce(&mut Ledger) -> T,
     ) -> Result<T, LedgerError> {
-        self.ensure()?;
+        self.ensure(timeout)?;
         let _shared = acquire(&self.dir.join("lock"), true, timeout)?;
         let key = self.find_key(name, tenant_id);
         let _tenant = acquire(
@@ -399,6 +577,7 @@ impl LedgerStore {
         let before = Ledger {
             format: FORMAT,
             tenants: self.read_file(&self.file(&key))?.into_iter().collect(),
+            damaged: Vec::new(),
         };
         let mut ledger = before.clone();
         let out = f(&mut ledger);
@@ -427,7 +606,7 @@ impl LedgerStore {
     fn write_changes(&self, before: &Ledger, after: &Ledger) -> Result<(), LedgerError> {
         for t in &after.tenants {
             if !before.tenants.contains(t) {
-                self.write_record(t)?;
+                self.write_record(t, true)?;
             }
         }
         for old in &before.tenants {
@@ -446,10 +625,10 @@ impl LedgerStore {
         Ok(())
     }
 
-    /// Atomic replacement of one tenant's file; the current one becomes its backup (a hard link,
-    /// no copy: it is known good, since every path here parsed it before changing it); the
-    /// tenant id points at it.
-    fn write_record(&self, t: &TenantRecord) -> Result<(), LedgerError> {
+    /// Atomic replacement of one tenant's file; with `backup`, the current one becomes its backup
+    /// (a hard link, no copy: it is known good, since every change parsed it first); the tenant
+    /// id points at it.
+    fn write_record(&self, t: &TenantRecord, backup: bool) -> Result<(), LedgerError> {
         let path = self.file(&key_of(&t.domain));
         let werr = self.werr(&path);
         let mut bytes = serde_json::to_vec_pretty(&TenantFile {
@@ -458,7 +637,7 @@ impl LedgerStore {
         })
         .map_err(|e| werr(std::io::Error::other(e)))?;
         bytes.push(b'\n');
-        if let Some(bak) = backup_path(&path)
+        if let Some(bak) = backup_path(&path).filter(|_| backup)
             && path.exists()
         {
             // A crash between these leaves no backup, never no record.
@@ -569,9 +748,54 @@ mod tests {
         assert_eq!(l.tenants.len(), 2);
         assert_eq!(l.tenants[0].domain, "contoso.onmicrosoft.com");
         assert!(dir.path().join("ledger.json.v1").exists());
+        assert!(
+            !backup_path(&store.file("contoso.onmicrosoft.com"))
+                .unwrap()
+                .exists(),
+            "the partial file is no last good copy"
+        );
         // A format-1 file that appears next to the migrated ledger is refused, not ignored.
         std::fs::copy(v1, dir.path().join("ledger.json")).unwrap();
-        assert!(matches!(store.load(), Err(LedgerError::Corrupt { .. })));
+        let e = store.load().unwrap_err();
+        assert!(matches!(e, LedgerError::Leftover { .. }), "{e:?}");
+        assert!(e.hint().contains("move"), "{}", e.hint());
+    }
+
+    /// Issue 24, item 6: every decision of the migration is taken under the exclusive ledger
+    /// lock. A ledger stopped between `FORMAT` and the rename (as earlier builds could leave it)
+    /// is not judged while another run holds the lock (it may be that run's migration); once
+    /// the lock is free, the migration is finished.
+    #[test]
+    fn the_migration_is_judged_and_finished_under_the_ledger_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let reference = tempfile::tempdir().unwrap();
+        std::fs::copy(v1, reference.path().join("ledger.json")).unwrap();
+        let want = LedgerStore::in_dir(reference.path()).load().unwrap();
+        // Every record written, FORMAT written, ledger.json not renamed yet.
+        std::fs::copy(v1, dir.path().join("ledger.json")).unwrap();
+        let store = LedgerStore::in_dir(dir.path());
+        for d in [store.tenants_dir(), store.dir.join("ids")] {
+            crate::paths::ensure_private_dir(&d).unwrap();
+        }
+        for t in &want.tenants {
+            store.write_record(t, false).unwrap();
+        }
+        std::fs::write(store.dir.join("FORMAT"), b"2\n").unwrap();
+        let held = acquire(&store.dir.join("lock"), false, Duration::ZERO).unwrap();
+        match store.lock(Duration::from_millis(20)) {
+            Err(LedgerError::Busy { .. }) => {}
+            other => panic!("judged without the lock: {:?}", other.map(|g| g.ledger)),
+        }
+        assert!(
+            dir.path().join("ledger.json").exists(),
+            "untouched meanwhile"
+        );
+        drop(held);
+        let got = store.lock(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.ledger.tenants, want.tenants);
+        assert!(!dir.path().join("ledger.json").exists());
+        assert!(dir.path().join("ledger.json.v1").exists());
     }
 
     /// Issue 14, defect 4: a ledger date past the calendar crashed every `status`; it is now

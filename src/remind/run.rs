@@ -235,7 +235,12 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
     // the disk (one fsync per file) overlap.
     type Marks<'a> = (&'a str, Option<&'a str>, Vec<&'a Due>, Vec<&'a AdvisoryDue>);
     let mut by_tenant: Vec<Marks<'_>> = Vec::new();
-    for e in &d.entries {
+    // A damaged record's entry has nothing to record (and no record to record it in).
+    for e in d
+        .entries
+        .iter()
+        .filter(|e| !e.credential.starts_with(DAMAGED))
+    {
         match by_tenant.iter_mut().find(|(t, _, _, _)| *t == e.tenant) {
             Some((_, _, es, _)) => es.push(e),
             None => by_tenant.push((&e.tenant, e.tenant_id.as_deref(), vec![e], Vec::new())),
@@ -302,9 +307,108 @@ pub async fn run(
     acknowledged: &[String],
     progress: &dyn crate::progress::Progress,
 ) -> Result<Report, LedgerError> {
+    run_with_damaged(
+        store,
+        tenants,
+        &[],
+        notifiers,
+        thresholds,
+        clock,
+        dry_run,
+        concurrency,
+        acknowledged,
+        progress,
+    )
+    .await
+}
+
+/// What a ledger record that cannot be read (issue 24, item 7) is reminded as: a problem of its
+/// tenant, with the file and the fix, on every run until it is mended (nothing can be recorded
+/// in a record that does not parse, so it is never marked sent).
+pub fn damaged_entry(d: &crate::ledger::Damaged) -> Due {
+    Due {
+        tenant: d.tenant.clone(),
+        tenant_id: None,
+        kind: super::Kind::RenewalFailure,
+        credential: format!("{DAMAGED}{}", d.path.display()),
+        app_id: String::new(),
+        thumbprint_sha1: String::new(),
+        ends: None,
+        days_left: None,
+        threshold_days: super::FAILURE_THRESHOLD,
+        covers: Vec::new(),
+        detail: format!("nothing can be renewed or reminded for it: {}", d.error),
+        state: "damaged".to_string(),
+        action: d.hint.clone(),
+        roll: None,
+    }
+}
+
+/// The `credential` of a damaged record's entry.
+const DAMAGED: &str = "damaged-record/";
+
+/// Adds the damaged records' entries to each channel's digest for its own recipients.
+fn with_damaged(
+    mut planned: Vec<(usize, Delivery)>,
+    damaged: &[crate::ledger::Damaged],
+    notifiers: &[Box<dyn Notifier>],
+) -> Vec<(usize, Delivery)> {
+    if damaged.is_empty() {
+        return planned;
+    }
+    let entries: Vec<Due> = damaged.iter().map(damaged_entry).collect();
+    for (i, n) in notifiers.iter().enumerate() {
+        let at = planned
+            .iter()
+            .position(|(j, d)| *j == i && d.recipients.is_empty());
+        let (advisories, marks, mut all) = match at {
+            Some(k) => {
+                let (_, d) = planned.remove(k);
+                (d.advisories, d.advisory_marks, d.entries)
+            }
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        all.extend(entries.iter().cloned());
+        let digest = Digest::new(all).with_advisories(advisories);
+        planned.push((
+            i,
+            Delivery {
+                channel: n.id(),
+                recipients: Vec::new(),
+                subject: digest.subject(),
+                entries: digest.entries,
+                advisories: digest.advisories,
+                advisory_marks: marks,
+            },
+        ));
+    }
+    planned
+}
+
+/// [`run`], with the tenant records the ledger could not read reminded as problems.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's inputs as the command line has them; a settings struct would only rename them"
+)]
+pub async fn run_with_damaged(
+    store: &LedgerStore,
+    tenants: &[TenantRecord],
+    damaged: &[crate::ledger::Damaged],
+    notifiers: &[Box<dyn Notifier>],
+    thresholds: &[i64],
+    clock: Clock,
+    dry_run: bool,
+    concurrency: usize,
+    acknowledged: &[String],
+    progress: &dyn crate::progress::Progress,
+) -> Result<Report, LedgerError> {
     use futures_util::StreamExt as _;
     let mut report = Report::default();
-    let planned = plan(tenants, notifiers, thresholds, clock.now(), acknowledged);
+    let planned = with_damaged(
+        plan(tenants, notifiers, thresholds, clock.now(), acknowledged),
+        damaged,
+        notifiers,
+    );
     if dry_run {
         report.planned = planned.into_iter().map(|(_, d)| d).collect();
         return Ok(report);

@@ -23,6 +23,9 @@ pub struct TenantResult {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onprem_script: Option<String>,
+    /// A damaged record's fix (the failure's hint), when this tenant could not even be read.
+    #[serde(skip)]
+    pub fix: Option<String>,
 }
 
 impl TenantResult {
@@ -40,6 +43,23 @@ impl TenantResult {
             outcome,
             error,
             onprem_script: r.onprem_script.map(|p| p.display().to_string()),
+            fix: None,
+        }
+    }
+
+    /// A tenant whose ledger record could not be read (issue 24, item 7): failed, with the file
+    /// and the fix; the other tenants were renewed without it.
+    pub fn damaged(d: &crate::ledger::Damaged) -> TenantResult {
+        TenantResult {
+            tenant: d.tenant.clone(),
+            decision: Decision::Blocked {
+                reason: format!("its ledger record {} is damaged", d.path.display()),
+                hint: d.hint.clone(),
+            },
+            outcome: "failed".to_string(),
+            error: Some(d.error.clone()),
+            onprem_script: None,
+            fix: Some(d.hint.clone()),
         }
     }
 
@@ -184,13 +204,17 @@ impl RenewReport {
             r.tenant,
             r.error.clone().unwrap_or_else(|| describe(&r.decision))
         );
+        let hint = match self.results.iter().find_map(|r| r.fix.as_ref()) {
+            Some(fix) => format!("a damaged record: {fix}; other failures are recorded in the ledger and reported by remind"),
+            None => "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".to_string(),
+        };
         Some((
             format!(
                 "{} of {} tenant(s) could not be renewed (first: {first})",
                 self.failed,
                 self.results.len()
             ),
-            "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".to_string(),
+            hint,
         ))
     }
 }

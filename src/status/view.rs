@@ -30,6 +30,9 @@ pub struct Fleet {
     pub now: DateTime<Utc>,
     /// Advisory ids the settings acknowledge (`[advisories] acknowledged`): not shown.
     pub acknowledged: Vec<String>,
+    /// Tenant records that could not be read: shown as problems, counted by `--check` as
+    /// tenants it could not read.
+    pub damaged: Vec<crate::ledger::Damaged>,
 }
 
 impl Fleet {
@@ -46,7 +49,14 @@ impl Fleet {
             live,
             now,
             acknowledged: Vec::new(),
+            damaged: Vec::new(),
         }
+    }
+
+    /// The same fleet with the records the ledger could not read (issue 24, item 7).
+    pub fn with_damaged(mut self, damaged: Vec<crate::ledger::Damaged>) -> Fleet {
+        self.damaged = damaged;
+        self
     }
 
     /// The same fleet without the advisories the settings acknowledge.
@@ -81,9 +91,11 @@ impl Fleet {
     }
 
     fn errors(&self) -> usize {
-        self.live
-            .as_ref()
-            .map_or(0, |l| l.errors.iter().filter(|e| e.is_some()).count())
+        self.damaged.len()
+            + self
+                .live
+                .as_ref()
+                .map_or(0, |l| l.errors.iter().filter(|e| e.is_some()).count())
     }
 
     fn foreign(&self) -> usize {
@@ -133,7 +145,12 @@ impl Fleet {
             .collect();
         let advisories: Vec<crate::advisories::Listed> =
             self.advisories().into_iter().map(Into::into).collect();
-        json!({"as_of": self.now, "live": self.live.is_some(), "tenants": list, "advisories": advisories})
+        let damaged: Vec<Value> = self
+            .damaged
+            .iter()
+            .map(|d| json!({"tenant": d.tenant, "file": d.path, "error": d.error, "fix": d.hint}))
+            .collect();
+        json!({"as_of": self.now, "live": self.live.is_some(), "tenants": list, "damaged": damaged, "advisories": advisories})
     }
 
     /// The table with a 12-month timeline per tenant, then drift and read errors.
@@ -174,6 +191,14 @@ impl Fleet {
                     s.push_str(&format!("could not read {}: {e}\n", t.domain));
                 }
             }
+        }
+        for d in &self.damaged {
+            s.push_str(&format!(
+                "DAMAGED record {}: {}\n  fix: {}\n",
+                d.tenant,
+                crate::terminal::display_safe(&d.error),
+                crate::terminal::display_safe(&d.hint)
+            ));
         }
         let advisories = self.advisories();
         if !advisories.is_empty() {
