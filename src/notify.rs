@@ -309,9 +309,15 @@ impl Email {
                     .min(std::time::Duration::from_secs(30)),
             ));
         if let Some(token) = token {
-            let user = self.channel.username.as_ref().unwrap_or(&self.channel.from);
+            // XOAUTH2's `user` is the bare address: `from` may carry a display name.
+            let user = match &self.channel.username {
+                Some(u) => u.clone(),
+                None => mailbox(&self.channel.from)
+                    .map(|m| m.email.to_string())
+                    .map_err(|e| NotifyError::Config(self.id(), format!("from: {e}")))?,
+            };
             b = b
-                .credentials(Credentials::new(user.clone(), token.expose().to_string()))
+                .credentials(Credentials::new(user, token.expose().to_string()))
                 .authentication(vec![Mechanism::Xoauth2]);
         } else if let Some(user) = &self.channel.username {
             let pw = self.password.as_ref().ok_or_else(|| {

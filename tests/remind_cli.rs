@@ -708,7 +708,7 @@ async fn smtp_with_oauth_signs_in_with_xoauth2_and_its_failures_mark_nothing() {
         std::fs::write(
             &config,
             format!(
-                "[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{port}{tls}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nca_file = \"{}\"\n{extra}oauth = {{ tenant = \"{}\", client_id = \"{}\", client_secret_env = \"HT_TEST_SECRET\" }}\n",
+                "[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{port}{tls}\"\nfrom = \"Hybrid Trust <hybrid-trust@contoso.com>\"\nto = [\"uc-admins@contoso.com\"]\nca_file = \"{}\"\n{extra}oauth = {{ tenant = \"{}\", client_id = \"{}\", client_secret_env = \"HT_TEST_SECRET\" }}\n",
                 dir.join("ca.pem").display(),
                 emu.tenant.domain,
                 emu.tenant.admin.client_id

@@ -127,10 +127,14 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         let dir = ctx.state_dir()?;
         Some(
             crate::remind::run::lock(&dir, crate::remind::run::LOCK_TIMEOUT).map_err(|e| {
-                Failure::runtime(
-                    e,
-                    Some("another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".into()),
-                )
+                let hint = match &e {
+                    crate::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
+                    crate::lock::LockError::Open { path, .. } => format!(
+                        "check that {} is writable by this user (a run as root may have created it: chown it back)",
+                        path.parent().unwrap_or(path).display()
+                    ),
+                };
+                Failure::runtime(e, Some(hint))
             })?,
         )
     };
