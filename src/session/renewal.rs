@@ -582,7 +582,7 @@ impl RenewOp {
                 // The old windows go only once the new one has started.
                 let new_start = replacement.start_date_time.unwrap_or(*start);
                 let wait = (new_start - clock.now()).to_std().unwrap_or_default();
-                tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+                clock.sleep(wait + Duration::from_millis(1100)).await;
                 let replacement = KeyIdentity::of(replacement);
                 // The renewal is done once the new window is in: a superseded window that cannot
                 // be retired now stays until it ends (the next change drops it as expired).
