@@ -63,11 +63,26 @@ pub struct EmailChannel {
     /// Extra CA (PEM) to trust for the SMTP server's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The longest one message may take, from connecting to the server's last answer, in whole
+    /// seconds (1 to 3600; default [`EmailChannel::DEFAULT_TIMEOUT_SECS`]). A server that
+    /// trickles its answers cannot hold a run past it: the message is a failure, retried on the
+    /// next run.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
     /// SMTP AUTH with OAuth (SASL `XOAUTH2`) instead of a password: the app signs in to
     /// `tenant` and presents an Exchange Online token for the mailbox `username` (default:
     /// `from`). What Exchange Online still accepts once password SMTP AUTH is off.
     #[serde(default)]
     pub oauth: Option<SmtpOAuth>,
+}
+
+impl EmailChannel {
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+    /// The deadline of one message (`timeout_secs`, or the default).
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(Self::DEFAULT_TIMEOUT_SECS))
+    }
 }
 
 /// `oauth = { tenant, client_id, client_secret_env | client_cert [, client_cert_password_env] }`
@@ -280,8 +295,30 @@ impl Settings {
                     "smtp_url {shown:?} may have one tls=starttls or tls=none, no other"
                 ));
             }
-            if e.to.is_empty() || !e.from.contains('@') || e.to.iter().any(|t| !t.contains('@')) {
+            if e.to.is_empty() {
                 return Err("an email channel needs from and at least one to address".into());
+            }
+            for (key, a) in std::iter::once(("from", &e.from)).chain(e.to.iter().map(|t| ("to", t)))
+            {
+                crate::notify::mailbox(a).map_err(|why| {
+                    format!("the email channel {shown} has {key} {a:?}: {why}; give a plain address such as uc-admins@contoso.com")
+                })?;
+            }
+            if e.timeout_secs.is_some_and(|t| !(1..=3600).contains(&t)) {
+                return Err(format!(
+                    "the email channel {shown} has timeout_secs outside 1 to 3600"
+                ));
+            }
+            let tls_on = u.scheme() == "smtps" || tls.first().is_some_and(|v| v == "starttls");
+            if e.oauth.is_none()
+                && !tls_on
+                && (e.password_env.is_some() || e.password_keyring || e.username.is_some())
+            {
+                // Even on loopback (CONTRACT.md): AUTH PLAIN over plain text gives the password to
+                // anything on the path, and a local relay is one hop of many.
+                return Err(format!(
+                    "the email channel {shown} would send its password in clear: use smtps://host:465 or smtp://host:587?tls=starttls"
+                ));
             }
             if let Some(o) = &e.oauth {
                 let who = format!("the email channel {shown} (oauth)");
@@ -342,11 +379,13 @@ impl Settings {
     }
 }
 
-/// A plain `local@domain` address (no display name, no spaces).
+/// A plain `local@domain` address (no display name, no spaces) that the mail channels take
+/// ([`crate::notify::mailbox`]).
 fn is_address(a: &str) -> bool {
     let mut parts = a.split('@');
     matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None)
         if !l.is_empty() && d.contains('.') && !a.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
+        && crate::notify::mailbox(a).is_ok()
 }
 
 #[cfg(test)]
@@ -359,7 +398,7 @@ mod tests {
 [reminders]
 thresholds_days = [60, 30, 14, 7, 3, 1]
 [[reminders.email]]
-smtp_url = "smtp://127.0.0.1:2525"
+smtp_url = "smtp://127.0.0.1:2525?tls=starttls"
 from = "hybrid-trust@contoso.com"
 to = ["uc-admins@contoso.com"]
 username = "bot"
@@ -405,6 +444,84 @@ tenant = "contoso.onmicrosoft.com"
             e.contains("unknown advisory \"nope\"") && e.contains("ews-retired"),
             "{e}"
         );
+    }
+
+    /// Issue 24, item 5: a password (from the environment or the keyring, or a username that
+    /// needs one) over SMTP without TLS is refused, on loopback too; with TLS it is accepted.
+    #[test]
+    fn an_smtp_password_without_tls_is_refused_even_on_loopback() {
+        let channel = |url: &str, auth: &str| {
+            format!(
+                "[[reminders.email]]\nsmtp_url = \"{url}\"\nfrom = \"a@contoso.com\"\nto = [\"b@contoso.com\"]\n{auth}"
+            )
+        };
+        for url in [
+            "smtp://127.0.0.1:2526",
+            "smtp://localhost:25",
+            "smtp://mail.contoso.com:25?tls=none",
+        ] {
+            for auth in [
+                "username = \"bot\"\npassword_env = \"SMTP_PASSWORD\"\n",
+                "username = \"bot\"\npassword_keyring = true\n",
+                "password_env = \"SMTP_PASSWORD\"\n",
+                "username = \"bot\"\n",
+            ] {
+                let e = Settings::parse(&channel(url, auth)).unwrap_err();
+                assert!(
+                    e.contains("would send its password in clear")
+                        && e.contains("smtps://")
+                        && e.contains("?tls=starttls"),
+                    "{url} {auth}: {e}"
+                );
+            }
+            // No password at all: plain SMTP stays possible (a relay that takes mail unsigned).
+            Settings::parse(&channel(url, "")).unwrap();
+        }
+        for url in [
+            "smtps://127.0.0.1:2526",
+            "smtp://127.0.0.1:2526?tls=starttls",
+        ] {
+            Settings::parse(&channel(url, "username = \"bot\"\npassword_env = \"P\"\n")).unwrap();
+        }
+    }
+
+    /// Issue 28, item 4: an address no mail channel can deliver to is refused where it is
+    /// recorded, with the channels' own parser.
+    #[test]
+    fn undeliverable_addresses_are_refused_in_the_settings() {
+        let bad = r#""<script>alert(9)</script>"@fabrikam.com"#;
+        let email = format!(
+            "[[reminders.email]]\nsmtp_url = \"smtps://mail.contoso.com\"\nfrom = \"a@contoso.com\"\nto = [{bad:?}]\n"
+        );
+        let e = Settings::parse(&email).unwrap_err();
+        assert!(
+            e.contains("<script>") && e.contains("give a plain address such as"),
+            "{e}"
+        );
+        let graph = format!(
+            "[[reminders.graph_mail]]\nfrom = \"n@contoso.com\"\nto = [{bad:?}]\ntenant = \"contoso.com\"\n"
+        );
+        assert!(Settings::parse(&graph).is_err());
+    }
+
+    #[test]
+    fn an_email_timeout_is_between_1_and_3600_seconds() {
+        let with = |t: &str| {
+            Settings::parse(&format!(
+                "[[reminders.email]]\nsmtp_url = \"smtps://mail.contoso.com\"\nfrom = \"a@contoso.com\"\nto = [\"b@contoso.com\"]\n{t}"
+            ))
+        };
+        assert_eq!(
+            with("").unwrap().reminders.email[0].timeout(),
+            std::time::Duration::from_secs(120)
+        );
+        assert_eq!(
+            with("timeout_secs = 5").unwrap().reminders.email[0].timeout(),
+            std::time::Duration::from_secs(5)
+        );
+        for bad in ["timeout_secs = 0", "timeout_secs = 3601"] {
+            assert!(with(bad).unwrap_err().contains("timeout_secs"), "{bad}");
+        }
     }
 
     #[test]

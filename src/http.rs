@@ -14,6 +14,7 @@
 
 use crate::cloud::Cloud;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -247,6 +248,19 @@ pub struct HttpClient {
     /// Shared by the clients made with [`HttpClient::with_own_pool`].
     tls: rustls::ClientConfig,
     pub retry: RetryPolicy,
+    /// The servers' clock, from the `Date` of the latest response (shared by every pool).
+    server_clock: std::sync::Arc<std::sync::Mutex<Option<ServerDate>>>,
+}
+
+/// A server's `Date` and the moment it arrived.
+type ServerDate = (DateTime<Utc>, std::time::Instant);
+
+/// The instant of an HTTP `Date` header (RFC 9110 §5.6.7: IMF-fixdate, whole seconds).
+fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let v = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(v)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// The certificates of a PEM file of extra trusted roots (a cloud's or the emulator's CA).
@@ -314,7 +328,9 @@ impl HttpClient {
     /// carries more streams than servers commonly allow. The TLS configuration (and the
     /// platform roots it loaded, ~3 ms) is shared.
     pub fn with_own_pool(&self) -> Result<HttpClient, HttpError> {
-        HttpClient::with_tls(self.tls.clone(), self.retry.clone(), self.timeout)
+        let mut c = HttpClient::with_tls(self.tls.clone(), self.retry.clone(), self.timeout)?;
+        c.server_clock = self.server_clock.clone();
+        Ok(c)
     }
 
     fn with_tls(
@@ -337,7 +353,18 @@ impl HttpClient {
             timeout,
             tls,
             retry,
+            server_clock: Default::default(),
         })
+    }
+
+    /// The servers' time now, as the `Date` of the latest response said it plus the time since
+    /// it arrived (issue 24: a Microsoft clock behind this machine's makes a key that starts at
+    /// this machine's "now" start in Entra's future). `Date` has whole seconds and is truncated,
+    /// so this is at most a second behind the server's clock: the safe side for a start.
+    /// `None` before any response with a `Date`.
+    pub fn server_now(&self) -> Option<DateTime<Utc>> {
+        let (date, at) = (*self.server_clock.lock().unwrap_or_else(|e| e.into_inner()))?;
+        date.checked_add_signed(chrono::TimeDelta::from_std(at.elapsed()).ok()?)
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {
@@ -352,6 +379,26 @@ impl HttpClient {
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         idempotent: bool,
+    ) -> Result<Response, HttpError> {
+        self.send_reading(build, idempotent, true).await
+    }
+
+    /// [`HttpClient::send`] for a caller that needs only the status line (a webhook): the
+    /// answer's body is dropped unread (the [`Response`] has an empty one), so a body that is
+    /// slow or larger than the bound cannot turn an answered request into a failure.
+    pub async fn send_for_status(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        idempotent: bool,
+    ) -> Result<Response, HttpError> {
+        self.send_reading(build, idempotent, false).await
+    }
+
+    async fn send_reading(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        idempotent: bool,
+        read_body: bool,
     ) -> Result<Response, HttpError> {
         let mut attempt = 0;
         let started = std::time::Instant::now();
@@ -381,6 +428,10 @@ impl HttpClient {
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            if let Some(d) = http_date(&headers) {
+                *self.server_clock.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((d, std::time::Instant::now()));
+            }
             if (300..400).contains(&status) {
                 let location = headers
                     .get(reqwest::header::LOCATION)
@@ -414,6 +465,15 @@ impl HttpClient {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
+            }
+            if !read_body {
+                tracing::debug!("{method} {} -> {status} (body not read)", redact(&url));
+                return Ok(Response {
+                    status,
+                    headers,
+                    body: Bytes::new(),
+                    attempts: attempt,
+                });
             }
             let body = match read_limited(resp).await {
                 Ok(b) => b,

@@ -1,6 +1,8 @@
 //! A per-tenant advisory lock (`locks/<tenant>.lock` in the state dir, `std::fs::File::lock`) so
 //! that processes on this machine change one tenant one at a time. Graph has no ETag for
 //! keyCredentials; across machines the read-back check in `credential` catches lost updates.
+//! Also the reminders lock (`locks/remind/run.lock`, [`TenantLock::reminders`]): one `remind`
+//! run at a time plans, sends and records, so overlapping runs deliver each reminder once.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,7 +46,19 @@ impl TenantLock {
     ) -> Result<TenantLock, LockError> {
         let dir = state_dir.join("locks");
         let path = dir.join(format!("{}.lock", safe_name(tenant)));
-        crate::paths::ensure_private_dir(&dir).map_err(|source| LockError::Open {
+        Self::acquire_in(&dir, path, timeout)
+    }
+
+    /// The reminders lock of a state dir: its own file (in a folder no tenant's lock file can be
+    /// named like), so holding it never makes `renew` wait.
+    pub fn reminders(state_dir: &Path, timeout: Duration) -> Result<TenantLock, LockError> {
+        let dir = state_dir.join("locks").join("remind");
+        let path = dir.join("run.lock");
+        Self::acquire_in(&dir, path, timeout)
+    }
+
+    fn acquire_in(dir: &Path, path: PathBuf, timeout: Duration) -> Result<TenantLock, LockError> {
+        crate::paths::ensure_private_dir(dir).map_err(|source| LockError::Open {
             path: path.clone(),
             source,
         })?;

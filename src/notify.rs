@@ -189,9 +189,11 @@ impl Notifier for Webhook {
                 url: crate::secret::redact_url(url),
                 detail,
             };
+            // Only the status line counts: a 200 whose body drips or is huge was delivered, and
+            // reading that body must not turn it into a failure that posts it again tomorrow.
             let resp = self
                 .http
-                .send(|c| c.post(url).json(&body), false)
+                .send_for_status(|c| c.post(url).json(&body), false)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             if resp.is_success() {
@@ -277,6 +279,15 @@ impl Email {
             }
             b.build_rustls().map_err(|e| fail(e.to_string()))
         };
+        let plain = url.scheme() == "smtp" && mode.as_deref() != Some("starttls");
+        if plain && (token.is_some() || self.channel.username.is_some() || self.password.is_some())
+        {
+            // The settings refuse this already; a channel built another way must not either.
+            return Err(NotifyError::Config(
+                self.id(),
+                "a password or token over SMTP without TLS: use smtps:// or ?tls=starttls".into(),
+            ));
+        }
         let (tls, default_port) = match (url.scheme(), mode.as_deref()) {
             ("smtps", _) => (Tls::Wrapper(tls_params()?), 465),
             ("smtp", Some("starttls")) => (Tls::Required(tls_params()?), 587),
@@ -291,7 +302,12 @@ impl Email {
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(url.port().unwrap_or(default_port))
             .tls(tls)
-            .timeout(Some(std::time::Duration::from_secs(30)));
+            // Each read waits at most this (the message as a whole: `send`'s deadline).
+            .timeout(Some(
+                self.channel
+                    .timeout()
+                    .min(std::time::Duration::from_secs(30)),
+            ));
         if let Some(token) = token {
             let user = self.channel.username.as_ref().unwrap_or(&self.channel.from);
             b = b
@@ -317,14 +333,33 @@ impl Email {
             to: "(sign-in check)".into(),
             detail,
         };
-        let token = self.token().await.map_err(fail)?;
-        let transport = self.transport(&fail, token.as_ref())?;
-        match transport.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(fail("the server closed the connection".into())),
-            Err(e) => Err(fail(smtp_detail(&crate::error_chain(&e)))),
-        }
+        within(self.channel.timeout(), fail, async {
+            let token = self.token().await.map_err(fail)?;
+            let transport = self.transport(&fail, token.as_ref())?;
+            match transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(fail("the server closed the connection".into())),
+                Err(e) => Err(fail(smtp_detail(&crate::error_chain(&e)))),
+            }
+        })
+        .await
     }
+}
+
+/// `work` with an overall deadline: lettre's timeout applies to each read, and a server that
+/// trickles one line at a time resets it for ever; past `limit` the message is a failure (the
+/// connection is dropped with the future), recorded and retried on the next run.
+async fn within<F, E>(limit: std::time::Duration, fail: E, work: F) -> Result<(), NotifyError>
+where
+    F: Future<Output = Result<(), NotifyError>>,
+    E: Fn(String) -> NotifyError,
+{
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(fail(format!(
+            "the server did not finish the message within {} s (timeout_secs)",
+            limit.as_secs()
+        )))
+    })
 }
 
 impl Notifier for Email {
@@ -340,14 +375,17 @@ impl Notifier for Email {
                 to: to.join(","),
                 detail,
             };
-            let token = self.token().await.map_err(fail)?;
-            let transport = self.transport(&fail, token.as_ref())?;
             let email = message(&self.channel.from, &to, msg).map_err(fail)?;
-            transport
-                .send(email)
-                .await
-                .map_err(|e| fail(smtp_detail(&crate::error_chain(&e))))?;
-            Ok(())
+            within(self.channel.timeout(), fail, async {
+                let token = self.token().await.map_err(fail)?;
+                let transport = self.transport(&fail, token.as_ref())?;
+                transport
+                    .send(email)
+                    .await
+                    .map_err(|e| fail(smtp_detail(&crate::error_chain(&e))))?;
+                Ok(())
+            })
+            .await
         })
     }
 }
@@ -361,16 +399,40 @@ fn addressees(own: &[String], given: &[String]) -> Vec<String> {
     }
 }
 
+/// A recipient (or sender) as every mail channel takes it: what lettre parses as a mailbox
+/// (`user@domain`, or `Name <user@domain>`), whose address has a plain local part (RFC 5322
+/// dot-atom: letters, digits and ``!#$%&'*+-/=?^_`{|}~``, dots between). A quoted local part
+/// (`"<script>…"@contoso.com`) is valid RFC 5322, but Exchange Online and Microsoft Graph refuse
+/// it, so no channel could deliver to it. The one check for addresses: the channels build their
+/// messages with it, and the settings and `tenant add --notify` record only what it accepts.
+/// The error is the reason, for a message.
+pub fn mailbox(addr: &str) -> Result<lettre::message::Mailbox, String> {
+    let parsed: lettre::message::Mailbox = addr
+        .parse()
+        .map_err(|e| format!("not an email address ({e})"))?;
+    let local = parsed.email.user();
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if !local
+        .split('.')
+        .all(|part| !part.is_empty() && part.chars().all(atext))
+    {
+        return Err(format!(
+            "its mailbox name {local:?} is not a plain one (letters, digits, dots and -_+ and the like; no quotes)"
+        ));
+    }
+    Ok(parsed)
+}
+
 /// A digest as one mail message, for SMTP and Microsoft Graph alike: plain text first, the HTML
 /// digest second (RFC 2046 §5.1.4: the richest alternative last), so a reader without HTML
 /// still gets every fact.
 pub(crate) fn message(from: &str, to: &[String], d: &Digest) -> Result<lettre::Message, String> {
     use lettre::message::MultiPart;
     let mut b = lettre::Message::builder()
-        .from(from.parse().map_err(|e| format!("from {from}: {e}"))?)
+        .from(mailbox(from).map_err(|e| format!("from {from}: {e}"))?)
         .subject(d.subject());
     for r in to {
-        b = b.to(r.parse().map_err(|e| format!("to {r}: {e}"))?);
+        b = b.to(mailbox(r).map_err(|e| format!("to {r}: {e}"))?);
     }
     b.multipart(MultiPart::alternative_plain_html(d.text(), d.html()))
         .map_err(|e| e.to_string())

@@ -126,12 +126,50 @@ async fn a_year_and_a_half_of_daily_jobs_under_faketime() {
         }
         if day == 343 && rolled {
             // The script ran at its EffectiveDate (a day after the upload); `verify` with the
-            // new certificate now gets a token, which confirms the roll.
+            // new certificate now gets a token, which proves what Entra accepts but confirms
+            // nothing (issue 24): it says how to confirm.
             let o = f.at(day, &["verify", "--tenant", &t, "--cert", &nk]).await;
             assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));
-            assert!(stderr(&o).contains("is confirmed"), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("does not show that the Front Ends sign with it"),
+                "{}",
+                stderr(&o)
+            );
             let l = read_ledger(&tool.state_dir);
-            assert_eq!(l["tenants"][0]["roll_confirmed"]["by"], "verify");
+            assert!(l["tenants"][0]["roll_confirmed"].is_null(), "{l}");
+            // The Front End's saved output, as the roll script prints it (UTC with its offset).
+            let effective = l["tenants"][0]["roll_effective"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let current = tool.dir.path().join("current");
+            std::fs::create_dir_all(&current).unwrap();
+            std::fs::write(
+                current.join("Get-CsCertificate.txt"),
+                format!(
+                    "Thumbprint    : {}\r\nEffectiveDate : {effective}\r\nUse           : OAuthTokenIssuer\r\n",
+                    new.sha1_hex()
+                ),
+            )
+            .unwrap();
+            let dir = current.display().to_string();
+            let o = f
+                .at(
+                    day,
+                    &[
+                        "renew",
+                        "--tenant",
+                        &t,
+                        "--confirm-roll",
+                        "--current",
+                        &dir,
+                        "--yes",
+                    ],
+                )
+                .await;
+            assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));
+            let l = read_ledger(&tool.state_dir);
+            assert_eq!(l["tenants"][0]["roll_confirmed"]["by"], "onprem-output");
         }
         let o = f.at(day, &["renew", "--all", "--yes"]).await;
         assert_eq!(o.status.code(), Some(0), "day {day}: {}", stderr(&o));

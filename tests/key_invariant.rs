@@ -349,7 +349,6 @@ struct Env {
     sim: &'static SimTime,
     clock: Clock,
     cloud: Cloud,
-    http: HttpClient,
     _dir: tempfile::TempDir,
 }
 
@@ -376,15 +375,19 @@ impl Env {
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, emu.running.ca_pem()).unwrap();
         let cloud = Cloud::emulated(&emu.cloud, ca);
-        let http = HttpClient::for_cloud(&cloud).unwrap();
         Env {
             emu,
             sim,
             clock,
             cloud,
-            http,
             _dir: dir,
         }
+    }
+
+    /// The HTTPS client of one command (a process has its own: what it learnt of the servers'
+    /// clock from `Date` is its own).
+    fn http(&self) -> HttpClient {
+        HttpClient::for_cloud(&self.cloud).unwrap()
     }
 
     fn session(&self, state: &Path) -> Session {
@@ -396,7 +399,7 @@ impl Env {
         };
         Session::signed_in(
             self.cloud.clone(),
-            self.http.clone(),
+            self.http(),
             &self.emu.tenant.domain,
             admin,
             state.to_path_buf(),
@@ -1229,16 +1232,15 @@ impl<'e> World<'e> {
         )
         .unwrap();
         let env = self.env;
-        let fut = hybrid_trust::verify::verify(&env.http, &env.cloud, &domain, &a, now);
+        let http = env.http();
+        let fut = hybrid_trust::verify::verify(&http, &env.cloud, &domain, &a, now);
         match self.killable(crash, fut).await {
             None => self.log("      KILLED".into()),
             Some(Err(e)) => self.log(format!("      refused: {e}")),
             Some(Ok(_)) => {
                 let host = &self.hosts[h.i()];
-                let audit = hybrid_trust::audit::AuditLog::in_dir(&host.state);
                 let note = hybrid_trust::verify::roll_note(
                     &host.store,
-                    &audit,
                     &domain,
                     &self.certs[cert].tp,
                     self.env.clock.now(),

@@ -530,6 +530,8 @@ async fn renew_rewindows_rolls_and_finishes_a_roll() {
         .run_async(&["renew", "--tenant", &t, "--confirm-roll"])
         .await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Output that shows the new certificate current, saved before the EffectiveDate, is
+    // refused too (issue 24: the ledger's EffectiveDate decides, however early the output's).
     let saved = tool.state_dir.parent().unwrap().join("saved");
     std::fs::create_dir_all(&saved).unwrap();
     std::fs::write(
@@ -541,6 +543,25 @@ async fn renew_rewindows_rolls_and_finishes_a_roll() {
         ),
     )
     .unwrap();
+    let o = tool
+        .run_async(&[
+            "renew",
+            "--tenant",
+            &t,
+            "--confirm-roll",
+            "--current",
+            saved.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(ledger(&tool)["tenants"][0]["roll_confirmed"].is_null());
+    // Once the EffectiveDate has passed, it confirms.
+    roll_took_effect(
+        &tool.state_dir,
+        &saved,
+        &next.sha1_hex(),
+        now - TimeDelta::hours(1),
+    );
     let o = tool
         .run_async(&[
             "renew",

@@ -393,7 +393,8 @@ async fn simulate(sc: Scenario) {
                 let text = format!(
                     "Thumbprint : {}\r\nEffectiveDate : {}\r\nUse : OAuthTokenIssuer\r\n",
                     new.sha1_hex(),
-                    morning.format("%m/%d/%Y %I:%M:%S %p")
+                    // As the roll script prints it: UTC with its offset (issue 24).
+                    morning.format("%Y-%m-%dT%H:%M:%S%.6f0Z")
                 );
                 Some(hybrid_trust::onprem::current::Current {
                     certificates: Some(hybrid_trust::onprem::current::parse_format_list(&text)),

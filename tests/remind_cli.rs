@@ -581,14 +581,28 @@ fn an_smtp_password_from_the_keyring_is_proved_then_stored_then_used() {
     // The kernel keyring store keeps entries in the user's persistent keyring, shared by every
     // session of this user: a name of this run's own, removed at the end.
     let user = format!("bot-{}", uuid::Uuid::new_v4().simple());
-    let server = smtp(dir.path(), &["--auth", &user, "kr-smtp-pw-9f3"]);
+    // A password goes only over TLS (issue 24, item 5): STARTTLS with the test CA.
+    write_test_tls(dir.path());
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let server = smtp(
+        dir.path(),
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--auth",
+            &user,
+            "kr-smtp-pw-9f3",
+        ],
+    );
     let state = dir.path().join("state");
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"{user}\"\npassword_keyring = true\n",
-            server.port
+            "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}?tls=starttls\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\nusername = \"{user}\"\npassword_keyring = true\nca_file = \"{}\"\n",
+            server.port,
+            dir.path().join("ca.pem").display()
         ),
     )
     .unwrap();
@@ -632,7 +646,11 @@ fn an_smtp_password_from_the_keyring_is_proved_then_stored_then_used() {
     );
     let m = mails(&server.maildir);
     assert_eq!(m.len(), 1, "{text}");
-    assert!(m[0].contains("X-Auth: True"), "{}", m[0]);
+    assert!(
+        m[0].contains("X-Auth: True") && m[0].contains("X-TLS: True"),
+        "{}",
+        m[0]
+    );
     assert!(
         !text.contains("kr-smtp-pw-9f3") && !text.contains("not-it"),
         "{text}"
@@ -780,4 +798,379 @@ async fn smtp_with_oauth_signs_in_with_xoauth2_and_its_failures_mark_nothing() {
         );
     }
     assert_eq!(mails(&good.maildir).len(), 1);
+}
+
+/// A webhook receiver on loopback that records which tenants each post carried; each post is
+/// answered once a second one has arrived or `hold` has passed (so two runs that both send are
+/// both in flight together), with `answer` (status, body).
+struct Receiver {
+    addr: std::net::SocketAddr,
+    posts: Posts,
+}
+
+/// The path and the tenants of each post received.
+type Posts = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+async fn receiver(hold: Duration, answer: fn(&str) -> axum::response::Response) -> Receiver {
+    let posts: Posts = Arc::default();
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let (p2, a2) = (posts.clone(), arrived.clone());
+    let app = axum::Router::new().route(
+        "/{kind}",
+        post(
+            move |axum::extract::Path(kind): axum::extract::Path<String>,
+                  axum::Json(v): axum::Json<Value>| {
+                let (p, a) = (p2.clone(), a2.clone());
+                async move {
+                    let tenants = v["entries"]
+                        .as_array()
+                        .map(|e| {
+                            e.iter()
+                                .map(|x| x["tenant"].as_str().unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    // Registered before the post is counted, so a second post's wake-up is
+                    // never missed.
+                    let second = a.notified();
+                    tokio::pin!(second);
+                    second.as_mut().enable();
+                    let n = {
+                        let mut p = p.lock().unwrap();
+                        p.push((kind.clone(), tenants));
+                        p.len()
+                    };
+                    if n == 1 {
+                        let _ = tokio::time::timeout(hold, second).await;
+                    } else {
+                        a.notify_waiters();
+                    }
+                    answer(&kind)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { addr, posts }
+}
+
+fn ok(_: &str) -> axum::response::Response {
+    axum::response::IntoResponse::into_response(axum::http::StatusCode::OK)
+}
+
+/// Issue 28, item 1: the timer and an admin start `remind --all` together on one state dir with
+/// 40 due tenants: each tenant is posted once (before, both runs planned from the same ledger
+/// and each sent everything: 80). The second run waits for the first's reminders lock, then
+/// finds everything recorded; both exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_overlapping_remind_runs_post_each_tenant_once() {
+    // The first post is held until a second arrives (at most 3 s): two runs that both send are
+    // certainly in flight together.
+    let rx = receiver(Duration::from_secs(3), ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[reminders]\n[[reminders.webhook]]\nurl = \"http://{}/json\"\n",
+            rx.addr
+        ),
+    )
+    .unwrap();
+    let tenants: Vec<String> = (1..=40)
+        .map(|i| format!("tenant-{i:04}.example.com"))
+        .collect();
+    let (s, c, t) = (state.clone(), config.clone(), tenants.clone());
+    tokio::task::spawn_blocking(move || {
+        for name in &t {
+            add_tenant(&s, &c, name, 5, None);
+        }
+    })
+    .await
+    .unwrap();
+    let start = |state: &Path, config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args(["--config", config.to_str().unwrap(), "remind", "--all"])
+            .env("HYBRID_TRUST_STATE_DIR", state)
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(&state, &config), start(&state, &config));
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    for o in [&a, &b] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let posts = rx.posts.lock().unwrap().clone();
+    for t in &tenants {
+        let n = posts
+            .iter()
+            .flat_map(|(_, ts)| ts)
+            .filter(|x| *x == t)
+            .count();
+        assert_eq!(n, 1, "{t} was posted {n} times in {} post(s)", posts.len());
+    }
+    // And a third run, later: nothing new.
+    let o = tokio::task::spawn_blocking(move || ht(&state, &config, &["remind", "--all"], &[]))
+        .await
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(rx.posts.lock().unwrap().len(), posts.len());
+}
+
+/// An SMTP server on loopback that greets, then answers EHLO with one `250-` line every
+/// `every`, never the last line: each line resets a per-read timeout.
+async fn trickling_smtp(every: Duration) -> u16 {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                if w.write_all(b"220 slow.example.com ESMTP\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(every).await;
+                    if w.write_all(b"250-slow.example.com\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 28, item 2: an SMTP server that trickles its EHLO answer (a `250-` line every 200 ms,
+/// forever) held `remind` for ever. Now the message has an overall deadline (`timeout_secs`,
+/// 1 s here): the run ends with exit 1, says so, marks nothing, and the next run (to a server
+/// that answers) delivers it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trickling_smtp_server_fails_the_message_at_its_deadline_and_the_next_run_retries() {
+    let slow = trickling_smtp(Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    let write = |port: u16| {
+        std::fs::write(
+            &config,
+            format!("[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{port}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\ntimeout_secs = 1\n"),
+        )
+        .unwrap();
+    };
+    write(slow);
+    let (s, c) = (state.clone(), config.clone());
+    tokio::task::spawn_blocking(move || add_tenant(&s, &c, "contoso.com", 10, None))
+        .await
+        .unwrap();
+    // A watchdog, not a timing assertion: without a deadline the run never ends, and the test
+    // must fail rather than hang with it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+        .args(["--config", config.to_str().unwrap(), "remind", "--all"])
+        .env("HYBRID_TRUST_STATE_DIR", &state)
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("remind still runs after 60 s against a trickling SMTP server");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not finish the message within 1 s")
+            && err.contains("retried on the next run"),
+        "{err}"
+    );
+    let marked = || {
+        hybrid_trust::ledger::LedgerStore::in_dir(&state)
+            .load()
+            .unwrap()
+            .tenants[0]
+            .reminders_sent
+            .len()
+    };
+    assert_eq!(marked(), 0, "nothing marked sent");
+    let server = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || smtp(&d, &[])
+    })
+    .await
+    .unwrap();
+    write(server.port);
+    let (s, c) = (state.clone(), config.clone());
+    let o = tokio::task::spawn_blocking(move || ht(&s, &c, &["remind", "--all"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(mails(&server.maildir).len(), 1, "the retry delivered it");
+    assert!(marked() > 0);
+}
+
+/// A 200 whose body never ends: one byte a second (`/drip`), or 64 KiB chunks without end
+/// (`/huge`, past the client's 8 MiB bound).
+fn endless_ok(kind: &str) -> axum::response::Response {
+    use axum::body::Body;
+    let stream: futures_util::stream::BoxStream<'static, Result<Vec<u8>, std::io::Error>> =
+        if kind == "drip" {
+            Box::pin(futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some((Ok(b".".to_vec()), ()))
+            }))
+        } else {
+            Box::pin(futures_util::stream::repeat_with(|| Ok(vec![b'x'; 65536])))
+        };
+    axum::response::Response::builder()
+        .status(200)
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// Issue 28, item 3: a webhook that answered 200 but whose body drips or never ends was recorded
+/// as failed ("did not answer in time" / "larger than 8388608 bytes"), so it was posted again
+/// every run. The status line decides: delivered once, exit 0, not posted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_that_answered_200_is_delivered_once_whatever_its_body() {
+    let rx = receiver(Duration::ZERO, endless_ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[reminders]\n[[reminders.webhook]]\nurl = \"http://{0}/drip\"\n[[reminders.webhook]]\nurl = \"http://{0}/huge\"\n",
+            rx.addr
+        ),
+    )
+    .unwrap();
+    let (s, c) = (state.clone(), config.clone());
+    tokio::task::spawn_blocking(move || add_tenant(&s, &c, "contoso.com", 10, None))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let (s, c) = (state.clone(), config.clone());
+        // The request timeout at 3 s: what a dripping body would run into.
+        let o = tokio::task::spawn_blocking(move || {
+            ht(
+                &s,
+                &c,
+                &["remind", "--all"],
+                &[("HYBRID_TRUST_HTTP_TIMEOUT_SECS", "3")],
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let mut kinds: Vec<String> = rx
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["drip", "huge"], "each posted once");
+}
+
+/// Issue 24, item 5: a password over SMTP without TLS, even to a server on loopback that would
+/// take AUTH PLAIN in clear, is refused before anything is sent: exit 2, one error line with the
+/// fix (smtps:// or ?tls=starttls), nothing sent or marked; the password never shows.
+#[test]
+fn an_smtp_password_without_tls_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = smtp(dir.path(), &["--auth", "bot", "clear-pw-4d1"]);
+    let state = dir.path().join("state");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[reminders]\n").unwrap();
+    add_tenant(&state, &config, "contoso.com", 10, None);
+    for auth in [
+        "username = \"bot\"\npassword_env = \"SMTP_PASSWORD\"\n",
+        "username = \"bot\"\npassword_keyring = true\n",
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "[reminders]\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"hybrid-trust@contoso.com\"\nto = [\"uc-admins@contoso.com\"]\n{auth}",
+                server.port
+            ),
+        )
+        .unwrap();
+        let o = ht(
+            &state,
+            &config,
+            &["remind", "--all"],
+            &[("SMTP_PASSWORD", "clear-pw-4d1")],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{auth}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{err}"
+        );
+        assert!(
+            err.contains("would send its password in clear")
+                && err.contains("smtps://")
+                && err.contains("?tls=starttls"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("clear-pw-4d1")
+                && !String::from_utf8_lossy(&o.stdout).contains("clear-pw-4d1")
+        );
+    }
+    assert!(mails(&server.maildir).is_empty());
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&state)
+        .load()
+        .unwrap();
+    assert!(ledger.tenants[0].reminders_sent.is_empty());
 }

@@ -85,18 +85,16 @@ async fn a_pending_roll_warns_until_confirmed_and_the_old_key_is_then_retired() 
     assert_eq!(o.status.code(), Some(1), "{line}");
     assert!(line.starts_with("HYBRID-TRUST WARNING"), "{line}");
 
-    // The roll is confirmed from the server's own output; the next renew retires the old key.
+    // The EffectiveDate passes (the ledger is moved as time would move it: the binary runs on
+    // the system clock), and the roll is confirmed from the server's own output, as the roll
+    // script prints it (UTC with its offset); the next renew retires the old key.
     let saved = tool.dir.path().join("saved");
-    std::fs::create_dir_all(&saved).unwrap();
-    std::fs::write(
-        saved.join("Get-CsCertificate.txt"),
-        format!(
-            "Thumbprint    : {}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
-            new.sha1_hex(),
-            (now - TimeDelta::minutes(5)).format("%m/%d/%Y %I:%M:%S %p")
-        ),
-    )
-    .unwrap();
+    roll_took_effect(
+        &tool.state_dir,
+        &saved,
+        &new.sha1_hex(),
+        now - TimeDelta::minutes(5),
+    );
     let o = tool
         .run_async(&[
             "renew",
@@ -307,16 +305,12 @@ async fn roll_on_a_then_daily_job_on_b(old_days: i64) {
         .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let saved = a.dir.path().join("saved");
-    std::fs::create_dir_all(&saved).unwrap();
-    std::fs::write(
-        saved.join("Get-CsCertificate.txt"),
-        format!(
-            "Thumbprint    : {}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
-            new.sha1_hex(),
-            (now - TimeDelta::minutes(5)).format("%m/%d/%Y %I:%M:%S %p")
-        ),
-    )
-    .unwrap();
+    roll_took_effect(
+        &a.state_dir,
+        &saved,
+        &new.sha1_hex(),
+        now - TimeDelta::minutes(5),
+    );
     let saved_s = saved.to_str().unwrap();
     let o = a
         .run_async(&[

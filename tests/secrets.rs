@@ -62,7 +62,7 @@ async fn no_secret_reaches_output_logs_or_files() {
         .unwrap();
     assert!(st.success());
     let config = tool.dir.path().join("config.toml");
-    std::fs::write(&config, "[reminders]\nstdout = true\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:9\"\nfrom = \"a@contoso.com\"\nto = [\"b@contoso.com\"]\nusername = \"bot\"\npassword_env = \"SMTP_PW\"\n").unwrap();
+    std::fs::write(&config, "[reminders]\nstdout = true\n[[reminders.email]]\nsmtp_url = \"smtp://127.0.0.1:9?tls=starttls\"\nfrom = \"a@contoso.com\"\nto = [\"b@contoso.com\"]\nusername = \"bot\"\npassword_env = \"SMTP_PW\"\n").unwrap();
     let p = pfx.to_str().unwrap().to_string();
     let t = emu.tenant.domain.clone();
     let c = config.to_str().unwrap().to_string();

@@ -230,3 +230,66 @@ fn truncated_foreign_and_html_documents_exit_2() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Issue 28, item 4: `tenant add --notify` recorded an address no mail channel can deliver to
+/// (a quoted local part: Graph refuses it on every run, and that tenant's reminders reached
+/// nobody). It is checked with the channels' own parser: exit 2, one error line with the fix,
+/// nothing written; a plain address is recorded.
+#[test]
+fn tenant_add_refuses_a_recipient_no_channel_can_deliver_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/certs/sfb.pem");
+    let add = |notify: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hybrid-trust"))
+            .args([
+                "tenant",
+                "add",
+                "fabrikam.com",
+                "--cert",
+                cert,
+                "--notify",
+                notify,
+            ])
+            .env("HYBRID_TRUST_STATE_DIR", &state)
+            .env_remove("HYBRID_TRUST_OUTPUT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for bad in [
+        r#""<script>alert(9)</script>"@fabrikam.com"#,
+        "Ops <ops@fabrikam.com>",
+        "ops@",
+    ] {
+        let o = add(bad);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(
+            errors[0].contains("is not an address mail can be delivered to")
+                && err.contains("give a plain address such as uc-admins@fabrikam.com"),
+            "{err}"
+        );
+        assert!(
+            hybrid_trust::ledger::LedgerStore::in_dir(&state)
+                .load()
+                .unwrap()
+                .tenants
+                .is_empty(),
+            "nothing written"
+        );
+    }
+    let o = add("uc-admins@fabrikam.com");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ledger = hybrid_trust::ledger::LedgerStore::in_dir(&state)
+        .load()
+        .unwrap();
+    assert_eq!(ledger.tenants[0].notify, ["uc-admins@fabrikam.com"]);
+}

@@ -119,6 +119,21 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     }
     let settings = ctx.settings()?;
     let notifiers = channels(ctx, &settings)?;
+    // Held from reading the ledger to the last mark: an overlapping run waits, then plans from
+    // what this one recorded (a dry run sends nothing and takes no lock).
+    let _reminders_lock = if ctx.global.dry_run {
+        None
+    } else {
+        let dir = ctx.state_dir()?;
+        Some(
+            crate::remind::run::lock(&dir, crate::remind::run::LOCK_TIMEOUT).map_err(|e| {
+                Failure::runtime(
+                    e,
+                    Some("another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".into()),
+                )
+            })?,
+        )
+    };
     let ledger = ctx.ledger()?;
     let tenants: Vec<_> = ledger
         .tenants

@@ -61,6 +61,16 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             notify,
         } => {
             ctx.refuse_as_of("tenant add")?;
+            // The recipients first: a refusal asks for no certificate password.
+            OfflineTenant {
+                notify: notify.clone(),
+                ..OfflineTenant::default()
+            }
+            .check()
+            .map_err(|e| {
+                let hint = Some(e.hint().to_string());
+                Failure::input(e, hint)
+            })?;
             let name = TenantRef::parse(&domain)
                 .map_err(super::bad_tenant)?
                 .to_string();
@@ -75,7 +85,6 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                 credential_end: end,
                 notify,
             };
-            add.check().map_err(|e| Failure::input(e, None))?;
             let now = ctx.clock.now();
             let status = ctx.record(&name, &apps, |rec| add.record(rec, now))?;
             ctx.printer.emit(&status, || {

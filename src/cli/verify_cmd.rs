@@ -85,14 +85,10 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
             for n in crate::advisories::notes_for_verify(&cloud.name, ctx.now) {
                 ctx.printer.note(&n);
             }
-            // A token with a pending roll's new certificate after its EffectiveDate confirms
-            // the roll (issue 16); anything else leaves the ledger alone.
-            // Never fatal: the proof above stands whatever the ledger says.
-            if ctx.as_of.is_none()
-                && let (Ok(store), Ok(dir)) = (ctx.ledger_store(), ctx.state_dir())
-            {
-                let audit = crate::audit::AuditLog::in_dir(&dir);
-                let note = verify::roll_note(&store, &audit, &tenant, &thumb, ctx.clock.now());
+            // A token with a pending roll's new certificate proves what Entra accepts, not what
+            // the Front Ends sign with: say how to confirm the roll; the ledger is not changed.
+            if let Ok(store) = ctx.ledger_store() {
+                let note = verify::roll_note(&store, &tenant, &thumb, ctx.clock.now());
                 note.iter().for_each(|n| ctx.printer.note(n));
             }
             Ok(0)

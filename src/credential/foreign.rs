@@ -9,8 +9,19 @@
 //! `previous_cert`. A key whose certificate cannot be told (no `key` and no usable
 //! `customKeyIdentifier`) is foreign too: nothing shows the tool put it there.
 //!
-//! **Protected** certificates are never pruned, whatever was asked: the one the ledger says the
-//! Front Ends sign with (`cert`) and, during a roll, the one they will sign with (`next_cert`).
+//! **Another host's** keys are not foreign (issue 24): several admin hosts, each with its own
+//! ledger, keep one tenant, and a key one of them uploaded (its display name, set by
+//! [`crate::graph::new_key`], starts with `hybrid-trust `) may be the certificate the Front Ends
+//! sign with after a roll this ledger never saw. Such a key is listed as another host's and is
+//! removed only when named by thumbprint (`credential remove`). A display name is no proof, so
+//! only a `Verify` certificate key on an application the tool uploads to counts: any key on
+//! Exchange Online's shared principal (`00000002`, where the tool never uploads; CVE-2025-53786)
+//! stays foreign whatever its name.
+//!
+//! **Protected** certificates are never pruned or removed, whatever was asked: the one the ledger
+//! says the Front Ends sign with (`cert`) and, during a roll, the one they will sign with
+//! (`next_cert`). And no change leaves an application without a valid `Verify` key
+//! ([`crate::graph::KeyPlan::check_keeps_a_valid_key`], checked for every change).
 
 use crate::graph::{KeyCredential, KeyPlan, PlanError};
 use crate::ledger::TenantRecord;
@@ -41,17 +52,75 @@ fn ledger_certs(rec: &TenantRecord) -> impl Iterator<Item = &str> {
         .map(|c| c.thumbprint_sha1.as_str())
 }
 
-/// Whether `k`, on application `app`, is a key the ledger (`rec`, none when the tenant is not in
-/// this host's ledger) did not put there.
-pub fn is_foreign(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> bool {
-    let (Some(rec), Some(tp)) = (rec, k.thumbprint()) else {
-        return true;
+/// Where a key on a target application came from, as far as this host can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This host's ledger put it there, or names its certificate.
+    ThisLedger,
+    /// hybrid-trust put it there from another host (its display name says so).
+    AnotherHost,
+    /// Nothing shows the tool put it there.
+    Foreign,
+}
+
+/// The prefix of the display name every key the tool uploads carries ([`crate::graph::new_key`]).
+pub const DISPLAY_NAME_PREFIX: &str = "hybrid-trust ";
+
+/// Whether `k` on `app` says it was uploaded by hybrid-trust: a `Verify` certificate key named
+/// as the tool names its keys, on an application the tool uploads to.
+fn uploaded_by_the_tool(app: &str, k: &KeyCredential) -> bool {
+    k.is_verify_cert()
+        && !app.eq_ignore_ascii_case(crate::microsoft::EXCHANGE_APP_ID)
+        && k.display_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(DISPLAY_NAME_PREFIX))
+}
+
+/// Where `k`, on application `app`, came from, judged against the ledger (`rec`, none when the
+/// tenant is not in this host's ledger).
+pub fn origin(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> Origin {
+    let ours = match (rec, k.thumbprint()) {
+        (Some(rec), Some(tp)) => {
+            rec.credentials.iter().any(|c| {
+                c.app_id.eq_ignore_ascii_case(app) && c.thumbprint_sha1.eq_ignore_ascii_case(&tp)
+            }) || ledger_certs(rec).any(|c| c.eq_ignore_ascii_case(&tp))
+        }
+        _ => false,
     };
-    let recorded = rec
-        .credentials
-        .iter()
-        .any(|c| c.app_id.eq_ignore_ascii_case(app) && c.thumbprint_sha1.eq_ignore_ascii_case(&tp));
-    !recorded && !ledger_certs(rec).any(|c| c.eq_ignore_ascii_case(&tp))
+    if ours {
+        Origin::ThisLedger
+    } else if uploaded_by_the_tool(app, k) {
+        Origin::AnotherHost
+    } else {
+        Origin::Foreign
+    }
+}
+
+/// Whether `k`, on application `app`, is a key nothing shows the tool put there ([`origin`]).
+pub fn is_foreign(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> bool {
+    origin(rec, app, k) == Origin::Foreign
+}
+
+/// `credential remove`: the key of a protected certificate is not removed, even when named.
+pub fn check_removable(rec: Option<&TenantRecord>, thumbprint: &str) -> Result<(), PlanError> {
+    let Some(rec) = rec else {
+        return Ok(());
+    };
+    let is = |c: &Option<crate::ledger::CertRecord>| {
+        c.as_ref()
+            .is_some_and(|c| c.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))
+    };
+    let why = if is(&rec.cert) {
+        "this ledger records it as the certificate the Front Ends sign with"
+    } else if is(&rec.next_cert) {
+        "it is the certificate of the pending roll, which the Front Ends sign with from its EffectiveDate"
+    } else {
+        return Ok(());
+    };
+    Err(PlanError::InUse {
+        thumbprint: thumbprint.to_ascii_uppercase(),
+        why,
+    })
 }
 
 /// The certificates no prune removes: the ledger's `cert` (the Front Ends sign with it) and a

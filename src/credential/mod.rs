@@ -88,7 +88,8 @@ impl CredentialError {
             CredentialError::Plan(PlanError::NoSuchKey(_)) => "list the keys with hybrid-trust credential list".into(),
             CredentialError::Plan(PlanError::WindowPassed(_)) => "run the command again: it plans a new window from now".into(),
             CredentialError::Plan(PlanError::ReplacementMissing(_) | PlanError::ReplacementNotValid(_)) => "list the keys with hybrid-trust credential list; another host or admin changed them. Run renew again: it adopts a valid new window, or adds one".into(),
-            CredentialError::Plan(PlanError::LastValidKey(_)) => "nothing was removed; list the keys with hybrid-trust credential list".into(),
+            CredentialError::Plan(PlanError::LastValidKey(_)) => "nothing was removed; upload the key of the certificate the servers sign with first (hybrid-trust credential upload, or renew --new-cert for a new certificate), then remove this one; hybrid-trust credential list shows the keys".into(),
+            CredentialError::Plan(PlanError::InUse { .. }) => "nothing was removed; to replace that certificate, roll to a new one (hybrid-trust renew --tenant <tenant> --new-cert NEW.pfx), confirm the roll after its EffectiveDate (--confirm-roll), and the next renew retires the old key".into(),
             CredentialError::Plan(PlanError::Superseded { .. }) => "nothing was changed. If the Front Ends now sign with the newer certificate, record it in this ledger: hybrid-trust renew --tenant <tenant> --new-cert NEW.pfx, then --confirm-roll; if the older one must come back, upload it on purpose with hybrid-trust credential upload".into(),
             CredentialError::ChangedSinceShown => "run again to see the plan as the keys are now".into(),
             CredentialError::Audit(_) => "check that the state dir is writable (--state-dir)".into(),
@@ -215,6 +216,7 @@ impl Change<'_> {
         loop {
             let sp = self.graph.read_service_principal(sp_id).await?;
             let mut plan = make_plan(&sp.key_credentials)?;
+            plan.check_keeps_a_valid_key(self.clock.now())?;
             if !plan.changes() {
                 return match first {
                     // A re-read after a crossed write found our change already there.
@@ -262,6 +264,9 @@ impl Change<'_> {
             }
             // A confirmation or a re-merge may have outlasted the planned start.
             plan.start_no_earlier_than(self.clock.now())?;
+            if let Some(server) = self.graph.server_now() {
+                plan.start_by_server_clock(self.clock.now(), server);
+            }
             attempt += 1;
             if first.is_none() {
                 first = Some(sp.clone());

@@ -22,6 +22,10 @@ use serde::Serialize;
 /// One key credential for scripts.
 #[derive(Debug, Serialize)]
 pub struct KeyJson {
+    /// `credential list`: a key hybrid-trust uploaded from another host (its display name says
+    /// so) that this host's ledger does not know ([`super::foreign::Origin::AnotherHost`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub another_host: Option<bool>,
     pub days_left: Option<i64>,
     pub display_name: Option<String>,
     /// RFC 3339 in UTC, with the fraction of a second when there is one, as Graph has it.
@@ -45,6 +49,7 @@ impl KeyJson {
             display_name: k.display_name.clone(),
             end: k.end_date_time.map(graph_time),
             foreign: None,
+            another_host: None,
             key_id: k.key_id.clone(),
             start: k.start_date_time.map(graph_time),
             thumbprint_sha1: k.thumbprint(),
@@ -163,9 +168,13 @@ impl KeyListing {
             credentials: sp
                 .key_credentials
                 .iter()
-                .map(|k| KeyJson {
-                    foreign: Some(super::foreign::is_foreign(rec, app, k)),
-                    ..KeyJson::of(k, now)
+                .map(|k| {
+                    let origin = super::foreign::origin(rec, app, k);
+                    KeyJson {
+                        foreign: Some(origin == super::foreign::Origin::Foreign),
+                        another_host: Some(origin == super::foreign::Origin::AnotherHost),
+                        ..KeyJson::of(k, now)
+                    }
                 })
                 .collect(),
             service_principal_id: sp.id.clone(),
@@ -198,6 +207,9 @@ impl KeyListing {
             ));
             if j.foreign == Some(true) {
                 s.push_str("      FOREIGN: not put there by this host's ledger; whoever holds its private key can act as this application (credential prune --foreign removes it)\n");
+            }
+            if j.another_host == Some(true) {
+                s.push_str("      ANOTHER HOST: uploaded by hybrid-trust on another admin host, unknown to this ledger; the Front Ends may sign with it, so prune keeps it (credential remove --thumbprint removes it)\n");
             }
         }
         s

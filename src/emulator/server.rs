@@ -550,13 +550,24 @@ async fn front(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
     if let Some(apply) = (!control).then(|| s.crash.hit()).flatten() {
         match s.crash.crash(apply.then(|| next.run(req))).await {}
     }
-    let resp = match fault {
+    let mut resp = match fault {
         None => next.run(req).await,
         Some(kind) => {
             let kill = req.extensions().get::<ConnKill>().cloned();
             inject(&s, kind, kill).await
         }
     };
+    // The `Date` of the emulated cloud's own clock (RFC 9110 §6.6.1, IMF-fixdate), as the real
+    // services send theirs: a test that sets the emulator's clock behind sees it, as a client
+    // facing a Microsoft clock that lags its own does (hyper's own `Date` is the system time).
+    if let Ok(v) = axum::http::HeaderValue::from_str(
+        &s.clock
+            .now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    ) {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
     if s.log_requests {
         tracing::info!(
             target: "m365_emulator",

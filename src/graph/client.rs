@@ -208,6 +208,11 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// Graph's clock now, from the `Date` of its latest answer ([`HttpClient::server_now`]).
+    pub fn server_now(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.http.server_now()
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,

@@ -246,6 +246,29 @@ impl KeyPlan {
         }
         Ok(())
     }
+    /// Issue 24 (clock skew): when Graph's clock (`server_now`, from its `Date`) is behind this
+    /// machine's `now` by more than the second `Date` loses, an added key meant to start now
+    /// would start in Entra's future and fail the Front Ends until Graph's clock catches up: its
+    /// window is moved back by the difference, start and end alike (its length, and so the
+    /// one-year rule, stays). A start chosen later than now is left as it is, and so is a
+    /// difference of more than an hour.
+    pub fn start_by_server_clock(&mut self, now: DateTime<Utc>, server_now: DateTime<Utc>) {
+        let behind = now - server_now;
+        // Beyond an hour this is no lag but a clock set wrong (or a simulation that moves only
+        // this side's clock): the window stays on `now`, as planned.
+        if behind <= TimeDelta::seconds(2) || behind > TimeDelta::hours(1) {
+            return;
+        }
+        let Some(k) = self.added.as_mut() else {
+            return;
+        };
+        if k.start_date_time
+            .is_some_and(|s| s <= now + TimeDelta::seconds(1))
+        {
+            k.start_date_time = k.start_date_time.map(|s| s - behind);
+            k.end_date_time = k.end_date_time.map(|e| e - behind);
+        }
+    }
     /// The full keyCredentials array for the PATCH.
     pub fn body(&self) -> Vec<KeyCredential> {
         self.keep
@@ -257,6 +280,28 @@ impl KeyPlan {
     /// Whether anything would change.
     pub fn changes(&self) -> bool {
         self.added.is_some() || !self.dropped_expired.is_empty() || !self.removed.is_empty()
+    }
+    /// Issue 24: no change may leave a target application without a valid `Verify` key when it
+    /// removes one: whatever the command and whatever this host's ledger believes, the Front Ends
+    /// sign with some certificate, and an application left with no valid key fails them all.
+    /// A kept key counts when it has started and not ended; the added key when it starts now
+    /// (its start is moved up to the moment it is sent).
+    pub fn check_keeps_a_valid_key(&self, now: DateTime<Utc>) -> Result<(), PlanError> {
+        let valid_at = |k: &KeyCredential, t: DateTime<Utc>| {
+            k.is_verify_cert() && !k.is_expired(now) && k.start_date_time.is_none_or(|s| s <= t)
+        };
+        let Some(removed) = self.removed.iter().find(|k| valid_at(k, now)) else {
+            return Ok(());
+        };
+        let soon = now + TimeDelta::seconds(1);
+        if self.keep.iter().any(|k| valid_at(k, now))
+            || self.added.as_ref().is_some_and(|k| valid_at(k, soon))
+        {
+            return Ok(());
+        }
+        Err(PlanError::LastValidKey(
+            removed.thumbprint().unwrap_or_else(|| "?".into()),
+        ))
     }
     /// Whether the change only adds: no valid key is removed (dropping an expired one is no loss).
     pub fn is_additive(&self) -> bool {
@@ -346,6 +391,13 @@ pub enum PlanError {
     ReplacementNotValid(String),
     #[error("refusing to remove the last valid key of certificate {0}")]
     LastValidKey(String),
+    #[error(
+        "refusing to remove the key of {thumbprint}: {why}, and removing it would break the trust"
+    )]
+    InUse {
+        thumbprint: String,
+        why: &'static str,
+    },
     #[error(
         "the tenant no longer has the key of certificate {ours} that this ledger records as valid, and has one of certificate {newer} (valid until {newer_end}): another admin may have rolled to {newer} and retired {ours}, so {ours} is not put back"
     )]

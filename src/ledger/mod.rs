@@ -220,10 +220,11 @@ impl TenantRecord {
                 recorded_at: now,
             });
         }
-        let newer = self.cert.as_ref().is_none_or(|c| {
-            c.thumbprint_sha1 != cert.thumbprint_sha1 && c.not_after < cert.not_after
-        });
-        if newer && self.next_cert.is_none() {
+        // `cert` is the certificate the Front Ends sign with as far as anyone has shown: the
+        // first upload records it; another certificate uploaded later is an extra key, not a
+        // roll (issue 24: taking a longer-lived upload for the Front Ends' certificate left the
+        // one they sign with unprotected and never renewed). A roll is `renew --new-cert`.
+        if self.cert.is_none() && self.next_cert.is_none() {
             self.cert = Some(cert.clone());
         }
         if applied {

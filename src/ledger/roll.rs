@@ -20,7 +20,9 @@ pub enum ConfirmedBy {
     /// Saved `Get-CsCertificate -Type OAuthTokenIssuer` output (`--current DIR`) showing the new
     /// thumbprint as current.
     OnpremOutput,
-    /// The EffectiveDate has passed and `verify` obtained a token with the new certificate.
+    /// Written by versions before issue 24, when `verify` with the new certificate after the
+    /// EffectiveDate confirmed a roll; kept so those ledgers load. Nothing confirms so now: a
+    /// token from the admin's PFX shows what Entra accepts, not what the Front Ends sign with.
     Verify,
 }
 

@@ -55,7 +55,9 @@ pub fn render_roll(r: &RollInput<'_>) -> Result<String, UnsafeValue> {
          # every Front End (the OAuthTokenIssuer certificate is global: same on all servers).\r\n\
          $ErrorActionPreference = 'Stop'\r\n\
          Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint '{tp}' -Roll -EffectiveDate ([datetimeoffset]{eff}).LocalDateTime\r\n\
-         Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, EffectiveDate, PreviousThumbprint\r\n\
+         # The EffectiveDate in UTC with its offset (Format-List alone prints local time with no zone):\r\n\
+         # save this output as Get-CsCertificate.txt for hybrid-trust renew --confirm-roll --current DIR.\r\n\
+         Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, @{{Name = 'EffectiveDate'; Expression = {{ if ($_.EffectiveDate) {{ $_.EffectiveDate.ToUniversalTime().ToString('o') }} }}}}, PreviousThumbprint, Use\r\n\
          # After the old certificate expires ({old_end}), run: Remove-CsCertificate -Type OAuthTokenIssuer -Previous\r\n\
          # and hybrid-trust renew --tenant {domain} (it makes the new certificate current).\r\n",
         domain = r.tenant,
@@ -84,6 +86,11 @@ mod tests {
         let s = render_roll(&input("contoso.com", tp)).unwrap();
         assert!(s.contains(&format!("Set-CsCertificate -Identity Global -Type OAuthTokenIssuer -Thumbprint '{tp}' -Roll -EffectiveDate ([datetimeoffset]'2027-03-01T12:00:00+00:00').LocalDateTime\r\n")), "{s}");
         assert!(s.contains("expires (2027-03-10 00:00 UTC)"));
+        // Issue 24: the EffectiveDate is printed in UTC with its offset, not as a local time.
+        assert!(
+            s.contains("$_.EffectiveDate.ToUniversalTime().ToString('o')"),
+            "{s}"
+        );
         assert!(render_roll(&input("contoso.com';Remove-Item C:\\", tp)).is_err());
         assert!(
             render_roll(&input(

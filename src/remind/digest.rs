@@ -167,9 +167,13 @@ impl Digest {
             }
             s.push_str("</table>");
             s.push_str(&timeline(m, colour));
-            s.push_str("<p style=\"margin:6px 0 2px\">To fix:</p><pre style=\"margin:0;background:#fff;padding:6px;border:1px solid #ddd;white-space:pre-wrap\">");
-            s.push_str(&e(&commands(m).join("\n")));
-            s.push_str("</pre></div>");
+            let also = other_commands(m);
+            if !also.is_empty() {
+                s.push_str("<p style=\"margin:6px 0 2px\">Also:</p><pre style=\"margin:0;background:#fff;padding:6px;border:1px solid #ddd;white-space:pre-wrap\">");
+                s.push_str(&e(&also.join("\n")));
+                s.push_str("</pre>");
+            }
+            s.push_str("</div>");
         }
         if !self.advisories.is_empty() {
             s.push_str(
@@ -358,30 +362,47 @@ pub fn text(m: &Due) -> String {
         Some(d) => format!("in {d} day(s)"),
         None => "unknown".into(),
     };
-    let fix = commands(m)
+    let also = other_commands(m)
         .iter()
         .map(|c| format!("  {c}\n"))
         .collect::<String>();
-    match m.kind {
-        Kind::RenewalFailure => format!(
-            "Tenant: {}{tid}\nThe last renewal attempt failed: {}\nThe trust lapses: {when} ({left}); {WHAT_BREAKS}.\nNext action: {}\n\nTo retry and see the error: {}\nTo fix:\n{fix}",
-            m.tenant,
-            m.detail,
-            m.action,
-            command(m),
+    let also = if also.is_empty() {
+        also
+    } else {
+        format!("Also:\n{also}")
+    };
+    let (kind, facts) = match m.kind {
+        Kind::RenewalFailure => (
+            "the renewal to retry (it shows the error)",
+            format!(
+                "The last renewal attempt failed: {}\nThe trust lapses: {when} ({left}); {WHAT_BREAKS}.\n",
+                m.detail
+            ),
         ),
-        Kind::Expiry | Kind::Expired => format!(
-            "Tenant: {}{tid}\nWhat expires: {} for the on-prem OAuthTokenIssuer certificate {} on application {}\nWhen: {when} ({left})\nWhat breaks then: {}.\nNext action: {}\n\nTo renew: {}\nTo check first: {} --dry-run\nTo fix:\n{fix}",
-            m.tenant,
-            m.detail,
-            m.thumbprint_sha1,
-            m.app_id,
-            WHAT_BREAKS.trim_start_matches("what breaks for users: "),
-            m.action,
-            command(m),
-            command(m),
+        Kind::Expiry | Kind::Expired => (
+            "the change",
+            format!(
+                "What expires: {} for the on-prem OAuthTokenIssuer certificate {} on application {}\nWhen: {when} ({left})\nWhat breaks then: {}.\n",
+                m.detail,
+                m.thumbprint_sha1,
+                m.app_id,
+                WHAT_BREAKS.trim_start_matches("what breaks for users: "),
+            ),
         ),
-    }
+    };
+    format!(
+        "Tenant: {}{tid}\n{facts}Next action: {}\n(add --dry-run to a hybrid-trust command to see {kind} first)\n{also}",
+        m.tenant, m.action,
+    )
+}
+
+/// The commands of [`commands`] the next action does not already name: each command is said
+/// once in a digest entry (issue 28: the renew command came three times).
+pub fn other_commands(m: &Due) -> Vec<String> {
+    commands(m)
+        .into_iter()
+        .filter(|c| !m.action.contains(c.as_str()))
+        .collect()
 }
 
 #[cfg(test)]

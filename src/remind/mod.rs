@@ -319,6 +319,44 @@ mod tests {
         assert!(due(&t, TH, "c", now + TimeDelta::days(3)).is_empty());
     }
 
+    /// Issue 28: a digest entry says the renew command once (it came under "Next action", "To
+    /// renew" and "To fix"), in the text and in the HTML, for a lapse near or far and a failure;
+    /// the status command is still there.
+    #[test]
+    fn a_digest_entry_names_each_command_once() {
+        let now = t0();
+        let mut entries = Vec::new();
+        for days in [10, 45] {
+            entries.extend(due(&tenant(now + TimeDelta::days(days)), TH, "c", now));
+        }
+        let mut t = tenant(now + TimeDelta::days(200));
+        t.last_renewal_failure = Some(RenewalFailure {
+            at: now,
+            message: "boom".into(),
+            reported: false,
+            since: None,
+        });
+        entries.extend(due(&t, TH, "c", now));
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        for e in entries {
+            let d = Digest::new(vec![e]);
+            for body in [d.text(), d.html()] {
+                assert_eq!(
+                    body.matches("hybrid-trust renew --tenant contoso.com")
+                        .count(),
+                    1,
+                    "{body}"
+                );
+                assert_eq!(
+                    body.matches("hybrid-trust status --tenant contoso.com")
+                        .count(),
+                    1,
+                    "{body}"
+                );
+            }
+        }
+    }
+
     proptest! {
         /// Run daily over a year: never two messages for one threshold, never a message before
         /// its threshold, at most one message a day, and every threshold is covered at the end.

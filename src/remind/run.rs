@@ -4,6 +4,15 @@
 //! crash never sends it twice; a failed delivery records nothing and the next run retries it.
 //! Microsoft's dated changes ride in the same digests, each once at 60 and once at 14 days ahead
 //! per tenant and channel ([`crate::advisories::due_reminders`], recorded as `advisory/<id>`).
+//!
+//! Overlapping runs (the timer and an admin by hand) must not both send what they both planned:
+//! the caller holds the reminders lock ([`lock`]) from reading the ledger to the last mark, so
+//! the second run plans from what the first recorded and sends only what is still due. It is a
+//! lock of its own, not the tenants' locks `renew` takes: a digest covers many tenants (up to
+//! the whole fleet), so holding their locks across a send would stall `renew` for as long as a
+//! slow server takes, and open one file per tenant at once. The cost is that a second `remind`
+//! waits for the first; every message has a deadline (webhooks and Graph the HTTP client's,
+//! SMTP `timeout_secs`), so that wait is bounded, and it gives up after [`LOCK_TIMEOUT`].
 
 use super::{Digest, Due, due};
 use crate::advisories::{AdvisoryDue, due_reminders, ledger_key};
@@ -13,6 +22,19 @@ use crate::notify::Notifier;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
+
+/// How long a run waits for another run's reminders lock before it gives up (exit 1, nothing
+/// sent: the next run sends what is due).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Takes the reminders lock of `state_dir` (waiting up to `timeout` for another run): hold it
+/// from reading the ledger for [`run`] until `run` returns.
+pub fn lock(
+    state_dir: &std::path::Path,
+    timeout: Duration,
+) -> Result<crate::lock::TenantLock, crate::lock::LockError> {
+    crate::lock::TenantLock::reminders(state_dir, timeout)
+}
 
 /// One digest delivered (or, in a dry run, planned).
 #[derive(Debug, Clone, Serialize)]

@@ -303,7 +303,9 @@ document.body.setAttribute("data-selfcheck",problems.length?("fail "+problems.jo
 })();
 "#;
 
-/// Sort key for "most urgent first": the state's weight, then days left.
+/// Sort key for "most urgent first": the state's weight, then days left, then the domain, so
+/// tenants of equal urgency come in one order whatever order they were read in (the page's
+/// script sorts by the same key).
 fn urgency(st: &TenantStatus) -> String {
     let w = match st.state {
         State::Expired => 0,
@@ -314,7 +316,7 @@ fn urgency(st: &TenantStatus) -> String {
         State::Ok => 5,
     };
     let d = st.days_left.unwrap_or(i64::MAX / 2).clamp(-99_999, 99_999) + 100_000;
-    format!("{w}-{d:06}")
+    format!("{w}-{d:06}-{}", st.domain.to_lowercase())
 }
 
 /// The whole page.
@@ -441,7 +443,7 @@ pub fn render(
             days = st.days_left.map_or(String::new(), |d| d.to_string()),
             lapses = st.lapses_at.map_or(String::new(), |d| d.to_rfc3339()),
             cert = st.cert_not_after.map_or(String::new(), |d| d.to_rfc3339()),
-            urg = urgency(st),
+            urg = escape(&urgency(st)),
         );
         let _ = write!(
             s,
@@ -526,6 +528,49 @@ mod tests {
         // Most urgent first.
         let first = html.find("<tr data-state=").unwrap();
         assert!(html[first..].starts_with("<tr data-state=\"expired\""));
+    }
+
+    /// Issue 28: tenants of equal urgency come by domain, whatever order the ledger read them
+    /// in (it reads them in the order they were created), and the page's own sort agrees.
+    #[test]
+    fn tenants_of_equal_urgency_come_by_domain() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let fleet: Vec<_> = [
+            "tenant-0002.example.com",
+            "tenant-0003.example.com",
+            "tenant-0001.example.com",
+        ]
+        .into_iter()
+        .map(|d| tenant(d, now, 20))
+        .chain([tenant("tenant-0009.example.com", now, 5)])
+        .collect();
+        let html = render(&fleet, &[], now);
+        let rows: Vec<&str> = html
+            .split("<tr data-state=")
+            .skip(1)
+            .map(|r| {
+                let d = &r[r.find("data-domain=\"").unwrap() + 13..];
+                &d[..d.find('"').unwrap()]
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "tenant-0009.example.com",
+                "tenant-0001.example.com",
+                "tenant-0002.example.com",
+                "tenant-0003.example.com"
+            ]
+        );
+        let keys: Vec<&str> = html
+            .split("data-urgency=\"")
+            .skip(1)
+            .map(|r| &r[..r.find('"').unwrap()])
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "the script's sort key orders the rows the same way, with no ties: {keys:?}"
+        );
     }
 
     /// As for the other renderings (issue 14): dates at chrono's limits do not panic.

@@ -1,9 +1,19 @@
 //! Confirming a roll (issue 16): the record that the Front Ends now sign with the new
-//! certificate, from the admin's word after the EffectiveDate, from saved
+//! certificate, from the admin's word after the EffectiveDate, or from saved
 //! `Get-CsCertificate -Type OAuthTokenIssuer` output (the `--current DIR` convention of
-//! `onprem script`), or from `verify` with the new certificate after the EffectiveDate. The
-//! ledger records which, and the audit log gets a line. No network: only the ledger changes;
-//! the next `renew` retires the old key.
+//! `onprem script`) that shows the new certificate current. The ledger records which, and the
+//! audit log gets a line. No network: only the ledger changes; the next `renew` retires the old
+//! key.
+//!
+//! Nothing else confirms a roll (issue 24): a token from the new certificate's PFX on the admin's
+//! machine proves what Entra accepts, not what the Front Ends sign with.
+//!
+//! Dates in saved output: `Get-CsCertificate | Format-List` prints a `DateTime` in the Front
+//! End's local time with no offset, and the zone is not in the file. Such a date counts as past
+//! only when it is past in every time zone (the local time plus 14 hours, UTC+14 being the
+//! furthest zone ahead), and never earlier than the EffectiveDate the ledger recorded when the
+//! roll script was written. A date with an offset (the roll script prints
+//! `.ToUniversalTime().ToString('o')`) is taken as it says.
 
 use super::{LEDGER_TIMEOUT, SessionError};
 use crate::audit::{AuditEntry, AuditLog};
@@ -17,8 +27,6 @@ pub enum Evidence<'a> {
     Admin,
     /// Saved `Get-CsCertificate` output.
     Output(&'a Current),
-    /// `verify` got a token with the new certificate (thumbprint given).
-    Verify(&'a str),
 }
 
 /// Why saved output does not show the roll done.
@@ -32,27 +40,32 @@ pub enum EvidenceError {
     OtherThumbprint { shown: String, wanted: String },
     #[error("Get-CsCertificate.txt shows {wanted} effective only from {effective}")]
     NotYetEffective { wanted: String, effective: String },
-    #[error("verify used {used}, not the pending roll's certificate {wanted}")]
-    OtherCertificate { used: String, wanted: String },
 }
 
-/// Reads `EffectiveDate` as Windows prints it in the common formats (en-US `M/d/yyyy h:mm:ss tt`,
-/// ISO, `dd.MM.yyyy HH:mm:ss`, `dd/MM/yyyy HH:mm:ss`), as UTC. `None` when unknown: then the
-/// ledger's EffectiveDate decides.
-fn parse_effective(s: &str) -> Option<DateTime<Utc>> {
+/// How far ahead of UTC a local time can be: UTC+14 (Line Islands). A local time without an
+/// offset is past everywhere once it is past there.
+pub const LOCAL_TIME_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(14);
+
+/// Reads `EffectiveDate` as Windows prints it in the common formats (ISO 8601 with an offset, as
+/// the roll script prints it; en-US `M/d/yyyy h:mm:ss tt`, ISO without an offset,
+/// `dd.MM.yyyy HH:mm:ss`, `dd/MM/yyyy HH:mm:ss`, which are local times) as the latest UTC instant
+/// it can stand for, and whether it was a local time. `None` when unknown: then the ledger's
+/// EffectiveDate decides.
+fn parse_effective(s: &str) -> Option<(DateTime<Utc>, bool)> {
     let s = s.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
+        return Some((d.with_timezone(&Utc), false));
     }
     [
         "%m/%d/%Y %I:%M:%S %p",
+        "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S",
         "%d.%m.%Y %H:%M:%S",
         "%d/%m/%Y %H:%M:%S",
     ]
     .iter()
     .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .map(|n| n.and_utc())
+    .map(|n| (n.and_utc() + LOCAL_TIME_MARGIN, true))
 }
 
 /// Whether saved output shows `wanted` as the current OAuthTokenIssuer certificate at `now`.
@@ -87,14 +100,21 @@ pub fn shows_current(
             wanted: wanted.to_string(),
         });
     };
-    let from = o
-        .get("EffectiveDate")
-        .and_then(parse_effective)
-        .or(effective);
-    match (from, o.get("EffectiveDate")) {
-        (Some(f), shown) if f > now => Err(EvidenceError::NotYetEffective {
+    // The later of what the output shows and what the ledger recorded: the roll script set
+    // the ledger's date, and a date read from output can only make it later.
+    let shown = o.get("EffectiveDate");
+    let read = shown.and_then(parse_effective);
+    let from = read.map(|(d, _)| d).into_iter().chain(effective).max();
+    match from {
+        Some(f) if f > now => Err(EvidenceError::NotYetEffective {
             wanted: wanted.to_string(),
-            effective: shown.map_or_else(|| f.to_rfc3339(), str::to_string),
+            effective: match (shown, read) {
+                (Some(shown), Some((d, true))) if d == f => format!(
+                    "{shown} (a local time without its zone: past in every time zone at {})",
+                    f.format("%Y-%m-%d %H:%M UTC")
+                ),
+                _ => f.format("%Y-%m-%d %H:%M UTC").to_string(),
+            },
         }),
         _ => Ok(()),
     }
@@ -124,18 +144,6 @@ pub fn confirm_roll(
                 shows_current(c, new, rec.roll_effective, now)
                     .map_err(|e| SessionError::Usage(format!("{domain}: {e}")))?;
                 ConfirmedBy::OnpremOutput
-            }
-            (Evidence::Verify(used), Some(new)) => {
-                if !used.eq_ignore_ascii_case(new) {
-                    return Err(SessionError::Usage(
-                        EvidenceError::OtherCertificate {
-                            used: used.to_string(),
-                            wanted: new.clone(),
-                        }
-                        .to_string(),
-                    ));
-                }
-                ConfirmedBy::Verify
             }
         };
         let c = rec
@@ -179,7 +187,7 @@ pub fn confirm_with(
         .transpose()
         .map_err(|e| {
             SessionError::Usage(format!(
-                "{e}; save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List > Get-CsCertificate.txt"
+                "{e}; save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, @{{Name = 'EffectiveDate'; Expression = {{ $_.EffectiveDate.ToUniversalTime().ToString('o') }}}}, PreviousThumbprint, Use > Get-CsCertificate.txt"
             ))
         })?;
     let evidence = saved.as_ref().map_or(Evidence::Admin, Evidence::Output);
@@ -194,43 +202,11 @@ pub fn confirm_with(
     )
 }
 
-/// After `verify` obtained a token with certificate `thumbprint`: confirms the tenant's pending
-/// roll when that is its new certificate and its EffectiveDate has passed. `Ok(None)` when there
-/// is nothing to confirm (no roll pending, another certificate, or before the EffectiveDate:
-/// Entra accepting the new key says nothing about what the Front Ends sign with before then).
-pub fn after_verify(
-    store: &LedgerStore,
-    audit: &AuditLog,
-    tenant: &str,
-    thumbprint: &str,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<RollConfirmation>, SessionError> {
-    let due = store.tenant(tenant, None)?.is_some_and(|t| {
-        t.next_cert
-            .as_ref()
-            .is_some_and(|n| n.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))
-            && t.roll_effective.is_some_and(|e| e <= now)
-    });
-    if !due {
-        return Ok(None);
-    }
-    confirm_roll(
-        store,
-        audit,
-        tenant,
-        Evidence::Verify(thumbprint),
-        actor,
-        now,
-    )
-    .map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::onprem::current::parse_format_list;
-    use chrono::TimeZone as _;
+    use chrono::{TimeDelta, TimeZone as _};
 
     fn current(text: &str) -> Current {
         Current {
@@ -239,9 +215,58 @@ mod tests {
         }
     }
 
+    /// Issue 24, defect 2: `Get-CsCertificate | Format-List` on a Front End in US Pacific time
+    /// prints `12/6/2026 1:41:49 PM` for 21:41:49 UTC. At 19:41 UTC (two hours before) the roll
+    /// must not be confirmed; nor at 21:42 UTC, since the zone is not in the file (past in every
+    /// zone only from 03:41 UTC the next day); nor ever before the ledger's own EffectiveDate.
+    #[test]
+    fn a_local_effective_date_is_past_only_when_past_in_every_time_zone() {
+        let new = "C018A043066A6F5CEC76253A1D3CAE84C0E2F730";
+        let pacific = current(&format!(
+            "Thumbprint : {new}\r\nEffectiveDate : 12/6/2026 1:41:49 PM\r\nUse : OAuthTokenIssuer\r\n"
+        ));
+        let e = Utc.with_ymd_and_hms(2026, 12, 6, 21, 41, 49).unwrap();
+        for (now, ok) in [
+            (e - TimeDelta::hours(2), false),
+            (e + TimeDelta::minutes(1), false),
+            (Utc.with_ymd_and_hms(2026, 12, 7, 3, 41, 48).unwrap(), false),
+            (Utc.with_ymd_and_hms(2026, 12, 7, 3, 41, 49).unwrap(), true),
+        ] {
+            assert_eq!(
+                shows_current(&pacific, new, Some(e), now).is_ok(),
+                ok,
+                "{now}"
+            );
+        }
+        // The ISO form with an offset that the roll script prints is taken as it says.
+        let iso = current(&format!(
+            "Thumbprint : {new}\r\nEffectiveDate : 2026-12-06T21:41:49.0000000Z\r\n"
+        ));
+        assert!(shows_current(&iso, new, Some(e), e - TimeDelta::seconds(1)).is_err());
+        assert!(shows_current(&iso, new, Some(e), e).is_ok());
+        let offset = current(&format!(
+            "Thumbprint : {new}\r\nEffectiveDate : 2026-12-06T13:41:49-08:00\r\n"
+        ));
+        assert!(shows_current(&offset, new, Some(e), e - TimeDelta::seconds(1)).is_err());
+        assert!(shows_current(&offset, new, Some(e), e).is_ok());
+        // An output date earlier than the ledger's EffectiveDate never moves it earlier.
+        let early = current(&format!(
+            "Thumbprint : {new}\r\nEffectiveDate : 2026-12-01T00:00:00Z\r\n"
+        ));
+        assert!(shows_current(&early, new, Some(e), e - TimeDelta::hours(1)).is_err());
+        // The refusal names the local time and when it is past everywhere.
+        let msg = shows_current(&pacific, new, Some(e), e)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("1:41:49 PM") && msg.contains("2026-12-07 03:41 UTC"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn saved_output_confirms_only_the_new_thumbprint_once_effective() {
-        let now = Utc.with_ymd_and_hms(2027, 3, 2, 0, 0, 0).unwrap();
+        let now = Utc.with_ymd_and_hms(2027, 3, 2, 3, 0, 0).unwrap();
         let new = "C018A043066A6F5CEC76253A1D3CAE84C0E2F730";
         let done = current(&format!(
             "Issuer : CN=ca\r\nThumbprint : {new}\r\nEffectiveDate : 3/1/2027 12:00:00 PM\r\nPreviousThumbprint : AAAA\r\nUse : OAuthTokenIssuer\r\n"
@@ -262,7 +287,7 @@ mod tests {
             "Thumbprint : {new}\r\nEffectiveDate : mardi 1 mars\r\n"
         ));
         assert!(shows_current(&odd, new, Some(early), now).is_ok());
-        assert!(shows_current(&odd, new, Some(now + chrono::TimeDelta::days(1)), now).is_err());
+        assert!(shows_current(&odd, new, Some(now + TimeDelta::days(1)), now).is_err());
         assert!(matches!(
             shows_current(&Current::default(), new, None, now),
             Err(EvidenceError::NoCertificates)

@@ -63,7 +63,10 @@ impl KeyOp {
     ) -> Result<KeyPlan, PlanError> {
         match self {
             KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
-            KeyOp::Remove(tp) => graph::plan_remove(existing, tp, now),
+            KeyOp::Remove(tp) => {
+                foreign::check_removable(rec, tp)?;
+                graph::plan_remove(existing, tp, now)
+            }
             KeyOp::Prune(what) => foreign::plan_prune(existing, rec, app, *what, now),
         }
     }

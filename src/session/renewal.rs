@@ -581,7 +581,11 @@ impl RenewOp {
                 }
                 // The old windows go only once the new one has started.
                 let new_start = replacement.start_date_time.unwrap_or(*start);
-                let wait = (new_start - clock.now()).to_std().unwrap_or_default();
+                // On Graph's clock when its `Date` is known (it may lag this machine's).
+                let server_now = change.graph.server_now().unwrap_or_else(|| clock.now());
+                let wait = (new_start - server_now.min(clock.now()))
+                    .to_std()
+                    .unwrap_or_default();
                 clock.sleep(wait + Duration::from_millis(1100)).await;
                 let replacement = KeyIdentity::of(replacement);
                 // The renewal is done once the new window is in: a superseded window that cannot

@@ -19,20 +19,41 @@ pub struct OfflineTenant {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("--notify {0:?} is not an email address")]
-pub struct BadAddress(pub String);
+#[error("--notify {address:?} is not an address mail can be delivered to: {reason}")]
+pub struct BadAddress {
+    pub address: String,
+    pub reason: String,
+}
+
+impl BadAddress {
+    pub fn hint(&self) -> &'static str {
+        "give a plain address such as uc-admins@fabrikam.com (nothing was recorded)"
+    }
+}
 
 impl OfflineTenant {
-    /// Refuses a recipient that is not an email address.
+    /// Refuses a recipient that is not a plain address the mail channels take (the channels'
+    /// own check, [`crate::notify::mailbox`]): what is recorded is what they can deliver to.
     pub fn check(&self) -> Result<(), BadAddress> {
-        match self
-            .notify
-            .iter()
-            .find(|n| !n.contains('@') || n.contains(char::is_whitespace))
-        {
-            Some(n) => Err(BadAddress(n.clone())),
-            None => Ok(()),
+        for n in &self.notify {
+            let reason = match crate::notify::mailbox(n) {
+                _ if !n.contains('@') || n.contains(char::is_whitespace) => {
+                    Some("not an email address".to_string())
+                }
+                Ok(m) if m.name.is_some() || m.email.to_string() != *n => {
+                    Some("give the address alone, without a name or <>".to_string())
+                }
+                Ok(_) => None,
+                Err(why) => Some(why),
+            };
+            if let Some(reason) = reason {
+                return Err(BadAddress {
+                    address: n.clone(),
+                    reason,
+                });
+            }
         }
+        Ok(())
     }
 
     /// Records this in `rec`: the certificate, a credential per target application ending at
@@ -151,16 +172,33 @@ mod tests {
 
     #[test]
     fn a_recipient_must_be_an_address() {
-        for bad in ["uc-admins", "a b@contoso.com"] {
+        for bad in [
+            "uc-admins",
+            "a b@contoso.com",
+            r#""<script>alert(9)</script>"@fabrikam.com"#,
+            "<ops@contoso.com>",
+            "ops@",
+        ] {
             let add = OfflineTenant {
                 notify: vec![bad.into()],
                 ..OfflineTenant::default()
             };
-            assert_eq!(
-                add.check().unwrap_err().to_string(),
-                format!("--notify {bad:?} is not an email address")
+            let e = add.check().unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "--notify {bad:?} is not an address mail can be delivered to: "
+                )),
+                "{e}"
             );
         }
+        let good = OfflineTenant {
+            notify: vec![
+                "uc-admins@contoso.com".into(),
+                "o'neil+ops@contoso.com".into(),
+            ],
+            ..OfflineTenant::default()
+        };
+        good.check().unwrap();
     }
 
     #[test]

@@ -307,22 +307,31 @@ pub async fn verify_new_key(
     }
 }
 
-/// After a token was issued with `thumb`: a pending roll to that certificate is confirmed when its
-/// EffectiveDate has passed (issue 16, [`crate::session::confirm::after_verify`]); what to tell
-/// the admin about it, if anything.
+/// After a token was issued with `thumb`: what to tell the admin when it is a pending roll's new
+/// certificate. A token from a PFX on the admin's machine proves that Entra accepts the new key,
+/// not that the Front Ends sign with it (issue 24: taking it as proof let the next `renew` retire
+/// the key the Front Ends still used), so `verify` never confirms a roll: it says how to.
+/// Read-only: the ledger is not changed.
 pub fn roll_note(
     store: &crate::ledger::LedgerStore,
-    audit: &crate::audit::AuditLog,
     tenant: &str,
     thumb: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
-    match crate::session::confirm::after_verify(store, audit, tenant, thumb, "verify", now) {
-        Ok(Some(c)) => Some(format!(
-            "the roll to {} is confirmed (verify after its EffectiveDate); the next renew retires the old key",
-            c.thumbprint_sha1
-        )),
-        Ok(None) => None,
-        Err(e) => Some(format!("warning: the roll was not confirmed: {e}")),
+    let rec = store.tenant(tenant, None).ok().flatten()?;
+    let next = rec.next_cert.as_ref()?;
+    if !next.thumbprint_sha1.eq_ignore_ascii_case(thumb) {
+        return None;
     }
+    let domain = &rec.domain;
+    let when = match rec.roll_effective {
+        Some(e) if e > now => format!(
+            "its EffectiveDate is {}; after it, ",
+            e.format("%Y-%m-%d %H:%M UTC")
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        "Entra accepts the pending roll's certificate {thumb}; this does not show that the Front Ends sign with it: {when}once the roll script has run, confirm with hybrid-trust renew --tenant {domain} --confirm-roll --current DIR (saved Get-CsCertificate output)"
+    ))
 }

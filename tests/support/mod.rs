@@ -376,6 +376,34 @@ pub fn write_ledger(state: &std::path::Path, v: &Value) {
     g.commit().unwrap();
 }
 
+/// Moves a pending roll's EffectiveDate in the ledger of `state` to `at` (as time passing would:
+/// the binary runs on the system clock), and writes the saved `Get-CsCertificate.txt` a Front
+/// End prints after the roll script ran (the new certificate current, the date in UTC with its
+/// offset, as the roll script prints it) into `dir`.
+pub fn roll_took_effect(
+    state: &std::path::Path,
+    dir: &std::path::Path,
+    thumbprint: &str,
+    at: DateTime<Utc>,
+) {
+    let mut l = read_ledger(state);
+    for t in l["tenants"].as_array_mut().unwrap() {
+        if !t["next_cert"].is_null() {
+            t["roll_effective"] = json!(at.to_rfc3339());
+        }
+    }
+    write_ledger(state, &l);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("Get-CsCertificate.txt"),
+        format!(
+            "Thumbprint    : {thumbprint}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
+            at.format("%Y-%m-%dT%H:%M:%S%.6f0Z")
+        ),
+    )
+    .unwrap();
+}
+
 /// The file holding one tenant's record (`{"format": 2, "tenant": {...}}`).
 pub fn tenant_file(state: &std::path::Path, domain: &str) -> std::path::PathBuf {
     state
