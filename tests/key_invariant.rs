@@ -117,16 +117,29 @@ enum Form {
 enum Act {
     Upload,
     Renew,
-    NewCert { days: i64, back_hours: i64 },
+    NewCert {
+        days: i64,
+        back_hours: i64,
+    },
     RunScript,
     ConfirmPlain,
-    ConfirmCurrent { tz_minutes: i64, form: Form, with_use: bool },
-    Verify { pick: u64 },
+    ConfirmCurrent {
+        tz_minutes: i64,
+        form: Form,
+        with_use: bool,
+    },
+    Verify {
+        pick: u64,
+    },
     PruneForeign,
     PruneExpired,
-    Remove { pick: u64 },
+    Remove {
+        pick: u64,
+    },
     Check,
-    Jump { minutes: i64 },
+    Jump {
+        minutes: i64,
+    },
 }
 
 impl Act {
@@ -194,7 +207,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn generate(seed: u64, steps: std::ops::RangeInclusive<u64>) -> Case {
-    let mut r = Rng(seed ^ 0x5EED_0F_24);
+    let mut r = Rng(seed ^ 0x5EED_0F24);
     let skew_allowed = env_u64("HYBRID_TRUST_MODEL_SKEW") != Some(0);
     let t0 = Utc.with_ymd_and_hms(2027, 1, 4, 0, 0, 0).unwrap()
         + TimeDelta::minutes(r.range(0, 60 * 24 * 300));
@@ -212,18 +225,18 @@ fn generate(seed: u64, steps: std::ops::RangeInclusive<u64>) -> Case {
     };
     let n = r.range(*steps.start() as i64, *steps.end() as i64);
     let mut weights: [(u64, u8); 12] = [
-        (22, 0),  // jump
-        (10, 1),  // new cert
-        (10, 2),  // run script
-        (6, 3),   // confirm plain
-        (10, 4),  // confirm --current
-        (7, 5),   // verify
-        (9, 6),   // renew
-        (4, 7),   // upload
-        (7, 8),   // prune --foreign
-        (3, 9),   // prune --expired
-        (3, 10),  // remove
-        (3, 11),  // check
+        (22, 0), // jump
+        (10, 1), // new cert
+        (10, 2), // run script
+        (6, 3),  // confirm plain
+        (10, 4), // confirm --current
+        (7, 5),  // verify
+        (9, 6),  // renew
+        (4, 7),  // upload
+        (7, 8),  // prune --foreign
+        (3, 9),  // prune --expired
+        (3, 10), // remove
+        (3, 11), // check
     ];
     // A census may leave kinds out (`HYBRID_TRUST_MODEL_WITHOUT=remove,prune-foreign`), so
     // that one defect does not hide the others.
@@ -367,9 +380,7 @@ impl Env {
         // minute: the per-minute read throttle (tested elsewhere) is set out of reach.
         let mut b = emu.control_get("state").await["behaviour"].clone();
         b["select_key_limit_per_minute"] = serde_json::json!(u32::MAX);
-        let st = emu
-            .control(reqwest::Method::POST, "behaviour", b)
-            .await;
+        let st = emu.control(reqwest::Method::POST, "behaviour", b).await;
         assert!(st.is_success(), "{st}");
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -806,7 +817,9 @@ impl<'e> World<'e> {
                 .find(|s| !s.reminder && s.lapse.is_none())
                 .map(|s| s.at);
             if let Some(s) = mine.iter().rev().find(|s| {
-                s.reminder && last_ok.is_none_or(|ok| s.at >= ok) && s.lapse.is_some_and(|at| at <= l + tol)
+                s.reminder
+                    && last_ok.is_none_or(|ok| s.at >= ok)
+                    && s.lapse.is_some_and(|at| at <= l + tol)
             }) {
                 return Some(format!("{h}: {} at {}", s.what, fmt_t(s.at)));
             }
@@ -1129,7 +1142,8 @@ impl<'e> World<'e> {
         let env = self.env;
         let state = host.state.clone();
         let store = host.store.clone();
-        let session = move |_: &str, _: usize| -> Result<Session, String> { Ok(env.session(&state)) };
+        let session =
+            move |_: &str, _: usize| -> Result<Session, String> { Ok(env.session(&state)) };
         let work: Vec<_> = tenants.into_iter().zip(decisions).collect();
         let progress = hybrid_trust::progress::Counter::default();
         let fut = renew_all::renew_many(
@@ -1217,10 +1231,9 @@ impl<'e> World<'e> {
     /// `verify --cert C`: a token as 00000004 with C, then what the CLI does with a token.
     async fn verify(&mut self, h: H, cert: usize, crash: Option<(u64, bool)>) {
         let bytes = std::fs::read(&self.certs[cert].pem).unwrap();
-        let loaded = hybrid_trust::cert::load_bytes(&bytes, &self.certs[cert].pem, &mut || {
-            Ok(None)
-        })
-        .unwrap();
+        let loaded =
+            hybrid_trust::cert::load_bytes(&bytes, &self.certs[cert].pem, &mut || Ok(None))
+                .unwrap();
         let domain = self.env.emu.tenant.domain.clone();
         let token_url = self.env.cloud.token_url(&domain);
         let now = self.env.clock.running().now();
@@ -1301,10 +1314,7 @@ impl<'e> World<'e> {
             self.certs[s.cert].tp
         );
         if let Some(p) = s.previous {
-            text.push_str(&format!(
-                "PreviousThumbprint : {}\r\n",
-                self.certs[p].tp
-            ));
+            text.push_str(&format!("PreviousThumbprint : {}\r\n", self.certs[p].tp));
         }
         if with_use {
             text.push_str("Use                : OAuthTokenIssuer\r\n");
@@ -1380,7 +1390,12 @@ impl<'e> World<'e> {
         self.stats.steps += 1;
         let crash = s
             .crash
-            .map(|(k, a)| format!(" (kill -9 at request {k}, {})", if a { "applied" } else { "not applied" }))
+            .map(|(k, a)| {
+                format!(
+                    " (kill -9 at request {k}, {})",
+                    if a { "applied" } else { "not applied" }
+                )
+            })
             .unwrap_or_default();
         let tnow = fmt_t(self.now());
         let head = |what: String| format!("#{i} {tnow} [{hn}] {what}{crash}");
@@ -1396,7 +1411,12 @@ impl<'e> World<'e> {
                 // Day by day: each morning's monitoring (and timers) at 06:00.
                 loop {
                     let now = self.now();
-                    let next_morning = (now - TimeDelta::hours(6)).date_naive().and_hms_opt(6, 0, 0).unwrap().and_utc() + TimeDelta::days(1);
+                    let next_morning = (now - TimeDelta::hours(6))
+                        .date_naive()
+                        .and_hms_opt(6, 0, 0)
+                        .unwrap()
+                        .and_utc()
+                        + TimeDelta::days(1);
                     let stop = next_morning.min(to);
                     self.env.sim.set(stop);
                     let keys = self.keys.clone();
@@ -1411,7 +1431,9 @@ impl<'e> World<'e> {
                 self.check("the clock jump").await?;
             }
             Act::Upload => {
-                self.log(head("credential upload (the Front Ends' certificate)".into()));
+                self.log(head(
+                    "credential upload (the Front Ends' certificate)".into(),
+                ));
                 self.upload(s.host, s.crash).await;
                 self.check("credential upload").await?;
             }
@@ -1442,8 +1464,14 @@ impl<'e> World<'e> {
                     return Ok(());
                 };
                 let (tp, e) = read_script(&path);
-                let Some(c) = self.certs.iter().position(|c| c.tp.eq_ignore_ascii_case(&tp)) else {
-                    return Err(format!("the roll script names {tp}, no certificate of the world"));
+                let Some(c) = self
+                    .certs
+                    .iter()
+                    .position(|c| c.tp.eq_ignore_ascii_case(&tp))
+                else {
+                    return Err(format!(
+                        "the roll script names {tp}, no certificate of the world"
+                    ));
                 };
                 let active = self.fe.at(now);
                 if c == active || self.certs[c].tc.not_after <= now {
@@ -1473,7 +1501,10 @@ impl<'e> World<'e> {
                 let active = self.fe.at(now);
                 let next = self.record(s.host).and_then(|t| t.next_cert);
                 match next {
-                    Some(n) if n.thumbprint_sha1.eq_ignore_ascii_case(&self.certs[active].tp) => {
+                    Some(n)
+                        if n.thumbprint_sha1
+                            .eq_ignore_ascii_case(&self.certs[active].tp) =>
+                    {
                         self.log(head(format!(
                             "renew --confirm-roll (the Front Ends sign with {})",
                             self.certs[active].name
@@ -1519,9 +1550,14 @@ impl<'e> World<'e> {
                 self.check("credential prune --expired").await?;
             }
             Act::Remove { pick } => {
-                let known = self.record(s.host).map(|t| known_certs(&t)).unwrap_or_default();
+                let known = self
+                    .record(s.host)
+                    .map(|t| known_certs(&t))
+                    .unwrap_or_default();
                 if known.is_empty() {
-                    self.log(head("credential remove: this host's ledger knows no certificate".into()));
+                    self.log(head(
+                        "credential remove: this host's ledger knows no certificate".into(),
+                    ));
                     return Ok(());
                 }
                 let tp = known[(*pick as usize) % known.len()].clone();
@@ -1592,7 +1628,11 @@ fn known_certs(t: &TenantRecord) -> Vec<String> {
         .into_iter()
         .flatten()
         .map(|c| c.thumbprint_sha1.to_ascii_uppercase())
-        .chain(t.credentials.iter().map(|c| c.thumbprint_sha1.to_ascii_uppercase()))
+        .chain(
+            t.credentials
+                .iter()
+                .map(|c| c.thumbprint_sha1.to_ascii_uppercase()),
+        )
         .collect();
     v.sort();
     v.dedup();
@@ -1665,7 +1705,8 @@ async fn shrink(env: &Env, case: &Case, failing: usize) -> Vec<usize> {
     let mut keep: Vec<usize> = (0..=failing).collect();
     let budget = std::time::Instant::now();
     let mut chunk = keep.len().div_ceil(2);
-    let limit = std::time::Duration::from_secs(env_u64("HYBRID_TRUST_MODEL_SHRINK_SECS").unwrap_or(60));
+    let limit =
+        std::time::Duration::from_secs(env_u64("HYBRID_TRUST_MODEL_SHRINK_SECS").unwrap_or(60));
     while chunk >= 1 && budget.elapsed() < limit {
         let mut i = 0;
         let mut progressed = false;
@@ -1697,7 +1738,14 @@ fn case_text(case: &Case, keep: Option<&[usize]>) -> String {
         if keep.is_some_and(|k| !k.contains(&i)) {
             continue;
         }
-        s.push_str(&format!("  #{i} {:?} {:?}{}\n", st.host, st.act, st.crash.map(|c| format!(" crash {c:?}")).unwrap_or_default()));
+        s.push_str(&format!(
+            "  #{i} {:?} {:?}{}\n",
+            st.host,
+            st.act,
+            st.crash
+                .map(|c| format!(" crash {c:?}"))
+                .unwrap_or_default()
+        ));
     }
     s
 }
@@ -1711,11 +1759,9 @@ async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeIn
     if only.is_some() && !name.ends_with("_1") {
         return;
     }
-    let keep: Option<Vec<usize>> = std::env::var("HYBRID_TRUST_MODEL_KEEP").ok().map(|v| {
-        v.split(',')
-            .filter_map(|x| x.trim().parse().ok())
-            .collect()
-    });
+    let keep: Option<Vec<usize>> = std::env::var("HYBRID_TRUST_MODEL_KEEP")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
     let seeds: Vec<u64> = match only {
         Some(s) => vec![s],
         None => seeds.collect(),
@@ -1738,7 +1784,9 @@ async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeIn
                 "FAILING seed {seed} step {:?} keep {}: {}",
                 f.step,
                 list.join(","),
-                again.as_ref().map_or(f.message.as_str(), |a| a.message.as_str())
+                again
+                    .as_ref()
+                    .map_or(f.message.as_str(), |a| a.message.as_str())
             );
             println!("{line}");
             if let Some(a) = again {
@@ -1830,20 +1878,40 @@ fn share(part: u64) -> std::ops::Range<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_keep_the_front_ends_key_part_1() {
-    suite("random_sequences_keep_the_front_ends_key_part_1", share(0), STEPS).await;
+    suite(
+        "random_sequences_keep_the_front_ends_key_part_1",
+        share(0),
+        STEPS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_keep_the_front_ends_key_part_2() {
-    suite("random_sequences_keep_the_front_ends_key_part_2", share(1), STEPS).await;
+    suite(
+        "random_sequences_keep_the_front_ends_key_part_2",
+        share(1),
+        STEPS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_keep_the_front_ends_key_part_3() {
-    suite("random_sequences_keep_the_front_ends_key_part_3", share(2), STEPS).await;
+    suite(
+        "random_sequences_keep_the_front_ends_key_part_3",
+        share(2),
+        STEPS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_keep_the_front_ends_key_part_4() {
-    suite("random_sequences_keep_the_front_ends_key_part_4", share(3), STEPS).await;
+    suite(
+        "random_sequences_keep_the_front_ends_key_part_4",
+        share(3),
+        STEPS,
+    )
+    .await;
 }

@@ -65,7 +65,10 @@ impl CrashPoint {
 
     /// The crash: `applied` (the request carried out, when asked) runs to its end, its answer is
     /// dropped, and the request is never answered.
-    pub async fn crash<F: std::future::Future>(&self, applied: Option<F>) -> std::convert::Infallible {
+    pub async fn crash<F: std::future::Future>(
+        &self,
+        applied: Option<F>,
+    ) -> std::convert::Infallible {
         if let Some(f) = applied {
             drop(f.await);
         }
