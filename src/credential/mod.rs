@@ -331,7 +331,9 @@ impl Change<'_> {
             tracing::warn!(
                 "the keys read back differ from what was sent: another writer crossed this change; merging again"
             );
-            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+            self.clock
+                .sleep(Duration::from_millis(300 * u64::from(attempt)))
+                .await;
         }
     }
 
@@ -507,7 +509,9 @@ impl Change<'_> {
             if attempt >= MAX_ATTEMPTS {
                 return Err(CredentialError::LostUpdate(attempt));
             }
-            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+            self.clock
+                .sleep(Duration::from_millis(300 * u64::from(attempt)))
+                .await;
         }
     }
 }

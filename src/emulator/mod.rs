@@ -50,6 +50,7 @@ mod acs;
 mod certinfo;
 mod clock;
 mod control;
+pub mod crash;
 mod entra;
 mod errors;
 pub mod faults;

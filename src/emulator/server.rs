@@ -72,6 +72,8 @@ pub struct Shared {
     pub minted: Option<Mutex<HashMap<String, (String, i64)>>>,
     /// Messages `sendMail` accepted, oldest first (`GET /_emulator/mail`).
     pub mail: Mutex<Vec<super::mail::Delivered>>,
+    /// A test's `kill -9` of the client ([`super::crash`]).
+    pub crash: super::crash::CrashPoint,
 }
 
 impl Shared {
@@ -114,6 +116,10 @@ pub struct RunningEmulator {
 impl RunningEmulator {
     pub fn clock(&self) -> &Clock {
         &self.shared.clock
+    }
+    /// The crash point of in-process `kill -9` tests ([`super::crash`]).
+    pub fn crash_point(&self) -> &super::crash::CrashPoint {
+        &self.shared.crash
     }
     /// The CA certificate (PEM) clients must trust when TLS is on.
     pub fn ca_pem(&self) -> String {
@@ -294,6 +300,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
         log_requests: config.log_requests,
         minted: config.reuse_tokens.then(|| Mutex::new(HashMap::new())),
         mail: Mutex::new(Vec::new()),
+        crash: Default::default(),
     });
 
     let router = router(shared.clone());
@@ -539,6 +546,9 @@ async fn front(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
     };
     if !s.latency.is_zero() && !control {
         tokio::time::sleep(s.latency).await;
+    }
+    if let Some(apply) = (!control).then(|| s.crash.hit()).flatten() {
+        match s.crash.crash(apply.then(|| next.run(req))).await {}
     }
     let mut resp = match fault {
         None => next.run(req).await,

@@ -297,7 +297,9 @@ impl Session {
                 Ok(id) => return Ok(id),
                 Err(e) => last = Some(e),
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500 * (attempt + 1))).await;
+            self.clock
+                .sleep(std::time::Duration::from_millis(500 * (attempt + 1)))
+                .await;
         }
         Err(
             CredentialError::Graph(last.unwrap_or(GraphError::NoServicePrincipal {

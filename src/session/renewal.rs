@@ -621,7 +621,7 @@ impl RenewOp {
                 let wait = (new_start - server_now.min(clock.now()))
                     .to_std()
                     .unwrap_or_default();
-                tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+                clock.sleep(wait + Duration::from_millis(1100)).await;
                 let replacement = KeyIdentity::of(&replacement);
                 // The renewal is done once the new window is in and the superseded ones are gone;
                 // one that cannot be retired now stays until it ends, and the step is reported

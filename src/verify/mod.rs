@@ -285,7 +285,9 @@ pub async fn verify_new_key(
         && let Ok(wait) = (s - clock.now()).to_std()
         && wait < std::time::Duration::from_secs(120)
     {
-        tokio::time::sleep(wait + std::time::Duration::from_millis(20)).await;
+        clock
+            .sleep(wait + std::time::Duration::from_millis(20))
+            .await;
     }
     let token_url = cloud.token_url(tenant);
     let mut retries = NEW_KEY_RETRY_SECS.iter();
@@ -298,7 +300,7 @@ pub async fn verify_new_key(
                 if fresh_key && not_seen_yet(response) =>
             {
                 on_retry(*secs);
-                tokio::time::sleep(std::time::Duration::from_secs(*secs)).await;
+                clock.sleep(std::time::Duration::from_secs(*secs)).await;
             }
             _ => return result,
         }
