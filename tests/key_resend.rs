@@ -169,7 +169,8 @@ async fn upload_and_remove_keep_every_key_under_each_resend_mode() {
             }
         }
 
-        // Removing the second keeps the first (re-sent again) under every mode.
+        // Removing the second keeps the first (re-sent again) under every mode. The second was
+        // issued after the ledger's current certificate, so its removal needs --force.
         let o = tool
             .run_async(&[
                 "credential",
@@ -179,6 +180,7 @@ async fn upload_and_remove_keep_every_key_under_each_resend_mode() {
                 "--thumbprint",
                 &b.sha1_hex(),
                 "--yes",
+                "--force",
             ])
             .await;
         assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));

@@ -250,26 +250,32 @@ async fn a_second_host_never_prunes_the_only_valid_key() {
     let ks = keys(&emu.sp(SFB).await);
     assert!(has(&ks, &new), "{}\n{ks:#?}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // Named by thumbprint, it is still the last valid key: refused, nothing changed.
-    let o = b
-        .run_async(&[
+    // Named by thumbprint: it was issued after the certificate B's ledger knows, so another host
+    // may have rolled the Front Ends to it: refused; with --force, it is still the last valid
+    // key: refused too. Nothing changed.
+    let tp = new.sha1_hex();
+    for (force, why) in [(false, "issued after"), (true, "last valid key")] {
+        let mut args = vec![
             "credential",
             "remove",
             "--tenant",
             &t,
             "--thumbprint",
-            &new.sha1_hex(),
+            &tp,
             "--yes",
-        ])
-        .await;
-    let err = stderr(&o);
-    assert_ne!(o.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("last valid key")
-            && err.lines().filter(|l| l.starts_with("error:")).count() == 1,
-        "{err}"
-    );
-    assert!(has(&keys(&emu.sp(SFB).await), &new));
+        ];
+        if force {
+            args.push("--force");
+        }
+        let o = b.run_async(&args).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(why) && err.lines().filter(|l| l.starts_with("error:")).count() == 1,
+            "{err}"
+        );
+        assert!(has(&keys(&emu.sp(SFB).await), &new));
+    }
     // A's own ledger: removing the key of the certificate the Front Ends sign with is refused
     // even when another valid key is there.
     let other = fresh_cert("other.contoso.com");
@@ -431,4 +437,70 @@ async fn uploading_another_certificate_is_not_a_roll() {
         .await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(has(&keys(&emu.sp(SFB).await), &fe));
+}
+
+/// Found by the model test (tests/key_invariant.rs, seed 101564): A rolls the Front Ends to C1;
+/// B, whose ledger knows C0, uploads C1 too (an extra key, not a roll), then removes it by name
+/// while C0's key is still valid. C1 was issued after B's current certificate: another host may
+/// have rolled the Front Ends to it, so the removal is refused unless B says --force.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_newer_certificate_than_the_ledger_knows_needs_force() {
+    let Rolled {
+        emu,
+        a,
+        t,
+        old,
+        new,
+        ..
+    } = pending_roll().await;
+    let b = Tool::for_emulator(&emu);
+    let (obp, nbp) = (b.write_cert("old.pem", &old), b.write_cert("new.pem", &new));
+    ok(&b, &["tenant", "add", &t, "--cert", &obp]).await;
+    ok(
+        &b,
+        &[
+            "credential",
+            "upload",
+            "--tenant",
+            &t,
+            "--cert",
+            &nbp,
+            "--yes",
+        ],
+    )
+    .await;
+    let tp = new.sha1_hex();
+    let remove = |force: bool| {
+        let mut v = vec![
+            "credential",
+            "remove",
+            "--tenant",
+            &t,
+            "--thumbprint",
+            &tp,
+            "--yes",
+        ];
+        if force {
+            v.push("--force");
+        }
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = remove(false);
+    let o = b
+        .run_async(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(has(&keys(&emu.sp(SFB).await), &new));
+    // A's ledger has C1 as its pending roll: refused even with --force.
+    let args = remove(true);
+    let o = a
+        .run_async(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(has(&keys(&emu.sp(SFB).await), &new));
+    // B knows better (the Front Ends never used it): --force removes it; C0's key stays.
+    ok(&b, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let ks = keys(&emu.sp(SFB).await);
+    assert!(!has(&ks, &new) && has(&ks, &old), "{ks:#?}");
 }

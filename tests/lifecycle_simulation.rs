@@ -422,17 +422,21 @@ async fn simulate(sc: Scenario) {
         for t in &ledger.tenants {
             let d = renew::decide(t, None, morning, policy);
             if d.acts() {
-                let rewindow = matches!(d, Decision::Rewindow { .. });
+                let rewindow = match &d {
+                    Decision::Rewindow { thumbprint, .. } => Some(thumbprint.clone()),
+                    _ => None,
+                };
                 let r = w.session(clock).renew(t, d, None, policy).await.unwrap();
                 if let Err(e) = &r.outcome {
                     eprintln!("{}: {morning}: renew: {e}", sc.name);
                 }
                 // A re-window reported applied did all it says: the new window in, the one it
                 // supersedes gone (issue 28: under `minimal` the old one stayed, re-taken anew).
-                if rewindow && matches!(r.outcome, Ok("applied")) {
+                if let Some(tp) = rewindow
+                    && matches!(r.outcome, Ok("applied"))
+                {
                     let keys = w.keys().await;
-                    let tp = &r.tenant.cert.as_ref().unwrap().thumbprint_sha1;
-                    let of_cert = keys.iter().filter(|k| &k.0 == tp).count();
+                    let of_cert = keys.iter().filter(|k| k.0 == tp).count();
                     if of_cert != 1 {
                         tally.unheld_windows.push(format!(
                             "day {n}: re-window reported applied, but {of_cert} keys of {tp}: {keys:?}"

@@ -82,6 +82,11 @@ pub enum CredentialCommand {
         thumbprint: String,
         #[arg(long = "app-id", value_name = "GUID")]
         app_ids: Vec<String>,
+        /// Also remove a key whose certificate was issued after the one this ledger says the
+        /// Front Ends sign with (another host may have rolled them to it): check on a Front End
+        /// first. Never the last valid key, nor the ledger's current or pending certificate.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -170,6 +175,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             tenant,
             thumbprint,
             app_ids: apps,
+            force,
         } => {
             ctx.refuse_as_of("credential remove")?;
             let tenant = super::args::tenant_arg(&tenant)?;
@@ -185,7 +191,11 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
                 ctx,
                 &tenant,
                 &apps,
-                &KeyOp::Remove(tp.clone()),
+                &if force {
+                    KeyOp::RemoveForced(tp.clone())
+                } else {
+                    KeyOp::Remove(tp.clone())
+                },
                 Some(tp),
                 false,
             )

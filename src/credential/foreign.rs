@@ -101,11 +101,48 @@ pub fn is_foreign(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> b
     origin(rec, app, k) == Origin::Foreign
 }
 
-/// `credential remove`: the key of a protected certificate is not removed, even when named.
-pub fn check_removable(rec: Option<&TenantRecord>, thumbprint: &str) -> Result<(), PlanError> {
+/// `credential remove`: the key of a protected certificate is not removed, even when named; nor,
+/// unless `force`, a still-valid `Verify` key of a certificate issued after the ledger's current
+/// one (`existing`: the application's keys as read): the Front Ends may sign with it after a roll
+/// another host made, and nothing on this host can tell (issue 24, found by the model test: host
+/// B uploaded the certificate host A had rolled the Front Ends to, then removed it by name).
+pub fn check_removable(
+    rec: Option<&TenantRecord>,
+    thumbprint: &str,
+    existing: &[KeyCredential],
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<(), PlanError> {
     let Some(rec) = rec else {
         return Ok(());
     };
+    if !force
+        && let Some(current) = &rec.cert
+        && !current.thumbprint_sha1.eq_ignore_ascii_case(thumbprint)
+    {
+        let newer = existing.iter().any(|k| {
+            k.is_verify_cert()
+                && !k.is_expired(now)
+                && k.thumbprint()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(thumbprint))
+                && k.key
+                    .as_deref()
+                    .and_then(|b| {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b.trim())
+                            .ok()
+                    })
+                    .and_then(|der| crate::cert::Certificate::from_der(&der).ok())
+                    .is_some_and(|c| c.not_before > current.not_before)
+        });
+        if newer {
+            return Err(PlanError::MaybeInUse {
+                thumbprint: thumbprint.to_ascii_uppercase(),
+                current: current.thumbprint_sha1.clone(),
+            });
+        }
+    }
     let is = |c: &Option<crate::ledger::CertRecord>| {
         c.as_ref()
             .is_some_and(|c| c.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))

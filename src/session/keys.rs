@@ -24,6 +24,9 @@ pub enum KeyOp {
     Upload(Box<(KeyCredential, CertRecord)>),
     /// Remove the `Verify` keys of the certificate with this thumbprint.
     Remove(String),
+    /// The same, also when its certificate is newer than the ledger's current one
+    /// (`credential remove --force`; [`foreign::check_removable`]).
+    RemoveForced(String),
     /// Remove the foreign or the expired keys (`credential prune`), never a protected one.
     Prune(Prune),
 }
@@ -63,8 +66,9 @@ impl KeyOp {
     ) -> Result<KeyPlan, PlanError> {
         match self {
             KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
-            KeyOp::Remove(tp) => {
-                foreign::check_removable(rec, tp)?;
+            KeyOp::Remove(tp) | KeyOp::RemoveForced(tp) => {
+                let force = matches!(self, KeyOp::RemoveForced(_));
+                foreign::check_removable(rec, tp, existing, force, now)?;
                 graph::plan_remove(existing, tp, now)
             }
             KeyOp::Prune(what) => foreign::plan_prune(existing, rec, app, *what, now),
@@ -73,7 +77,7 @@ impl KeyOp {
     fn note(&self) -> &'static str {
         match self {
             KeyOp::Upload(..) => "credential upload",
-            KeyOp::Remove(_) => "credential remove",
+            KeyOp::Remove(_) | KeyOp::RemoveForced(_) => "credential remove",
             KeyOp::Prune(Prune::Foreign) => "credential prune --foreign",
             KeyOp::Prune(Prune::Expired) => "credential prune --expired",
         }
@@ -232,7 +236,9 @@ impl Session {
                     record_graph_changes(rec, app, outcome);
                     match op {
                         KeyOp::Upload(b) => rec.record_upload(app, plan, &b.1, applied, now),
-                        KeyOp::Remove(tp) => rec.record_removal(app, tp, applied, now),
+                        KeyOp::Remove(tp) | KeyOp::RemoveForced(tp) => {
+                            rec.record_removal(app, tp, applied, now)
+                        }
                         KeyOp::Prune(what) => {
                             rec.forget_expired(app, &plan.removed, now);
                             if applied {

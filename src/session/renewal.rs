@@ -617,10 +617,14 @@ impl RenewOp {
                 // The old windows go only once the new one has started: on Graph's clock when its
                 // `Date` is known (it may lag this machine's).
                 let new_start = replacement.start_date_time.unwrap_or(*start);
-                let server_now = change.graph.server_now().unwrap_or_else(|| clock.now());
-                let wait = (new_start - server_now.min(clock.now()))
-                    .to_std()
-                    .unwrap_or_default();
+                // `Date` has whole seconds: a lag under two is no lag (as for the start).
+                let now = clock.now();
+                let on_graph = change
+                    .graph
+                    .server_now()
+                    .filter(|g| now - *g > TimeDelta::seconds(2))
+                    .unwrap_or(now);
+                let wait = (new_start - on_graph).to_std().unwrap_or_default();
                 clock.sleep(wait + Duration::from_millis(1100)).await;
                 let replacement = KeyIdentity::of(&replacement);
                 // The renewal is done once the new window is in and the superseded ones are gone;
