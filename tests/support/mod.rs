@@ -193,8 +193,33 @@ fn to_time(d: DateTime<Utc>) -> time::OffsetDateTime {
 
 /// An RSA-2048 certificate valid from `not_before` to `not_after` (whole seconds).
 pub fn make_cert(cn: &str, not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> TestCert {
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    make_cert_with_key(cn, not_before, not_after, kp)
+    make_cert_with_key(cn, not_before, not_after, pooled_key())
+}
+
+/// A distinct RSA-2048 key for each call in a test binary: the next of the pre-made keys in
+/// `fixtures/keys/rsa-2048-pool.pem` (made with OpenSSL for tests only, see fixtures/README.md),
+/// then fresh ones once the pool is used up. Generating a key was a tenth of the simulations'
+/// time; no two certificates of one binary share a key, so a signature by the wrong key still
+/// fails as it should.
+pub fn pooled_key() -> rcgen::KeyPair {
+    static POOL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pool = POOL.get_or_init(|| {
+        let pem = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/keys/rsa-2048-pool.pem"),
+        )
+        .unwrap_or_default();
+        pem.split_inclusive("-----END PRIVATE KEY-----\n")
+            .filter(|k| k.contains("BEGIN PRIVATE KEY"))
+            .map(str::to_string)
+            .collect()
+    });
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match pool.get(i) {
+        Some(pem) => rcgen::KeyPair::from_pem(pem).unwrap(),
+        None => rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+    }
 }
 
 pub fn make_cert_with_key(
@@ -232,6 +257,21 @@ pub enum Thumb {
     None,
 }
 
+/// The key pair of `pkcs8`, parsed once per test binary: parsing checks the key and each new key
+/// object computes its blinding anew, which was most of the simulations' time (each signs tens of
+/// thousands of assertions with a handful of keys).
+fn key_pair(pkcs8: &[u8]) -> std::sync::Arc<RsaKeyPair> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<RsaKeyPair>>>;
+    static KEYS: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut keys = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    keys.entry(pkcs8.to_vec())
+        .or_insert_with(|| std::sync::Arc::new(RsaKeyPair::from_pkcs8(pkcs8).unwrap()))
+        .clone()
+}
+
 /// Signs a JWT here with aws-lc-rs (RS256 or PS256).
 pub fn sign_jwt(pkcs8: &[u8], alg: &str, header_extra: Value, claims: &Value) -> String {
     let mut header = json!({"alg": alg, "typ": "JWT"});
@@ -241,7 +281,7 @@ pub fn sign_jwt(pkcs8: &[u8], alg: &str, header_extra: Value, claims: &Value) ->
     let h = URL_SAFE_NO_PAD.encode(header.to_string());
     let c = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{h}.{c}");
-    let key = RsaKeyPair::from_pkcs8(pkcs8).unwrap();
+    let key = key_pair(pkcs8);
     let enc: &'static dyn signature::RsaEncoding = match alg {
         "PS256" => &signature::RSA_PSS_SHA256,
         _ => &signature::RSA_PKCS1_SHA256,
