@@ -504,3 +504,95 @@ async fn removing_a_newer_certificate_than_the_ledger_knows_needs_force() {
     let ks = keys(&emu.sp(SFB).await);
     assert!(!has(&ks, &new) && has(&ks, &old), "{ks:#?}");
 }
+
+/// Review of issue 24: under a Graph that takes kept keys anew (`--key-resend minimal`), a kept
+/// key loses the display name that says hybrid-trust put it there (Graph names it after the
+/// certificate's subject). Host A's pending roll key N must still not be "foreign" to host B:
+/// B's prune, run twice with an attacker's key to remove each time, keeps N and removes the
+/// attacker's; `status --live --check` warns about N as a key this ledger does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_roll_key_of_another_host_survives_prune_under_minimal() {
+    let mut cfg = quiet_tls();
+    cfg.behaviour.key_resend = hybrid_trust::emulator::KeyResend::Minimal;
+    let emu = Emu::start_with(cfg).await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let old = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(300),
+        now + TimeDelta::days(200),
+    );
+    let new = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::hours(1),
+        now + TimeDelta::days(700),
+    );
+    let (op, np) = (a.write_cert("old.pem", &old), a.write_cert("new.pem", &new));
+    ok(
+        &a,
+        &[
+            "credential",
+            "upload",
+            "--tenant",
+            &t,
+            "--cert",
+            &op,
+            "--yes",
+        ],
+    )
+    .await;
+    ok(&a, &["renew", "--tenant", &t, "--new-cert", &np, "--yes"]).await;
+    let obp = b.write_cert("old.pem", &old);
+    ok(&b, &["tenant", "add", &t, "--cert", &obp]).await;
+    for round in 0..2 {
+        let planted = fresh_cert("attacker.example");
+        let mut ks: Vec<Value> = emu.control_get("state").await["tenants"][0]["service_principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|sp| sp["app_id"] == SFB)
+            .unwrap()["key_credentials"]
+            .as_array()
+            .unwrap()
+            .clone();
+        ks.push(json!({"key_id": uuid::Uuid::new_v4(), "custom_key_identifier": planted.sha1_hex(), "display_name": "planted", "start": planted.not_before, "end": planted.not_after, "type": "AsymmetricX509Cert", "usage": "Verify", "key": planted.b64()}));
+        let path = format!("tenants/{t}/servicePrincipals/{SFB}/keyCredentials");
+        assert_eq!(emu.control(Method::PUT, &path, Value::Array(ks)).await, 204);
+        ok(
+            &b,
+            &["credential", "prune", "--tenant", &t, "--foreign", "--yes"],
+        )
+        .await;
+        let ks = keys(&emu.sp(SFB).await);
+        assert!(has(&ks, &new) && has(&ks, &old), "round {round}: {ks:#?}");
+        assert!(!has(&ks, &planted), "round {round}: {ks:#?}");
+    }
+    // N has lost its name by now (taken anew), and B's live check still names it.
+    let ks = keys(&emu.sp(SFB).await);
+    let n = ks.iter().find(|k| k["key"] == new.b64()).unwrap();
+    assert!(
+        !n["displayName"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("hybrid-trust"),
+        "{n}"
+    );
+    let mut c = b.command();
+    c.args([
+        "--client-secret-env",
+        "HT_TEST_SECRET",
+        "status",
+        "--live",
+        "--all",
+        "--check",
+    ]);
+    let o = c.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

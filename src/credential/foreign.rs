@@ -66,14 +66,24 @@ pub enum Origin {
 /// The prefix of the display name every key the tool uploads carries ([`crate::graph::new_key`]).
 pub const DISPLAY_NAME_PREFIX: &str = "hybrid-trust ";
 
-/// Whether `k` on `app` says it was uploaded by hybrid-trust: a `Verify` certificate key named
-/// as the tool names its keys, on an application the tool uploads to.
-fn uploaded_by_the_tool(app: &str, k: &KeyCredential) -> bool {
-    k.is_verify_cert()
-        && !app.eq_ignore_ascii_case(crate::microsoft::EXCHANGE_APP_ID)
-        && k.display_name
-            .as_deref()
-            .is_some_and(|n| n.starts_with(DISPLAY_NAME_PREFIX))
+/// Whether `k` on `app` looks like a key hybrid-trust uploaded from another host: a `Verify`
+/// certificate key on an application the tool uploads to, named as the tool names its keys, or
+/// (a Graph that takes kept keys anew renames them after the certificate's subject) whose
+/// certificate has the subject of the ledger's current certificate, as a renewed OAuthTokenIssuer
+/// certificate does.
+fn uploaded_by_the_tool(rec: &TenantRecord, app: &str, k: &KeyCredential) -> bool {
+    if !k.is_verify_cert() || app.eq_ignore_ascii_case(crate::microsoft::EXCHANGE_APP_ID) {
+        return false;
+    }
+    let named = k
+        .display_name
+        .as_deref()
+        .is_some_and(|n| n.starts_with(DISPLAY_NAME_PREFIX));
+    named
+        || rec.cert.as_ref().is_some_and(|current| {
+            k.certificate()
+                .is_some_and(|c| c.subject == current.subject)
+        })
 }
 
 /// Where `k`, on application `app`, came from, judged against the ledger (`rec`, none when the
@@ -89,7 +99,7 @@ pub fn origin(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> Origi
     };
     if ours {
         Origin::ThisLedger
-    } else if uploaded_by_the_tool(app, k) {
+    } else if rec.is_some_and(|r| uploaded_by_the_tool(r, app, k)) {
         Origin::AnotherHost
     } else {
         Origin::Foreign
@@ -101,48 +111,69 @@ pub fn is_foreign(rec: Option<&TenantRecord>, app: &str, k: &KeyCredential) -> b
     origin(rec, app, k) == Origin::Foreign
 }
 
+/// Whether `k` may be the key the Front Ends sign with although this ledger (`rec`) cannot tell:
+/// a still-valid `Verify` key that is another host's ([`Origin::AnotherHost`]), or that this
+/// ledger knows only as an extra key and whose certificate was issued after the ledger's current
+/// one (another host may have rolled the Front Ends to it: found by the model test). With no
+/// ledger record, any valid key may be. Such a key is never pruned, and removed only with
+/// `--force`; a plain foreign key (an attacker's) stays prunable.
+pub fn maybe_in_use(
+    rec: Option<&TenantRecord>,
+    app: &str,
+    k: &KeyCredential,
+    now: DateTime<Utc>,
+) -> bool {
+    if !k.is_verify_cert() || k.is_expired(now) {
+        return false;
+    }
+    let Some(rec) = rec else {
+        return true;
+    };
+    if k.thumbprint()
+        .is_some_and(|tp| ledger_certs(rec).any(|c| c.eq_ignore_ascii_case(&tp)))
+    {
+        return false;
+    }
+    match origin(Some(rec), app, k) {
+        Origin::AnotherHost => true,
+        Origin::Foreign => false,
+        // Known only as an extra key: in use if issued after the Front Ends' certificate.
+        Origin::ThisLedger => rec.cert.as_ref().is_none_or(|current| {
+            k.certificate()
+                .is_none_or(|c| c.not_before > current.not_before)
+        }),
+    }
+}
+
 /// `credential remove`: the key of a protected certificate is not removed, even when named; nor,
-/// unless `force`, a still-valid `Verify` key of a certificate issued after the ledger's current
-/// one (`existing`: the application's keys as read): the Front Ends may sign with it after a roll
-/// another host made, and nothing on this host can tell (issue 24, found by the model test: host
-/// B uploaded the certificate host A had rolled the Front Ends to, then removed it by name).
+/// unless `force`, a key that [`maybe_in_use`] (`existing`: the application's keys as read).
 pub fn check_removable(
     rec: Option<&TenantRecord>,
+    app: &str,
     thumbprint: &str,
     existing: &[KeyCredential],
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<(), PlanError> {
+    let tp_is = |k: &KeyCredential| {
+        k.thumbprint()
+            .is_some_and(|t| t.eq_ignore_ascii_case(thumbprint))
+    };
+    if !force
+        && existing
+            .iter()
+            .any(|k| tp_is(k) && maybe_in_use(rec, app, k, now))
+    {
+        return Err(PlanError::MaybeInUse {
+            thumbprint: thumbprint.to_ascii_uppercase(),
+            current: rec
+                .and_then(|r| r.cert.as_ref())
+                .map_or_else(|| "none".into(), |c| c.thumbprint_sha1.clone()),
+        });
+    }
     let Some(rec) = rec else {
         return Ok(());
     };
-    if !force
-        && let Some(current) = &rec.cert
-        && !current.thumbprint_sha1.eq_ignore_ascii_case(thumbprint)
-    {
-        let newer = existing.iter().any(|k| {
-            k.is_verify_cert()
-                && !k.is_expired(now)
-                && k.thumbprint()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(thumbprint))
-                && k.key
-                    .as_deref()
-                    .and_then(|b| {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b.trim())
-                            .ok()
-                    })
-                    .and_then(|der| crate::cert::Certificate::from_der(&der).ok())
-                    .is_some_and(|c| c.not_before > current.not_before)
-        });
-        if newer {
-            return Err(PlanError::MaybeInUse {
-                thumbprint: thumbprint.to_ascii_uppercase(),
-                current: current.thumbprint_sha1.clone(),
-            });
-        }
-    }
     let is = |c: &Option<crate::ledger::CertRecord>| {
         c.as_ref()
             .is_some_and(|c| c.thumbprint_sha1.eq_ignore_ascii_case(thumbprint))
@@ -185,6 +216,9 @@ pub fn foreign_keys<'k>(
 /// A foreign key as `status --live` reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ForeignKey {
+    /// Named as hybrid-trust names its keys: another host's, or someone posing as one. Listed
+    /// (and a `--check` WARNING) all the same: this ledger does not know it.
+    pub another_host: bool,
     pub app_id: String,
     pub display_name: Option<String>,
     pub end: Option<String>,
@@ -193,15 +227,17 @@ pub struct ForeignKey {
     pub thumbprint_sha1: Option<String>,
 }
 
-/// The foreign keys of every application read live (`apps`: each application's keys), judged
+/// The keys this ledger does not know (foreign, or another host's) of every application read
+/// live (`apps`: each application's keys), judged
 /// against the tenant's ledger record as it was before the live read replaced its credentials.
 pub fn found(rec: &TenantRecord, apps: &[(String, Vec<KeyCredential>)]) -> Vec<ForeignKey> {
     use crate::graph::keys::graph_time;
     apps.iter()
         .flat_map(|(app, keys)| {
-            foreign_keys(Some(rec), app, keys)
-                .into_iter()
+            keys.iter()
+                .filter(|k| origin(Some(rec), app, k) != Origin::ThisLedger)
                 .map(move |k| ForeignKey {
+                    another_host: origin(Some(rec), app, k) == Origin::AnotherHost,
                     app_id: app.clone(),
                     display_name: k.display_name.clone(),
                     end: k.end_date_time.map(graph_time),
@@ -227,7 +263,7 @@ pub fn plan_prune(
     let protected = protected(rec);
     let selected = |k: &KeyCredential| {
         let chosen = match what {
-            Prune::Foreign => is_foreign(rec, app, k),
+            Prune::Foreign => is_foreign(rec, app, k) && !maybe_in_use(rec, app, k, now),
             Prune::Expired => k.is_expired(now),
         };
         chosen

@@ -87,6 +87,12 @@ impl KeyCredential {
         self.end_date_time.is_some_and(|e| e < now)
     }
 
+    /// The certificate of the key, when Graph returned `key` and it parses.
+    pub fn certificate(&self) -> Option<crate::cert::Certificate> {
+        let der = STANDARD.decode(self.key.as_deref()?.trim()).ok()?;
+        crate::cert::Certificate::from_der(&der).ok()
+    }
+
     pub fn is_verify_cert(&self) -> bool {
         self.kind.as_deref() == Some("AsymmetricX509Cert")
             && self.usage.as_deref() == Some("Verify")
@@ -262,11 +268,16 @@ impl KeyPlan {
         let Some(k) = self.added.as_mut() else {
             return;
         };
-        if k.start_date_time
-            .is_some_and(|s| s <= now + TimeDelta::seconds(1))
+        if let Some(s) = k.start_date_time
+            && s <= now + TimeDelta::seconds(1)
         {
-            k.start_date_time = k.start_date_time.map(|s| s - behind);
-            k.end_date_time = k.end_date_time.map(|e| e - behind);
+            // Never before the certificate's own start (Graph refuses that window).
+            let to = k
+                .certificate()
+                .map_or(s - behind, |c| (s - behind).max(c.not_before));
+            let moved = s - to;
+            k.start_date_time = Some(to);
+            k.end_date_time = k.end_date_time.map(|e| e - moved);
         }
     }
     /// The full keyCredentials array for the PATCH.

@@ -65,7 +65,8 @@ fn parse_effective(s: &str) -> Option<(DateTime<Utc>, bool)> {
     ]
     .iter()
     .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .map(|n| (n.and_utc() + LOCAL_TIME_MARGIN, true))
+    .and_then(|n| n.and_utc().checked_add_signed(LOCAL_TIME_MARGIN))
+    .map(|d| (d, true))
 }
 
 /// Whether saved output shows `wanted` as the current OAuthTokenIssuer certificate at `now`.
@@ -187,7 +188,7 @@ pub fn confirm_with(
         .transpose()
         .map_err(|e| {
             SessionError::Usage(format!(
-                "{e}; save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, @{{Name = 'EffectiveDate'; Expression = {{ $_.EffectiveDate.ToUniversalTime().ToString('o') }}}}, PreviousThumbprint, Use > Get-CsCertificate.txt"
+                "{e}; save it on a Front End: Get-CsCertificate -Type OAuthTokenIssuer | Format-List Thumbprint, @{{Name = 'EffectiveDate'; Expression = {{ if ($_.EffectiveDate) {{ $_.EffectiveDate.ToUniversalTime().ToString('o') }} }}}}, PreviousThumbprint, Use > Get-CsCertificate.txt"
             ))
         })?;
     let evidence = saved.as_ref().map_or(Evidence::Admin, Evidence::Output);

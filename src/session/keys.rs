@@ -68,7 +68,7 @@ impl KeyOp {
             KeyOp::Upload(b) => graph::plan_upload(existing, b.0.clone(), now),
             KeyOp::Remove(tp) | KeyOp::RemoveForced(tp) => {
                 let force = matches!(self, KeyOp::RemoveForced(_));
-                foreign::check_removable(rec, tp, existing, force, now)?;
+                foreign::check_removable(rec, app, tp, existing, force, now)?;
                 graph::plan_remove(existing, tp, now)
             }
             KeyOp::Prune(what) => foreign::plan_prune(existing, rec, app, *what, now),

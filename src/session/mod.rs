@@ -64,7 +64,7 @@ impl SessionError {
             SessionError::Lock(_) => "wait for the other run to finish".into(),
             SessionError::Usage(_) => "nothing was changed".into(),
             SessionError::Incomplete(_) => {
-                "the new key is in place and recorded; the windows it supersedes stay until they end. hybrid-trust credential list shows what the tenant holds".into()
+                "nothing to do: the new key is in place and recorded; the windows it supersedes stay until they end (hybrid-trust credential list shows what the tenant holds)".into()
             }
             SessionError::Renewal(_) => {
                 "each failure is recorded in the ledger and reported by remind; fix the cause and run renew again".into()

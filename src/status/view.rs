@@ -111,6 +111,7 @@ impl Fleet {
         let n = self.foreign();
         if n > 0 && code < 3 {
             let note = format!("{n} foreign key(s) on the target applications");
+            // (Another host's keys count: this ledger does not know them either.)
             if code == 0 {
                 code = 1;
                 line = line.replacen(
@@ -176,7 +177,12 @@ impl Fleet {
                 }
                 for f in l.foreign.get(i).into_iter().flatten() {
                     s.push_str(&format!(
-                        "WARNING foreign key {}: {} {} {} -> {} {}\n",
+                        "WARNING {} {}: {} {} {} -> {} {}\n",
+                        if f.another_host {
+                            "key unknown to this ledger, named as hybrid-trust names its keys (another host's?)"
+                        } else {
+                            "foreign key"
+                        },
                         t.domain,
                         f.app_id,
                         f.thumbprint_sha1
