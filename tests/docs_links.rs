@@ -7,6 +7,11 @@
 //! - Every `#anchor` names a heading of its Markdown target, by GitHub's slug rules (lowercase;
 //!   spaces become `-`; punctuation other than `-` and `_` dropped; repeats get `-1`, `-2`, …).
 //! - Fenced code blocks and inline code are not Markdown links and are skipped.
+//! - Every `.md` file the code cites (a word ending in `.md` in src/, tests/, crates/, scripts/,
+//!   fuzz/) is in the repository, from its root or under docs/ (`docs/protocol.md §1.4`). A file
+//!   of Microsoft's documentation is named in a sentence with its source's abbreviation from
+//!   docs/protocol.md (`ODP Set-CsCertificate.md`); upper-case names and paths into the
+//!   repository's folders are always checked.
 //! - The command reference (docs/commands.md) has a section for every command and subcommand
 //!   `hybrid-trust --help` lists, naming each of its flags; the global flags are in its "Global
 //!   options" section.
