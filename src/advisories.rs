@@ -1,5 +1,5 @@
 //! Microsoft's dated changes that bear on the Skype for Business hybrid trust, as data
-//! (issue 18; facts and sources in PROTOCOL.md §4.9): what changes on which date, which features
+//! (issue 18; facts and sources in docs/protocol.md §4.9): what changes on which date, which features
 //! of the trust it touches, what the admin should do (with the exact PowerShell where it is
 //! known), the source, whether a primary source confirms it, and the clouds it applies to.
 //!
@@ -85,7 +85,7 @@ const EWS_FEATURES: &[Feature] = &[
     Feature::HighResolutionPhotos,
 ];
 
-/// The table. Sources: PROTOCOL.md §4.9 and the pages named in each `source`.
+/// The table. Sources: docs/protocol.md §4.9 and the pages named in each `source`.
 pub const ADVISORIES: &[Advisory] = &[
     Advisory {
         id: "sfb-server-end-of-support",
@@ -281,7 +281,7 @@ pub fn due_reminders(cloud: &str, now: DateTime<Utc>, sent: &[(String, i64)]) ->
     out
 }
 
-/// An advisory as `status --output json` lists it (CONTRACT.md: `id`, `date`, `title`,
+/// An advisory as `status --output json` lists it (docs/contract.md: `id`, `date`, `title`,
 /// `action`, `source`, `confirmed`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listed {

@@ -1,12 +1,12 @@
 //! The one clock of the client: every "now" the library and the command line use comes from a
-//! [`Clock`] (DESIGN.md, "One clock"). Production reads the system time; `--as-of` plans against a
+//! [`Clock`] (docs/design.md, "One clock"). Production reads the system time; `--as-of` plans against a
 //! fixed instant; tests and the simulation of years run on a fixed, shifted or simulated clock,
 //! and the same code paths run. This is the only place anything reads the system time: the
 //! emulator's own clock (`emulator::clock`, an adjustable offset) reads it through here too.
 //!
 //! Waits go through the clock too ([`Clock::sleep`]): on a [`SimTime`] a wait moves simulated
 //! time on at once, so a model-based test plays years of renewals in seconds with the waits the
-//! library really makes (DESIGN.md, "A suite that waits in simulated time").
+//! library really makes (docs/design.md, "A suite that waits in simulated time").
 
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -15,7 +15,7 @@ pub struct Cloud {
     pub exchange_url: String,
     /// Extra CA to trust (custom clouds, the emulator).
     pub ca_file: Option<PathBuf>,
-    /// Whether the ACS host is confirmed by a Microsoft source (PROTOCOL.md §1.1: [U] for the
+    /// Whether the ACS host is confirmed by a Microsoft source (docs/protocol.md §1.1: [U] for the
     /// US Government and China clouds).
     pub acs_confirmed: bool,
 }

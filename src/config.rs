@@ -1,4 +1,4 @@
-//! The TOML settings file (CONTRACT.md): reminder thresholds and channels, renewal policy.
+//! The TOML settings file (docs/contract.md): reminder thresholds and channels, renewal policy.
 //! Unknown keys are refused (a typo must not silently disable a reminder). No secret is ever in
 //! the file: an SMTP password comes from `password_env` or the keyring.
 
@@ -169,7 +169,7 @@ impl AppSignIn<'_> {
     }
 }
 
-/// `[[reminders.graph_mail]]` (CONTRACT.md): sends as `from` (a mailbox in the sender's own
+/// `[[reminders.graph_mail]]` (docs/contract.md): sends as `from` (a mailbox in the sender's own
 /// tenant) with `POST /users/{from}/sendMail`, signed in as the app `client_id` of `tenant` with
 /// a secret from `client_secret_env`, a certificate `client_cert` (its password from
 /// `client_cert_password_env`), or, with neither, the login stored by `hybrid-trust login`.
@@ -314,7 +314,7 @@ impl Settings {
                 && !tls_on
                 && (e.password_env.is_some() || e.password_keyring || e.username.is_some())
             {
-                // Even on loopback (CONTRACT.md): AUTH PLAIN over plain text gives the password to
+                // Even on loopback (docs/contract.md): AUTH PLAIN over plain text gives the password to
                 // anything on the path, and a local relay is one hop of many.
                 return Err(format!(
                     "the email channel {shown} would send its password in clear: use smtps://host:465 or smtp://host:587?tls=starttls"

@@ -2,7 +2,7 @@
 //! Skype for Business / Lync Server and a Microsoft 365 tenant.
 //!
 //! The library does the work; `src/main.rs` parses, dispatches and renders errors. See
-//! DESIGN.md (in `../shared/`) for the module boundaries.
+//! ARCHITECTURE.md for the modules by layer and docs/design.md for the boundaries.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
 //! Facts about Microsoft's first-party applications that this trust involves, in one place with
-//! their sources (PROTOCOL.md §4, §6): which service principal holds the on-prem key, which
+//! their sources (docs/protocol.md §4, §6): which service principal holds the on-prem key, which
 //! Teams-era applications Microsoft also asks for it, and which one must never get it.
 
 /// Skype for Business Online: the service principal whose `Verify` key credential lets Entra

@@ -455,7 +455,7 @@ pub(crate) fn with_hint(detail: String, hint: &str) -> String {
 
 /// An SMTP failure's detail, with what to do when the server is Exchange Online refusing a
 /// password: `550 5.7.30 Basic authentication is not supported for Client Submission` (MC786329,
-/// PROTOCOL.md §4.9).
+/// docs/protocol.md §4.9).
 pub fn smtp_detail(detail: &str) -> String {
     if detail.contains("5.7.30") {
         format!(

@@ -1,6 +1,6 @@
 //! Boundaries that keep the code easy to change (issue 15): the emulator shares no code with the
 //! client it tests, beyond the one atomic-write helper, so that a serialisation or protocol bug
-//! cannot hide on both sides at once (DESIGN.md, "emulator ... must not import the client's
+//! cannot hide on both sides at once (docs/design.md, "emulator ... must not import the client's
 //! request/response types").
 
 use std::path::Path;

@@ -7,6 +7,11 @@
 //! - Every `#anchor` names a heading of its Markdown target, by GitHub's slug rules (lowercase;
 //!   spaces become `-`; punctuation other than `-` and `_` dropped; repeats get `-1`, `-2`, …).
 //! - Fenced code blocks and inline code are not Markdown links and are skipped.
+//! - Every `.md` file the code cites (a word ending in `.md` in src/, tests/, crates/, scripts/,
+//!   fuzz/) is in the repository, from its root or under docs/ (`docs/protocol.md §1.4`). A file
+//!   of Microsoft's documentation is named in a sentence with its source's abbreviation from
+//!   docs/protocol.md (`ODP Set-CsCertificate.md`); upper-case names and paths into the
+//!   repository's folders are always checked.
 //! - The command reference (docs/commands.md) has a section for every command and subcommand
 //!   `hybrid-trust --help` lists, naming each of its flags; the global flags are in its "Global
 //!   options" section.
@@ -804,6 +809,191 @@ fn the_command_reference_names_every_command_and_flag() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The documents the code cites
+// ---------------------------------------------------------------------------------------------
+
+/// The folders whose code is searched for cited documents, and the file left out: this one,
+/// whose scanner tests name files that must not exist.
+const CODE_DIRS: [&str; 5] = ["src", "tests", "crates", "scripts", "fuzz"];
+const CODE_EXTENSIONS: [&str; 3] = ["rs", "py", "sh"];
+const NOT_SCANNED: &str = "tests/docs_links.rs";
+
+/// The abbreviations docs/protocol.md gives Microsoft's documentation repositories (GDC, ENTRA,
+/// SFBDOCS, ODP, CSS): a `.md` name in a sentence that names one of them is a file of that
+/// repository (`ODP Set-CsCertificate.md`), not of this one.
+const OUTSIDE_SOURCES: [&str; 5] = ["GDC", "ENTRA", "SFBDOCS", "ODP", "CSS"];
+
+/// A `.md` name found in code: its line (1-based), its byte offset, and the name as written.
+#[derive(Debug, Clone, PartialEq)]
+struct Cited {
+    line: usize,
+    at: usize,
+    name: String,
+}
+
+/// Every word ending in `.md` (optionally with a path: letters, digits, `_ . / -`), not part
+/// of a longer word (`.mdx`) and not inside a URL (`https://…/x.md`).
+fn md_names(text: &str) -> Vec<Cited> {
+    let bytes = text.as_bytes();
+    let in_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-');
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(p) = text[from..].find(".md").map(|p| p + from) {
+        from = p + 3;
+        let end = p + 3;
+        if bytes
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            continue;
+        }
+        let mut start = p;
+        while start > 0 && in_name(bytes[start - 1]) {
+            start -= 1;
+        }
+        let name = &text[start..end];
+        if !name[..name.len() - 3]
+            .bytes()
+            .any(|b| b.is_ascii_alphanumeric())
+            || name.starts_with("//")
+            || (start > 0 && bytes[start - 1] == b':')
+        {
+            continue;
+        }
+        out.push(Cited {
+            line: text[..start].matches('\n').count() + 1,
+            at: start,
+            name: name.to_string(),
+        });
+    }
+    out
+}
+
+/// Whether a name can only mean a file of this repository: a path into one of its folders (or
+/// out of it), or an upper-case name such as `README.md` or `DESIGN.md`.
+fn names_a_repository_file(name: &str) -> bool {
+    let first = name.split('/').next().unwrap_or("");
+    let stem = name
+        .rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .trim_end_matches(".md");
+    (name.contains('/')
+        && [
+            ".", "..", "docs", "src", "tests", "fixtures", "scripts", "crates", "fuzz", "shared",
+        ]
+        .contains(&first))
+        || (stem.bytes().any(|b| b.is_ascii_uppercase())
+            && !stem.bytes().any(|b| b.is_ascii_lowercase()))
+}
+
+/// The prose of a line: without its indentation and its comment marker (`//!`, `///`, `//`,
+/// `#`, `*`).
+fn prose_of(line: &str) -> (&str, bool) {
+    let t = line.trim_start();
+    for marker in ["//!", "///", "//", "#", "*"] {
+        if let Some(rest) = t.strip_prefix(marker) {
+            return (rest.trim(), true);
+        }
+    }
+    (t.trim(), false)
+}
+
+/// Whether the sentence that holds the name at byte `at` names an outside source. The sentence
+/// runs back through the comment lines of its paragraph to the last `. ` (or a blank comment
+/// line, or the first line that is not a comment).
+fn cited_from_outside(text: &str, at: usize) -> bool {
+    let line_start = text[..at].rfind('\n').map_or(0, |p| p + 1);
+    let mut before = vec![text[line_start..at].trim_start().to_string()];
+    let (_, is_comment) = prose_of(&text[line_start..at]);
+    if is_comment {
+        for line in text[..line_start].lines().rev() {
+            let (p, comment) = prose_of(line);
+            if !comment || p.is_empty() {
+                break;
+            }
+            before.push(p.to_string());
+        }
+    }
+    before.reverse();
+    let joined = before.join(" ");
+    let sentence = joined
+        .rfind(". ")
+        .map_or(joined.as_str(), |p| &joined[p + 2..]);
+    sentence
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| OUTSIDE_SOURCES.contains(&w))
+}
+
+/// Whether a cited name resolves inside the repository: from its root, or (a bare name) under
+/// `docs/`; never through `..`.
+fn resolves(root: &Path, name: &str) -> bool {
+    let name = name.trim_start_matches("./");
+    if Path::new(name)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return false;
+    }
+    root.join(name).is_file() || (!name.contains('/') && root.join("docs").join(name).is_file())
+}
+
+/// Every `.md` name the code under `root` cites that is not in the repository, as
+/// `file:line: name`.
+fn missing_citations(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = CODE_DIRS.iter().map(PathBuf::from).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(root.join(&dir)) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let rel = dir.join(e.file_name());
+            if e.path().is_dir() {
+                if e.file_name() != "target" {
+                    stack.push(rel);
+                }
+            } else if rel
+                .extension()
+                .is_some_and(|x| CODE_EXTENSIONS.iter().any(|c| x == *c))
+                && rel != Path::new(NOT_SCANNED)
+            {
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    let mut errors = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(root.join(&f)) else {
+            continue;
+        };
+        for c in md_names(&text) {
+            let outside = !names_a_repository_file(&c.name) && cited_from_outside(&text, c.at);
+            if !outside && !resolves(root, &c.name) {
+                errors.push(format!("{}:{}: {}", f.display(), c.line, c.name));
+            }
+        }
+    }
+    errors
+}
+
+#[test]
+fn every_document_the_code_cites_is_in_the_repository() {
+    let root = repo_root();
+    let errors = missing_citations(&root);
+    assert!(
+        errors.is_empty(),
+        "the code cites {} Markdown file(s) a clone does not have (cite docs/design.md, \
+         docs/contract.md, docs/protocol.md or another file of the repository; a file of \
+         Microsoft's docs goes after its source's abbreviation, as in \
+         `ODP Set-CsCertificate.md`):\n  {}",
+        errors.len(),
+        errors.join("\n  ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The scanner's own tests: it must find what is wrong
 // ---------------------------------------------------------------------------------------------
 
@@ -912,5 +1102,47 @@ fn broken_links_escapes_and_anchors_are_reported() {
     assert!(
         errors[3].contains("no heading with the anchor"),
         "{errors:#?}"
+    );
+}
+
+#[test]
+fn cited_documents_are_found_and_outside_sources_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::create_dir_all(root.join("src/emulator")).unwrap();
+    std::fs::write(dir.path().join("outside.md"), "# Out\n").unwrap();
+    std::fs::write(root.join("README.md"), "# Readme\n").unwrap();
+    std::fs::write(root.join("docs/protocol.md"), "# Protocol\n").unwrap();
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "//! See README.md, docs/protocol.md §1.4 and protocol.md (all here).\n\
+         //! Missing: DESIGN.md and shared/PROTOCOL.md §5.7, (../shared/CONTRACT.md).\n\
+         //! Cmdlets: ODP New-CsOAuthServer.md,\n\
+         //! Set-CsCertificate.md; SFBDOCS `stage-av-and-oauth-certificates.md`.\n\
+         //! SFBDOCS ends its sentence here. Then keycredential.md is missing.\n\
+         //!\n\
+         //! Not outside for sharing a sentence with one: (GDC `x.md`; PROTOCOL.md).\n\
+         /// (docs/../../outside.md) <https://example.com/page.md> notes.mdx\n\
+         const S: &str = \"see docs/nope.md\";\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("src/emulator/mail.rs"),
+        "//! Graph's own page (GDC\n//! user-sendmail.md)\n//!\n//! user-sendmail.md\n",
+    )
+    .unwrap();
+    assert_eq!(
+        missing_citations(&root),
+        [
+            "src/emulator/mail.rs:4: user-sendmail.md",
+            "src/lib.rs:2: DESIGN.md",
+            "src/lib.rs:2: shared/PROTOCOL.md",
+            "src/lib.rs:2: ../shared/CONTRACT.md",
+            "src/lib.rs:5: keycredential.md",
+            "src/lib.rs:7: PROTOCOL.md",
+            "src/lib.rs:8: docs/../../outside.md",
+            "src/lib.rs:9: docs/nope.md",
+        ]
     );
 }

@@ -1,7 +1,7 @@
 //! The emulator behaves as the real Graph and Entra do for the clients people use (issue 17):
 //! OData annotations from Microsoft's SDKs, the `any()` look-up azure-cli sends in both of its
 //! encodings, the fields Graph fills in, retained keys re-sent with `key: null`, the three
-//! `--key-resend` answers to PROTOCOL.md §6 item 9, creating a first-party service principal,
+//! `--key-resend` answers to docs/protocol.md §6 item 9, creating a first-party service principal,
 //! and Entra's refusal for a disabled one.
 
 mod support;
@@ -96,7 +96,7 @@ async fn the_any_lookup_is_answered_in_both_encodings_with_select() {
     let token = emu.admin_token().await;
     let sfb_id = emu.sp(SFB).await["id"].as_str().unwrap().to_string();
     for query in [
-        // azure-cli's two encodings (captures in reference/graph, PROTOCOL.md §1.11).
+        // azure-cli's two encodings (fixtures/graph-captures, docs/protocol.md §1.11).
         format!("$filter=servicePrincipalNames/any(c:c%20eq%20'{SFB}')"),
         format!("%24filter=servicePrincipalNames%2Fany%28c%3Ac%20eq%20%27{SFB}%27%29"),
         format!(

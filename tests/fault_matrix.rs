@@ -3,7 +3,7 @@
 //! either completes or fails with one clear error; afterwards the tenant still has every key that
 //! was valid before (no credential lost) and the ledger loads.
 //!
-//! Under each `--key-resend` mode (PROTOCOL.md §6 item 9): the whole matrix under `full` (the
+//! Under each `--key-resend` mode (docs/protocol.md §6 item 9): the whole matrix under `full` (the
 //! default); under `unchanged` and `minimal` a representative subset, upload and renew (the two
 //! flows that re-send kept keys, and under `minimal` meet a refused PATCH and a second one, so
 //! they run over a couple more steps), with every fault kind at every step, to keep the suite's

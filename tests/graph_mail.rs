@@ -79,7 +79,7 @@ fn channel(emu: &Emu, dir: &std::path::Path, from: &str) -> Box<dyn Notifier> {
     channel_with(emu, dir, from, &emu.tenant.admin.client_secret)
 }
 
-/// The messages the emulator accepted, read at both addresses CONTRACT.md can be read as
+/// The messages the emulator accepted, read at both addresses docs/contract.md can be read as
 /// (`<control_url>/mail` and `<control_url>/_emulator/mail`), which must agree.
 async fn messages(emu: &Emu) -> Vec<Value> {
     let list = emu.control_get("mail").await;

@@ -2,7 +2,7 @@
 //! (`azure.identity.aio.CertificateCredential`, pinned in scripts/test-requirements.txt) gets a
 //! token as 00000004 from the emulator. Its client assertion is built with
 //! `base64.urlsafe_b64encode`, padding kept, PS256 with `x5t#S256`: Entra accepts it
-//! (shared/PROTOCOL.md §5.7), so the emulator must too. See tests/interop/aio_certificate.py.
+//! (docs/protocol.md §5.7), so the emulator must too. See tests/interop/aio_certificate.py.
 
 mod support;
 

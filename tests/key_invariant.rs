@@ -1,6 +1,6 @@
 //! Issue 24's model-based test of the promise: **at every moment the certificate the Front Ends
 //! sign with has a valid Verify key in Entra, or the tool has already said when it will lapse and
-//! why.** (DESIGN.md, "Third round": the invariant is the product.)
+//! why.** (docs/design.md, "Third round": the invariant is the product.)
 //!
 //! The world: the Front Ends (the certificate they sign with; it changes only when a roll script
 //! `renew --new-cert` wrote is run *and* its EffectiveDate passes), Entra's keys (the in-process

@@ -1,5 +1,5 @@
 //! The tool's upload, remove, renew (re-window and roll) and onboard flows under each answer to
-//! PROTOCOL.md §6 item 9 (how Graph treats kept keys a PATCH re-sends), played by the emulator's
+//! docs/protocol.md §6 item 9 (how Graph treats kept keys a PATCH re-sends), played by the emulator's
 //! `--key-resend full|unchanged|minimal`: every flow succeeds, no key is lost, and what Graph did
 //! (a refusal, the form it accepted, a kept key taken anew with a new keyId and its certificate's
 //! validity as window) is in the result and the audit log.

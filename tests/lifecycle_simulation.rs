@@ -55,7 +55,7 @@ struct Scenario {
     graph_outage: Option<(i64, i64)>,
     /// The old certificate outlives its first key by this many days.
     old_cert_days: i64,
-    /// How Graph takes kept keys re-sent in a PATCH (`--key-resend`, PROTOCOL.md §6 item 9).
+    /// How Graph takes kept keys re-sent in a PATCH (`--key-resend`, docs/protocol.md §6 item 9).
     key_resend: KeyResend,
 }
 

@@ -187,7 +187,7 @@ fn offline_validation_of_real_and_made_documents() {
     assert_eq!((c, v["kind"].as_str()), (0, Some("jwks")));
     let n = v["signing_keys"].as_array().unwrap().len();
     assert!(n >= 5, "{n}");
-    // ACS and Entra share signing keys (PROTOCOL.md §3.1): most carry the ACS subject.
+    // ACS and Entra share signing keys (docs/protocol.md §3.1): most carry the ACS subject.
     assert!(
         v["signing_keys"]
             .as_array()

@@ -1,4 +1,4 @@
-//! `m365-emulator`: serves the emulated Microsoft cloud until interrupted. See CONTRACT.md and
+//! `m365-emulator`: serves the emulated Microsoft cloud until interrupted. See docs/contract.md and
 //! the `hybrid_trust::emulator` module docs.
 
 use clap::Parser;

@@ -1,5 +1,5 @@
 //! What `cert inspect` shows: a certificate's facts and findings as one value, serialized for
-//! scripts (the CONTRACT.md keys first, then extensions) and rendered for people, with the
+//! scripts (the docs/contract.md keys first, then extensions) and rendered for people, with the
 //! findings block the tenant metadata report shares. Pure: `now` comes in as an argument.
 
 use super::findings::{Finding, Severity};
@@ -8,7 +8,7 @@ use crate::terminal::display_safe;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// `cert inspect`: the CONTRACT.md keys first, then extensions.
+/// `cert inspect`: the docs/contract.md keys first, then extensions.
 #[derive(Debug, Serialize)]
 pub struct Inspection {
     pub subject: String,

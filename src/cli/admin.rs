@@ -1,5 +1,5 @@
 //! What a command needs to reach a tenant, from the global flags: the admin identity for Microsoft
-//! Graph (flags and environment first, CONTRACT.md, then a stored login: [`crate::login`]), the
+//! Graph (flags and environment first, docs/contract.md, then a stored login: [`crate::login`]), the
 //! token provider, the session, the state dir, and the confirmation. Secrets come from
 //! environment variables or the keyring, never argv.
 

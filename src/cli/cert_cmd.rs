@@ -1,4 +1,4 @@
-//! `cert inspect`, `cert export` and `cert remember-password` (CONTRACT.md): flags to a loaded
+//! `cert inspect`, `cert export` and `cert remember-password` (docs/contract.md): flags to a loaded
 //! certificate; the library checks it and renders the inspection ([`crate::cert::report`]).
 
 use super::password::PasswordArgs;

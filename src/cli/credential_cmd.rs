@@ -1,4 +1,4 @@
-//! `credential list|upload|remove|prune` and `spn add` (CONTRACT.md): flags to the library's key and
+//! `credential list|upload|remove|prune` and `spn add` (docs/contract.md): flags to the library's key and
 //! name changes ([`crate::session::keys`], [`crate::session::names`]), the confirmation on the
 //! terminal, and the report ([`crate::credential::report`]) printed.
 

@@ -1,4 +1,4 @@
-//! How a failed command ends: an exit code (CONTRACT.md: 1 run-time problem, 2 bad usage or
+//! How a failed command ends: an exit code (docs/contract.md: 1 run-time problem, 2 bad usage or
 //! input), the error with its causes, and a hint that says what to do. Rendered on stderr as
 //! `error:` / `caused by:` / `hint:` lines.
 

@@ -54,7 +54,7 @@ pub enum CloudName {
     China,
 }
 
-/// Options every command takes (CONTRACT.md "Global options").
+/// Options every command takes (docs/contract.md "Global options").
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
     /// National cloud.

@@ -1,4 +1,4 @@
-//! `onboard` (CONTRACT.md): the whole cross-premises setup in order — discover the tenant and
+//! `onboard` (docs/contract.md): the whole cross-premises setup in order — discover the tenant and
 //! validate its metadata, validate the certificate, sign in, show the plan and confirm, upload the
 //! credential, add the service principal names, verify end to end, write the on-prem script next
 //! to the ledger, record the tenant. Re-running on an onboarded tenant changes nothing and says

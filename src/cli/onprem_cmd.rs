@@ -1,4 +1,4 @@
-//! `onprem script` (CONTRACT.md): flags to the library's script input; the library compares saved
+//! `onprem script` (docs/contract.md): flags to the library's script input; the library compares saved
 //! `Get-Cs*` output, renders the script and sums up the drift ([`crate::onprem`]).
 
 use super::{Context, Failure};

@@ -1,4 +1,4 @@
-//! `remind` (CONTRACT.md): send each due reminder once per threshold, credential and channel.
+//! `remind` (docs/contract.md): send each due reminder once per threshold, credential and channel.
 //! A delivery is recorded in the ledger as soon as it succeeds; a failed one is not, so the next
 //! run retries it, and this run exits 1.
 

@@ -1,4 +1,4 @@
-//! `renew` (CONTRACT.md): for each tenant, decide (pure, `renew::decide`) and act: re-window the
+//! `renew` (docs/contract.md): for each tenant, decide (pure, `renew::decide`) and act: re-window the
 //! same certificate (new window in, then the old key out), roll to a new certificate (upload next
 //! to the old one and write the `Set-CsCertificate -Roll` step), or finish a roll. `--all` runs
 //! every tenant in isolation; a failure is recorded in the ledger (reminders report it) and the

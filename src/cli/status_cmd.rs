@@ -1,4 +1,4 @@
-//! `status` (CONTRACT.md): every tenant's state from the ledger, or `--live` from the tenants;
+//! `status` (docs/contract.md): every tenant's state from the ledger, or `--live` from the tenants;
 //! `--check` for Nagios/Icinga; table, JSON, Prometheus textfile or iCalendar.
 
 use super::{Context, Failure};

@@ -1,4 +1,4 @@
-//! `tenant discover`, `tenant metadata --file`, `tenant add` and `tenant remove` (CONTRACT.md):
+//! `tenant discover`, `tenant metadata --file`, `tenant add` and `tenant remove` (docs/contract.md):
 //! flags to the library's discovery, report ([`crate::tenant::report`]) and offline ledger
 //! records ([`crate::tenant::offline`]).
 

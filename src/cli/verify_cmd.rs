@@ -1,4 +1,4 @@
-//! `verify` (CONTRACT.md): prove the trust end to end and explain a refusal; the library proves
+//! `verify` (docs/contract.md): prove the trust end to end and explain a refusal; the library proves
 //! it and says what it found ([`crate::verify::report`]).
 
 use super::password::PasswordArgs;

@@ -1,5 +1,5 @@
 //! Foreign keys: key credentials on a target application that this host's ledger did not put
-//! there, and the rule for pruning them (issue 17; PROTOCOL.md §4.9, CVE-2025-53786: a key on a
+//! there, and the rule for pruning them (issue 17; docs/protocol.md §4.9, CVE-2025-53786: a key on a
 //! shared first-party service principal lets whoever holds its private key act as that Microsoft
 //! service, so only the keys the tool put there should be on it). Pure: the ledger record and
 //! `now` come in as arguments.

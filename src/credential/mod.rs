@@ -1,5 +1,5 @@
 //! Changing a service principal's keyCredentials or servicePrincipalNames safely, on top of
-//! Graph's replace-semantics PATCH (PROTOCOL.md §1.4): read with `key`, plan the whole new array,
+//! Graph's replace-semantics PATCH (docs/protocol.md §1.4): read with `key`, plan the whole new array,
 //! confirm, write the before/after to the audit log, PATCH, read back, and if another writer's
 //! PATCH crossed ours (no ETag exists), merge again from what is there now.
 //!
@@ -10,7 +10,7 @@
 //! only if it is additive, that is, removes no valid key.
 //!
 //! Kept keys are re-sent as [`crate::graph::resend`] says: the preferred form first, and when
-//! Graph refuses the way they were re-sent (PROTOCOL.md §6 item 9, unconfirmed), the next form at
+//! Graph refuses the way they were re-sent (docs/protocol.md §6 item 9, unconfirmed), the next form at
 //! once (a 400 changed nothing); the read-back then requires every kept key's certificate with a
 //! valid window ([`CredentialError::KeptKeyLost`] otherwise, exit 1) and reports what Graph changed.
 //! Each attempt, refusal and change goes to the audit log.

@@ -98,7 +98,7 @@ pub fn plan_text(sp: &ServicePrincipal, plan: &KeyPlan, now: DateTime<Utc>) -> S
     s
 }
 
-/// How kept keys will be re-sent, for the plan (PROTOCOL.md §6 item 9 is unconfirmed).
+/// How kept keys will be re-sent, for the plan (docs/protocol.md §6 item 9 is unconfirmed).
 pub const RESEND_NOTE: &str = "  (kept keys are re-sent with every property as read; should Graph refuse that, exactly as it returned them, then with only type, usage and key, in which case Graph may give them a new keyId and a window of its own: the result says what it changed)\n";
 
 /// What a confirmation shows: what changed since the plan shown before (if one was), then the plan.

@@ -1,5 +1,5 @@
 //! ACS JSON metadata (`<acs_url>/<tenant>/metadata/json/1`), the document `New-CsOAuthServer
-//! -MetadataUrl` downloads. Shape per PROTOCOL.md §3.1: `realm`, `issuer`
+//! -MetadataUrl` downloads. Shape per docs/protocol.md §3.1: `realm`, `issuer`
 //! (`00000001-0000-0000-c000-000000000000@<tenant>`), `keys[]` with `usage: signing` and an
 //! `x509Certificate` value, and an `OAuth2` issuance endpoint. The fields beyond `keys` and
 //! `endpoints` are unconfirmed ([U]) and modelled on the commonly published form.

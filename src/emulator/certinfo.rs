@@ -14,7 +14,7 @@ pub struct CertInfo {
     /// PKCS#1 `RSAPublicKey` DER when the key is RSA.
     pub rsa_public_pkcs1: Option<Vec<u8>>,
     /// The subject as Windows renders it, which is what Graph puts in a key's `displayName` when
-    /// none is sent (real captures, reference/graph: `CN=CLI-Login`,
+    /// none is sent (real captures, fixtures/graph-captures: `CN=CLI-Login`,
     /// `O=Internet Widgits Pty Ltd, S=Some-State, C=AU`).
     pub subject_windows: String,
 }

@@ -40,12 +40,12 @@ pub fn routes() -> Router<Arc<Shared>> {
             put(put_graph_roles),
         )
         .route("/_emulator/mail", get(mail).delete(clear_mail))
-        // CONTRACT.md writes the list as `<control_url>/_emulator/mail`, and `control_url`
+        // docs/contract.md writes the list as `<control_url>/_emulator/mail`, and `control_url`
         // already ends in `/_emulator`: both readings answer.
         .route("/_emulator/_emulator/mail", get(mail).delete(clear_mail))
 }
 
-/// `{"messages":[{"from","to","subject","body_html","body_text","received_at"}]}` (CONTRACT.md).
+/// `{"messages":[{"from","to","subject","body_html","body_text","received_at"}]}` (docs/contract.md).
 async fn mail(State(s): State<Arc<Shared>>) -> Response {
     let m = s.mail.lock().unwrap_or_else(|e| e.into_inner());
     Json(json!({"messages": *m})).into_response()

@@ -3,7 +3,7 @@
 //! device code flow (RFC 8628) with an emulated admin who approves after a delay.
 //!
 //! Assertion checks follow Entra's documented behaviour
-//! (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>, PROTOCOL.md
+//! (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>, docs/protocol.md
 //! §2.2–2.4): a thumbprint header (`x5t` or `x5t#S256`, else AADSTS50027), the key among the
 //! service principal's `Verify` key credentials (AADSTS700027 "The key was not found."), inside
 //! its window (AADSTS700027 "The key used is expired."), the RS/PS signature (AADSTS700027 "Key
@@ -11,7 +11,7 @@
 //! (AADSTS700021), `aud` = the token URL (AADSTS700023), `nbf`/`exp` within five minutes of skew
 //! (AADSTS700024). The signature is checked before any claim is trusted. Base64url segments may
 //! carry `=` padding, as Entra takes them from Microsoft's async azure-identity for Python
-//! (PROTOCOL.md §5.7).
+//! (docs/protocol.md §5.7).
 
 use super::app_ids;
 use super::certinfo::{self, hex_upper};
@@ -83,7 +83,7 @@ pub async fn openid_configuration(
             }
         }
     };
-    // Field set and order follow a real capture (shared/reference/entra).
+    // Field set and order follow a real capture (fixtures/metadata/entra-*-openid-configuration.json).
     let body = json!({
         "token_endpoint": format!("{login}/{segment}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -418,7 +418,7 @@ fn respond(g: Grant, version: Version, token: String, now: i64, exp: i64) -> Res
             "ext_expires_in": lifetime,
             "access_token": token,
         }),
-        // v1 returns the numbers as strings (which the oauth2 crate rejects; PROTOCOL.md).
+        // v1 returns the numbers as strings (which the oauth2 crate rejects; docs/protocol.md).
         Version::V1 => json!({
             "token_type": "Bearer",
             "expires_in": lifetime.to_string(),
@@ -624,7 +624,7 @@ pub fn verify_assertion(
     now: DateTime<Utc>,
 ) -> Result<(), EntraError> {
     // Padded segments are taken: Entra accepts the assertions azure-identity's async
-    // CertificateCredential signs with `base64.urlsafe_b64encode` (shared/PROTOCOL.md §5.7).
+    // CertificateCredential signs with `base64.urlsafe_b64encode` (docs/protocol.md §5.7).
     let jws = jose::decode(assertion, jose::Padding::Tolerated)
         .map_err(|_| malformed("Token format not valid."))?;
     // The thumbprint header: SHA-1 (`x5t`) or SHA-256 (`x5t#S256`), base64url.

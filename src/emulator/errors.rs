@@ -1,4 +1,4 @@
-//! Error bodies in the shapes the real services use: Entra's token-endpoint error (PROTOCOL.md
+//! Error bodies in the shapes the real services use: Entra's token-endpoint error (docs/protocol.md
 //! §2.4) and Microsoft Graph's `{"error":{"code","message","innerError"}}` (§1.8).
 
 use axum::http::{HeaderValue, StatusCode};

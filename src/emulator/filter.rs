@@ -4,7 +4,7 @@
 //!   -Filter "AppId eq '…'"`: property names are case-insensitive), `ne` too;
 //! - `accountEnabled eq true|false`;
 //! - `servicePrincipalNames/any(c:c eq '…')` (azure-cli's look-up; real captures in
-//!   reference/graph) and `any(c:startswith(c,'…'))`;
+//!   fixtures/graph-captures) and `any(c:startswith(c,'…'))`;
 //! - `startswith(displayName,'…')`;
 //! - `and`, `or`, `not` and parentheses.
 //!

@@ -1,4 +1,4 @@
-//! Microsoft Graph v1.0 (and beta) `servicePrincipals`, as PROTOCOL.md §1 documents it:
+//! Microsoft Graph v1.0 (and beta) `servicePrincipals`, as docs/protocol.md §1 documents it:
 //! collection with `$filter=appId eq '…'` and `$select`; single object by id or by the alternate
 //! key `(appId='…')`; PATCH with replace semantics for `keyCredentials` and
 //! `servicePrincipalNames` (204); `addKey`/`removeKey` with a proof-of-possession JWT.
@@ -40,7 +40,7 @@ const READ_PERMISSIONS: &[&str] = &[
 const WRITE_PERMISSIONS: &[&str] = &["Application.ReadWrite.All", "Directory.ReadWrite.All"];
 
 /// The properties of a servicePrincipal (v1.0), in the order real Graph returns them (captures in
-/// reference/graph). `$select` accepts any of them.
+/// fixtures/graph-captures). `$select` accepts any of them.
 const PROPERTIES: &[&str] = &[
     "id",
     "deletedDateTime",
@@ -690,7 +690,7 @@ fn render_sp(
     select: Option<&[String]>,
     include_key: bool,
 ) -> Map<String, Value> {
-    // Every property real Graph returns, in its order (captures in reference/graph); those the
+    // Every property real Graph returns, in its order (fixtures/graph-captures); those the
     // emulator does not model carry the values a first-party principal has by default.
     let all: Vec<(&str, Value)> = vec![
         ("id", json!(sp.id.to_string())),
@@ -1038,7 +1038,7 @@ fn validate_key(
     let der = decode_binary(key_b64).ok_or_else(invalid_cert)?;
     let info = certinfo::parse(&der).ok_or_else(invalid_cert)?;
     // Kept to the second, as every date Graph returns here is (captures; whether real Graph
-    // keeps a fraction is [U], PROTOCOL.md §6 item 10): what a client reads back is what is
+    // keeps a fraction is [U], docs/protocol.md §6 item 10): what a client reads back is what is
     // stored, so re-sending a key as read is re-sending it unchanged.
     let whole = |d: DateTime<Utc>| d.with_nanosecond(0).unwrap_or(d);
     let start =
@@ -1138,7 +1138,7 @@ fn malformed_proof(detail: &str) -> GraphError {
 /// app id, `iss` the principal's object id, a lifetime of at most 10 minutes.
 fn verify_proof(proof: &str, sp: &ServicePrincipal, now: DateTime<Utc>) -> Result<(), GraphError> {
     let jws =
-        // Graph refuses padded proofs (shared/PROTOCOL.md §1.5, Graph's rollkey proof docs).
+        // Graph refuses padded proofs (docs/protocol.md §1.5, Graph's rollkey proof docs).
         jose::decode(proof, jose::Padding::Refused)
             .map_err(|_| malformed_proof("not a compact JWT without padding"))?;
     let valid: Vec<_> = sp

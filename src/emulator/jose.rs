@@ -27,10 +27,10 @@ pub enum JwsError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
     /// Refused: Graph's addKey/removeKey proof ("Base64url segments must not carry `=` padding
-    /// or Graph answers `Authentication_MissingOrMalformed`", shared/PROTOCOL.md §1.5, from
-    /// Graph's docs `concepts/application-rollkey-prooftoken.md`).
+    /// or Graph answers `Authentication_MissingOrMalformed`", docs/protocol.md §1.5, from
+    /// GDC `concepts/application-rollkey-prooftoken.md`).
     Refused,
-    /// Tolerated: the token endpoint's client assertions (shared/PROTOCOL.md §5.7: Microsoft's
+    /// Tolerated: the token endpoint's client assertions (docs/protocol.md §5.7: Microsoft's
     /// azure-identity for Python, async `CertificateCredential`, signs its assertion with
     /// `base64.urlsafe_b64encode`, padding kept, and Entra accepts it), and wherever no source
     /// says a service refuses padding.

@@ -1,8 +1,8 @@
-//! Microsoft Graph `POST /users/{id | userPrincipalName}/sendMail` (user-sendmail.md): a JSON
+//! Microsoft Graph `POST /users/{id | userPrincipalName}/sendMail` (GDC user-sendmail.md): a JSON
 //! `{"message": {...}, "saveToSentItems"}` body, or the MIME form (the base64 of a whole RFC 5322
 //! message with `Content-Type: text/plain`). 202 Accepted with no body.
 //!
-//! Refusals as Graph gives them (bodies seen in public reports, PROTOCOL.md §1.8 shape): the
+//! Refusals as Graph gives them (bodies seen in public reports, docs/protocol.md §1.8 shape): the
 //! caller's token has no `Mail.Send` → 403 `ErrorAccessDenied` "Access is denied. Check
 //! credentials and try again."; no such user → 404 `ErrorInvalidUser` "The requested user '…' is
 //! invalid."; a user without an Exchange Online mailbox → 404 `MailboxNotEnabledForRESTAPI` "The

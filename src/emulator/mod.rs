@@ -2,9 +2,9 @@
 //!
 //! It owns every emulated service (Entra ID discovery, JWKS, token endpoint v1/v2 and device code;
 //! ACS JSON metadata; the Microsoft Graph `servicePrincipals` subset) and the behaviour knobs that
-//! let tests reproduce both answers to what PROTOCOL.md marks as unconfirmed ([U]).
+//! let tests reproduce both answers to what docs/protocol.md marks as unconfirmed ([U]).
 //!
-//! Boundaries (DESIGN.md):
+//! Boundaries (docs/design.md):
 //! - It never imports the client side's request/response types: its JSON is built from its own
 //!   serde types, so a serialisation bug cannot hide on both sides at once.
 //! - It listens on loopback unless told otherwise, and serves all four "hosts" of a cloud from one
@@ -31,9 +31,9 @@
 //! - `POST /servicePrincipals {"appId"}` creates the service principal of a first-party app;
 //!   Entra refuses tokens to a disabled one (AADSTS7000112).
 //!
-//! Modes for what PROTOCOL.md leaves unconfirmed ([U]), set by flag, [`Config`], or the control
+//! Modes for what docs/protocol.md leaves unconfirmed ([U]), set by flag, [`Config`], or the control
 //! API (`POST /_emulator/behaviour`, `POST /_emulator/key-resend {"mode"}`):
-//! - `--key-resend full|unchanged|minimal` (PROTOCOL.md §6 item 9, how Graph treats keys a PATCH
+//! - `--key-resend full|unchanged|minimal` (docs/protocol.md §6 item 9, how Graph treats keys a PATCH
 //!   re-sends to keep them): `full` (default) accepts any properties; `unchanged` refuses a
 //!   re-sent `keyId` whose other properties differ from the stored key (400, "Update to existing
 //!   credential with KeyId '<id>' is not allowed.", as users of azure-cli and Azure PowerShell
@@ -148,7 +148,7 @@ impl Default for Config {
     }
 }
 
-/// The ready file (CONTRACT.md): `cloud` is directly usable as a `--cloud-file`.
+/// The ready file (docs/contract.md): `cloud` is directly usable as a `--cloud-file`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReadyInfo {
     pub cloud: ReadyCloud,

@@ -1,5 +1,5 @@
 //! The emulated directory: tenants, their service principals and key credentials, the shared
-//! multi-tenant admin application, and the behaviour knobs for what PROTOCOL.md leaves open.
+//! multi-tenant admin application, and the behaviour knobs for what docs/protocol.md leaves open.
 
 use super::pki::Pki;
 use super::{StartError, app_ids};
@@ -11,7 +11,7 @@ use std::path::Path;
 use uuid::Uuid;
 
 /// How Graph renders `customKeyIdentifier` for keys it stores (seen in the wild in several
-/// forms, PROTOCOL.md §1.9). The JSON value is always a Base64 string (Edm.Binary), or null.
+/// forms, docs/protocol.md §1.9). The JSON value is always a Base64 string (Edm.Binary), or null.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CustomKeyIdForm {
@@ -39,7 +39,7 @@ impl std::str::FromStr for CustomKeyIdForm {
     }
 }
 
-/// How Graph treats a retained key (one the PATCH re-sends to keep it) — PROTOCOL.md §6 item 9,
+/// How Graph treats a retained key (one the PATCH re-sends to keep it) — docs/protocol.md §6 item 9,
 /// [U]: the tool re-sends every property; Microsoft's CSS-Exchange scripts say to send only
 /// `key`, `type` and `usage` "otherwise the PATCH call will fail"; users of azure-cli and Azure
 /// PowerShell report "Update to existing credential with KeyId '…' is not allowed".
@@ -80,7 +80,7 @@ impl std::fmt::Display for KeyResend {
     }
 }
 
-/// Switches for behaviours PROTOCOL.md marks [U], so tests can exercise both answers.
+/// Switches for behaviours docs/protocol.md marks [U], so tests can exercise both answers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Behaviour {

@@ -1,6 +1,6 @@
 //! keyCredentials on the wire (GDC `resources/keycredential.md`) and the pure rules around them:
 //! identifying a key by its certificate, the upload window, and the merge that Graph's replace
-//! semantics demand (PROTOCOL.md §1.3–1.4, §1.9). `now` is always an argument.
+//! semantics demand (docs/protocol.md §1.3–1.4, §1.9). `now` is always an argument.
 
 use crate::cert::Certificate;
 use base64::Engine as _;

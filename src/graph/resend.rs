@@ -1,4 +1,4 @@
-//! How the keys a PATCH keeps are sent again, and what Graph made of them (PROTOCOL.md §1.4 and
+//! How the keys a PATCH keeps are sent again, and what Graph made of them (docs/protocol.md §1.4 and
 //! §6 item 9, unconfirmed [U]). Pure: `now` is an argument.
 //!
 //! Graph's PATCH replaces the whole `keyCredentials` collection, so every key that stays must be
@@ -14,7 +14,7 @@
 //! - only `type`, `usage` and `key` are accepted (Microsoft's CSS-Exchange scripts: "Make sure to
 //!   only pass these three values, otherwise the PATCH call will fail"): the tool then sends just
 //!   those ([`ResendForm::Minimal`]; `key` comes from the single-object GET selecting
-//!   `keyCredentials`, the one read that returns it, PROTOCOL.md §1.7), and Graph takes the
+//!   `keyCredentials`, the one read that returns it, docs/protocol.md §1.7), and Graph takes the
 //!   certificate anew: a new `keyId`, and a window of its choosing (the certificate's validity, as
 //!   when Microsoft's scripts upload without dates, §1.3).
 //!

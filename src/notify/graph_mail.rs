@@ -1,7 +1,7 @@
 //! The Microsoft Graph mail channel (`[[reminders.graph_mail]]`): sends a digest as the mailbox
 //! `from` with `POST /users/{from}/sendMail`, signed in as an app that holds `Mail.Send`
 //! (application permission), because Exchange Online turns SMTP AUTH with a password off
-//! (PROTOCOL.md §4.9, MC786329).
+//! (docs/protocol.md §4.9, MC786329).
 //!
 //! The message goes as MIME (Graph's documented form: the base64 of the whole message with
 //! `Content-Type: text/plain`, <https://learn.microsoft.com/graph/api/user-sendmail>), a

@@ -5,7 +5,7 @@
 //!
 //! Cmdlets and parameters: ODP New-CsOAuthServer.md, New-CsPartnerApplication.md,
 //! Set-CsOAuthConfiguration.md, Set-CsCertificate.md; the ensure/recreate logic follows SFBDOCS
-//! `manage/authentication/configure-a-hybrid-environment.md` (PROTOCOL.md §4).
+//! `manage/authentication/configure-a-hybrid-environment.md` (docs/protocol.md §4).
 
 pub mod current;
 pub mod quote;

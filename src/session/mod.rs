@@ -1,5 +1,5 @@
 //! A tenant session: everything one run needs to change one tenant, built once per tenant per
-//! run (DESIGN.md, "The library owns the workflows"): the cloud, the token provider, the HTTP
+//! run (docs/design.md, "The library owns the workflows"): the cloud, the token provider, the HTTP
 //! client (and with them the Graph client), the audit log, the ledger, the tenant lock and the
 //! clock. The write workflows are functions over it: [`keys`] (upload, remove), [`names`]
 //! (service principal names) and [`renewal`] (re-window, roll, finish a roll). The command line

@@ -24,7 +24,7 @@ pub enum State {
     Expired,
     Missing,
     /// A roll is uploaded but not confirmed: the trust lapses with the old certificate or key
-    /// (CONTRACT.md extensions). `--check` grades it by its days left like any lapse.
+    /// (docs/contract.md extensions). `--check` grades it by its days left like any lapse.
     RollPending,
 }
 
@@ -76,7 +76,7 @@ impl Default for Thresholds {
     }
 }
 
-/// One tenant's status (CONTRACT.md keys first).
+/// One tenant's status (docs/contract.md keys first).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TenantStatus {
     pub tenant_id: Option<String>,

@@ -128,7 +128,7 @@ impl Fleet {
         (code, line, json)
     }
 
-    /// The JSON document (CONTRACT.md `status`): with `--live`, each tenant's drift and error.
+    /// The JSON document (docs/contract.md `status`): with `--live`, each tenant's drift and error.
     pub fn json(&self) -> Value {
         let list: Vec<Value> = self
             .statuses

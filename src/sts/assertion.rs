@@ -4,7 +4,7 @@
 //! claims. Header and claims are serde structs; nothing is assembled with `format!`.
 //!
 //! RS256 with `x5t` is the default: the on-prem server's CAPI/CSP keys may not do PSS, and the
-//! older Entra text and Microsoft's CSS scripts use it (PROTOCOL.md §2.2). PS256 with `x5t#S256`
+//! older Entra text and Microsoft's CSS scripts use it (docs/protocol.md §2.2). PS256 with `x5t#S256`
 //! is what the current Entra page shows.
 
 use crate::cert::KeyType;

@@ -1,4 +1,4 @@
-//! Entra's token-endpoint errors (PROTOCOL.md §2.3–2.4), kept whole: the `oauth2` crate is given
+//! Entra's token-endpoint errors (docs/protocol.md §2.3–2.4), kept whole: the `oauth2` crate is given
 //! [`EntraErrorResponse`] as its error type so `error_codes`, `trace_id` and `correlation_id`
 //! survive, and [`explain`] turns the codes that matter into a cause and a fix.
 

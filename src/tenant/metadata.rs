@@ -1,4 +1,4 @@
-//! Metadata documents, parsed leniently and validated strictly (PROTOCOL.md §3):
+//! Metadata documents, parsed leniently and validated strictly (docs/protocol.md §3):
 //! - ACS / SharePoint-family JSON metadata: `keys[]` with `usage` `signing` and a `keyValue` of
 //!   type `x509Certificate` (any case), `endpoints[]` with an `OAuth2` one, `realm` or an `issuer`
 //!   of the form `<principal>@<realm>`. Unknown fields are ignored.

@@ -1,6 +1,6 @@
 //! Proving the trust end to end: a client-credentials token request as
 //! `00000004-0000-0ff1-ce00-000000000000`, authenticated with an assertion signed by the on-prem
-//! OAuthTokenIssuer key, for the cloud's Exchange Online resource (PROTOCOL.md §2.5: "token
+//! OAuthTokenIssuer key, for the cloud's Exchange Online resource (docs/protocol.md §2.5: "token
 //! issued" vs AADSTS700027/700016 is the signal). The issued token's signature is checked against
 //! the tenant's JWKS. Offline checks first: the private key matches the certificate, the local
 //! clock agrees with the server's `Date`. What `verify` reports is [`report`]'s.
@@ -251,7 +251,7 @@ pub async fn verify(
 }
 
 /// Whether Entra's refusal says it does not see the key (yet): AADSTS700027 "The key was not
-/// found." or "The key used is expired." (PROTOCOL.md §error codes), not a failed signature.
+/// found." or "The key used is expired." (docs/protocol.md §2.3), not a failed signature.
 pub fn not_seen_yet(r: &EntraErrorResponse) -> bool {
     let d = r
         .error_description
