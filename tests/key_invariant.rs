@@ -36,7 +36,9 @@
 //! those steps of it: what a failure's shrinking prints), `HYBRID_TRUST_MODEL_SKEW=0` plays
 //! without clock skew, `HYBRID_TRUST_MODEL_SHRINK=0` reports a failure unshrunk. A failure prints
 //! the seed, the case, the trace of every step and the state of the world, and the line to
-//! replay it. Each test function prints a one-line summary (cases, steps, actions by kind,
+//! replay it. The four parts play Graph's three ways of taking kept keys re-sent in a PATCH
+//! (`--key-resend` full, full, unchanged, minimal; `HYBRID_TRUST_MODEL_RESEND` picks one for a
+//! replay). Each test function prints a one-line summary (cases, steps, actions by kind,
 //! invariant checks, elapsed).
 
 mod support;
@@ -366,11 +368,13 @@ struct Env {
 }
 
 impl Env {
-    async fn start() -> Env {
+    async fn start(resend: hybrid_trust::emulator::KeyResend) -> Env {
         // Plain HTTP on loopback: TLS is tested elsewhere, and its handshakes would be most of
         // this test's time.
         let mut cfg = quiet_tls();
         cfg.tls = false;
+        // How Graph takes kept keys re-sent in a PATCH ([U]: each part of the suite plays one).
+        cfg.behaviour.key_resend = resend;
         cfg.reuse_tokens = false;
         let emu = Emu::start_with(cfg).await;
         let sim = SimTime::leak(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
@@ -1751,9 +1755,19 @@ fn case_text(case: &Case, keep: Option<&[usize]>) -> String {
 }
 
 /// Plays the cases `seeds` (or the one `HYBRID_TRUST_MODEL_SEED` names) and prints the summary.
-async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeInclusive<u64>) {
+async fn suite(
+    name: &str,
+    seeds: std::ops::Range<u64>,
+    steps: std::ops::RangeInclusive<u64>,
+    resend: hybrid_trust::emulator::KeyResend,
+) {
     let started = std::time::Instant::now();
-    let env = Env::start().await;
+    // `HYBRID_TRUST_MODEL_RESEND=full|unchanged|minimal` replays under another Graph.
+    let resend = std::env::var("HYBRID_TRUST_MODEL_RESEND")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(resend);
+    let env = Env::start(resend).await;
     let _ = rsa_keys();
     let only = env_u64("HYBRID_TRUST_MODEL_SEED");
     if only.is_some() && !name.ends_with("_1") {
@@ -1823,7 +1837,7 @@ async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeIn
                 if let Some((k, Some(again))) = shrunk {
                     let list: Vec<String> = k.iter().map(|i| i.to_string()).collect();
                     msg.push_str(&format!(
-                        "\nshrunk to steps {}: {}\n{}\ntrace:\n{}\n\nreplay: HYBRID_TRUST_MODEL_SEED={seed} HYBRID_TRUST_MODEL_KEEP={} cargo nextest run --test key_invariant {name}\n",
+                        "\nshrunk to steps {}: {}\n{}\ntrace:\n{}\n\nreplay: HYBRID_TRUST_MODEL_RESEND={resend} HYBRID_TRUST_MODEL_SEED={seed} HYBRID_TRUST_MODEL_KEEP={} cargo nextest run --test key_invariant {name}\n",
                         list.join(","),
                         again.message,
                         case_text(&case, Some(&k)),
@@ -1832,7 +1846,7 @@ async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeIn
                     ));
                 } else {
                     msg.push_str(&format!(
-                        "\nreplay: HYBRID_TRUST_MODEL_SEED={seed} cargo nextest run --test key_invariant {name}\n"
+                        "\nreplay: HYBRID_TRUST_MODEL_RESEND={resend} HYBRID_TRUST_MODEL_SEED={seed} cargo nextest run --test key_invariant {name}\n"
                     ));
                 }
                 panic!("{msg}");
@@ -1848,7 +1862,7 @@ async fn suite(name: &str, seeds: std::ops::Range<u64>, steps: std::ops::RangeIn
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     println!(
-        "model {name}: {} cases, {} steps ({}), {} invariant checks, {} Front End tokens, {} kills, {} simulated days monitored, {} timer renewals, {} roll scripts run, {} confirmations refused, {} announced lapses, {:.1} s",
+        "model {name} (key-resend {resend}): {} cases, {} steps ({}), {} invariant checks, {} Front End tokens, {} kills, {} simulated days monitored, {} timer renewals, {} roll scripts run, {} confirmations refused, {} announced lapses, {:.1} s",
         total.cases,
         total.steps,
         kinds.join(", "),
@@ -1882,6 +1896,7 @@ async fn random_sequences_keep_the_front_ends_key_part_1() {
         "random_sequences_keep_the_front_ends_key_part_1",
         share(0),
         STEPS,
+        hybrid_trust::emulator::KeyResend::Full,
     )
     .await;
 }
@@ -1892,6 +1907,7 @@ async fn random_sequences_keep_the_front_ends_key_part_2() {
         "random_sequences_keep_the_front_ends_key_part_2",
         share(1),
         STEPS,
+        hybrid_trust::emulator::KeyResend::Full,
     )
     .await;
 }
@@ -1902,6 +1918,7 @@ async fn random_sequences_keep_the_front_ends_key_part_3() {
         "random_sequences_keep_the_front_ends_key_part_3",
         share(2),
         STEPS,
+        hybrid_trust::emulator::KeyResend::Unchanged,
     )
     .await;
 }
@@ -1912,6 +1929,7 @@ async fn random_sequences_keep_the_front_ends_key_part_4() {
         "random_sequences_keep_the_front_ends_key_part_4",
         share(3),
         STEPS,
+        hybrid_trust::emulator::KeyResend::Minimal,
     )
     .await;
 }
