@@ -179,6 +179,7 @@ impl Session {
         }
         let actor = self.actor();
         let g = self.graph();
+        let mut failed: Option<CredentialError> = None;
         let mut results = Vec::new();
         for app in apps {
             let sp_id = match g.find_service_principal(app).await {
@@ -213,7 +214,7 @@ impl Session {
             };
             let clock = self.clock;
             let r = rec.as_ref();
-            let outcome = self
+            match self
                 .change(&g, app, &actor)
                 .keys(
                     &sp_id,
@@ -221,10 +222,18 @@ impl Session {
                     confirm,
                     op.note(),
                 )
-                .await?;
-            results.push((app.clone(), outcome));
+                .await
+            {
+                Ok(outcome) => results.push((app.clone(), outcome)),
+                // The applications changed before this one are recorded all the same: the
+                // ledger never forgets (nor keeps) a window Graph has (or no longer has).
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        if !self.dry_run {
+        if !self.dry_run && !results.is_empty() {
             let now = self.clock.now();
             self.record(apps, |rec| {
                 for (app, outcome) in &results {
@@ -263,7 +272,10 @@ impl Session {
                 }
             })?;
         }
-        Ok(results)
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(results),
+        }
     }
 
     /// Creates `app`'s service principal (audited first), then finds it (Graph may take a moment
