@@ -596,3 +596,85 @@ async fn a_renamed_roll_key_of_another_host_survives_prune_under_minimal() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// Review of issue 24: `credential remove` over two applications whose second PATCH fails for
+/// good. The first application's key is gone from Graph, and the ledger says so at once (it used
+/// to keep the removed window until a later run), while the second keeps its key and record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_over_two_applications_records_the_first_when_the_second_fails() {
+    const TEAMS: &str = "7557eb47-c689-4224-abcf-aef9bd7573df";
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let fe = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(10),
+        now + TimeDelta::days(300),
+    );
+    let extra = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(20),
+        now + TimeDelta::days(300),
+    );
+    let (fp, xp) = (
+        a.write_cert("fe.pem", &fe),
+        a.write_cert("extra.pem", &extra),
+    );
+    for p in [&fp, &xp] {
+        ok(
+            &a,
+            &[
+                "credential",
+                "upload",
+                "--tenant",
+                &t,
+                "--cert",
+                p,
+                "--app-id",
+                SFB,
+                "--app-id",
+                TEAMS,
+                "--yes",
+            ],
+        )
+        .await;
+    }
+    let rules = json!({"rules": [{"kind": "503", "method": "PATCH", "skip": 1, "times": 50}]});
+    assert_eq!(emu.control(Method::POST, "faults", rules).await, 204);
+    let tp = extra.sha1_hex();
+    let mut c = a.command();
+    c.env("HYBRID_TRUST_HTTP_TIMEOUT_SECS", "1").args([
+        "--output",
+        "json",
+        "--client-secret-env",
+        "HT_TEST_SECRET",
+        "credential",
+        "remove",
+        "--tenant",
+        &t,
+        "--thumbprint",
+        &tp,
+        "--app-id",
+        SFB,
+        "--app-id",
+        TEAMS,
+        "--yes",
+    ]);
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!has(&keys(&emu.sp(SFB).await), &extra));
+    assert!(has(&keys(&emu.sp(TEAMS).await), &extra));
+    let l = read_ledger(&a.state_dir);
+    let recorded = |app: &str| {
+        l["tenants"][0]["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["app_id"] == app && c["thumbprint_sha1"] == tp)
+    };
+    assert!(!recorded(SFB), "{l}");
+    assert!(recorded(TEAMS), "{l}");
+}
