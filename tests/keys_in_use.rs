@@ -50,7 +50,11 @@ struct Rolled {
 /// Host A uploads O, then `renew --new-cert N`: N's key is next to O's, the roll script is
 /// written, and nobody has run it.
 async fn pending_roll() -> Rolled {
-    let emu = Emu::start().await;
+    pending_roll_on(Emu::start().await).await
+}
+
+/// [`pending_roll`] on the emulator `emu`.
+async fn pending_roll_on(emu: Emu) -> Rolled {
     let a = Tool::for_emulator(&emu);
     let t = emu.tenant.domain.clone();
     let now = Utc::now();
@@ -514,36 +518,10 @@ async fn removing_a_newer_certificate_than_the_ledger_knows_needs_force() {
 async fn a_renamed_roll_key_of_another_host_survives_prune_under_minimal() {
     let mut cfg = quiet_tls();
     cfg.behaviour.key_resend = hybrid_trust::emulator::KeyResend::Minimal;
-    let emu = Emu::start_with(cfg).await;
-    let a = Tool::for_emulator(&emu);
+    let Rolled {
+        emu, t, old, new, ..
+    } = pending_roll_on(Emu::start_with(cfg).await).await;
     let b = Tool::for_emulator(&emu);
-    let t = emu.tenant.domain.clone();
-    let now = Utc::now();
-    let old = make_cert(
-        "sfb.contoso.com",
-        now - TimeDelta::days(300),
-        now + TimeDelta::days(200),
-    );
-    let new = make_cert(
-        "sfb.contoso.com",
-        now - TimeDelta::hours(1),
-        now + TimeDelta::days(700),
-    );
-    let (op, np) = (a.write_cert("old.pem", &old), a.write_cert("new.pem", &new));
-    ok(
-        &a,
-        &[
-            "credential",
-            "upload",
-            "--tenant",
-            &t,
-            "--cert",
-            &op,
-            "--yes",
-        ],
-    )
-    .await;
-    ok(&a, &["renew", "--tenant", &t, "--new-cert", &np, "--yes"]).await;
     let obp = b.write_cert("old.pem", &old);
     ok(&b, &["tenant", "add", &t, "--cert", &obp]).await;
     for round in 0..2 {
