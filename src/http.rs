@@ -375,10 +375,11 @@ impl HttpClient {
         self
     }
 
-    /// The same client (trust, retry policy, clock, what it learnt of the servers' clock) with
-    /// another request timeout, which may be under a second (a test's timeouts, which the clock
-    /// cannot simulate: they are real time). Users set the timeout with
-    /// `HYBRID_TRUST_HTTP_TIMEOUT_SECS`, whole seconds from 1. The retry budget is left as it is.
+    /// A client with this one's trust, retry policy and clock, and another request timeout,
+    /// which may be under a second (a test's timeouts, which the clock cannot simulate: they
+    /// are real time); its connection pool and what it learns of the servers' clock are its
+    /// own, as a new process's are. Users set the timeout with `HYBRID_TRUST_HTTP_TIMEOUT_SECS`,
+    /// whole seconds from 1. The retry budget is left as it is.
     pub fn with_request_timeout(&self, timeout: Duration) -> Result<HttpClient, HttpError> {
         if timeout.is_zero() {
             return Err(HttpError::Client(
@@ -386,7 +387,6 @@ impl HttpClient {
             ));
         }
         let mut c = HttpClient::with_tls(self.tls.clone(), self.retry.clone(), timeout)?;
-        c.server_clock = self.server_clock.clone();
         c.clock = self.clock;
         Ok(c)
     }
@@ -690,6 +690,9 @@ mod tests {
             http.server_now(),
             Some(date + chrono::TimeDelta::seconds(60))
         );
+        // A client made from it with another timeout has learnt nothing yet.
+        let other = http.with_request_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(other.server_now(), None);
     }
 
     #[tokio::test]

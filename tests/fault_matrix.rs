@@ -120,11 +120,13 @@ enum Flow {
     Renew,
 }
 
-/// A failed run as the command line reports it: the `error:` line and the hint.
+/// A failed run as the command line reports it: the `error:` line, the hint, and whether it
+/// is the user's input (exit 2) rather than the run (exit 1).
 #[derive(Debug)]
 struct Failed {
     error: String,
     hint: String,
+    usage: bool,
 }
 
 impl Failed {
@@ -132,7 +134,23 @@ impl Failed {
         Failed {
             error: error.to_string(),
             hint: hint.into().unwrap_or_default(),
+            usage: false,
         }
+    }
+
+    /// The command's exit 2 (`Failure::input`) when `usage`.
+    fn usage(self, usage: bool) -> Failed {
+        Failed { usage, ..self }
+    }
+
+    /// Exit 1 with one `error:` line and a hint: what a failure under a fault must be.
+    fn assert_clear(&self, what: &str) {
+        assert!(!self.usage, "{what}: exit 2, not 1: {self:?}");
+        assert!(
+            !self.error.is_empty() && !self.error.contains('\n'),
+            "{what}: not one error line: {self:?}"
+        );
+        assert!(!self.hint.trim().is_empty(), "{what}: no hint: {self:?}");
     }
 }
 
@@ -141,6 +159,8 @@ struct Lib {
     emu: Emu,
     clock: Clock,
     cloud: Cloud,
+    /// The client each run's is made from (its TLS set-up, which takes a while, shared).
+    base: HttpClient,
     state: PathBuf,
     /// The certificate under test with its private key (PEM).
     pem: PathBuf,
@@ -158,27 +178,32 @@ impl Lib {
 
     /// The library's runs against `emu` on `clock`.
     fn on(emu: Emu, clock: Clock) -> Lib {
-        let dir = tempfile::tempdir().unwrap();
+        // On tmpfs where there is one: the ledger and the audit log sync every write, and the
+        // matrix writes a few thousand.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = match shm.is_dir() {
+            true => tempfile::tempdir_in(shm).unwrap(),
+            false => tempfile::tempdir().unwrap(),
+        };
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, emu.running.ca_pem()).unwrap();
         let cloud = Cloud::emulated(&emu.cloud, ca);
+        let base = HttpClient::for_cloud(&cloud).unwrap().with_clock(clock);
         Lib {
             emu,
             clock,
             cloud,
+            base,
             state: dir.path().join("state"),
             pem: dir.path().join("oauth.pem"),
             _dir: dir,
         }
     }
 
-    /// The HTTPS client of one run (a process has its own).
+    /// The HTTPS client of one run: its connections and what it learns of the servers' clock
+    /// are its own, as a process's are.
     fn http(&self) -> HttpClient {
-        let mut http = HttpClient::for_cloud(&self.cloud)
-            .unwrap()
-            .with_request_timeout(TIMEOUT)
-            .unwrap()
-            .with_clock(self.clock);
+        let mut http = self.base.with_request_timeout(TIMEOUT).unwrap();
         http.retry.budget = BUDGET;
         http
     }
@@ -238,7 +263,7 @@ impl Lib {
                 Approval::Refused
             })
             .await
-            .map_err(|e| Failed::new(&e, e.hint()))?;
+            .map_err(|e| Failed::new(&e, e.hint()).usage(e.is_usage()))?;
         let audit = hybrid_trust::audit::AuditLog::in_dir(&self.state);
         let changes = hybrid_trust::credential::report::KeyChanges::new(
             tenant,
@@ -263,8 +288,8 @@ impl Lib {
         let pools = [Fqdn::parse("--pool-fqdn", "webext.contoso.com").unwrap()];
         let sip = Fqdn::parse("--sip-domain", "contoso.com").unwrap();
         let not_ready = |e: onboard::NotReady| {
-            let hint = e.hint();
-            Failed::new(e, hint)
+            let (hint, usage) = (e.hint(), e.is_usage());
+            Failed::new(e, hint).usage(usage)
         };
         let mut done: Vec<String> = Vec::new();
         // 1. The tenant and its metadata.
@@ -320,13 +345,13 @@ impl Lib {
             .await;
         done.extend(said);
         let onboarded = r.map_err(|e| {
-            let (error, hint) = match e {
-                OnboardError::Session(e) => (e.to_string(), Some(e.hint())),
+            let (error, hint, usage) = match e {
+                OnboardError::Session(e) => (e.to_string(), Some(e.hint()), e.is_usage()),
                 OnboardError::Verify(e) => {
                     let (_cause, fix) = e.cause_and_fix();
-                    (e.to_string(), Some(fix))
+                    (e.to_string(), Some(fix), false)
                 }
-                OnboardError::Script(m) => (m, None),
+                OnboardError::Script(m) => (m, None, false),
             };
             let undo = onboard::undo_hint(&done, &tid, &thumb);
             Failed::new(
@@ -336,6 +361,7 @@ impl Lib {
                     None => undo,
                 }),
             )
+            .usage(usage)
         })?;
         let report = onboard::OnboardReport::new(&plan, &tid, onboarded, done);
         serde_json::to_value(&report).unwrap();
@@ -362,7 +388,7 @@ impl Lib {
         }
         let now = self.clock.now();
         let assertion = hybrid_trust::verify::assertion(&loaded, &token_url, alg, now)
-            .map_err(|e| Failed::new(&e, None::<String>))?;
+            .map_err(|e| Failed::new(&e, None::<String>).usage(true))?;
         match hybrid_trust::verify::verify(&http, &self.cloud, &tenant, &assertion, now).await {
             Ok(v) => {
                 let proven = Proven::new(v, alg, &thumb, Some(listing));
@@ -399,7 +425,11 @@ impl Lib {
             ..Policy::default()
         };
         let store = LedgerStore::in_dir(&self.state);
-        let ledger = store.load().map_err(|e| Failed::new(&e, e.hint()))?;
+        let ledger = store.load().map_err(|e| {
+            use hybrid_trust::ledger::LedgerError::{DateOutOfRange, Duplicate};
+            let usage = matches!(e, DateOutOfRange { .. } | Duplicate { .. });
+            Failed::new(&e, e.hint()).usage(usage)
+        })?;
         let records: Vec<_> = tenants
             .iter()
             .map(|t| ledger.tenant(t).cloned().expect("in the ledger"))
@@ -433,7 +463,7 @@ impl Lib {
             &hybrid_trust::progress::Silent,
         )
         .await
-        .map_err(|e: SessionError| Failed::new(&e, e.hint()))?;
+        .map_err(|e: SessionError| Failed::new(&e, e.hint()).usage(e.is_usage()))?;
         let report = renew_all::RenewReport::new(false, results);
         match report.failure() {
             Some((e, hint)) => Err(Failed::new(e, Some(hint))),
@@ -456,9 +486,22 @@ struct Matrix {
     thumbprint: String,
 }
 
+/// The service principal of 00000004 as Graph shows it, read with `token` (the test's admin's).
+async fn sp_as(emu: &Emu, token: &str) -> Value {
+    let path = format!(
+        "servicePrincipals(appId='{SFB}')?$select=id,appId,keyCredentials,servicePrincipalNames"
+    );
+    let (s, _, v) = emu.graph_as(token, Method::GET, &path, None).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
 impl Matrix {
-    async fn reset(&self) {
+    /// Back to the keys, names and ledger before the runs, with no fault scripted. Returns a
+    /// token of the test's admin for its reads.
+    async fn reset(&self) -> String {
         let emu = &self.lib.emu;
+        let token = emu.admin_token().await;
         let empty = json!({"rules": []});
         assert_eq!(emu.control(Method::POST, "faults", empty).await, 204);
         let path = format!(
@@ -469,7 +512,8 @@ impl Matrix {
         assert_eq!(emu.control(Method::PUT, &path, keys).await, 204);
         let names = json!({"servicePrincipalNames": self.baseline_names});
         let (s, _, v) = emu
-            .graph(
+            .graph_as(
+                &token,
                 Method::PATCH,
                 &format!("servicePrincipals(appId='{SFB}')"),
                 Some(names),
@@ -482,12 +526,13 @@ impl Matrix {
                 let _ = std::fs::remove_dir_all(self.lib.state.join("ledger"));
             }
         }
+        token
     }
 
     /// The requests `flow` makes without faults (the work done, once), and how many of them
     /// are PATCHes: the steps to fault.
     async fn requests_of(&self, name: &str, flow: Flow, done: Done<'_>) -> (usize, usize) {
-        self.reset().await;
+        let token = self.reset().await;
         let emu = &self.lib.emu;
         assert_eq!(
             emu.control(Method::DELETE, "requests", json!({})).await,
@@ -501,7 +546,7 @@ impl Matrix {
         let patches = counts["by_route"]["PATCH graph servicePrincipals"]
             .as_u64()
             .unwrap_or(0);
-        let ws = windows_of(&emu.sp(SFB).await, &self.thumbprint);
+        let ws = windows_of(&sp_as(emu, &token).await, &self.thumbprint);
         assert!(done(&ws), "{name} without faults: not done once: {ws:?}");
         (n as usize, patches as usize)
     }
@@ -522,17 +567,18 @@ impl Matrix {
                     }
                     _ => json!({"rules": [{"kind": kind, "skip": step, "times": 1}]}),
                 };
-                self.reset().await;
-                let before = valid_thumbprints(&emu.sp(SFB).await, self.lib.clock.now());
+                let token = self.reset().await;
+                let before = valid_thumbprints(&sp_as(emu, &token).await, self.lib.clock.now());
                 assert_eq!(emu.control(Method::POST, "faults", rule).await, 204);
                 let result = self.lib.run(flow).await;
                 let what = format!("{name}, fault {kind} at request {step}");
                 // The fault met the run (a fired rule is gone).
                 let left = emu.control_get("faults").await;
                 assert_eq!(left["rules"], json!([]), "{what}: the fault never fired");
+                let sp = sp_as(emu, &token).await;
                 match result {
                     Ok(()) => {
-                        let ws = windows_of(&emu.sp(SFB).await, &self.thumbprint);
+                        let ws = windows_of(&sp, &self.thumbprint);
                         assert!(
                             done(&ws),
                             "{what}: the work was not done exactly once: {ws:?}"
@@ -543,16 +589,11 @@ impl Matrix {
                         panic!("{what}: a fault met once must be ridden out: {f:?}")
                     }
                     Err(f) => {
-                        // One `error:` line, and a hint.
-                        assert!(
-                            !f.error.is_empty() && !f.error.contains('\n'),
-                            "{what}: {f:?}"
-                        );
-                        assert!(!f.hint.trim().is_empty(), "{what}: no hint: {f:?}");
+                        f.assert_clear(&what);
                         failed += 1;
                     }
                 }
-                let after = valid_thumbprints(&emu.sp(SFB).await, self.lib.clock.now());
+                let after = valid_thumbprints(&sp, self.lib.clock.now());
                 for t in &before {
                     assert!(after.contains(t), "{what}: key {t} was lost");
                 }
@@ -719,8 +760,7 @@ async fn fifty_uploads_and_fifty_renewals_complete_through_random_faults() {
         .renew(lib.http(), std::slice::from_ref(&t0.domain), 0, 1000, false)
         .await
         .expect_err("a reset on every try fails the renewal");
-    assert!(!f.error.contains('\n') && !f.error.is_empty(), "{f:?}");
-    assert!(!f.hint.trim().is_empty(), "{f:?}");
+    f.assert_clear("renew with a reset on every try");
     LedgerStore::in_dir(&lib.state).load().unwrap();
     assert_eq!(sfb_keys(&lib.emu, 0).await, before, "nothing changed");
     assert_eq!(
@@ -772,9 +812,10 @@ impl Lib {
     /// they overlap. (The matrix, and the renewal below that meets a reset on every try, keep
     /// the budget of three 1 s timeouts.)
     fn http_default(&self) -> HttpClient {
-        let mut http = HttpClient::for_cloud(&self.cloud)
-            .unwrap()
-            .with_clock(self.clock);
+        let mut http = self
+            .base
+            .with_request_timeout(self.base.request_timeout())
+            .unwrap();
         http.retry.budget = Duration::from_secs(3600);
         http
     }
