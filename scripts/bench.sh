@@ -7,6 +7,7 @@
 #   5. remind --all over 1,000 due tenants with one webhook: client CPU per tenant
 #   6. the ledger at 10 and 10,000 tenants: one change (the ratio), and status --all
 # Usage: scripts/bench.sh [--tenants N] [--latency-ms MS] [--concurrency N] [--only NAME]
+# Where the test suite's time goes: scripts/suite-times.sh [nextest arguments].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet

@@ -3,6 +3,10 @@
 //! honour `Retry-After` (Graph throttling guidance: learn.microsoft.com/graph/throttling), and
 //! logging that never shows bodies or query strings. Knows no Graph or STS paths.
 //!
+//! Retries wait on the client's [`Clock`] (the system time unless [`HttpClient::with_clock`]
+//! says otherwise) and measure their budget on it, so a test on simulated time rides out
+//! `Retry-After` and backoff without waiting for them in real time.
+//!
 //! Redirects are never followed (issue 14, defect 3). reqwest's default policy follows up to 10
 //! redirects and, for 307/308, sends the body again to the new location
 //! (docs.rs/reqwest/0.13/reqwest/redirect/struct.Policy.html): a token endpoint answering
@@ -12,6 +16,7 @@
 //! Workflows, Slack) takes its POST where it is sent, so every client built here has
 //! `Policy::none()` and a 3xx answer is [`HttpError::Redirect`].
 
+use crate::clock::{Clock, SimTime};
 use crate::cloud::Cloud;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -250,10 +255,37 @@ pub struct HttpClient {
     pub retry: RetryPolicy,
     /// The servers' clock, from the `Date` of the latest response (shared by every pool).
     server_clock: std::sync::Arc<std::sync::Mutex<Option<ServerDate>>>,
+    /// What retries wait on and measure their budget with, and what "time since a `Date`
+    /// arrived" is measured on: the system time, or a test's simulated time.
+    clock: Clock,
 }
 
 /// A server's `Date` and the moment it arrived.
-type ServerDate = (DateTime<Utc>, std::time::Instant);
+type ServerDate = (DateTime<Utc>, Mark);
+
+/// A moment on the client's clock, to measure the time since: the monotonic clock for a clock
+/// that follows the system time, the simulated instant on simulated time.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    Real(std::time::Instant),
+    Simulated(&'static SimTime, DateTime<Utc>),
+}
+
+impl Mark {
+    fn on(clock: Clock) -> Mark {
+        match clock {
+            Clock::Simulated(s) => Mark::Simulated(s, s.now()),
+            _ => Mark::Real(std::time::Instant::now()),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self {
+            Mark::Real(at) => at.elapsed(),
+            Mark::Simulated(s, at) => (s.now() - *at).to_std().unwrap_or_default(),
+        }
+    }
+}
 
 /// The instant of an HTTP `Date` header (RFC 9110 §5.6.7: IMF-fixdate, whole seconds).
 fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
@@ -330,7 +362,38 @@ impl HttpClient {
     pub fn with_own_pool(&self) -> Result<HttpClient, HttpError> {
         let mut c = HttpClient::with_tls(self.tls.clone(), self.retry.clone(), self.timeout)?;
         c.server_clock = self.server_clock.clone();
+        c.clock = self.clock;
         Ok(c)
+    }
+
+    /// The same client with retries waiting on `clock` (its running form: a fixed `--as-of`
+    /// clock never moves, so its waits are real ones). The system time by default; on a
+    /// [`Clock::Simulated`] time a `Retry-After` or a backoff moves simulated time on at once
+    /// and the retry budget counts simulated time.
+    pub fn with_clock(mut self, clock: Clock) -> HttpClient {
+        self.clock = clock.running();
+        self
+    }
+
+    /// A client with this one's trust, retry policy and clock, and another request timeout,
+    /// which may be under a second (a test's timeouts, which the clock cannot simulate: they
+    /// are real time); its connection pool and what it learns of the servers' clock are its
+    /// own, as a new process's are. Users set the timeout with `HYBRID_TRUST_HTTP_TIMEOUT_SECS`,
+    /// whole seconds from 1. The retry budget is left as it is.
+    pub fn with_request_timeout(&self, timeout: Duration) -> Result<HttpClient, HttpError> {
+        if timeout.is_zero() {
+            return Err(HttpError::Client(
+                "a request timeout must be longer than zero".into(),
+            ));
+        }
+        let mut c = HttpClient::with_tls(self.tls.clone(), self.retry.clone(), timeout)?;
+        c.clock = self.clock;
+        Ok(c)
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn with_tls(
@@ -354,6 +417,7 @@ impl HttpClient {
             tls,
             retry,
             server_clock: Default::default(),
+            clock: Clock::System,
         })
     }
 
@@ -401,7 +465,7 @@ impl HttpClient {
         read_body: bool,
     ) -> Result<Response, HttpError> {
         let mut attempt = 0;
-        let started = std::time::Instant::now();
+        let started = Mark::on(self.clock);
         // Whether a wait of `w` and another try still fit in the budget.
         let fits = |w: Duration| started.elapsed() + w <= self.retry.budget;
         loop {
@@ -420,7 +484,7 @@ impl HttpClient {
                     let wait = self.backoff(attempt);
                     if idempotent && err.transient() && !last && fits(wait) {
                         tracing::info!("{method} {}: {err}; retrying", redact(&url));
-                        tokio::time::sleep(wait).await;
+                        self.clock.sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -430,7 +494,7 @@ impl HttpClient {
             let headers = resp.headers().clone();
             if let Some(d) = http_date(&headers) {
                 *self.server_clock.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((d, std::time::Instant::now()));
+                    Some((d, Mark::on(self.clock)));
             }
             if (300..400).contains(&status) {
                 let location = headers
@@ -462,7 +526,7 @@ impl HttpClient {
                         redact(&url),
                         wait.as_millis()
                     );
-                    tokio::time::sleep(wait).await;
+                    self.clock.sleep(wait).await;
                     continue;
                 }
             }
@@ -482,7 +546,7 @@ impl HttpClient {
                     let err = classify(e, &url);
                     let wait = self.backoff(attempt);
                     if idempotent && err.transient() && !last && fits(wait) {
-                        tokio::time::sleep(wait).await;
+                        self.clock.sleep(wait).await;
                         continue;
                     }
                     return Err(err);
@@ -538,6 +602,121 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A loopback server answering each request with the next of `script` (`None`: the
+    /// connection is closed without an answer), one request per connection. Its URL.
+    async fn scripted(script: Vec<Option<String>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for answer in script {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if let Some(a) = answer {
+                    let _ = conn.write_all(a.as_bytes()).await;
+                }
+                let _ = conn.shutdown().await;
+            }
+        });
+        url
+    }
+
+    fn answer(status: &str, extra: &str) -> Option<String> {
+        Some(format!(
+            "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n{extra}\r\nok"
+        ))
+    }
+
+    fn simulated() -> (&'static SimTime, DateTime<Utc>, HttpClient) {
+        let t0 = Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).unwrap();
+        let sim = SimTime::leak(t0);
+        let http = HttpClient::new(None)
+            .unwrap()
+            .with_clock(Clock::Simulated(sim));
+        (sim, t0, http)
+    }
+
+    #[tokio::test]
+    async fn retry_after_and_the_budget_go_by_a_simulated_clock() {
+        let (sim, t0, mut http) = simulated();
+        http.retry.budget = Duration::from_secs(1000);
+        let busy = || answer("503 Service Unavailable", "retry-after: 100\r\n");
+        let url = scripted(vec![busy(), busy(), answer("200 OK", "")]).await;
+        let r = http.send(|c| c.get(&url), false).await.unwrap();
+        assert_eq!((r.status, r.attempts), (200, 3));
+        // Both waits were taken on simulated time (in real time they are 200 s).
+        assert_eq!(sim.now(), t0 + chrono::TimeDelta::seconds(200));
+
+        // The budget counts simulated time: a second wait of 100 s does not fit in 150.
+        let (sim, t0, mut http) = simulated();
+        http.retry.budget = Duration::from_secs(150);
+        let url = scripted(vec![busy(), busy(), busy()]).await;
+        let r = http.send(|c| c.get(&url), true).await.unwrap();
+        assert_eq!((r.status, r.attempts), (503, 2));
+        assert_eq!(sim.now(), t0 + chrono::TimeDelta::seconds(100));
+    }
+
+    #[tokio::test]
+    async fn a_backoff_and_the_servers_clock_go_by_a_simulated_clock() {
+        let (sim, t0, http) = simulated();
+        // A dropped connection, then an answer dated an hour before the simulated now.
+        let url = scripted(vec![
+            None,
+            answer("200 OK", "date: Sun, 28 Feb 2027 23:00:00 GMT\r\n"),
+        ])
+        .await;
+        let r = http.send(|c| c.get(&url), true).await.unwrap();
+        assert_eq!((r.status, r.attempts), (200, 2));
+        // One backoff: the base delay plus under 100 ms of jitter.
+        let waited = sim.now() - t0;
+        assert!(
+            waited >= chrono::TimeDelta::milliseconds(400)
+                && waited < chrono::TimeDelta::milliseconds(500),
+            "{waited}"
+        );
+        let date = Utc.with_ymd_and_hms(2027, 2, 28, 23, 0, 0).unwrap();
+        assert_eq!(http.server_now(), Some(date));
+        sim.advance(Duration::from_secs(60));
+        assert_eq!(
+            http.server_now(),
+            Some(date + chrono::TimeDelta::seconds(60))
+        );
+        // A client made from it with another timeout has learnt nothing yet.
+        let other = http.with_request_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(other.server_now(), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_timeout_under_a_second_can_be_set_through_the_library() {
+        let http = HttpClient::new(None).unwrap();
+        assert!(http.with_request_timeout(Duration::ZERO).is_err());
+        let mut short = http
+            .with_request_timeout(Duration::from_millis(200))
+            .unwrap();
+        assert_eq!(short.request_timeout(), Duration::from_millis(200));
+        short.retry.attempts = 1;
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (c, _) = listener.accept().await.unwrap();
+                held.push(c);
+            }
+        });
+        let e = short.send(|c| c.get(&url), true).await.unwrap_err();
+        assert!(matches!(e, HttpError::Timeout { .. }), "{e}");
+    }
 
     #[test]
     fn the_timeout_variable_is_checked_not_replaced() {

@@ -133,9 +133,10 @@ impl Session {
         }
     }
 
-    /// A session for `tenant` signed in as `credential`, its tokens on `clock` (so a moved
-    /// clock signs assertions and ages tokens at its own now): the demo's, and the tests' that
-    /// drive the library against the emulator.
+    /// A session for `tenant` signed in as `credential`, its tokens and its HTTP retries on
+    /// `clock` (so a moved clock signs assertions and ages tokens at its own now, and on
+    /// simulated time a retry's wait is simulated too): the demo's, and the tests' that drive
+    /// the library against the emulator.
     #[allow(clippy::too_many_arguments)]
     pub fn signed_in(
         cloud: Cloud,
@@ -146,6 +147,7 @@ impl Session {
         clock: Clock,
         dry_run: bool,
     ) -> Session {
+        let http = http.with_clock(clock);
         let tokens =
             TokenProvider::new(http.clone(), cloud.clone(), tenant, credential).with_clock(clock);
         Session::new(
