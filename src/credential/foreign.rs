@@ -160,15 +160,24 @@ pub fn check_removable(
             .is_some_and(|t| t.eq_ignore_ascii_case(thumbprint))
     };
     if !force
-        && existing
+        && let Some(k) = existing
             .iter()
-            .any(|k| tp_is(k) && maybe_in_use(rec, app, k, now))
+            .find(|k| tp_is(k) && maybe_in_use(rec, app, k, now))
     {
+        let why = match (rec, origin(rec, app, k), rec.and_then(|r| r.cert.as_ref())) {
+            (None, ..) => "the tenant is not in this host's ledger".to_string(),
+            (_, Origin::AnotherHost, _) => {
+                "it looks like a key hybrid-trust uploaded on another host, which this ledger does not know".to_string()
+            }
+            (_, _, Some(current)) => format!(
+                "it was issued after {}, the certificate this ledger says the Front Ends sign with: another host may have rolled them to it",
+                current.thumbprint_sha1
+            ),
+            (_, _, None) => "this ledger records no certificate for the Front Ends".to_string(),
+        };
         return Err(PlanError::MaybeInUse {
             thumbprint: thumbprint.to_ascii_uppercase(),
-            current: rec
-                .and_then(|r| r.cert.as_ref())
-                .map_or_else(|| "none".into(), |c| c.thumbprint_sha1.clone()),
+            why,
         });
     }
     let Some(rec) = rec else {

@@ -410,9 +410,9 @@ pub enum PlanError {
         why: &'static str,
     },
     #[error(
-        "refusing to remove the key of {thumbprint}: it was issued after {current}, the certificate this ledger says the Front Ends sign with, so another host may have rolled them to it, and removing its key would break the trust at once"
+        "refusing to remove the key of {thumbprint}: {why}, so the Front Ends may sign with it and removing it would break the trust at once"
     )]
-    MaybeInUse { thumbprint: String, current: String },
+    MaybeInUse { thumbprint: String, why: String },
     #[error(
         "the tenant no longer has the key of certificate {ours} that this ledger records as valid, and has one of certificate {newer} (valid until {newer_end}): another admin may have rolled to {newer} and retired {ours}, so {ours} is not put back"
     )]
