@@ -288,7 +288,7 @@ impl Mark {
 }
 
 /// The instant of an HTTP `Date` header (RFC 9110 §5.6.7: IMF-fixdate, whole seconds).
-fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+pub fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
     let v = headers.get(reqwest::header::DATE)?.to_str().ok()?;
     DateTime::parse_from_rfc2822(v)
         .ok()

@@ -251,14 +251,8 @@ fn same_cert(a: &KeyCredential, b: &KeyCredential) -> bool {
 }
 
 /// The certificate's validity, from the key's DER, when Graph returned it.
-fn cert_validity(k: &KeyCredential) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(k.key.as_deref()?.trim())
-        .ok()?;
-    crate::cert::Certificate::from_der(&der)
-        .ok()
-        .map(|c| (c.not_before, c.not_after))
+fn validity(k: &KeyCredential) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    k.certificate().map(|c| (c.not_before, c.not_after))
 }
 
 fn describe(before: &KeyCredential, after: &KeyCredential) -> Vec<String> {
@@ -282,10 +276,7 @@ fn describe(before: &KeyCredential, after: &KeyCredential) -> Vec<String> {
             "moved"
         };
         let show = |d: Option<DateTime<Utc>>| d.map(graph_time).unwrap_or_else(|| "?".into());
-        let of_cert = match (
-            cert_validity(after).or_else(|| cert_validity(before)),
-            after,
-        ) {
+        let of_cert = match (validity(after).or_else(|| validity(before)), after) {
             (Some((nb, na)), a)
                 if secs(a.start_date_time) == Some(nb.timestamp())
                     && secs(a.end_date_time) == Some(na.timestamp()) =>

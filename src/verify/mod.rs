@@ -160,13 +160,6 @@ pub fn verify_with_jwks(token: &str, jwks: &Value) -> Result<Value, String> {
     Ok(claims)
 }
 
-fn server_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
-    let v = headers.get("date")?.to_str().ok()?;
-    DateTime::parse_from_rfc2822(v)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
 /// Requests a token as 00000004 with `assertion` and verifies what comes back.
 pub async fn verify(
     http: &HttpClient,
@@ -192,7 +185,7 @@ pub async fn verify(
         http.send(|c| c.get(&jwks_url), true)
     );
     let resp = resp.map_err(VerifyError::Http)?;
-    let server_time = server_date(&resp.headers);
+    let server_time = crate::http::http_date(&resp.headers);
     let body: Value =
         serde_json::from_slice(&resp.body).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     if !resp.is_success() {
