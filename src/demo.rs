@@ -16,12 +16,13 @@ use hybrid_trust::cert::Certificate;
 use hybrid_trust::clock::Clock;
 use hybrid_trust::cloud::Cloud;
 use hybrid_trust::config::GraphMailChannel;
+use hybrid_trust::fleet::Fleet;
 use hybrid_trust::ledger::{CertRecord, LedgerStore};
 use hybrid_trust::notify::graph_mail::GraphMail;
 use hybrid_trust::renew::Policy;
 use hybrid_trust::session::confirm::{self, Evidence};
 use hybrid_trust::session::{Session, renewal::describe};
-use hybrid_trust::status::{Fleet, Thresholds};
+use hybrid_trust::status::Thresholds;
 use hybrid_trust::sts::{AdminCredential, TokenProvider};
 use m365_emulator::{ReadyTenant, RunningEmulator};
 use std::path::{Path, PathBuf};
@@ -269,7 +270,7 @@ impl Demo {
         let tenants = store.load().map_err(failed)?.tenants;
         let channels: Vec<Box<dyn hybrid_trust::notify::Notifier>> =
             vec![Box::new(self.mailer(clock)?)];
-        let report = hybrid_trust::remind::run::run(
+        let report = hybrid_trust::session::remind_all::run(
             &store,
             &tenants,
             &channels,

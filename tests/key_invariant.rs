@@ -1034,7 +1034,7 @@ impl<'e> World<'e> {
         };
         let notifiers: Vec<Box<dyn Notifier>> = vec![Box::new(self.inbox.clone())];
         // Nothing due sends nothing and writes nothing: skip the run then.
-        let due = hybrid_trust::remind::run::plan(
+        let due = hybrid_trust::session::remind_all::plan(
             std::slice::from_ref(&rec),
             &notifiers,
             &THRESHOLDS,
@@ -1048,7 +1048,7 @@ impl<'e> World<'e> {
             return;
         };
         let progress = hybrid_trust::progress::Counter::default();
-        let _ = hybrid_trust::remind::run::run(
+        let _ = hybrid_trust::session::remind_all::run(
             &self.hosts[h.i()].store,
             &ledger.tenants,
             &notifiers,
@@ -1217,7 +1217,11 @@ impl<'e> World<'e> {
                     };
                     let names = |ks: &[hybrid_trust::graph::KeyCredential]| -> String {
                         ks.iter()
-                            .map(|k| self.cert_name(&k.thumbprint().unwrap_or_default()))
+                            .map(|k| {
+                                self.cert_name(
+                                    &k.thumbprint().map(String::from).unwrap_or_default(),
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join(",")
                     };
@@ -1228,7 +1232,8 @@ impl<'e> World<'e> {
                         names(&plan.dropped_expired),
                         plan.added
                             .as_ref()
-                            .map(|k| self.cert_name(&k.thumbprint().unwrap_or_default()))
+                            .map(|k| self
+                                .cert_name(&k.thumbprint().map(String::from).unwrap_or_default()))
                             .unwrap_or("-".into())
                     ));
                 }
@@ -1290,7 +1295,9 @@ impl<'e> World<'e> {
             Ok(c) => format!(
                 "      confirmed {} (previous {})",
                 c.thumbprint_sha1,
-                c.previous_thumbprint_sha1.unwrap_or_default()
+                c.previous_thumbprint_sha1
+                    .map(String::from)
+                    .unwrap_or_default()
             ),
             Err(e) => {
                 self.stats.refused_confirms += 1;
@@ -1573,7 +1580,12 @@ impl<'e> World<'e> {
                     "credential remove --thumbprint {}",
                     self.cert_name(&tp)
                 )));
-                self.change_keys(s.host, KeyOp::Remove(tp), s.crash).await;
+                self.change_keys(
+                    s.host,
+                    KeyOp::Remove(hybrid_trust::ids::Thumbprint::parse(&tp).expect("a thumbprint")),
+                    s.crash,
+                )
+                .await;
                 self.check("credential remove").await?;
             }
             Act::Check => {

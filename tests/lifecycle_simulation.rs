@@ -414,7 +414,7 @@ async fn simulate(sc: Scenario) {
             let domain = w.emu.tenant.domain.clone();
             let c = confirm::confirm_roll(&w.store, &audit, &domain, evidence, "sim", morning)
                 .expect("confirm");
-            confirmed_previous = c.previous_thumbprint_sha1;
+            confirmed_previous = c.previous_thumbprint_sha1.map(String::from);
         }
 
         // The daily job: renew --all, remind --all, status --check.
@@ -450,7 +450,7 @@ async fn simulate(sc: Scenario) {
         }
         let ledger = w.store.load().unwrap();
         let progress = hybrid_trust::progress::Counter::default();
-        let report = hybrid_trust::remind::run::run(
+        let report = hybrid_trust::session::remind_all::run(
             &w.store,
             &ledger.tenants,
             &notifiers,

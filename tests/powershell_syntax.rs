@@ -511,12 +511,16 @@ fn the_onboarding_script_in_every_variant_parses_and_keeps_its_values_in_literal
 
 #[test]
 fn the_roll_script_parses_and_keeps_its_values_in_literals() {
-    for tenant in [
-        "contoso.onmicrosoft.com",
-        TID,
+    // A GUID in another form than the 36 characters Entra prints (braces are a script block to
+    // PowerShell) is refused before any script is written: one rule for GUIDs (ids.rs).
+    for other_form in [
         "{0cc2b5c4-6a6f-4e2b-9f77-8b6a1c1e2d3f}",
         "urn:uuid:0cc2b5c4-6a6f-4e2b-9f77-8b6a1c1e2d3f",
     ] {
+        let e = render_roll(&roll_input(other_form, TP)).unwrap_err();
+        assert_eq!(e.what, "tenant", "{e:?}");
+    }
+    for tenant in ["contoso.onmicrosoft.com", TID, &TID.to_ascii_uppercase()] {
         for tp in [
             TP,
             "979e6890ba6fc8b199d6e66fbb519d5ebce63590",

@@ -6,6 +6,7 @@
 //! `HYBRID_TRUST_REPORT_PNG=path` to write its screenshot there.
 
 use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
+use hybrid_trust::ids::Thumbprint;
 use hybrid_trust::ledger::{CertRecord, CredentialRecord, TenantRecord};
 use hybrid_trust::microsoft::{CLOUD_VOICEMAIL_APP_ID, SFB_APP_ID, TEAMS_CALENDAR_APP_ID};
 use hybrid_trust::status::{State, TenantStatus, Thresholds, evaluate};
@@ -19,7 +20,7 @@ fn now() -> DateTime<Utc> {
 
 fn cert(tp: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> CertRecord {
     CertRecord {
-        thumbprint_sha1: tp.to_string(),
+        thumbprint_sha1: Thumbprint::parse(tp).expect("a test thumbprint"),
         subject: "CN=sip.example.com".into(),
         not_before: from,
         not_after: to,
@@ -70,7 +71,7 @@ fn tenant(i: usize) -> (TenantRecord, TenantStatus) {
         t.credentials.push(CredentialRecord {
             app_id: app.clone(),
             key_id: None,
-            thumbprint_sha1: tp.clone(),
+            thumbprint_sha1: Thumbprint::parse(&tp).expect("a test thumbprint"),
             start,
             end: now + TimeDelta::days(days),
             recorded_at: start,
@@ -89,7 +90,7 @@ fn tenant(i: usize) -> (TenantRecord, TenantStatus) {
             t.credentials.push(CredentialRecord {
                 app_id: app.clone(),
                 key_id: None,
-                thumbprint_sha1: next.clone(),
+                thumbprint_sha1: Thumbprint::parse(&next).expect("a test thumbprint"),
                 start: now - TimeDelta::days(1),
                 end: now + TimeDelta::days(364),
                 recorded_at: now,

@@ -13,9 +13,7 @@ pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
     }
     let mut out: Vec<String> = Vec::new();
     for a in given {
-        let id = uuid::Uuid::parse_str(a.trim())
-            .ok()
-            .filter(|_| a.trim().len() == 36)
+        let id = hybrid_trust::ids::AppId::parse(a.trim())
             .ok_or_else(|| {
                 Failure::input(
                     anyhow::anyhow!("--app-id {a:?} is not a GUID"),
@@ -24,7 +22,7 @@ pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
                     )),
                 )
             })?
-            .to_string();
+            .into_string();
         if let Err(e) = hybrid_trust::microsoft::check_target(&id) {
             let hint = e.hint().to_string();
             return Err(Failure::input(e, Some(hint)));

@@ -223,7 +223,7 @@ fn change_each(
     tenant: &str,
     apps: &[String],
     op: &KeyOp,
-    thumb: Option<String>,
+    thumb: Option<hybrid_trust::ids::Thumbprint>,
     create: bool,
 ) -> Result<u8, Failure> {
     let mut session = ctx.session(tenant)?;

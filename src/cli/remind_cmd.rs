@@ -126,7 +126,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     } else {
         let dir = ctx.state_dir()?;
         Some(
-            hybrid_trust::remind::run::lock(&dir, hybrid_trust::remind::run::LOCK_TIMEOUT).map_err(|e| {
+            hybrid_trust::session::remind_all::lock(&dir, hybrid_trust::session::remind_all::LOCK_TIMEOUT).map_err(|e| {
                 let hint = match &e {
                     hybrid_trust::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
                     hybrid_trust::lock::LockError::Open { path, .. } => format!(
@@ -168,7 +168,7 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         super::progress::for_run(ctx.printer.json(), ctx.global.verbose)
     };
     let report = super::runtime()?
-        .block_on(hybrid_trust::remind::run::run_with_damaged(
+        .block_on(hybrid_trust::session::remind_all::run_with_damaged(
             &store,
             &tenants,
             &damaged,

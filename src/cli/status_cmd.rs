@@ -3,7 +3,7 @@
 
 use super::{Context, Failure};
 use hybrid_trust::ledger::TenantRecord;
-use hybrid_trust::status::{self, Thresholds};
+use hybrid_trust::status::Thresholds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFormat {
@@ -140,7 +140,7 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         .then(|| ctx.settings())
         .transpose()?
         .unwrap_or_default();
-    let fleet = status::Fleet::new(tenants, live, ctx.now, th)
+    let fleet = hybrid_trust::fleet::Fleet::new(tenants, live, ctx.now, th)
         .with_acknowledged(settings.advisories.acknowledged.clone())
         .with_damaged(damaged);
     if a.check {

@@ -154,7 +154,7 @@ impl AppSignIn<'_> {
         if (self.client_secret_env.is_some() || self.client_cert.is_some())
             && self
                 .client_id
-                .is_none_or(|c| uuid::Uuid::parse_str(c).is_err())
+                .is_none_or(|c| crate::ids::AppId::parse(c).is_none())
         {
             return Err(format!(
                 "{who} needs client_id = the sending app's application (client) id, a GUID"
@@ -300,7 +300,7 @@ impl Settings {
             }
             for (key, a) in std::iter::once(("from", &e.from)).chain(e.to.iter().map(|t| ("to", t)))
             {
-                crate::notify::mailbox(a).map_err(|why| {
+                crate::mailbox::mailbox(a).map_err(|why| {
                     format!("the email channel {shown} has {key} {a:?}: {why}; give a plain address such as uc-admins@contoso.com")
                 })?;
             }
@@ -380,12 +380,12 @@ impl Settings {
 }
 
 /// A plain `local@domain` address (no display name, no spaces) that the mail channels take
-/// ([`crate::notify::mailbox`]).
+/// ([`crate::mailbox::mailbox`]).
 fn is_address(a: &str) -> bool {
     let mut parts = a.split('@');
     matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None)
         if !l.is_empty() && d.contains('.') && !a.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
-        && crate::notify::mailbox(a).is_ok()
+        && crate::mailbox::mailbox(a).is_ok()
 }
 
 #[cfg(test)]

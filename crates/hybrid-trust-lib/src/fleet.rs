@@ -11,6 +11,10 @@
 //! servers to allow; over HTTP/1.1 (a proxy that does not speak HTTP/2) the pool simply opens
 //! more connections.
 
+pub mod view;
+
+pub use view::{Fleet, Live};
+
 use crate::cloud::Cloud;
 use crate::graph::{Graph, GraphError, KeyCredential};
 use crate::http::HttpClient;
@@ -31,7 +35,7 @@ pub struct LiveKeys {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Drift {
     pub app_id: String,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub end: Option<DateTime<Utc>>,
     /// `missing-in-tenant` (the ledger has it, the tenant does not) or `not-in-ledger`.
     pub kind: &'static str,
@@ -193,9 +197,9 @@ pub async fn refresh(
     concurrency: usize,
     progress: &dyn crate::progress::Progress,
     now: DateTime<Utc>,
-) -> crate::status::Live {
+) -> Live {
     let results = read_all(tenants, cloud, http, credential, concurrency, progress).await;
-    let mut live = crate::status::Live {
+    let mut live = Live {
         drift: vec![Vec::new(); tenants.len()],
         errors: vec![None; tenants.len()],
         first_hint: None,

@@ -60,7 +60,7 @@ pub struct Lapse {
     /// The application whose key lapses first, and that key's certificate and end: the identity
     /// reminders are counted against (`app/thumbprint/end`, as recorded since the first release).
     pub app_id: String,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub key_end: DateTime<Utc>,
 }
 
@@ -78,7 +78,7 @@ impl Lapse {
 /// A pending roll as the ledger has it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PendingRoll {
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub effective: Option<DateTime<Utc>>,
     pub blocked: Option<String>,
     /// The script `renew` wrote, by name (it is next to the ledger).
@@ -91,7 +91,7 @@ pub struct Lifecycle {
     pub lapse: Option<Lapse>,
     pub roll: Option<PendingRoll>,
     /// The certificate whose keys the next `renew` retires.
-    pub retire: Option<String>,
+    pub retire: Option<crate::ids::Thumbprint>,
     /// The application that has no key of the signing certificate, if any.
     pub missing_app: Option<String>,
 }
@@ -183,6 +183,7 @@ pub fn of(t: &TenantRecord, now: DateTime<Utc>) -> Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Thumbprint;
     use crate::ledger::{ConfirmedBy, CredentialRecord};
     use chrono::{TimeDelta, TimeZone as _};
 
@@ -235,7 +236,10 @@ mod tests {
         let l = of(&t, now());
         assert_eq!(l.phase, Phase::RollScheduled);
         assert_eq!(l.lapse.as_ref().unwrap().at, d(10));
-        assert_eq!(l.roll.as_ref().unwrap().script, "roll-c.com-NEW.ps1");
+        assert_eq!(
+            l.roll.as_ref().unwrap().script,
+            format!("roll-c.com-{}.ps1", &Thumbprint::from("NEW")[..8])
+        );
         // The old key ends before the old certificate: that is the lapse.
         t.cert = Some(cert("OLD", 60));
         let l = of(&t, now());
@@ -247,7 +251,7 @@ mod tests {
         let l = of(&t, d(2));
         assert_eq!(l.phase, Phase::RollConfirmed);
         assert_eq!(l.lapse.unwrap().at, d(365));
-        assert_eq!(l.retire.as_deref(), Some("OLD"));
+        assert_eq!(l.retire, Some(Thumbprint::from("OLD")));
     }
 
     #[test]
@@ -260,6 +264,9 @@ mod tests {
         t.credentials.push(key(APP, "A", 100));
         let l = of(&t, now()).lapse.unwrap();
         assert_eq!((l.app_id.as_str(), l.at), (TEAMS, d(200)));
-        assert_eq!(l.identity(), format!("{TEAMS}/A/{}", d(200).to_rfc3339()));
+        assert_eq!(
+            l.identity(),
+            format!("{TEAMS}/{}/{}", Thumbprint::from("A"), d(200).to_rfc3339())
+        );
     }
 }

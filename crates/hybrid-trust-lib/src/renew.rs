@@ -51,7 +51,7 @@ pub enum Decision {
     /// Upload a new window for certificate `thumbprint`, then remove the windows it supersedes
     /// once the new one is in.
     Rewindow {
-        thumbprint: String,
+        thumbprint: crate::ids::Thumbprint,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         old_end: Option<DateTime<Utc>>,
@@ -60,7 +60,7 @@ pub enum Decision {
     /// `Set-CsCertificate -Roll -EffectiveDate effective`. `blocked` says why no safe date
     /// existed (then `late`).
     Roll {
-        thumbprint: String,
+        thumbprint: crate::ids::Thumbprint,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         effective: DateTime<Utc>,
@@ -71,7 +71,7 @@ pub enum Decision {
     /// Remove the keys of the old certificate `thumbprint` from every target application: the
     /// roll was confirmed, or the old certificate has expired.
     Retire {
-        thumbprint: String,
+        thumbprint: crate::ids::Thumbprint,
         reason: String,
     },
     Blocked {

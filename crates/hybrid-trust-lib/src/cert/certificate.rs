@@ -168,8 +168,8 @@ impl Certificate {
     }
 
     /// SHA-1 of the DER as 40 uppercase hex digits, as Windows shows the thumbprint.
-    pub fn thumbprint_sha1(&self) -> String {
-        hex_upper(&sha1::Sha1::digest(&self.der))
+    pub fn thumbprint_sha1(&self) -> crate::ids::Thumbprint {
+        crate::ids::Thumbprint::of_sha1(&self.sha1())
     }
 
     pub fn sha1(&self) -> [u8; 20] {

@@ -18,7 +18,7 @@ pub struct Inspection {
     pub not_after: String,
     pub key_type: String,
     pub key_bits: u32,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub x5t: String,
     pub x5t_s256: String,
     pub has_private_key: bool,

@@ -233,7 +233,7 @@ pub struct ForeignKey {
     pub end: Option<String>,
     pub key_id: Option<String>,
     pub start: Option<String>,
-    pub thumbprint_sha1: Option<String>,
+    pub thumbprint_sha1: Option<crate::ids::Thumbprint>,
 }
 
 /// The keys this ledger does not know (foreign, or another host's) of every application read

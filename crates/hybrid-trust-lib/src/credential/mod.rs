@@ -30,13 +30,22 @@ use std::time::Duration;
 pub const THUMBPRINT_HINT: &str = "give the 40 hex digits credential list shows";
 
 /// A SHA-1 thumbprint as typed (colons and spaces allowed, any case): 40 uppercase hex digits.
-pub fn thumbprint_arg(s: &str) -> Result<String, String> {
-    let tp = s.trim().replace([':', ' '], "").to_ascii_uppercase();
-    if tp.len() == 40 && tp.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(tp)
-    } else {
-        Err(format!("--thumbprint {s:?} is not a SHA-1 thumbprint"))
-    }
+pub fn thumbprint_arg(s: &str) -> Result<crate::ids::Thumbprint, String> {
+    crate::ids::Thumbprint::parse_typed(s)
+        .ok_or_else(|| format!("--thumbprint {s:?} is not a SHA-1 thumbprint"))
+}
+
+/// What each application's key change came to.
+pub type AppOutcomes = Vec<(String, Outcome)>;
+
+/// What adding names came to.
+#[derive(Debug, Default)]
+pub struct NameChanges {
+    pub added: Vec<String>,
+    pub present: Vec<String>,
+    pub planned: Vec<String>,
+    /// The names on the service principal afterwards.
+    pub names_now: Vec<String>,
 }
 
 /// How many times a lost update is merged again before giving up.
@@ -308,7 +317,11 @@ impl Change<'_> {
                         sp_id: sp_id.to_string(),
                         thumbprints: lost
                             .iter()
-                            .map(|c| c.thumbprint_sha1.clone().unwrap_or_else(|| "?".into()))
+                            .map(|c| {
+                                c.thumbprint_sha1
+                                    .clone()
+                                    .map_or_else(|| "?".to_string(), String::from)
+                            })
                             .collect(),
                         details: lost.iter().map(|c| change_line(c)).collect(),
                     });

@@ -8,13 +8,11 @@
 //! have always been written (they were `serde_json::json!` maps, which sort their keys), and
 //! scripts may compare them byte for byte.
 
-use super::{Outcome, Resend};
+use super::{AppOutcomes, NameChanges, Outcome, Resend};
 use crate::graph::keys::graph_time;
 use crate::graph::resend::{KeptChange, ResendForm};
 use crate::graph::{KeyCredential, KeyIdentity, KeyPlan, ServicePrincipal};
 use crate::ledger::TenantRecord;
-use crate::session::keys::AppOutcomes;
-use crate::session::names::NameChanges;
 use crate::terminal::display_safe;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,7 +34,7 @@ pub struct KeyJson {
     pub foreign: Option<bool>,
     pub key_id: Option<String>,
     pub start: Option<String>,
-    pub thumbprint_sha1: Option<String>,
+    pub thumbprint_sha1: Option<crate::ids::Thumbprint>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub usage: Option<String>,
@@ -222,24 +220,24 @@ pub struct AppResult {
     pub action: &'static str,
     pub app_id: String,
     pub attempts: u32,
-    pub dropped_expired: Vec<String>,
+    pub dropped_expired: Vec<crate::ids::Thumbprint>,
     pub end: Option<String>,
     /// Kept keys Graph changed when it took them back (a new keyId, another window).
     pub graph_changed: Vec<KeptChange>,
-    pub kept: Vec<String>,
+    pub kept: Vec<crate::ids::Thumbprint>,
     pub key_id: Option<String>,
-    pub removed: Vec<String>,
+    pub removed: Vec<crate::ids::Thumbprint>,
     /// How kept keys were re-sent (`full`, `unchanged`, `minimal`), when something was applied.
     pub resend: Option<ResendForm>,
     /// Graph's refusals of earlier re-send forms: `{"form","message"}`.
     pub resend_refused: Vec<RefusedJson>,
     pub service_principal_id: String,
     pub start: Option<String>,
-    pub thumbprint_sha1: Option<String>,
+    pub thumbprint_sha1: Option<crate::ids::Thumbprint>,
 }
 
 impl AppResult {
-    pub fn of(app_id: &str, outcome: &Outcome, thumb: Option<String>) -> AppResult {
+    pub fn of(app_id: &str, outcome: &Outcome, thumb: Option<crate::ids::Thumbprint>) -> AppResult {
         let (plan, sp, action, attempts) = match outcome {
             Outcome::Unchanged { plan, sp } => (
                 plan,
@@ -327,7 +325,7 @@ impl KeyChanges {
         dry_run: bool,
         audit_log: &std::path::Path,
         outcomes: AppOutcomes,
-        thumb: Option<String>,
+        thumb: Option<crate::ids::Thumbprint>,
         now: DateTime<Utc>,
     ) -> KeyChanges {
         KeyChanges {

@@ -61,23 +61,19 @@ pub struct KeyCredential {
     pub usage: Option<String>,
 }
 
-use crate::cert::hex_upper;
-
-fn is_hex_thumbprint(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
+use crate::ids::Thumbprint;
 
 impl KeyCredential {
     /// The SHA-1 thumbprint (40 uppercase hex) of the certificate: from the decoded `key` when
     /// Graph returned it; otherwise from `customKeyIdentifier` in any of its forms seen in the
     /// wild: the hex string itself, Base64 of the 20 bytes, or Base64 of either of those.
-    pub fn thumbprint(&self) -> Option<String> {
+    pub fn thumbprint(&self) -> Option<Thumbprint> {
         if let Some(der) = self
             .key
             .as_deref()
             .and_then(|k| STANDARD.decode(k.trim()).ok())
         {
-            return Some(hex_upper(&sha1::Sha1::digest(&der)));
+            return Some(Thumbprint::of_sha1(&sha1::Sha1::digest(&der).into()));
         }
         let cki = self.custom_key_identifier.as_deref()?.trim();
         thumbprint_from_identifier(cki, 2)
@@ -104,16 +100,16 @@ impl KeyCredential {
     }
 }
 
-fn thumbprint_from_identifier(s: &str, depth: u8) -> Option<String> {
-    if is_hex_thumbprint(s) {
-        return Some(s.to_ascii_uppercase());
+fn thumbprint_from_identifier(s: &str, depth: u8) -> Option<Thumbprint> {
+    if let Some(t) = Thumbprint::parse(s) {
+        return Some(t);
     }
     if depth == 0 {
         return None;
     }
     let bytes = STANDARD.decode(s).ok()?;
-    if bytes.len() == 20 {
-        return Some(hex_upper(&bytes));
+    if let Ok(digest) = <[u8; 20]>::try_from(bytes.as_slice()) {
+        return Some(Thumbprint::of_sha1(&digest));
     }
     std::str::from_utf8(&bytes)
         .ok()
@@ -311,7 +307,9 @@ impl KeyPlan {
             return Ok(());
         }
         Err(PlanError::LastValidKey(
-            removed.thumbprint().unwrap_or_else(|| "?".into()),
+            removed
+                .thumbprint()
+                .map_or_else(|| "?".to_string(), String::from),
         ))
     }
     /// Whether the change only adds: no valid key is removed (dropping an expired one is no loss).
@@ -364,7 +362,7 @@ impl KeyPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyIdentity {
     pub key_id: Option<String>,
-    pub thumbprint: Option<String>,
+    pub thumbprint: Option<crate::ids::Thumbprint>,
     pub start: Option<i64>,
     pub end: Option<i64>,
 }
@@ -577,8 +575,8 @@ pub fn refuse_removed(
     match other {
         None => Ok(()),
         Some(k) => Err(PlanError::Superseded {
-            ours: tp.unwrap_or_default(),
-            newer: k.thumbprint().unwrap_or_default(),
+            ours: tp.map(String::from).unwrap_or_default(),
+            newer: k.thumbprint().map(String::from).unwrap_or_default(),
             newer_end: k
                 .end_date_time
                 .map(|e| e.format("%Y-%m-%d").to_string())
@@ -630,7 +628,11 @@ pub fn plan_retire(
     replacement: &KeyIdentity,
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
-    let tp = replacement.thumbprint.clone().unwrap_or_default();
+    let tp = replacement
+        .thumbprint
+        .clone()
+        .map(String::from)
+        .unwrap_or_default();
     let Some(r) = existing
         .iter()
         .find(|k| k.is_verify_cert() && KeyIdentity::of(k).same_window(replacement))
@@ -984,7 +986,9 @@ mod tests {
         let ex = [old.clone(), theirs.clone()];
         assert_eq!(
             plan_retire(&ex, &superseded, &[], &replacement, later),
-            Err(PlanError::ReplacementMissing(ours.thumbprint().unwrap()))
+            Err(PlanError::ReplacementMissing(
+                ours.thumbprint().unwrap().to_string()
+            ))
         );
         // The replacement has not started yet: nothing is removed.
         assert_eq!(
@@ -995,7 +999,9 @@ mod tests {
                 &replacement,
                 now - TimeDelta::seconds(1)
             ),
-            Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
+            Err(PlanError::ReplacementNotValid(
+                ours.thumbprint().unwrap().to_string()
+            ))
         );
         // The old window re-sent under a new keyId (whether Graph keeps keyIds is unconfirmed) is
         // still the old window; a key of another usage with its dates is not.
@@ -1025,7 +1031,9 @@ mod tests {
                 &replacement,
                 later
             ),
-            Err(PlanError::ReplacementNotValid(ours.thumbprint().unwrap()))
+            Err(PlanError::ReplacementNotValid(
+                ours.thumbprint().unwrap().to_string()
+            ))
         );
         // Unless Graph itself made it that long when it took the kept key anew (issue 28,
         // `--key-resend minimal`): then it is retired like the window it was.

@@ -105,14 +105,7 @@ impl ResendForm {
 
 /// The first GUID in `s`, lowercased.
 fn first_guid(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    (0..b.len().saturating_sub(35)).find_map(|i| {
-        let cand = s.get(i..i + 36)?;
-        uuid::Uuid::parse_str(cand)
-            .ok()
-            .filter(|_| cand.as_bytes()[8] == b'-')
-            .map(|u| u.to_string())
-    })
+    crate::ids::first_guid_in(s)
 }
 
 /// Whether Graph's answer refuses the way the plan's kept keys were re-sent, and how.
@@ -200,7 +193,7 @@ pub struct KeptChange {
     pub changes: Vec<String>,
     /// The certificate is gone, or no longer has a valid window.
     pub lost: bool,
-    pub thumbprint_sha1: Option<String>,
+    pub thumbprint_sha1: Option<crate::ids::Thumbprint>,
     /// The key as it was read before the PATCH.
     #[serde(skip)]
     pub before_key: KeyCredential,
@@ -225,7 +218,7 @@ impl ReadBack {
 }
 
 type Exact = (
-    Option<String>,
+    Option<crate::ids::Thumbprint>,
     Option<String>,
     Option<String>,
     Option<i64>,

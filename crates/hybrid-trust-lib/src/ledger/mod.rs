@@ -6,6 +6,7 @@
 pub mod roll;
 pub mod store;
 
+use crate::ids::TenantId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +30,7 @@ pub struct Ledger {
 /// The public facts of a certificate (its DER is public; no key material is ever stored).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CertRecord {
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub subject: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
@@ -54,7 +55,7 @@ impl CertRecord {
 pub struct CredentialRecord {
     pub app_id: String,
     pub key_id: Option<String>,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -77,7 +78,7 @@ pub struct ReminderSent {
 }
 
 /// The last renewal that failed or was blocked. `at` moves with every attempt; `since` is when
-/// this reason (compared without volatile parts, see [`crate::remind::reason_key`]) was first
+/// this reason (compared without volatile parts, see [`reason_key`]) was first
 /// seen, so a daily retry of the same failure is one problem, not a new one every day.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RenewalFailure {
@@ -297,9 +298,10 @@ impl TenantRecord {
     /// The same reason as the last one keeps its `since` (and its `reported` mark): a blocked
     /// tenant retried daily is one problem, reminded on the cadence of [`crate::remind`].
     pub fn record_renewal_failure(&mut self, message: &str, now: DateTime<Utc>) {
-        let same = self.last_renewal_failure.as_ref().filter(|f| {
-            crate::remind::reason_key(&f.message) == crate::remind::reason_key(message)
-        });
+        let same = self
+            .last_renewal_failure
+            .as_ref()
+            .filter(|f| reason_key(&f.message) == reason_key(message));
         let (since, reported) = match same {
             Some(f) => (f.since.unwrap_or(f.at), f.reported),
             None => (now, false),
@@ -446,7 +448,7 @@ impl Ledger {
             if t.tenant_id.is_none() {
                 t.tenant_id = tenant_id.map(str::to_ascii_lowercase);
             }
-            if uuid::Uuid::parse_str(&t.domain).is_ok() && uuid::Uuid::parse_str(name).is_err() {
+            if TenantId::parse(&t.domain).is_some() && TenantId::parse(name).is_none() {
                 t.domain = name.to_ascii_lowercase();
             }
             for a in app_ids {
@@ -457,8 +459,8 @@ impl Ledger {
             return t;
         }
         let mut t = TenantRecord::new(name, cloud, app_ids.to_vec(), now);
-        if uuid::Uuid::parse_str(name).is_ok() {
-            t.tenant_id = Some(name.to_ascii_lowercase());
+        if let Some(id) = TenantId::parse(name) {
+            t.tenant_id = Some(id.into_string());
         } else {
             t.tenant_id = tenant_id.map(str::to_ascii_lowercase);
         }
@@ -466,6 +468,24 @@ impl Ledger {
         let last = self.tenants.len() - 1;
         &mut self.tenants[last]
     }
+}
+
+/// A failure's message without its volatile parts (GUIDs, request ids, timestamps, dates), so
+/// that the same failure retried every day is one problem and a new reason is a new one.
+pub fn reason_key(message: &str) -> String {
+    message
+        .split_whitespace()
+        .filter(|w| {
+            let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            let hex = w.chars().filter(char::is_ascii_hexdigit).count();
+            let digits = w.chars().filter(char::is_ascii_digit).count();
+            let idish = hex >= 8 && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+            let dateish = digits >= 4 && w.contains(['-', ':', '/']) && digits * 2 >= w.len();
+            !(idish || dateish)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

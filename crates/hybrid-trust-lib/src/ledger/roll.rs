@@ -53,10 +53,10 @@ pub struct RollConfirmation {
     pub at: DateTime<Utc>,
     pub by: ConfirmedBy,
     /// The certificate confirmed as current.
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     /// The certificate it replaced.
     #[serde(default)]
-    pub previous_thumbprint_sha1: Option<String>,
+    pub previous_thumbprint_sha1: Option<crate::ids::Thumbprint>,
 }
 
 /// Why a roll cannot be confirmed (nothing is changed).
@@ -68,7 +68,7 @@ pub enum RollError {
         "the roll to {thumbprint} takes effect at {effective} (its EffectiveDate); the Front Ends sign with the old certificate until then"
     )]
     NotYetEffective {
-        thumbprint: String,
+        thumbprint: crate::ids::Thumbprint,
         effective: DateTime<Utc>,
     },
 }
@@ -204,18 +204,23 @@ impl TenantRecord {
 
     /// Records that the keys of `thumbprint` were removed from `apps` (the retirement after a
     /// roll); once none is left, the previous certificate is forgotten.
-    pub fn record_retirement(&mut self, thumbprint: &str, apps: &[String], now: DateTime<Utc>) {
+    pub fn record_retirement(
+        &mut self,
+        thumbprint: &crate::ids::Thumbprint,
+        apps: &[String],
+        now: DateTime<Utc>,
+    ) {
         self.credentials
-            .retain(|c| !(c.thumbprint_sha1 == thumbprint && apps.contains(&c.app_id)));
+            .retain(|c| !(&c.thumbprint_sha1 == thumbprint && apps.contains(&c.app_id)));
         let left = self
             .credentials
             .iter()
-            .any(|c| c.thumbprint_sha1 == thumbprint);
+            .any(|c| &c.thumbprint_sha1 == thumbprint);
         if !left
             && self
                 .previous_cert
                 .as_ref()
-                .is_some_and(|p| p.thumbprint_sha1 == thumbprint)
+                .is_some_and(|p| &p.thumbprint_sha1 == thumbprint)
         {
             self.previous_cert = None;
         }
@@ -230,6 +235,7 @@ impl TenantRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Thumbprint;
     use chrono::{TimeDelta, TimeZone as _};
 
     const APP: &str = crate::microsoft::SFB_APP_ID;
@@ -276,22 +282,39 @@ mod tests {
     #[test]
     fn a_started_roll_keeps_the_old_certificate_current_until_confirmed() {
         let mut t = rolling();
-        assert_eq!(t.cert.as_ref().unwrap().thumbprint_sha1, "OLD");
-        assert_eq!(t.next_cert.as_ref().unwrap().thumbprint_sha1, "NEW");
+        assert_eq!(
+            t.cert.as_ref().unwrap().thumbprint_sha1,
+            Thumbprint::from("OLD")
+        );
+        assert_eq!(
+            t.next_cert.as_ref().unwrap().thumbprint_sha1,
+            Thumbprint::from("NEW")
+        );
         assert!(t.to_retire(now()).is_none(), "nothing to retire before");
         // Before the EffectiveDate, the admin's word is refused; the server's output is not.
         let e = t.confirm_roll(ConfirmedBy::Admin, now()).unwrap_err();
         assert!(matches!(e, RollError::NotYetEffective { .. }));
-        assert_eq!(t.cert.as_ref().unwrap().thumbprint_sha1, "OLD", "unchanged");
+        assert_eq!(
+            t.cert.as_ref().unwrap().thumbprint_sha1,
+            Thumbprint::from("OLD"),
+            "unchanged"
+        );
         let later = now() + TimeDelta::days(2);
         let c = t.confirm_roll(ConfirmedBy::Admin, later).unwrap();
-        assert_eq!(c.previous_thumbprint_sha1.as_deref(), Some("OLD"));
-        assert_eq!(t.cert.as_ref().unwrap().thumbprint_sha1, "NEW");
+        assert_eq!(c.previous_thumbprint_sha1, Some(Thumbprint::from("OLD")));
+        assert_eq!(
+            t.cert.as_ref().unwrap().thumbprint_sha1,
+            Thumbprint::from("NEW")
+        );
         assert!(t.next_cert.is_none() && t.roll_effective.is_none());
-        assert_eq!(t.to_retire(later).unwrap().thumbprint_sha1, "OLD");
-        t.record_retirement("OLD", &[APP.to_string()], later);
+        assert_eq!(
+            t.to_retire(later).unwrap().thumbprint_sha1,
+            Thumbprint::from("OLD")
+        );
+        t.record_retirement(&Thumbprint::from("OLD"), &[APP.to_string()], later);
         assert!(t.previous_cert.is_none() && t.to_retire(later).is_none());
-        assert!(t.credentials.iter().all(|c| c.thumbprint_sha1 == "NEW"));
+        let new = Thumbprint::from("NEW");
+        assert!(t.credentials.iter().all(|c| c.thumbprint_sha1 == new));
         assert_eq!(
             t.confirm_roll(ConfirmedBy::Admin, later),
             Err(RollError::NothingPending("contoso.com".into()))
@@ -303,10 +326,13 @@ mod tests {
         let t = rolling();
         assert!(t.to_retire(now() + TimeDelta::days(9)).is_none());
         let after = now() + TimeDelta::days(11);
-        assert_eq!(t.to_retire(after).unwrap().thumbprint_sha1, "OLD");
+        assert_eq!(
+            t.to_retire(after).unwrap().thumbprint_sha1,
+            Thumbprint::from("OLD")
+        );
         assert_eq!(
             t.cert.as_ref().unwrap().thumbprint_sha1,
-            "OLD",
+            Thumbprint::from("OLD"),
             "still unconfirmed"
         );
     }

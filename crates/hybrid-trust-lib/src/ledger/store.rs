@@ -646,7 +646,7 @@ impl LedgerStore {
         }
         crate::paths::write_atomic(&path, &bytes, 0o600).map_err(werr)?;
         if let Some(id) = &t.tenant_id
-            && crate::session::guid(id).is_some()
+            && crate::ids::TenantId::parse(id).is_some()
         {
             let p = self.id_file(id);
             let key = key_of(&t.domain);

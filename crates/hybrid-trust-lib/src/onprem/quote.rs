@@ -45,13 +45,13 @@ pub fn ps_quote(what: &'static str, value: &str) -> Result<String, UnsafeValue> 
 
 /// A validated GUID, rendered lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Guid(uuid::Uuid);
+pub struct Guid(String);
 
 impl Guid {
     pub fn parse(what: &'static str, s: &str) -> Result<Guid, UnsafeValue> {
-        match uuid::Uuid::parse_str(s.trim()) {
-            Ok(u) if s.trim().len() == 36 => Ok(Guid(u)),
-            _ => Err(UnsafeValue {
+        match crate::ids::canonical_guid(s.trim()) {
+            Some(id) => Ok(Guid(id)),
+            None => Err(UnsafeValue {
                 what,
                 value: s.into(),
                 why: "it is not a GUID".into(),

@@ -26,14 +26,14 @@ pub fn render_roll(r: &RollInput<'_>) -> Result<String, UnsafeValue> {
     // Quoted in the script although it is 40 hex digits: one of decimal digits only would be
     // a number to PowerShell, not the string -Thumbprint takes.
     let tp = r.thumbprint;
-    if tp.len() != 40 || !tp.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::ids::Thumbprint::parse(tp).is_none() {
         return Err(UnsafeValue {
             what: "thumbprint",
             value: tp.into(),
             why: "it is not 40 hex digits".into(),
         });
     }
-    if !(crate::tenant::is_dns_name(r.tenant) || uuid::Uuid::parse_str(r.tenant).is_ok()) {
+    if !(crate::tenant::is_dns_name(r.tenant) || crate::ids::TenantId::parse(r.tenant).is_some()) {
         return Err(UnsafeValue {
             what: "tenant",
             value: r.tenant.into(),

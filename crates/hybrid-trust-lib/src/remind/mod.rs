@@ -18,7 +18,6 @@
 //! attention, the most urgent first ([`run`] carries it out). Scheduling is cron's or systemd's.
 
 pub mod digest;
-pub mod run;
 
 use crate::ledger::TenantRecord;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -81,24 +80,6 @@ const WEEKLY: TimeDelta = TimeDelta::hours(7 * 24 - 4);
 const DAILY: TimeDelta = TimeDelta::hours(20);
 const DAILY_FROM_DAYS: i64 = 7;
 
-/// A failure's message without its volatile parts (GUIDs, request ids, timestamps, dates), so
-/// that the same failure retried every day is one problem and a new reason is a new one.
-pub fn reason_key(message: &str) -> String {
-    message
-        .split_whitespace()
-        .filter(|w| {
-            let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-            let hex = w.chars().filter(char::is_ascii_hexdigit).count();
-            let digits = w.chars().filter(char::is_ascii_digit).count();
-            let idish = hex >= 8 && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-            let dateish = digits >= 4 && w.contains(['-', ':', '/']) && digits * 2 >= w.len();
-            !(idish || dateish)
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase()
-}
-
 fn sent<'a>(
     t: &'a TenantRecord,
     credential: &'a str,
@@ -121,7 +102,9 @@ pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Ut
         kind,
         credential,
         app_id: lapse.map(|l| l.app_id.clone()).unwrap_or_default(),
-        thumbprint_sha1: lapse.map(|l| l.thumbprint_sha1.clone()).unwrap_or_default(),
+        thumbprint_sha1: lapse
+            .map(|l| l.thumbprint_sha1.to_string())
+            .unwrap_or_default(),
         ends: lapse.map(|l| l.at),
         days_left: days,
         threshold_days,

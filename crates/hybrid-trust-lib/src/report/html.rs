@@ -476,7 +476,7 @@ mod tests {
         let app = crate::microsoft::SFB_APP_ID;
         let mut t = TenantRecord::new(domain, "global", vec![app.into()], now);
         t.cert = Some(CertRecord {
-            thumbprint_sha1: "AB".repeat(20),
+            thumbprint_sha1: "AB".into(),
             subject: "CN=<b>x</b>".into(),
             not_before: now - TimeDelta::days(300),
             not_after: now + TimeDelta::days(days + 30),
@@ -485,7 +485,7 @@ mod tests {
         t.credentials.push(CredentialRecord {
             app_id: app.into(),
             key_id: None,
-            thumbprint_sha1: "AB".repeat(20),
+            thumbprint_sha1: "AB".into(),
             start: now - TimeDelta::days(300),
             end: now + TimeDelta::days(days),
             recorded_at: now,
@@ -604,7 +604,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
         let (t, mut st) = tenant("roll.example.com", now, 20);
         st.roll = Some(crate::lifecycle::PendingRoll {
-            thumbprint_sha1: "CD".repeat(20),
+            thumbprint_sha1: "CD".into(),
             effective: Some(now + TimeDelta::days(5)),
             blocked: None,
             script: "x.ps1".into(),

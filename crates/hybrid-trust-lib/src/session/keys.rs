@@ -11,7 +11,7 @@ use crate::audit::AuditEntry;
 use crate::cert::Certificate;
 use crate::credential::foreign::{self, Prune};
 use crate::credential::report::KeyListing;
-use crate::credential::{Approval, Confirm, CredentialError, Outcome};
+use crate::credential::{AppOutcomes, Approval, Confirm, CredentialError, Outcome};
 use crate::graph::{
     self, GraphError, KeyCredential, KeyPlan, PlanError, ServicePrincipal, WindowError,
 };
@@ -23,10 +23,10 @@ pub enum KeyOp {
     /// Add the certificate as a `Verify` key (the key, and the certificate for the ledger).
     Upload(Box<(KeyCredential, CertRecord)>),
     /// Remove the `Verify` keys of the certificate with this thumbprint.
-    Remove(String),
+    Remove(crate::ids::Thumbprint),
     /// The same, also when its certificate is newer than the ledger's current one
     /// (`credential remove --force`; [`foreign::check_removable`]).
-    RemoveForced(String),
+    RemoveForced(crate::ids::Thumbprint),
     /// Remove the foreign or the expired keys (`credential prune`), never a protected one.
     Prune(Prune),
 }
@@ -83,9 +83,6 @@ impl KeyOp {
         }
     }
 }
-
-/// What each application's key change came to.
-pub type AppOutcomes = Vec<(String, Outcome)>;
 
 /// A confirmation for creating a missing service principal (the application id).
 pub type ConfirmCreate<'c> = dyn FnMut(&str) -> Approval + 'c;
@@ -254,7 +251,9 @@ impl Session {
                                 let tps: Vec<String> = plan
                                     .removed
                                     .iter()
-                                    .map(|k| k.thumbprint().unwrap_or_else(|| "?".into()))
+                                    .map(|k| {
+                                        k.thumbprint().map_or_else(|| "?".to_string(), String::from)
+                                    })
                                     .collect();
                                 rec.log(
                                     now,

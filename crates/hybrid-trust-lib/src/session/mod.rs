@@ -9,6 +9,7 @@ pub mod confirm;
 pub mod keys;
 pub mod names;
 pub mod onboard;
+pub mod remind_all;
 pub mod renew_all;
 pub mod renewal;
 
@@ -18,6 +19,7 @@ use crate::cloud::Cloud;
 use crate::credential::{Change, CredentialError};
 use crate::graph::Graph;
 use crate::http::HttpClient;
+use crate::ids::TenantId;
 use crate::ledger::{LedgerError, LedgerStore, TenantRecord};
 use crate::lock::{LockError, TenantLock};
 use crate::sts::TokenProvider;
@@ -100,14 +102,6 @@ pub struct Session {
     lock: Option<TenantLock>,
 }
 
-/// `s` as a lowercase GUID, when it is one.
-pub fn guid(s: &str) -> Option<String> {
-    (s.len() == 36)
-        .then(|| uuid::Uuid::parse_str(s).ok())
-        .flatten()
-        .map(|u| u.to_string())
-}
-
 impl Session {
     pub fn new(
         cloud: Cloud,
@@ -121,7 +115,7 @@ impl Session {
         Session {
             cloud,
             name: name.to_string(),
-            tenant_id: guid(name),
+            tenant_id: TenantId::parse(name).map(String::from),
             tokens,
             audit: AuditLog::in_dir(&state_dir),
             ledger: LedgerStore::in_dir(&state_dir),
@@ -207,7 +201,7 @@ impl Session {
                 .await
                 .ok()
                 .and_then(|t| crate::sts::unverified_claim(t.expose(), "tid"))
-                .and_then(|t| guid(&t));
+                .and_then(|t| TenantId::parse(&t).map(String::from));
         }
         self.tenant_id.clone()
     }

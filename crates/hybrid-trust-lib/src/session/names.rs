@@ -2,19 +2,9 @@
 //! tenant lock, then recording the pools in the ledger.
 
 use super::{Session, SessionError};
-use crate::credential::{Approval, CredentialError, NameOutcome};
+use crate::credential::{Approval, CredentialError, NameChanges, NameOutcome};
 use crate::graph::ServicePrincipal;
 use crate::microsoft::SFB_APP_ID;
-
-/// What adding names came to.
-#[derive(Debug, Default)]
-pub struct NameChanges {
-    pub added: Vec<String>,
-    pub present: Vec<String>,
-    pub planned: Vec<String>,
-    /// The names on the service principal afterwards.
-    pub names_now: Vec<String>,
-}
 
 impl Session {
     /// Adds each of `names` to the Skype for Business service principal. `sp_id`: its object id

@@ -150,7 +150,7 @@ pub struct OnboardReport {
     pub steps: Vec<String>,
     pub tenant: String,
     pub tenant_id: String,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub uploaded_to: Vec<String>,
     pub verified: bool,
 }

@@ -307,11 +307,11 @@ impl Session {
     async fn retire(
         &self,
         t: &TenantRecord,
-        thumbprint: &str,
+        thumbprint: &crate::ids::Thumbprint,
     ) -> Result<&'static str, SessionError> {
         let now = self.clock.now();
         if let Some(c) = &t.cert
-            && c.thumbprint_sha1 == thumbprint
+            && &c.thumbprint_sha1 == thumbprint
             && c.not_after > now
         {
             return Err(SessionError::Renewal(format!(
@@ -466,7 +466,7 @@ fn cert_of(r: &CertRecord) -> Result<Certificate, SessionError> {
 /// dates as on Graph (the start may have been moved up to the moment of sending).
 fn added_records(
     added: &[(String, Option<KeyCredential>)],
-    thumbprint: &str,
+    thumbprint: &crate::ids::Thumbprint,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -476,7 +476,7 @@ fn added_records(
         .map(|(app, key)| CredentialRecord {
             app_id: app.clone(),
             key_id: key.as_ref().and_then(|k| k.key_id.clone()),
-            thumbprint_sha1: thumbprint.to_string(),
+            thumbprint_sha1: thumbprint.clone(),
             start: key
                 .as_ref()
                 .and_then(|k| k.start_date_time)

@@ -3,11 +3,8 @@
 //! `roll-pending` (a roll not confirmed yet: the old certificate's lapse counts); days left; the
 //! lifecycle phase ([`crate::lifecycle`]); the next action in words, with its deadline; the
 //! monitoring grade and plugin line of `--check`. Pure: `now` and thresholds are arguments. Date sums go
-//! through [`crate::dates`], so no date or threshold can make it panic.
-
-pub mod view;
-
-pub use view::{Fleet, Live};
+//! through [`crate::dates`], so no date or threshold can make it panic. The fleet's view of many
+//! tenants is [`crate::fleet::view`].
 
 use crate::dates;
 use crate::ledger::TenantRecord;
@@ -82,7 +79,7 @@ pub struct TenantStatus {
     pub tenant_id: Option<String>,
     pub domain: String,
     pub app_ids: Vec<String>,
-    pub cert_thumbprint_sha1: Option<String>,
+    pub cert_thumbprint_sha1: Option<crate::ids::Thumbprint>,
     pub cert_not_after: Option<DateTime<Utc>>,
     pub credential_end: Option<DateTime<Utc>>,
     pub days_left: Option<i64>,

@@ -112,7 +112,7 @@ pub async fn discover(
     let issuer = conf["issuer"].as_str().unwrap_or_default().to_string();
     let tenant_id = issuer
         .split('/')
-        .find(|p| p.len() == 36 && uuid::Uuid::parse_str(p).is_ok())
+        .find(|p| crate::ids::TenantId::parse(p).is_some())
         .map(str::to_ascii_lowercase)
         .ok_or_else(|| DiscoverError::NoTenantId {
             tenant: tenant.to_string(),

@@ -26,7 +26,7 @@ pub enum DocKind {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SigningKey {
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub subject: String,
     pub not_after: String,
 }
@@ -70,7 +70,7 @@ fn str_ci<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
 
 fn guid_in(s: &str) -> Option<String> {
     s.split(['/', '@'])
-        .find(|p| p.len() == 36 && uuid::Uuid::parse_str(p).is_ok())
+        .find(|p| crate::ids::TenantId::parse(p).is_some())
         .map(str::to_ascii_lowercase)
 }
 

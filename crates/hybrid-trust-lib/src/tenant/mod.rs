@@ -21,7 +21,7 @@ use std::fmt;
 /// `contoso.com`). Validated so it can go into a URL path and a PowerShell script safely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantRef {
-    Id(uuid::Uuid),
+    Id(crate::ids::TenantId),
     Domain(String),
 }
 
@@ -34,7 +34,7 @@ pub struct BadTenant(pub String);
 impl TenantRef {
     pub fn parse(s: &str) -> Result<TenantRef, BadTenant> {
         let t = s.trim();
-        if let Some(id) = uuid::Uuid::parse_str(t).ok().filter(|_| t.len() == 36) {
+        if let Some(id) = crate::ids::TenantId::parse(t) {
             return Ok(TenantRef::Id(id));
         }
         if is_dns_name(t) {

@@ -33,10 +33,10 @@ impl BadAddress {
 
 impl OfflineTenant {
     /// Refuses a recipient that is not a plain address the mail channels take (the channels'
-    /// own check, [`crate::notify::mailbox`]): what is recorded is what they can deliver to.
+    /// own check, [`crate::mailbox::mailbox`]): what is recorded is what they can deliver to.
     pub fn check(&self) -> Result<(), BadAddress> {
         for n in &self.notify {
-            let reason = match crate::notify::mailbox(n) {
+            let reason = match crate::mailbox::mailbox(n) {
                 _ if !n.contains('@') || n.contains(char::is_whitespace) => {
                     Some("not an email address".to_string())
                 }

@@ -139,12 +139,17 @@ pub struct Proven {
     pub ok: bool,
     pub signature_verified: bool,
     pub tenant_id: Option<String>,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub token: TokenFacts,
 }
 
 impl Proven {
-    pub fn new(v: Verified, alg: AssertionAlg, thumb: &str, listing: Option<Listing>) -> Proven {
+    pub fn new(
+        v: Verified,
+        alg: AssertionAlg,
+        thumb: &crate::ids::Thumbprint,
+        listing: Option<Listing>,
+    ) -> Proven {
         Proven {
             assertion_alg: format!("{alg:?}").to_ascii_lowercase(),
             client_id: SFB_CLIENT_ID,
@@ -153,7 +158,7 @@ impl Proven {
             ok: true,
             signature_verified: v.signature_verified,
             tenant_id: v.token.tid.clone(),
-            thumbprint_sha1: thumb.to_string(),
+            thumbprint_sha1: thumb.clone(),
             token: v.token,
         }
     }
@@ -192,7 +197,7 @@ pub struct Refusal {
     pub message: String,
     pub ok: bool,
     pub tenant: String,
-    pub thumbprint_sha1: String,
+    pub thumbprint_sha1: crate::ids::Thumbprint,
     pub trace_id: Option<String>,
 }
 
@@ -202,7 +207,7 @@ impl Refusal {
     pub fn new(
         e: &VerifyError,
         tenant: &str,
-        thumb: &str,
+        thumb: &crate::ids::Thumbprint,
         now: DateTime<Utc>,
         listing: Option<Listing>,
     ) -> Refusal {
@@ -236,7 +241,7 @@ impl Refusal {
             message: e.to_string(),
             ok: false,
             tenant: tenant.to_string(),
-            thumbprint_sha1: thumb.to_string(),
+            thumbprint_sha1: thumb.clone(),
             trace_id,
         }
     }
@@ -319,7 +324,13 @@ mod tests {
     #[test]
     fn a_refusal_names_the_cause_fix_and_ids() {
         let e = VerifyError::Malformed("html".into());
-        let r = Refusal::new(&e, "contoso.com", TP, at("2027-01-01T00:00:00Z"), None);
+        let r = Refusal::new(
+            &e,
+            "contoso.com",
+            &TP.into(),
+            at("2027-01-01T00:00:00Z"),
+            None,
+        );
         assert!(sorted(&r) && !r.ok);
         assert_eq!(r.headline(), e.to_string());
         assert_eq!(r.cause, e.cause_and_fix().0);

@@ -14,11 +14,11 @@
 //! waits for the first; every message has a deadline (webhooks and Graph the HTTP client's,
 //! SMTP `timeout_secs`), so that wait is bounded, and it gives up after [`LOCK_TIMEOUT`].
 
-use super::{Digest, Due, due};
 use crate::advisories::{AdvisoryDue, due_reminders, ledger_key};
 use crate::clock::Clock;
 use crate::ledger::{LedgerError, LedgerStore, ReminderSent, TenantRecord};
 use crate::notify::Notifier;
+use crate::remind::{Digest, Due, due};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -120,7 +120,7 @@ impl TenantRecord {
                 sent_at: now,
             });
         }
-        if d.kind == super::Kind::RenewalFailure
+        if d.kind == crate::remind::Kind::RenewalFailure
             && let Some(f) = self.last_renewal_failure.as_mut()
         {
             f.reported = true;
@@ -329,13 +329,13 @@ pub fn damaged_entry(d: &crate::ledger::Damaged) -> Due {
     Due {
         tenant: d.tenant.clone(),
         tenant_id: None,
-        kind: super::Kind::RenewalFailure,
+        kind: crate::remind::Kind::RenewalFailure,
         credential: format!("{DAMAGED}{}", d.path.display()),
         app_id: String::new(),
         thumbprint_sha1: String::new(),
         ends: None,
         days_left: None,
-        threshold_days: super::FAILURE_THRESHOLD,
+        threshold_days: crate::remind::FAILURE_THRESHOLD,
         covers: Vec::new(),
         detail: format!("nothing can be renewed or reminded for it: {}", d.error),
         state: "damaged".to_string(),

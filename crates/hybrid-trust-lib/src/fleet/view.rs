@@ -5,9 +5,9 @@
 //! the JSON document, the table with its timelines, drift and advisory lines, the HTML page
 //! ([`crate::report::html`]) and the `--check` answer; the command line only prints.
 
-use super::{TenantStatus, Thresholds, check_line, evaluate};
-use crate::fleet::Drift;
+use super::Drift;
 use crate::ledger::TenantRecord;
+use crate::status::{TenantStatus, Thresholds, check_line, evaluate};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
