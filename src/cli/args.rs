@@ -75,3 +75,14 @@ pub fn pool_fqdns(values: &[String]) -> Result<Vec<crate::onprem::Fqdn>, Failure
             )
         })
 }
+
+/// `--trust`: which hybrid trust a command works on (docs/contract.md, third round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Trust {
+    /// Skype for Business Server: the OAuthTokenIssuer certificate's key on 00000004-….
+    #[default]
+    Sfb,
+    /// Exchange Server hybrid: the Auth Certificate's key on the dedicated application
+    /// ExchangeServerApp-<organization guid>.
+    Exchange,
+}
