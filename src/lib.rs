@@ -17,6 +17,7 @@ pub mod credential;
 pub mod dates;
 pub mod demo;
 pub mod emulator;
+pub mod exchange;
 pub mod fleet;
 pub mod graph;
 pub mod http;

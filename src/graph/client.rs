@@ -213,7 +213,7 @@ impl<'a> Graph<'a> {
         self.http.server_now()
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

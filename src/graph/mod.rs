@@ -3,6 +3,7 @@
 //! renewal policy, the ledger and output formatting live elsewhere.
 
 mod client;
+pub mod exchange_app;
 pub mod keys;
 pub mod resend;
 

@@ -179,6 +179,8 @@ impl Session {
     ) -> Change<'a> {
         Change {
             graph,
+            holder: crate::credential::Holder::ServicePrincipal,
+            first_form: crate::graph::resend::ResendForm::Full,
             tenant: self.tenant_id.as_deref().unwrap_or(&self.name),
             app_id,
             actor,
