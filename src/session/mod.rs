@@ -6,6 +6,7 @@
 //! builds a session from its flags, passes a confirmation callback, and prints what comes back.
 
 pub mod confirm;
+pub mod exchange;
 pub mod keys;
 pub mod names;
 pub mod onboard;
