@@ -26,9 +26,27 @@ pub struct VerifyArgs {
     /// Print the signed client assertion (short-lived, no secret) and stop.
     #[arg(long)]
     pub print_assertion: bool,
+    /// Which trust: sfb (a token as 00000004-…) or exchange (a token as the Exchange hybrid's
+    /// dedicated application, with its roles; --cert is then the Auth Certificate's PFX).
+    #[arg(long, value_enum, default_value = "sfb")]
+    pub trust: super::args::Trust,
+    /// With --trust exchange: the export folder (finds the application by the organization GUID
+    /// and checks the certificate is AuthConfig's current one).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// With --trust exchange: the dedicated application's appId.
+    #[arg(long, value_name = "APPID")]
+    pub exchange_app_id: Option<String>,
 }
 
 pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
+    if a.trust == super::args::Trust::Exchange {
+        return super::exchange_cmd::verify(ctx, &a);
+    }
+    super::exchange_cmd::refuse_exchange_flags(&[
+        (a.from.is_some(), "--from"),
+        (a.exchange_app_id.is_some(), "--exchange-app-id"),
+    ])?;
     let tenant = TenantRef::parse(&a.tenant)
         .map_err(super::bad_tenant)?
         .to_string();
