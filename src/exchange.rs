@@ -1,6 +1,6 @@
 //! The Exchange Server hybrid trust's rules (docs/protocol.md §5), pure: `now` and what was read
-//! in, decisions out. How long a key may live under the tenant's app management policy (§5.5),
-//! the window of a key for an Auth Certificate, and what `renew --trust exchange` must do to make
+//! in, decisions out. The window of a key for an Auth Certificate within the app management
+//! policy's cap (read by [`crate::graph::policy`], §5.5), and what `renew --trust exchange` must do to make
 //! the dedicated application's keys match `Get-AuthConfig`: the current and the staged next
 //! certificate each with a valid `AsymmetricX509Cert`/`Verify` key (re-windowed before it ends,
 //! like the Skype for Business key), and the previous one's keys retired only once the export
@@ -9,107 +9,11 @@
 use crate::graph::{KeyCredential, WindowError};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 /// How much shorter than a policy's cap a key's window is (clock skew between this host and
 /// Entra). Without a cap a key lasts as long as its certificate (what Microsoft's script gets by
 /// sending no dates).
 pub const SAFETY_MARGIN_HOURS: i64 = 24;
-
-/// An ISO 8601 duration (`P365D`, `P1Y`, `PT8760H`, `P1Y6M`) in whole days (a year 365 days, a
-/// month 30), rounded down; `None` when it is not one.
-pub fn iso_duration_days(s: &str) -> Option<i64> {
-    let rest = s.trim().strip_prefix('P')?;
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, Some(t)),
-        None => (rest, None),
-    };
-    let mut secs: i64 = 0;
-    let mut any = false;
-    let mut take = |part: &str, units: &[(char, i64)]| -> Option<()> {
-        let mut num = String::new();
-        for c in part.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-            } else {
-                let (_, mult) = units.iter().find(|(u, _)| *u == c)?;
-                let n: i64 = num.parse().ok()?;
-                secs = secs.checked_add(n.checked_mul(*mult)?)?;
-                num.clear();
-                any = true;
-            }
-        }
-        num.is_empty().then_some(())
-    };
-    take(
-        date,
-        &[
-            ('Y', 365 * 86400),
-            ('M', 30 * 86400),
-            ('W', 7 * 86400),
-            ('D', 86400),
-        ],
-    )?;
-    if let Some(t) = time {
-        take(t, &[('H', 3600), ('M', 60), ('S', 1)])?;
-    }
-    any.then_some(secs / 86400)
-}
-
-/// The `asymmetricKeyLifetime` caps of one restriction list that apply to an application created
-/// at `created` (an unknown creation time is taken as restricted).
-fn caps_in(list: &Value, created: Option<DateTime<Utc>>) -> Vec<i64> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| {
-            r["restrictionType"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case("asymmetricKeyLifetime"))
-        })
-        .filter(|r| {
-            r["state"]
-                .as_str()
-                .is_none_or(|s| !s.eq_ignore_ascii_case("disabled"))
-        })
-        .filter(|r| {
-            let after = r["restrictForAppsCreatedAfterDateTime"]
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-            match (after, created) {
-                (Some(a), Some(c)) => c > a.with_timezone(&Utc),
-                _ => true,
-            }
-        })
-        .filter_map(|r| r["maxLifetime"].as_str().and_then(iso_duration_days))
-        .collect()
-}
-
-/// The longest key lifetime, in days, the app management policies allow an application's key
-/// (docs/protocol.md §5.5): the application's own enabled policies when it has any (they override
-/// the tenant's default), else the tenant default's `applicationRestrictions` when it is enabled.
-/// `None`: nothing caps it.
-pub fn key_lifetime_cap(
-    default_policy: Option<&Value>,
-    app_policies: &[Value],
-    app_created: Option<DateTime<Utc>>,
-) -> Option<i64> {
-    let own: Vec<&Value> = app_policies
-        .iter()
-        .filter(|p| p["isEnabled"].as_bool() != Some(false))
-        .collect();
-    let caps: Vec<i64> = if own.is_empty() {
-        default_policy
-            .filter(|p| p["isEnabled"].as_bool() == Some(true))
-            .map(|p| caps_in(&p["applicationRestrictions"]["keyCredentials"], app_created))
-            .unwrap_or_default()
-    } else {
-        own.iter()
-            .flat_map(|p| caps_in(&p["restrictions"]["keyCredentials"], app_created))
-            .collect()
-    };
-    caps.into_iter().min()
-}
 
 /// The window of a new key for an Auth Certificate: from now (or its notBefore) to its notAfter,
 /// shortened to the policy's cap less a day's margin (clock skew between here and Entra; whether
@@ -278,50 +182,9 @@ pub fn plan(
 mod tests {
     use super::*;
     use chrono::TimeZone as _;
-    use serde_json::json;
 
     fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
-    }
-
-    #[test]
-    fn durations_as_policies_write_them() {
-        assert_eq!(iso_duration_days("P365D"), Some(365));
-        assert_eq!(iso_duration_days("P1Y"), Some(365));
-        assert_eq!(iso_duration_days("PT8760H"), Some(365));
-        assert_eq!(iso_duration_days("P90DT12H"), Some(90));
-        assert_eq!(iso_duration_days("P2W"), Some(14));
-        for bad in ["365", "P", "PX", "P1.5D", ""] {
-            assert_eq!(iso_duration_days(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_cap_comes_from_the_apps_own_policy_else_the_tenant_default() {
-        let default = json!({"isEnabled": true, "applicationRestrictions": {"keyCredentials": [
-            {"restrictionType": "asymmetricKeyLifetime", "maxLifetime": "P365D", "state": "enabled",
-             "restrictForAppsCreatedAfterDateTime": "2020-01-01T00:00:00Z"}]},
-            "servicePrincipalRestrictions": {"keyCredentials": [
-            {"restrictionType": "asymmetricKeyLifetime", "maxLifetime": "P30D"}]}});
-        let created = Some(t(2025, 8, 1));
-        assert_eq!(key_lifetime_cap(Some(&default), &[], created), Some(365));
-        // An application created before the restriction's date is not restricted.
-        assert_eq!(
-            key_lifetime_cap(Some(&default), &[], Some(t(2019, 1, 1))),
-            None
-        );
-        // A disabled policy, or a disabled restriction, caps nothing.
-        let mut off = default.clone();
-        off["isEnabled"] = json!(false);
-        assert_eq!(key_lifetime_cap(Some(&off), &[], created), None);
-        let mut off = default.clone();
-        off["applicationRestrictions"]["keyCredentials"][0]["state"] = json!("disabled");
-        assert_eq!(key_lifetime_cap(Some(&off), &[], created), None);
-        // The application's own policy overrides the default.
-        let own = json!({"isEnabled": true, "restrictions": {"keyCredentials": [
-            {"restrictionType": "asymmetricKeyLifetime", "maxLifetime": "P90D"}]}});
-        assert_eq!(key_lifetime_cap(Some(&default), &[own], created), Some(90));
-        assert_eq!(key_lifetime_cap(None, &[], created), None);
     }
 
     fn key(

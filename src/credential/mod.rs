@@ -223,14 +223,35 @@ impl Change<'_> {
     async fn read(&self, id: &str) -> Result<ServicePrincipal, GraphError> {
         match self.holder {
             Holder::ServicePrincipal => self.graph.read_service_principal(id).await,
-            Holder::Application => self.graph.read_application_keys(id).await,
+            Holder::Application => {
+                let a = self.graph.read_application(id).await?;
+                Ok(ServicePrincipal {
+                    id: a.id,
+                    app_id: a.app_id,
+                    display_name: a.display_name,
+                    key_credentials: a.key_credentials,
+                    service_principal_names: Vec::new(),
+                    account_enabled: None,
+                    raw_keys: a.raw_keys,
+                })
+            }
         }
     }
 
     async fn patch(&self, id: &str, body: &serde_json::Value) -> Result<(), GraphError> {
         match self.holder {
             Holder::ServicePrincipal => self.graph.patch_service_principal(id, body).await,
-            Holder::Application => self.graph.patch_application_keys(id, body).await,
+            Holder::Application => {
+                let keys = body["keyCredentials"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                // Its own read-back is not needed: `keys` reads back below.
+                self.graph
+                    .patch_application_keys_raw(id, keys)
+                    .await
+                    .map(|_| ())
+            }
         }
     }
 

@@ -6,7 +6,6 @@
 
 pub mod applications;
 mod client;
-pub mod exchange_app;
 pub mod keys;
 pub mod policy;
 pub mod resend;

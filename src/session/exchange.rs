@@ -9,9 +9,9 @@
 use super::{Session, SessionError};
 use crate::credential::{self, Holder, Outcome};
 use crate::exchange::{self, Step, Wanted};
-use crate::graph::exchange_app::FoundApp;
+use crate::graph::applications::Application;
 use crate::graph::resend::ResendForm;
-use crate::graph::{KeyCredential, KeyIdentity, KeyPlan, PlanError};
+use crate::graph::{GraphError, KeyCredential, KeyIdentity, KeyPlan, PlanError};
 use crate::ledger::{CertRecord, CredentialRecord, ExchangeTrust};
 use crate::onprem::exchange::Export;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -106,60 +106,47 @@ impl ExchangeRenewReport {
 }
 
 /// The dedicated application: by appId when given, else by display name. None, or two of the
-/// same name, is the user's to resolve (exit 2).
+/// same name, is the user's to resolve (exit 2, nothing changed).
 pub async fn find_app(
     s: &Session,
     display_name: &str,
     app_id: Option<&str>,
-) -> Result<FoundApp, SessionError> {
+) -> Result<Application, SessionError> {
     let g = s.graph();
-    let graph =
-        |e: crate::graph::GraphError| SessionError::from(credential::CredentialError::from(e));
     let found = match app_id {
-        Some(id) => g.find_applications_by_app_id(id).await.map_err(graph)?,
-        None => g
-            .find_applications_named(display_name)
-            .await
-            .map_err(graph)?,
+        Some(id) => g.find_application_by_app_id(id).await,
+        None => g.find_application_by_name(display_name).await,
     };
-    let mut found = found;
-    match (found.len(), app_id) {
-        (1, _) => Ok(found.remove(0)),
-        (0, Some(id)) => Err(SessionError::Usage(format!(
+    match (found, app_id) {
+        (Ok(a), _) => Ok(a),
+        (Err(GraphError::NoApplication { .. }), Some(id)) => Err(SessionError::Usage(format!(
             "no application with appId {id} in the tenant (--exchange-app-id); check the id, or {CREATE_APP_HINT}"
         ))),
-        (0, None) => Err(SessionError::Usage(format!(
+        (Err(GraphError::NoApplication { .. }), None) => Err(SessionError::Usage(format!(
             "the tenant has no application named {display_name}: the Exchange hybrid application is not configured; {CREATE_APP_HINT}"
         ))),
-        (n, _) => Err(SessionError::Usage(format!(
-            "{n} applications are named {display_name} (appIds {}): name the one Exchange uses (Get-AuthServer EvoSTS* | Format-List ApplicationIdentifier) with --exchange-app-id",
-            found
-                .iter()
-                .map(|a| a.app_id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        (Err(GraphError::AmbiguousApplication { count, .. }), _) => {
+            Err(SessionError::Usage(format!(
+                "{count} applications are named {display_name}: name the one Exchange uses (Get-AuthServer EvoSTS* | Format-List ApplicationIdentifier) with --exchange-app-id"
+            )))
+        }
+        (Err(e), _) => Err(credential::CredentialError::from(e).into()),
     }
 }
 
-/// The cap on a key's lifetime from the tenant's default policy and the application's own. A
-/// policy that cannot be read is said in a warning, and 365 days assumed (the common cap).
-pub async fn lifetime_cap(s: &Session, app: &FoundApp) -> Option<i64> {
-    let g = s.graph();
-    let default = match g.default_app_management_policy().await {
-        Ok(v) => Some(v),
+/// The cap on a key's lifetime, in days, from the application's own app management policy or
+/// the tenant's default (docs/protocol.md §5.5). A policy that cannot be read (the admin lacks
+/// Policy.Read.All) is said in a warning, and 365 days assumed (the common cap).
+pub async fn lifetime_cap(s: &Session, app: &Application) -> Option<i64> {
+    match s.graph().key_lifetime_caps(Some(app)).await {
+        Ok(c) => c.application.map(|c| c.max_lifetime.num_days()),
         Err(e) => {
             tracing::warn!(
-                "cannot read the tenant's app management policy ({e}); keys are capped at 365 days"
+                "cannot read the app management policies ({e}); keys are capped at 365 days"
             );
-            return Some(365);
+            Some(365)
         }
-    };
-    let own = g.application_policies(&app.id).await.unwrap_or_else(|e| {
-        tracing::warn!("cannot read the application's own app management policies ({e})");
-        Vec::new()
-    });
-    exchange::key_lifetime_cap(default.as_ref(), &own, app.created)
+    }
 }
 
 fn cert_of<'e>(export: &'e Export, tp: &str) -> Option<&'e crate::cert::Certificate> {
@@ -244,7 +231,7 @@ pub async fn renew(
     let cap = lifetime_cap(s, &app).await;
     let g = s.graph();
     let keys = g
-        .read_application_keys(&app.id)
+        .read_application(&app.id)
         .await
         .map_err(|e| SessionError::from(credential::CredentialError::from(e)))?;
     let now = s.clock.now();
@@ -275,9 +262,8 @@ pub async fn renew(
     let mut change = s.change(&g, &app.app_id, &actor);
     change.holder = Holder::Application;
     let mut results = Vec::new();
-    let mut after = keys.clone();
+    let mut after_keys = keys.key_credentials.clone();
     let mut recorded: Vec<CredentialRecord> = Vec::new();
-    let mut removed: Vec<String> = Vec::new();
     for step in &steps {
         let note = format!("renew --trust exchange: {}", step.text());
         let o = change
@@ -313,15 +299,12 @@ pub async fn renew(
                         recorded_at: s.clock.now(),
                     });
                 }
-                removed.extend(plan.removed.iter().map(KeyIdentity::of).filter_map(|k| {
-                    Some(format!("{}|{}", k.thumbprint?, k.end.unwrap_or_default()))
-                }));
                 "applied"
             }
             Outcome::Planned { .. } => "planned",
             Outcome::Unchanged { .. } => "unchanged",
         };
-        after = o.service_principal().clone();
+        after_keys = o.service_principal().key_credentials.clone();
         results.push(StepResult {
             step: step.clone(),
             outcome,
@@ -329,7 +312,7 @@ pub async fn renew(
     }
     if !s.dry_run {
         let rec = |c: &crate::onprem::exchange::ExportedCert| CertRecord::from_cert(&c.cert);
-        let held = after.key_credentials.clone();
+        let held = after_keys.clone();
         let applied = results.iter().filter(|r| r.outcome == "applied").count();
         let history: Vec<String> = results
             .iter()
@@ -380,7 +363,7 @@ pub async fn renew(
         next_effective: export.next_effective,
         previous_thumbprint: export.previous_thumbprint.clone(),
         steps: results,
-        keys: after.key_credentials.iter().map(KeyLine::of).collect(),
+        keys: after_keys.iter().map(KeyLine::of).collect(),
     })
 }
 
@@ -570,7 +553,7 @@ pub async fn list(s: &mut Session, app_id: &str) -> Result<ExchangeKeyListing, S
     let app = find_app(s, "", Some(app_id)).await?;
     let keys = s
         .graph()
-        .read_application_keys(&app.id)
+        .read_application(&app.id)
         .await
         .map_err(|e| SessionError::from(credential::CredentialError::from(e)))?;
     s.resolve_tenant_id().await;
