@@ -291,7 +291,8 @@ async fn bad_export_folders_and_a_missing_application_change_nothing() {
             "renew", "--trust", "exchange", "--tenant", &tid, "--from", &from, "--yes",
         ])
     };
-    let cases: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "no authconfig.json",
             Box::new(|| {
