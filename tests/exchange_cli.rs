@@ -385,6 +385,57 @@ async fn prune_first_party_removes_the_onprem_keys_of_the_shared_exchange_princi
     };
     let (s, v) = emu.patch_keys(EXO, json!([key(&a), key(&b)])).await;
     assert!(s.is_success(), "{v}");
+    // The tenant has the Exchange trust: status --live lists the leftovers, --check warns.
+    emu.running
+        .seed_exchange_app(&tid, ORG.parse().unwrap(), true)
+        .unwrap();
+    let auth = make_cert("auth", now - TimeDelta::days(1), now + TimeDelta::days(800));
+    let dir = tool.dir.path().join("export");
+    export(&dir, ORG, &auth, None, None);
+    let o = tool
+        .run_async(&[
+            "renew",
+            "--trust",
+            "exchange",
+            "--tenant",
+            &tid,
+            "--from",
+            &dir.display().to_string(),
+            "--yes",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let st = json_out(
+        &tool
+            .run_async(&["status", "--tenant", &tid, "--live"])
+            .await,
+    );
+    let t = &st["tenants"][0];
+    let left: Vec<&str> = t["exchange_first_party_keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{st}"))
+        .iter()
+        .map(|k| k["thumbprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{st}");
+    assert!(left.contains(&a.sha1_hex().as_str()) && left.contains(&b.sha1_hex().as_str()));
+    assert_eq!(t["trusts"][0]["kind"], "exchange", "{st}");
+    assert_eq!(t["trusts"].as_array().unwrap().len(), 1, "{st}");
+    let o = tool
+        .run_async(&["status", "--tenant", &tid, "--live", "--check"])
+        .await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("2 on-premises key(s) left on Exchange Online's shared principal"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // Dry run: the plan, nothing changed.
     let o = tool
         .run_async(&[
@@ -433,6 +484,16 @@ async fn prune_first_party_removes_the_onprem_keys_of_the_shared_exchange_princi
     );
     let audit = std::fs::read_to_string(tool.state_dir.join("audit.log")).unwrap_or_default();
     assert!(audit.contains("--first-party"), "{audit}");
+    let st = json_out(
+        &tool
+            .run_async(&["status", "--tenant", &tid, "--live"])
+            .await,
+    );
+    assert_eq!(
+        st["tenants"][0]["exchange_first_party_keys"],
+        json!([]),
+        "{st}"
+    );
     // Nothing left: nothing to do.
     let o = tool
         .run_async(&[

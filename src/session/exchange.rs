@@ -49,7 +49,8 @@ pub struct ExchangeRenewReport {
     pub keys: Vec<KeyLine>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One key as the Exchange reports list it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct KeyLine {
     pub thumbprint: Option<String>,
     pub key_id: Option<String>,
@@ -59,7 +60,7 @@ pub struct KeyLine {
 }
 
 impl KeyLine {
-    fn of(k: &KeyCredential) -> KeyLine {
+    pub fn of(k: &KeyCredential) -> KeyLine {
         KeyLine {
             thumbprint: k.thumbprint(),
             key_id: k.key_id.clone(),
