@@ -510,3 +510,56 @@ async fn prune_first_party_removes_the_onprem_keys_of_the_shared_exchange_princi
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(json_out(&o)["outcome"], "unchanged");
 }
+
+/// A tenant whose Auth Certificate Microsoft's script already uploaded (no dates: Entra takes
+/// the certificate's): renew has nothing to do, and the ledger records the key the application
+/// holds, so status shows the trust as it is rather than missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_microsofts_script_uploaded_is_recorded_as_found() {
+    let emu = Emu::start().await;
+    let tool = Tool::for_emulator(&emu);
+    let tid = emu.tenant.tenant_id.clone();
+    let seeded = emu
+        .running
+        .seed_exchange_app(&tid, ORG.parse().unwrap(), true)
+        .unwrap();
+    let app_obj = seeded["id"].as_str().unwrap().to_string();
+    let now = Utc::now();
+    let c = make_cert(
+        "auth",
+        now - TimeDelta::days(100),
+        now + TimeDelta::days(900),
+    );
+    let (s, _, v) = emu
+        .graph(
+            Method::PATCH,
+            &format!("applications/{app_obj}"),
+            Some(json!({"keyCredentials": [{"displayName": "Added by ConfigureExchangeHybridApplication.ps1",
+                "keyId": "0b6f2f7e-1c1f-4c38-9c1a-3d3b1b8f2a11", "type": "AsymmetricX509Cert",
+                "usage": "Verify", "key": c.b64()}]})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let dir = tool.dir.path().join("export");
+    export(&dir, ORG, &c, None, None);
+    let from = dir.display().to_string();
+    let o = tool
+        .run_async(&[
+            "renew", "--trust", "exchange", "--tenant", &tid, "--from", &from, "--yes",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["steps"], json!([]));
+    let l = read_ledger(&tool.state_dir);
+    let creds = l["tenants"][0]["exchange"]["credentials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(creds.len(), 1, "{l}");
+    assert_eq!(creds[0]["thumbprint_sha1"], c.sha1_hex().as_str());
+    let st = json_out(&tool.run_async(&["status", "--tenant", &tid]).await);
+    let t = &st["tenants"][0];
+    assert_eq!(t["state"], "ok", "{st}");
+    assert_eq!(t["trusts"][0]["kind"], "exchange");
+    assert_eq!(t["trusts"][0]["state"], "ok");
+}

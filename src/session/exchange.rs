@@ -264,44 +264,28 @@ pub async fn renew(
     change.holder = Holder::Application;
     let mut results = Vec::new();
     let mut after_keys = keys.key_credentials.clone();
-    let mut recorded: Vec<CredentialRecord> = Vec::new();
+    // A step that fails ends the run; the steps before it are recorded all the same (the ledger
+    // never keeps less than the application holds), and the failure with them.
+    let mut failure: Option<SessionError> = None;
     for step in &steps {
         let note = format!("renew --trust exchange: {}", step.text());
-        let o = change
+        let o = match change
             .keys(
                 &app.id,
                 |before| step_plan(step, export, before, s.clock.now()),
                 &mut credential::standing,
                 &note,
             )
-            .await?;
-        let outcome = match &o {
-            Outcome::Applied { plan, .. } => {
-                if let Some(k) = &plan.added
-                    && let (Some(st), Some(en)) = (k.start_date_time, k.end_date_time)
-                {
-                    // As Graph holds it (it may have moved the start).
-                    let held = o
-                        .service_principal()
-                        .key_credentials
-                        .iter()
-                        .find(|x| {
-                            x.thumbprint() == k.thumbprint()
-                                && x.end_date_time.map(|e| e.timestamp()) == Some(en.timestamp())
-                        })
-                        .cloned()
-                        .unwrap_or_else(|| k.clone());
-                    recorded.push(CredentialRecord {
-                        app_id: app.app_id.clone(),
-                        key_id: held.key_id.clone(),
-                        thumbprint_sha1: k.thumbprint().unwrap_or_default(),
-                        start: held.start_date_time.unwrap_or(st),
-                        end: held.end_date_time.unwrap_or(en),
-                        recorded_at: s.clock.now(),
-                    });
-                }
-                "applied"
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                failure = Some(e.into());
+                break;
             }
+        };
+        let outcome = match &o {
+            Outcome::Applied { .. } => "applied",
             Outcome::Planned { .. } => "planned",
             Outcome::Unchanged { .. } => "unchanged",
         };
@@ -313,14 +297,35 @@ pub async fn renew(
     }
     if !s.dry_run {
         let rec = |c: &crate::onprem::exchange::ExportedCert| CertRecord::from_cert(&c.cert);
-        let held = after_keys.clone();
-        let applied = results.iter().filter(|r| r.outcome == "applied").count();
+        let now = s.clock.now();
+        // The keys of AuthConfig's certificates as the application holds them now, whoever put
+        // them there (Microsoft's script uploads without dates: the certificate's validity).
+        let named: Vec<&str> = std::iter::once(export.current.thumbprint.as_str())
+            .chain(export.next.iter().map(|n| n.thumbprint.as_str()))
+            .chain(export.previous_thumbprint.as_deref())
+            .collect();
+        let held: Vec<CredentialRecord> = after_keys
+            .iter()
+            .filter(|k| k.is_verify_cert())
+            .filter_map(|k| {
+                let tp = k.thumbprint().filter(|t| named.contains(&t.as_str()))?;
+                let c = k.certificate();
+                Some(CredentialRecord {
+                    app_id: app.app_id.clone(),
+                    key_id: k.key_id.clone(),
+                    thumbprint_sha1: tp,
+                    start: k.start_date_time.or(c.as_ref().map(|c| c.not_before))?,
+                    end: k.end_date_time.or(c.as_ref().map(|c| c.not_after))?,
+                    recorded_at: now,
+                })
+            })
+            .collect();
         let history: Vec<String> = results
             .iter()
             .filter(|r| r.outcome == "applied")
             .map(|r| r.step.text())
             .collect();
-        let now = s.clock.now();
+        let failed = failure.as_ref().map(ToString::to_string);
         let name = s.name.clone();
         s.record_named(&name, &[], |t| {
             let x = t.exchange.get_or_insert_with(ExchangeTrust::default);
@@ -334,22 +339,34 @@ pub async fn renew(
             x.previous_thumbprint = export.previous_thumbprint.clone();
             x.key_lifetime_days = cap;
             x.exported_at = Some(now);
-            for c in recorded {
-                x.record_credential(c);
-            }
-            // The ledger keeps only windows the application holds.
-            x.credentials.retain(|c| {
-                held.iter().any(|k| {
-                    k.thumbprint().as_deref() == Some(c.thumbprint_sha1.as_str())
-                        && k.end_date_time.map(|e| e.timestamp()) == Some(c.end.timestamp())
-                })
-            });
-            if applied > 0 {
+            x.credentials = held;
+            if !history.is_empty() {
                 x.last_renewal = Some(now);
-                x.last_renewal_failure = None;
                 t.log(now, "renew --trust exchange", history.join("; "));
             }
+            let x = t.exchange.get_or_insert_with(ExchangeTrust::default);
+            match &failed {
+                None => x.last_renewal_failure = None,
+                Some(m) => {
+                    let since = x
+                        .last_renewal_failure
+                        .as_ref()
+                        .filter(|f| f.message == *m)
+                        .and_then(|f| f.since)
+                        .unwrap_or(now);
+                    x.last_renewal_failure = Some(crate::ledger::RenewalFailure {
+                        at: now,
+                        message: m.clone(),
+                        reported: false,
+                        since: Some(since),
+                    });
+                    t.log(now, "renew --trust exchange failed", m.clone());
+                }
+            }
         })?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     Ok(ExchangeRenewReport {
         tenant: s.tenant_id.clone().unwrap_or_else(|| s.name.clone()),
