@@ -105,6 +105,17 @@ fn with_key(tool: &Tool, name: &str, c: &TestCert) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_exchange_trust_from_first_upload_through_meacs_renewal_to_the_retirement() {
+    exchange_lifecycle(true).await;
+}
+
+/// MEAC's `-ClearPreviousCertificate`: the export after the switch names no previous
+/// certificate; the one the ledger last saw current is retired all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_switch_that_cleared_the_previous_certificate_the_ledgers_one_is_retired() {
+    exchange_lifecycle(false).await;
+}
+
+async fn exchange_lifecycle(previous_named: bool) {
     let emu = Emu::start().await;
     let tool = Tool::for_emulator(&emu);
     let tid = emu.tenant.tenant_id.clone();
@@ -236,7 +247,7 @@ async fn the_exchange_trust_from_first_upload_through_meacs_renewal_to_the_retir
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // 3. The switch: the export shows the new certificate current and the old one previous.
-    export(&dir, ORG, &new, Some(&old), None);
+    export(&dir, ORG, &new, previous_named.then_some(&old), None);
     let o = tool
         .run_async(&[
             "renew", "--trust", "exchange", "--tenant", &tid, "--from", &from, "--yes",

@@ -244,12 +244,28 @@ pub async fn renew(
             role,
         }
     }
+    // The previous certificate: AuthConfig's, or, when the export names none (MEAC's
+    // -ClearPreviousCertificate), the one this ledger last saw current.
+    let recorded = s
+        .ledger
+        .tenant(&s.name, s.tenant_id.as_deref())
+        .ok()
+        .flatten()
+        .and_then(|t| t.exchange)
+        .and_then(|x| x.cert)
+        .map(|c| c.thumbprint_sha1);
+    let previous = export.previous_thumbprint.clone().or_else(|| {
+        recorded.filter(|r| {
+            *r != export.current.thumbprint
+                && export.next.as_ref().is_none_or(|n| n.thumbprint != *r)
+        })
+    });
     let current = wanted(&export.current, "current");
     let next = export.next.as_ref().map(|n| wanted(n, "next"));
     let steps = exchange::plan(
         &current,
         next.as_ref(),
-        export.previous_thumbprint.as_deref(),
+        previous.as_deref(),
         &keys.key_credentials,
         cap,
         horizon,
@@ -302,7 +318,7 @@ pub async fn renew(
         // them there (Microsoft's script uploads without dates: the certificate's validity).
         let named: Vec<&str> = std::iter::once(export.current.thumbprint.as_str())
             .chain(export.next.iter().map(|n| n.thumbprint.as_str()))
-            .chain(export.previous_thumbprint.as_deref())
+            .chain(previous.as_deref())
             .collect();
         let held: Vec<CredentialRecord> = after_keys
             .iter()
@@ -336,7 +352,7 @@ pub async fn renew(
             x.cert = Some(rec(&export.current));
             x.next_cert = export.next.as_ref().map(rec);
             x.next_effective = export.next_effective;
-            x.previous_thumbprint = export.previous_thumbprint.clone();
+            x.previous_thumbprint = previous.clone();
             x.key_lifetime_days = cap;
             x.exported_at = Some(now);
             x.credentials = held;
@@ -379,7 +395,7 @@ pub async fn renew(
         current_thumbprint: export.current.thumbprint.clone(),
         next_thumbprint: export.next.as_ref().map(|n| n.thumbprint.clone()),
         next_effective: export.next_effective,
-        previous_thumbprint: export.previous_thumbprint.clone(),
+        previous_thumbprint: previous.clone(),
         steps: results,
         keys: after_keys.iter().map(KeyLine::of).collect(),
     })
