@@ -190,10 +190,9 @@ fn defaults(t: &Tenant) -> Vec<(&'static str, Value)> {
         ("notes", Value::Null),
         ("publisherDomain", json!(t.domains[0])),
         ("serviceManagementReference", Value::Null),
-        (
-            "signInAudience",
-            json!("AzureADandPersonalMicrosoftAccount"),
-        ),
+        // The default since 2024 (captures: earlier answers show
+        // AzureADandPersonalMicrosoftAccount and requestedAccessTokenVersion 2).
+        ("signInAudience", json!("AzureADMyOrg")),
         ("tags", json!([])),
         ("tokenEncryptionKeyId", Value::Null),
         ("uniqueName", Value::Null),
@@ -987,6 +986,27 @@ fn apply(
                 app.properties
                     .insert((*name).to_string(), normalise(name, v, default));
             }
+        }
+    }
+    // Personal Microsoft accounts take v2 access tokens only: Graph sets the version.
+    if req.contains_key("signInAudience")
+        && matches!(
+            app.properties.get("signInAudience").and_then(Value::as_str),
+            Some("AzureADandPersonalMicrosoftAccount" | "PersonalMicrosoftAccount")
+        )
+    {
+        let api = app.properties.entry("api").or_insert_with(|| {
+            defaults
+                .iter()
+                .find(|(n, _)| *n == "api")
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default()
+        });
+        if let Some(o) = api.as_object_mut()
+            && o.get("requestedAccessTokenVersion")
+                .is_none_or(Value::is_null)
+        {
+            o.insert("requestedAccessTokenVersion".into(), json!(2));
         }
     }
     Ok(())

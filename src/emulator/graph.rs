@@ -958,14 +958,30 @@ pub(super) fn patched_key(
             }
         }
     }
-    // An app management policy restricts new credentials, not the ones already there that a
-    // PATCH re-sends.
-    let cap = if by_id.is_some() || by_cert.is_some() {
-        None
-    } else {
-        cap
-    };
-    validate_key(&Value::Object(merged), now, cap, behaviour)
+    // An app management policy restricts new or changed credentials, not the ones already
+    // there that a PATCH re-sends unchanged (same certificate, same window).
+    let key = validate_key(&Value::Object(merged), now, None, behaviour)?;
+    let unchanged = stored
+        .iter()
+        .any(|k| k.key == key.key && k.start == key.start && k.end == key.end);
+    if let Some(cap) = cap.filter(|_| !unchanged) {
+        let info = certinfo::parse(&key.der()).ok_or_else(|| {
+            GraphError::bad_request(
+                "Request_BadRequest",
+                "Invalid certificate: Key value is invalid certificate",
+            )
+        })?;
+        if super::policy::exceeds(
+            cap,
+            behaviour.key_lifetime,
+            (key.start, key.end),
+            (info.not_before, info.not_after),
+            now,
+        ) {
+            return Err(super::policy::lifetime_refusal(cap));
+        }
+    }
+    Ok(key)
 }
 
 pub(super) fn graph_date(d: DateTime<Utc>) -> String {
