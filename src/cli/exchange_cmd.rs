@@ -1,12 +1,12 @@
 //! `--trust exchange` on `renew`, `credential list|prune` and `verify` (docs/contract.md, third
-//! round): flags to the library's Exchange workflows ([`crate::session::exchange`]), the export
-//! folder read (`--from DIR`, [`crate::onprem::exchange`]), the confirmation on the terminal, and
+//! round): flags to the library's Exchange workflows ([`hybrid_trust::session::exchange`]), the export
+//! folder read (`--from DIR`, [`hybrid_trust::onprem::exchange`]), the confirmation on the terminal, and
 //! the reports printed.
 
 use super::printer::terminal_safe;
 use super::{Context, Failure};
-use crate::onprem::exchange::{Export, load_export};
-use crate::session::exchange;
+use hybrid_trust::onprem::exchange::{Export, load_export};
+use hybrid_trust::session::exchange;
 use std::path::Path;
 
 /// The export folder, or the one-line error with its fix (exit 2, nothing changed).
@@ -20,7 +20,7 @@ pub fn read_export(dir: &Path) -> Result<Export, Failure> {
 /// `--exchange-app-id`: a GUID.
 fn app_id_arg(s: Option<&str>) -> Result<Option<String>, Failure> {
     s.map(|a| {
-        crate::session::guid(a.trim()).ok_or_else(|| {
+        hybrid_trust::session::guid(a.trim()).ok_or_else(|| {
             Failure::input(
                 anyhow::anyhow!("--exchange-app-id {a:?} is not a GUID"),
                 Some("give the application (client) id of ExchangeServerApp-<organization guid>, as Get-AuthServer EvoSTS* | Format-List ApplicationIdentifier shows it".to_string()),
@@ -73,7 +73,7 @@ pub fn renew(
     let horizon = horizon_days.unwrap_or(ctx.settings()?.renewal.horizon_days);
     ctx.require_confirmable()?;
     let mut session = ctx.session(&tenant)?;
-    let mut confirm = |steps: &[crate::exchange::Step]| {
+    let mut confirm = |steps: &[hybrid_trust::exchange::Step]| {
         for s in steps {
             eprintln!("{}", terminal_safe(&format!("{tenant}: {}", s.text())));
         }
@@ -98,23 +98,23 @@ pub fn prune_first_party(ctx: &Context, tenant: &str) -> Result<u8, Failure> {
     let tenant = super::args::tenant_arg(tenant)?;
     ctx.require_confirmable()?;
     let mut session = ctx.session(&tenant)?;
-    let mut confirm = |sp: &crate::graph::ServicePrincipal,
-                       plan: &crate::graph::KeyPlan,
-                       shown: Option<&crate::graph::KeyPlan>| {
+    let mut confirm = |sp: &hybrid_trust::graph::ServicePrincipal,
+                       plan: &hybrid_trust::graph::KeyPlan,
+                       shown: Option<&hybrid_trust::graph::KeyPlan>| {
         eprint!(
             "{}",
-            terminal_safe(&crate::credential::report::confirm_text(
+            terminal_safe(&hybrid_trust::credential::report::confirm_text(
                 sp, plan, shown, ctx.now
             ))
         );
         if ctx.global.yes {
-            crate::credential::Approval::Standing
+            hybrid_trust::credential::Approval::Standing
         } else if ctx
             .confirm("Remove these on-premises keys from Exchange Online's shared principal?")
         {
-            crate::credential::Approval::Answered
+            hybrid_trust::credential::Approval::Answered
         } else {
-            crate::credential::Approval::Refused
+            hybrid_trust::credential::Approval::Refused
         }
     };
     let report = super::runtime()?
@@ -151,7 +151,7 @@ pub fn list(ctx: &Context, tenant: &str, app_id: Option<&str>) -> Result<u8, Fai
 /// for Exchange Online as the dedicated application (found by `--exchange-app-id`, the ledger,
 /// or the export's organization GUID), and its roles.
 pub fn verify(ctx: &Context, a: &super::verify_cmd::VerifyArgs) -> Result<u8, Failure> {
-    use crate::verify::{self, exchange::ExchangeProven, report::Refusal};
+    use hybrid_trust::verify::{self, exchange::ExchangeProven, report::Refusal};
     let tenant = super::args::tenant_arg(&a.tenant)?;
     let export = a.from.as_deref().map(read_export).transpose()?;
     let loaded = a.password.load_cert(&a.cert)?;
