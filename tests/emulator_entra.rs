@@ -199,7 +199,8 @@ async fn client_secret_grant_v2_and_v1_and_their_errors() {
     assert_eq!(c["appidacr"], "1");
     assert_eq!(
         c["roles"],
-        json!(["Application.ReadWrite.All", "Mail.Send"])
+        // Policy.Read.All: reading the app management policies' key-lifetime caps (issue 27).
+        json!(["Application.ReadWrite.All", "Mail.Send", "Policy.Read.All"])
     );
     assert_eq!(
         c["iss"],

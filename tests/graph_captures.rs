@@ -80,11 +80,11 @@ enum Kind {
 const DIFFERENCES: &[(Kind, &str)] = &[
     (
         Kind::Application,
-        "The emulator models servicePrincipals only: the tool never touches application objects \
-         (a first-party app such as 00000004 has none in the customer's tenant). The key \
-         credentials these requests carry are replayed against a service principal instead \
-         (keyCredential is the same complex type on both), in \
-         key_credentials_come_back_exactly_as_graph_returned_them.",
+        "Trimmed here (this curated set keeps only @odata.context, id and keyCredentials): the \
+         key credentials these requests carry are replayed against a service principal in \
+         key_credentials_come_back_exactly_as_graph_returned_them (keyCredential is the same \
+         complex type on both), and the untrimmed application requests are replayed against \
+         the emulator's /applications in tests/graph_captures_applications.rs (issue 27).",
     ),
     (
         Kind::SpPassword,

@@ -1126,3 +1126,90 @@ fn the_checks_catch_what_they_are_for() {
     let s = Script::parse("number", "Set-X -Thumbprint 1234567890\r\n");
     assert!(s.occurrence_problem("1234567890", 18, true).is_some());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Exchange export script (`onprem script --trust exchange`)
+
+fn exchange_export(tenant: Option<&str>) -> Result<String, onprem::UnsafeValue> {
+    use hybrid_trust::onprem::exchange::{ExportScriptInput, render_export};
+    render_export(&ExportScriptInput {
+        tenant: tenant.map(str::to_string),
+        generated_at: chrono::Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap(),
+    })
+}
+
+#[test]
+fn the_exchange_export_script_parses_and_keeps_its_tenant_in_a_literal() {
+    let baseline = Script::parse(
+        "exchange export (contoso.com)",
+        exchange_export(Some("contoso.com")).unwrap(),
+    );
+    baseline.assert_present_in_literals("tenant", "contoso.com");
+    let by_id = Script::parse(
+        "exchange export (tenant id)",
+        exchange_export(Some(TID)).unwrap(),
+    );
+    by_id.assert_present_in_literals("tenant", TID);
+    by_id.assert_same_code_as(&baseline);
+    Script::parse(
+        "exchange export (no tenant)",
+        exchange_export(None).unwrap(),
+    );
+    // What it exports: the four AuthConfig properties, the organization GUID, the certificates.
+    for needed in [
+        "Get-AuthConfig",
+        "CurrentCertificateThumbprint, PreviousCertificateThumbprint, NextCertificateThumbprint, NextCertificateEffectiveDate",
+        "'authconfig.json'",
+        "(Get-OrganizationConfig).Guid",
+        "'organization.json'",
+        "X509ContentType]::Cert",
+        "'.cer'",
+    ] {
+        assert!(
+            baseline.text.contains(needed),
+            "{needed}: {}",
+            baseline.text
+        );
+    }
+    // A hostile tenant is refused, or stays inside its literal without changing the code.
+    let mut refused = 0;
+    for h in HOSTILE {
+        let v = format!("contoso{h}.com");
+        match exchange_export(Some(&v)) {
+            Err(_) => refused += 1,
+            Ok(text) => {
+                let s = Script::parse(format!("exchange export {v:?}"), text);
+                s.assert_present_in_literals("tenant", &v);
+                s.assert_same_code_as(&baseline);
+            }
+        }
+    }
+    assert_eq!(refused, HOSTILE.len(), "every hostile tenant is refused");
+    // Through the binary: no network, no state.
+    let cwd = tempfile::tempdir().unwrap();
+    let o = cli(
+        &["onprem", "script", "--trust", "exchange", "--tenant", TID],
+        cwd.path(),
+    );
+    let s = stdout_script("onprem script --trust exchange", &o);
+    s.assert_present_in_literals("tenant", TID);
+    s.assert_same_code_as(&baseline);
+    // Skype for Business flags are refused with the fix.
+    let o = cli(
+        &[
+            "onprem",
+            "script",
+            "--trust",
+            "exchange",
+            "--pool-fqdn",
+            "webext.contoso.com",
+        ],
+        cwd.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--pool-fqdn") && err.contains("hint:"),
+        "{err}"
+    );
+}

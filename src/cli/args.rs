@@ -73,3 +73,15 @@ pub fn pool_fqdns(values: &[String]) -> Result<Vec<hybrid_trust::onprem::Fqdn>, 
             )
         })
 }
+
+/// `--trust`: which hybrid trust a command works on (docs/contract.md, third round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Trust {
+    // Plain comments, not doc comments: clap would list the values with their help and switch
+    // every help page that has --trust to its long layout.
+    // Skype for Business Server: the OAuthTokenIssuer certificate's key on 00000004-….
+    #[default]
+    Sfb,
+    // Exchange Server hybrid: the Auth Certificate's key on ExchangeServerApp-<organization guid>.
+    Exchange,
+}

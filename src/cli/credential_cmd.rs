@@ -2,6 +2,7 @@
 //! name changes ([`hybrid_trust::session::keys`], [`hybrid_trust::session::names`]), the confirmation on the
 //! terminal, and the report ([`hybrid_trust::credential::report`]) printed.
 
+use super::args::Trust;
 use super::password::PasswordArgs;
 use super::printer::terminal_safe;
 use super::{Context, Failure};
@@ -23,6 +24,10 @@ pub enum CredentialCommand {
     List {
         #[arg(long)]
         tenant: String,
+        /// Which trust: sfb (00000004-… and Teams service apps) or exchange (Exchange Server
+        /// hybrid; see renew --trust exchange).
+        #[arg(long, value_enum, default_value = "sfb")]
+        trust: super::args::Trust,
         /// The application (default 00000004-0000-0ff1-ce00-000000000000, Skype for Business Online).
         #[arg(long = "app-id", value_name = "GUID")]
         app_id: Option<String>,
@@ -36,6 +41,10 @@ pub enum CredentialCommand {
     Upload {
         #[arg(long)]
         tenant: String,
+        /// Which trust: sfb (00000004-… and Teams service apps) or exchange (Exchange Server
+        /// hybrid; see renew --trust exchange).
+        #[arg(long, value_enum, default_value = "sfb")]
+        trust: super::args::Trust,
         /// The OAuthTokenIssuer certificate (any format; only its public part is sent).
         #[arg(long, value_name = "PATH")]
         cert: PathBuf,
@@ -59,14 +68,23 @@ pub enum CredentialCommand {
     #[command(
         after_help = "Example:\n  hybrid-trust credential prune --tenant contoso.onmicrosoft.com --foreign --dry-run"
     )]
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["foreign", "expired"])))]
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["foreign", "expired", "first_party"])))]
     Prune {
         #[arg(long)]
         tenant: String,
+        /// Which trust: sfb (00000004-… and Teams service apps) or exchange (Exchange Server
+        /// hybrid; see renew --trust exchange).
+        #[arg(long, value_enum, default_value = "sfb")]
+        trust: super::args::Trust,
         #[arg(long)]
         foreign: bool,
         #[arg(long)]
         expired: bool,
+        /// With --trust exchange: remove the on-premises keys left on Exchange Online's shared
+        /// principal 00000002-0000-0ff1-ce00-000000000000 (CVE-2025-53786), as Microsoft's
+        /// ConfigureExchangeHybridApplication.ps1 -ResetFirstPartyServicePrincipalKeyCredentials does.
+        #[arg(long)]
+        first_party: bool,
         #[arg(long = "app-id", value_name = "GUID")]
         app_ids: Vec<String>,
     },
@@ -77,6 +95,10 @@ pub enum CredentialCommand {
     Remove {
         #[arg(long)]
         tenant: String,
+        /// Which trust: sfb (00000004-… and Teams service apps) or exchange (Exchange Server
+        /// hybrid; see renew --trust exchange).
+        #[arg(long, value_enum, default_value = "sfb")]
+        trust: super::args::Trust,
         /// SHA-1 thumbprint (40 hex digits, as Windows shows it).
         #[arg(long, value_name = "HEX")]
         thumbprint: String,
@@ -112,7 +134,45 @@ fn graph_failure(e: graph::GraphError) -> Failure {
 
 pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
     match cmd {
-        CredentialCommand::List { tenant, app_id } => {
+        CredentialCommand::List {
+            tenant,
+            app_id,
+            trust: Trust::Exchange,
+        } => super::exchange::list(ctx, &tenant, app_id.as_deref()),
+        CredentialCommand::Upload {
+            trust: Trust::Exchange,
+            ..
+        }
+        | CredentialCommand::Remove {
+            trust: Trust::Exchange,
+            ..
+        } => Err(Failure::input(
+            anyhow::anyhow!("the Exchange trust's keys are kept in step with Get-AuthConfig by renew --trust exchange, not changed one by one"),
+            Some("export with the script of hybrid-trust onprem script --trust exchange, then run hybrid-trust renew --trust exchange --tenant T --from DIR: it uploads the current and staged certificates and retires the previous one".to_string()),
+        )),
+        CredentialCommand::Prune {
+            tenant,
+            trust,
+            first_party,
+            foreign,
+            expired,
+            ..
+        } if trust == Trust::Exchange || first_party => {
+            if trust != Trust::Exchange {
+                return Err(Failure::input(
+                    anyhow::anyhow!("--first-party is for the Exchange trust"),
+                    Some("add --trust exchange".to_string()),
+                ));
+            }
+            if !first_party || foreign || expired {
+                return Err(Failure::input(
+                    anyhow::anyhow!("credential prune --trust exchange takes --first-party only"),
+                    Some("use credential prune --trust exchange --first-party --tenant T; renew --trust exchange retires the dedicated application's old keys".to_string()),
+                ));
+            }
+            super::exchange::prune_first_party(ctx, &tenant)
+        }
+        CredentialCommand::List { tenant, app_id, .. } => {
             let tenant = super::args::tenant_arg(&tenant)?;
             let app = super::args::app_ids(&app_id.into_iter().collect::<Vec<_>>())?.remove(0);
             let mut session = ctx.session(&tenant)?;
@@ -130,6 +190,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             end,
             app_ids: apps,
             create_service_principal: create,
+            ..
         } => {
             ctx.refuse_as_of("credential upload")?;
             let tenant = super::args::tenant_arg(&tenant)?;
@@ -176,6 +237,7 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             thumbprint,
             app_ids: apps,
             force,
+            ..
         } => {
             ctx.refuse_as_of("credential remove")?;
             let tenant = super::args::tenant_arg(&tenant)?;

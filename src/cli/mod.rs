@@ -6,6 +6,7 @@ mod args;
 mod cert_cmd;
 mod credential_cmd;
 mod demo;
+mod exchange;
 mod failure;
 mod files;
 mod ledger_rec;

@@ -15,9 +15,15 @@ pub enum OnpremCommand {
         after_help = "Examples:\n  hybrid-trust onprem script --tenant contoso.onmicrosoft.com --pool-fqdn webext.contoso.com > hybrid.ps1\n  hybrid-trust onprem script --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47 --current ./saved --out fix.ps1\n\nSave the current state on a Front End with, for each cmdlet:\n  Get-CsOAuthServer | Format-List > Get-CsOAuthServer.txt\n  (likewise Get-CsPartnerApplication, Get-CsOAuthConfiguration, Get-CsCertificate)"
     )]
     Script {
-        /// Tenant id, or a verified domain (resolved through OpenID discovery).
+        /// Tenant id, or a verified domain (resolved through OpenID discovery). Required for
+        /// --trust sfb; for --trust exchange it only goes into the script's closing hint.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
+        /// Which trust: sfb (the Skype for Business Management Shell script) or exchange (an
+        /// Exchange Management Shell script that exports Get-AuthConfig, the organization GUID
+        /// and the Auth Certificates into one folder, for --from DIR).
+        #[arg(long, value_enum, default_value = "sfb")]
+        trust: super::args::Trust,
         /// A pool's external web services FQDN (repeatable).
         #[arg(long = "pool-fqdn", value_name = "FQDN")]
         pool_fqdns: Vec<String>,
@@ -42,6 +48,7 @@ pub enum OnpremCommand {
 pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
     let OnpremCommand::Script {
         tenant,
+        trust,
         pool_fqdns,
         autodiscover_url,
         client_auth_oauth_server,
@@ -49,6 +56,27 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
         out,
         force,
     } = cmd;
+    if trust == super::args::Trust::Exchange {
+        return exchange_script(
+            ctx,
+            tenant.as_deref(),
+            &pool_fqdns,
+            autodiscover_url.as_deref(),
+            client_auth_oauth_server,
+            current.is_some(),
+            out.as_deref(),
+            force,
+        );
+    }
+    let Some(tenant) = tenant else {
+        return Err(Failure::input(
+            anyhow::anyhow!("onprem script --trust sfb needs --tenant"),
+            Some(
+                "give --tenant with the tenant id or its initial domain (<name>.onmicrosoft.com)"
+                    .to_string(),
+            ),
+        ));
+    };
     let t = TenantRef::parse(&tenant).map_err(super::bad_tenant)?;
     let pools = super::args::pool_fqdns(&pool_fqdns)?;
     let autodiscover = autodiscover_url
@@ -124,6 +152,78 @@ pub fn run(ctx: &Context, cmd: OnpremCommand) -> Result<u8, Failure> {
             }
             report.script.clone()
         }
+    });
+    Ok(0)
+}
+
+/// What `onprem script --trust exchange` reports.
+#[derive(Debug, serde::Serialize)]
+struct ExchangeScriptReport {
+    out: Option<String>,
+    script: String,
+    trust: &'static str,
+}
+
+/// `onprem script --trust exchange`: the export script. It needs no network, and takes none of
+/// the Skype for Business flags.
+#[allow(clippy::too_many_arguments)]
+fn exchange_script(
+    ctx: &Context,
+    tenant: Option<&str>,
+    pool_fqdns: &[String],
+    autodiscover_url: Option<&str>,
+    client_auth: bool,
+    current: bool,
+    out: Option<&std::path::Path>,
+    force: bool,
+) -> Result<u8, Failure> {
+    let sfb_only = [
+        (!pool_fqdns.is_empty(), "--pool-fqdn"),
+        (autodiscover_url.is_some(), "--autodiscover-url"),
+        (client_auth, "--client-auth-oauth-server"),
+        (current, "--current"),
+    ];
+    if let Some((_, flag)) = sfb_only.iter().find(|(given, _)| *given) {
+        return Err(Failure::input(
+            anyhow::anyhow!("{flag} is for the Skype for Business script, not --trust exchange"),
+            Some(format!("drop {flag}, or use --trust sfb")),
+        ));
+    }
+    let tenant = tenant
+        .map(|t| {
+            TenantRef::parse(t)
+                .map_err(super::bad_tenant)
+                .map(|t| t.to_string())
+        })
+        .transpose()?;
+    if out.is_some() {
+        ctx.refuse_as_of("onprem script --out")?;
+    }
+    let script = onprem::exchange::render_export(&onprem::exchange::ExportScriptInput {
+        tenant,
+        generated_at: ctx.now,
+    })
+    .map_err(|e| {
+        Failure::input(
+            e,
+            Some("give the tenant id or a verified domain".to_string()),
+        )
+    })?;
+    if let Some(out) = out {
+        super::files::write_new_file(out, script.as_bytes(), force)?;
+    }
+    let report = ExchangeScriptReport {
+        out: out.map(|p| p.display().to_string()),
+        script,
+        trust: "exchange",
+    };
+    ctx.printer.emit(&report, || match out {
+        Some(p) => format!(
+            "wrote {}\nRun it in the Exchange Management Shell; it writes the folder {} for hybrid-trust renew --trust exchange --from DIR.\n",
+            p.display(),
+            onprem::exchange::DEFAULT_EXPORT_DIR
+        ),
+        None => report.script.clone(),
     });
     Ok(0)
 }

@@ -42,6 +42,17 @@ pub struct RenewArgs {
     /// Format-List` output (Get-CsCertificate.txt) that must show the new thumbprint as current.
     #[arg(long, value_name = "DIR", requires = "confirm_roll")]
     pub current: Option<PathBuf>,
+    /// Which trust: sfb (the OAuthTokenIssuer key on 00000004-…) or exchange (the Auth
+    /// Certificate's keys on the dedicated application ExchangeServerApp-<organization guid>).
+    #[arg(long, value_enum, default_value = "sfb")]
+    pub trust: super::args::Trust,
+    /// With --trust exchange: the folder the script of `onprem script --trust exchange` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// With --trust exchange: the dedicated application's appId, instead of finding it by its
+    /// display name.
+    #[arg(long, value_name = "APPID")]
+    pub exchange_app_id: Option<String>,
 }
 
 /// `--confirm-roll`: the ledger records the evidence; nothing is sent to the tenant.
@@ -67,6 +78,30 @@ fn confirm_roll(ctx: &Context, tenant: &str, current: Option<&PathBuf>) -> Resul
 }
 
 pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
+    if a.trust == super::args::Trust::Exchange {
+        super::exchange::refuse_sfb_flags(&[
+            (a.all, "--all"),
+            (a.new_cert.is_some(), "--new-cert"),
+            (a.confirm_roll, "--confirm-roll"),
+        ])?;
+        let Some(t) = &a.tenant else {
+            return Err(Failure::input(
+                anyhow::anyhow!("renew --trust exchange needs --tenant T"),
+                Some("give the tenant id or a verified domain".to_string()),
+            ));
+        };
+        return super::exchange::renew(
+            ctx,
+            t,
+            a.from.as_deref(),
+            a.exchange_app_id.as_deref(),
+            a.horizon_days,
+        );
+    }
+    super::exchange::refuse_exchange_flags(&[
+        (a.from.is_some(), "--from"),
+        (a.exchange_app_id.is_some(), "--exchange-app-id"),
+    ])?;
     if let (true, Some(t)) = (a.confirm_roll, &a.tenant) {
         return confirm_roll(ctx, t, a.current.as_ref());
     }
@@ -99,8 +134,23 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
                 ),
             )
         })?],
-        None => ledger.tenants.clone(),
+        // A tenant kept only for Exchange has no Skype for Business trust to renew.
+        None => ledger
+            .tenants
+            .iter()
+            .filter(|t| t.has_sfb())
+            .cloned()
+            .collect(),
     };
+    if let Some(t) = tenants.iter().find(|t| !t.has_sfb()) {
+        return Err(Failure::input(
+            anyhow::anyhow!("{} has only the Exchange trust in the ledger", t.domain),
+            Some(format!(
+                "renew it with hybrid-trust renew --trust exchange --tenant {} --from DIR",
+                t.domain
+            )),
+        ));
+    }
     let damaged = if a.all { ledger.damaged } else { Vec::new() };
     let decisions = renew_all::plan(&tenants, offered.as_ref(), ctx.clock, policy);
     if decisions.iter().any(Decision::acts) && !ctx.global.dry_run {

@@ -29,6 +29,9 @@ use serde::Serialize;
 pub struct LiveKeys {
     pub apps: Vec<(String, Vec<KeyCredential>)>,
     pub tenant_id: Option<String>,
+    /// For a tenant with the Exchange trust: the keys of Exchange Online's shared principal
+    /// (`00000002-…`), where on-premises keys should no longer be (CVE-2025-53786).
+    pub exchange_first_party: Option<Vec<KeyCredential>>,
 }
 
 /// A difference between the ledger and the tenant.
@@ -95,7 +98,19 @@ pub async fn read_all(
                         for app in &t.app_ids {
                             apps.push((app.clone(), g.list_keys(app).await?.key_credentials));
                         }
-                        Ok(LiveKeys { apps, tenant_id })
+                        let exchange_first_party = match &t.exchange {
+                            Some(_) => Some(
+                                g.list_keys(crate::microsoft::EXCHANGE_APP_ID)
+                                    .await?
+                                    .key_credentials,
+                            ),
+                            None => None,
+                        };
+                        Ok(LiveKeys {
+                            apps,
+                            tenant_id,
+                            exchange_first_party,
+                        })
                     }
                     .await;
                     progress.done(&t.domain);
@@ -204,12 +219,19 @@ pub async fn refresh(
         errors: vec![None; tenants.len()],
         first_hint: None,
         foreign: vec![Vec::new(); tenants.len()],
+        exchange_first_party: vec![None; tenants.len()],
     };
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(keys) => {
                 // Against the ledger as it was: the live record's credentials are Graph's.
                 live.foreign[i] = crate::credential::foreign::found(&tenants[i], &keys.apps);
+                live.exchange_first_party[i] = keys.exchange_first_party.as_ref().map(|k| {
+                    k.iter()
+                        .filter(|k| crate::session::exchange::is_onprem_key(k))
+                        .map(crate::session::exchange::KeyLine::of)
+                        .collect()
+                });
                 let (rec, d) = apply_live(&tenants[i], &keys, now);
                 tenants[i] = rec;
                 live.drift[i] = d;

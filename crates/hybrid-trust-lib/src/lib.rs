@@ -14,6 +14,7 @@ pub mod cloud;
 pub mod config;
 pub mod credential;
 pub mod dates;
+pub mod exchange;
 pub mod fleet;
 pub mod graph;
 pub mod http;

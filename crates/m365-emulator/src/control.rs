@@ -39,6 +39,11 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/_emulator/tenants/{tenant}/servicePrincipals/{app_id}/graphRoles",
             put(put_graph_roles),
         )
+        .route("/_emulator/key-lifetime", post(key_lifetime))
+        .route(
+            "/_emulator/tenants/{tenant}/exchangeApp",
+            post(exchange_app),
+        )
         .route("/_emulator/mail", get(mail).delete(clear_mail))
         // docs/contract.md writes the list as `<control_url>/_emulator/mail`, and `control_url`
         // already ends in `/_emulator`: both readings answer.
@@ -183,7 +188,9 @@ async fn policy(
     let Some(i) = dir.tenant_index(&tenant) else {
         return bad(format!("no tenant {tenant}"));
     };
-    dir.tenants[i].policy.max_key_lifetime_days = r.max_key_lifetime_days;
+    dir.tenants[i]
+        .app_policies
+        .set_key_lifetime_days(r.max_key_lifetime_days);
     s.persist(&dir);
     StatusCode::NO_CONTENT.into_response()
 }
@@ -244,4 +251,45 @@ async fn set_sp(
     change_sp(&s, &tenant, &app_id, |sp| {
         sp.account_enabled = r.account_enabled
     })
+}
+
+#[derive(Deserialize)]
+struct KeyLifetimeReq {
+    rule: super::policy::KeyLifetimeRule,
+}
+
+/// Sets `--key-lifetime` (`{"rule": "window" | "from-creation" | "certificate"}`).
+async fn key_lifetime(State(s): State<Arc<Shared>>, Json(r): Json<KeyLifetimeReq>) -> Response {
+    let mut dir = s.dir();
+    dir.behaviour.key_lifetime = r.rule;
+    s.persist(&dir);
+    Json(json!({"rule": r.rule})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ExchangeAppReq {
+    /// The Exchange organization GUID (`Get-OrganizationConfig`'s `Guid`).
+    organization_guid: uuid::Uuid,
+    /// Grant `full_access_as_app` on Exchange Online (default true).
+    #[serde(default = "yes")]
+    grant_role: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Creates Exchange Server hybrid's dedicated application `ExchangeServerApp-<org guid>` as
+/// Microsoft's ConfigureExchangeHybridApplication.ps1 does: the application, its service
+/// principal and (unless `grant_role` is false) `full_access_as_app` on Exchange Online.
+/// Answers `{"id","app_id","display_name","service_principal_id"}`.
+async fn exchange_app(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Json(r): Json<ExchangeAppReq>,
+) -> Response {
+    match s.seed_exchange_app(&tenant, r.organization_guid, r.grant_role) {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => bad(e),
+    }
 }

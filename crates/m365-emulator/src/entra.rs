@@ -455,6 +455,18 @@ fn resolve_resource(s: &Shared, t: &Tenant, resource: &str) -> Option<(String, S
     }
     t.sp_by_app_id(r)
         .map(|sp| (sp.app_id.clone(), sp.app_id.clone()))
+        .or_else(|| {
+            // A resource named by one of its servicePrincipalNames, e.g. Exchange Online's
+            // `https://outlook.office365.com` (the audience is the name asked for).
+            t.service_principals
+                .iter()
+                .find(|sp| {
+                    sp.service_principal_names
+                        .iter()
+                        .any(|n| n.trim_end_matches('/').eq_ignore_ascii_case(r))
+                })
+                .map(|sp| (r.to_string(), sp.app_id.clone()))
+        })
 }
 
 fn client_credentials(
@@ -527,7 +539,11 @@ fn client_credentials(
             .chain(t.domains.iter().cloned())
             .map(|seg| format!("{}/{seg}/{path_version}", s.urls.login))
             .collect();
-        verify_assertion(assertion, sp, client_id, &audiences, now)?;
+        // Entra checks an application's assertion against the application's keys (and its
+        // principal's, as for Microsoft's own apps).
+        let mut with_app_keys = sp.clone();
+        with_app_keys.key_credentials = super::apps::assertion_keys(t, sp);
+        verify_assertion(assertion, &with_app_keys, client_id, &audiences, now)?;
         "2"
     } else {
         return Err(no_credential());
@@ -560,8 +576,15 @@ fn client_credentials(
     claims.insert("idtyp".into(), json!("app"));
     claims.insert("oid".into(), json!(sp.id.to_string()));
     claims.insert("sub".into(), json!(sp.id.to_string()));
-    if resource_app == app_ids::MICROSOFT_GRAPH && !sp.graph_roles.is_empty() {
-        claims.insert("roles".into(), json!(sp.graph_roles));
+    let mut roles = if resource_app == app_ids::MICROSOFT_GRAPH {
+        sp.graph_roles.clone()
+    } else {
+        Vec::new()
+    };
+    // App roles granted with appRoleAssignments (Exchange Online's full_access_as_app).
+    roles.extend(super::apps::roles_for(t, sp, &resource_app));
+    if !roles.is_empty() {
+        claims.insert("roles".into(), json!(roles));
     }
     // The admin app holds Exchange Online's `SMTP.SendAsApp` (SMTP AUTH with OAuth as an app;
     // Microsoft's "Authenticate an IMAP, POP or SMTP connection using OAuth"), so a reminder

@@ -67,6 +67,8 @@ pub struct GraphError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// Graph's `error.details` (e.g. `InvalidKeyEndDate` under a lifetime policy refusal).
+    pub details: Option<serde_json::Value>,
 }
 
 impl GraphError {
@@ -76,6 +78,7 @@ impl GraphError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -93,7 +96,7 @@ impl GraphError {
 
     pub fn into_response_at(self, now: DateTime<Utc>) -> Response {
         let request_id = Uuid::new_v4().to_string();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
@@ -104,6 +107,9 @@ impl GraphError {
                 }
             }
         });
+        if let (Some(d), Some(e)) = (self.details, body["error"].as_object_mut()) {
+            e.insert("details".into(), d);
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("request-id", v);

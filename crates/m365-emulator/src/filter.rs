@@ -289,11 +289,28 @@ pub fn parse(f: &str) -> Option<Expr> {
     (p.pos == p.toks.len()).then_some(e)
 }
 
-fn value_of(sp: &ServicePrincipal, prop: Prop) -> String {
-    match prop {
-        Prop::AppId => sp.app_id.clone(),
-        Prop::Id => sp.id.to_string(),
-        Prop::DisplayName | Prop::AppDisplayName => sp.display_name.clone(),
+/// What a `$filter` can look at on a directory object (service principals, applications).
+pub trait Filterable {
+    fn prop(&self, prop: Prop) -> String;
+    /// `accountEnabled` (applications have none: never matches).
+    fn enabled(&self) -> Option<bool>;
+    /// `servicePrincipalNames` (applications have none).
+    fn names(&self) -> &[String];
+}
+
+impl Filterable for ServicePrincipal {
+    fn prop(&self, prop: Prop) -> String {
+        match prop {
+            Prop::AppId => self.app_id.clone(),
+            Prop::Id => self.id.to_string(),
+            Prop::DisplayName | Prop::AppDisplayName => self.display_name.clone(),
+        }
+    }
+    fn enabled(&self) -> Option<bool> {
+        Some(self.account_enabled)
+    }
+    fn names(&self) -> &[String] {
+        &self.service_principal_names
     }
 }
 
@@ -301,7 +318,7 @@ fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.to_lowercase().starts_with(&prefix.to_lowercase())
 }
 
-pub fn matches(e: &Expr, sp: &ServicePrincipal) -> bool {
+pub fn matches<T: Filterable>(e: &Expr, sp: &T) -> bool {
     match e {
         Expr::And(a, b) => matches(a, sp) && matches(b, sp),
         Expr::Or(a, b) => matches(a, sp) || matches(b, sp),
@@ -310,10 +327,10 @@ pub fn matches(e: &Expr, sp: &ServicePrincipal) -> bool {
             prop,
             negate,
             value,
-        } => (value_of(sp, *prop).to_lowercase() == value.to_lowercase()) != *negate,
-        Expr::Enabled(b) => sp.account_enabled == *b,
-        Expr::StartsWith { prop, value } => starts_with_ci(&value_of(sp, *prop), value),
-        Expr::AnyName { value, prefix } => sp.service_principal_names.iter().any(|n| {
+        } => (sp.prop(*prop).to_lowercase() == value.to_lowercase()) != *negate,
+        Expr::Enabled(b) => sp.enabled() == Some(*b),
+        Expr::StartsWith { prop, value } => starts_with_ci(&sp.prop(*prop), value),
+        Expr::AnyName { value, prefix } => sp.names().iter().any(|n| {
             if *prefix {
                 starts_with_ci(n, value)
             } else {

@@ -26,18 +26,19 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
+use chrono::{DateTime, Timelike as _, Utc};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
-const READ_PERMISSIONS: &[&str] = &[
+pub(super) const READ_PERMISSIONS: &[&str] = &[
     "Application.Read.All",
     "Application.ReadWrite.All",
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
-const WRITE_PERMISSIONS: &[&str] = &["Application.ReadWrite.All", "Directory.ReadWrite.All"];
+pub(super) const WRITE_PERMISSIONS: &[&str] =
+    &["Application.ReadWrite.All", "Directory.ReadWrite.All"];
 
 /// The properties of a servicePrincipal (v1.0), in the order real Graph returns them (captures in
 /// fixtures/graph-captures). `$select` accepts any of them.
@@ -93,9 +94,9 @@ const KEY_PROPERTIES: &[&str] = &[
 ];
 
 /// The caller, from a verified access token.
-struct Caller {
-    tenant_id: Uuid,
-    permissions: Vec<String>,
+pub(super) struct Caller {
+    pub tenant_id: Uuid,
+    pub permissions: Vec<String>,
 }
 
 enum Target {
@@ -166,6 +167,10 @@ fn handle(
         s.mail.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
         return Ok(StatusCode::ACCEPTED.into_response());
     }
+    // Applications, app role assignments and app management policies (issue 27).
+    if let Some(r) = super::apps::route(s, &caller, method, version, rest, query, body, now)? {
+        return Ok(r);
+    }
     let (target, action) = parse_path(rest)?;
     let params = query_params(query);
     let select = parse_select(
@@ -201,7 +206,7 @@ fn handle(
                     })?;
                     t.service_principals
                         .iter()
-                        .filter(|sp| filter::matches(&expr, sp))
+                        .filter(|sp| filter::matches(&expr, *sp))
                         .collect()
                 }
             };
@@ -251,7 +256,10 @@ fn handle(
                     "A value is required for property 'appId' of resource 'ServicePrincipal'.",
                 )
             })?;
-            if let Some(p) = req.keys().find(|k| *k != "appId") {
+            if let Some(p) = req
+                .keys()
+                .find(|k| !matches!(k.as_str(), "appId" | "accountEnabled" | "tags"))
+            {
                 // Creating with more than the appId is not something this emulator models.
                 return Err(GraphError::bad_request(
                     "Request_BadRequest",
@@ -273,13 +281,28 @@ fn handle(
             }
             // Only Microsoft's first-party applications the emulator knows have an application
             // object behind them (the real message; Graph's code is Request_BadRequest).
-            let mut sp = first_party_sp(app_id).ok_or_else(|| {
+            let mut sp = first_party_sp(app_id)
+                .or_else(|| super::apps::sp_for_application(&dir.tenants[ti], app_id))
+                .ok_or_else(|| {
                 GraphError::bad_request(
                     "Request_BadRequest",
                     format!("The appId '{app_id}' of the service principal does not reference a valid application object."),
                 )
             })?;
             sp.created = now;
+            if let Some(v) = req.get("accountEnabled") {
+                sp.account_enabled = v.as_bool().ok_or_else(|| {
+                    GraphError::bad_request("BadRequest", "accountEnabled must be a boolean.")
+                })?;
+            }
+            if let Some(v) = req.get("tags") {
+                sp.tags = v
+                    .as_array()
+                    .and_then(|a| a.iter().map(|t| t.as_str().map(String::from)).collect())
+                    .ok_or_else(|| {
+                        GraphError::bad_request("BadRequest", "tags must be an array of strings.")
+                    })?;
+            }
             let mut obj = Map::new();
             obj.insert(
                 "@odata.context".into(),
@@ -302,7 +325,11 @@ fn handle(
             let t = &dir.tenants[ti];
             let spi = sp_index(t, &target)?;
             let sp = &t.service_principals[spi];
-            let policy = (t.policy.max_key_lifetime_days, t.id);
+            let cap = t.app_policies.cap(
+                super::policy::ObjectKind::ServicePrincipal,
+                sp.id,
+                sp.created,
+            );
             let mut updated = sp.clone();
             for (k, v) in &patch {
                 match k.as_str() {
@@ -315,7 +342,13 @@ fn handle(
                         })?;
                         let mut keys = Vec::with_capacity(arr.len());
                         for item in arr {
-                            keys.push(patched_key(item, sp, now, policy, &behaviour)?);
+                            keys.push(patched_key(
+                                item,
+                                &sp.key_credentials,
+                                now,
+                                cap.as_ref(),
+                                &behaviour,
+                            )?);
                         }
                         let mut ids: Vec<Uuid> = keys.iter().map(|k| k.key_id).collect();
                         ids.sort();
@@ -385,9 +418,13 @@ fn handle(
             let behaviour = dir.behaviour.clone();
             let ti = tenant_index(&dir, caller.tenant_id)?;
             let t = &dir.tenants[ti];
-            let policy = (t.policy.max_key_lifetime_days, t.id);
             let spi = sp_index(t, &target)?;
             let sp = &t.service_principals[spi];
+            let cap = t.app_policies.cap(
+                super::policy::ObjectKind::ServicePrincipal,
+                sp.id,
+                sp.created,
+            );
             let proof = req.get("proof").and_then(Value::as_str).unwrap_or("");
             verify_proof(proof, sp, now)?;
             if action == "addKey" {
@@ -409,7 +446,7 @@ fn handle(
                     }
                     other => other.clone(),
                 };
-                let key = validate_key(&kc, now, policy, &behaviour)?;
+                let key = validate_key(&kc, now, cap.as_ref(), &behaviour)?;
                 let rendered = render_key(&key, false);
                 dir.tenants[ti].service_principals[spi]
                     .key_credentials
@@ -463,7 +500,7 @@ fn tenant(dir: &Directory, id: Uuid) -> Result<&Tenant, GraphError> {
     Ok(&dir.tenants[tenant_index(dir, id)?])
 }
 
-fn tenant_index(dir: &Directory, id: Uuid) -> Result<usize, GraphError> {
+pub(super) fn tenant_index(dir: &Directory, id: Uuid) -> Result<usize, GraphError> {
     dir.tenants.iter().position(|t| t.id == id).ok_or_else(|| {
         GraphError::new(
             StatusCode::UNAUTHORIZED,
@@ -496,7 +533,7 @@ fn sp_index(t: &Tenant, target: &Target) -> Result<usize, GraphError> {
     found.ok_or_else(|| GraphError::not_found(name))
 }
 
-fn require(caller: &Caller, any_of: &[&str]) -> Result<(), GraphError> {
+pub(super) fn require(caller: &Caller, any_of: &[&str]) -> Result<(), GraphError> {
     if caller
         .permissions
         .iter()
@@ -640,7 +677,7 @@ fn parse_path(rest: &str) -> Result<(Target, Option<&str>), GraphError> {
     }
 }
 
-fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
@@ -721,7 +758,7 @@ fn render_sp(
         ("servicePrincipalNames", json!(sp.service_principal_names)),
         ("servicePrincipalType", json!("Application")),
         ("signInAudience", json!("AzureADMultipleOrgs")),
-        ("tags", json!([])),
+        ("tags", json!(sp.tags)),
         ("tokenEncryptionKeyId", Value::Null),
         ("samlSingleSignOnSettings", Value::Null),
         (
@@ -729,7 +766,7 @@ fn render_sp(
             json!({"displayName": null, "verifiedPublisherId": null, "addedDateTime": null}),
         ),
         ("addIns", json!([])),
-        ("appRoles", json!([])),
+        ("appRoles", json!(sp.app_roles)),
         (
             "info",
             json!({"logoUrl": null, "marketingUrl": null, "privacyStatementUrl": null, "supportUrl": null, "termsOfServiceUrl": null}),
@@ -756,7 +793,7 @@ fn render_sp(
 /// Drops OData instance and property annotations (`@odata.type`, `@odata.context`,
 /// `keyCredentials@odata.type`, …) as real Graph does with what Microsoft's SDKs send; an
 /// `@odata.type` naming another type than `expected` is refused with OData's message.
-fn without_annotations(
+pub(super) fn without_annotations(
     obj: Map<String, Value>,
     expected: &str,
 ) -> Result<Map<String, Value>, GraphError> {
@@ -783,7 +820,7 @@ fn without_annotations(
 /// Edm.Binary as Graph reads it: Base64 with any whitespace ignored (azure-cli sends `key` with a
 /// line break every 64 characters, captures 3 and 83 in fixtures/graph-captures, and Graph takes it,
 /// as .NET's `Convert.FromBase64String` does).
-fn decode_binary(s: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_binary(s: &str) -> Option<Vec<u8>> {
     let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     STANDARD.decode(compact).ok()
 }
@@ -847,11 +884,11 @@ fn stored_as_sent(k: &StoredKey) -> Map<String, Value> {
 /// certificate is the same: a retained key re-sent with `key: null`, as clients must when reads
 /// return `key` null, keeps its certificate. A key without a known `keyId` is new, and Graph
 /// fills in what it lacks.
-fn patched_key(
+pub(super) fn patched_key(
     item: &Value,
-    sp: &ServicePrincipal,
+    stored: &[StoredKey],
     now: DateTime<Utc>,
-    policy: (Option<u32>, Uuid),
+    cap: Option<&super::policy::KeyCap>,
     behaviour: &Behaviour,
 ) -> Result<StoredKey, GraphError> {
     let obj = match item {
@@ -873,14 +910,14 @@ fn patched_key(
                 })?,
         ),
     };
-    let by_id = key_id.and_then(|id| sp.key_credentials.iter().find(|k| k.key_id == id));
+    let by_id = key_id.and_then(|id| stored.iter().find(|k| k.key_id == id));
     let sent_der = obj
         .get("key")
         .and_then(Value::as_str)
         .and_then(decode_binary);
     let by_cert = sent_der
         .as_ref()
-        .and_then(|d| sp.key_credentials.iter().find(|k| k.der() == *d));
+        .and_then(|d| stored.iter().find(|k| k.der() == *d));
     let sent: Vec<(&String, &Value)> = obj.iter().filter(|(_, v)| !v.is_null()).collect();
     match behaviour.key_resend {
         KeyResend::Full => {}
@@ -921,21 +958,37 @@ fn patched_key(
             }
         }
     }
-    // An app management policy restricts new credentials, not the ones already there that a
-    // PATCH re-sends.
-    let policy = if by_id.is_some() || by_cert.is_some() {
-        (None, policy.1)
-    } else {
-        policy
-    };
-    validate_key(&Value::Object(merged), now, policy, behaviour)
+    // An app management policy restricts new or changed credentials, not the ones already
+    // there that a PATCH re-sends unchanged (same certificate, same window).
+    let key = validate_key(&Value::Object(merged), now, None, behaviour)?;
+    let unchanged = stored
+        .iter()
+        .any(|k| k.key == key.key && k.start == key.start && k.end == key.end);
+    if let Some(cap) = cap.filter(|_| !unchanged) {
+        let info = certinfo::parse(&key.der()).ok_or_else(|| {
+            GraphError::bad_request(
+                "Request_BadRequest",
+                "Invalid certificate: Key value is invalid certificate",
+            )
+        })?;
+        if super::policy::exceeds(
+            cap,
+            behaviour.key_lifetime,
+            (key.start, key.end),
+            (info.not_before, info.not_after),
+            now,
+        ) {
+            return Err(super::policy::lifetime_refusal(cap));
+        }
+    }
+    Ok(key)
 }
 
-fn graph_date(d: DateTime<Utc>) -> String {
+pub(super) fn graph_date(d: DateTime<Utc>) -> String {
     d.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn render_key(k: &StoredKey, include_key: bool) -> Value {
+pub(super) fn render_key(k: &StoredKey, include_key: bool) -> Value {
     json!({
         "customKeyIdentifier": k.custom_key_identifier,
         "displayName": k.display_name,
@@ -948,7 +1001,7 @@ fn render_key(k: &StoredKey, include_key: bool) -> Value {
     })
 }
 
-fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
+pub(super) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(GraphError::bad_request(
@@ -991,10 +1044,10 @@ fn parse_utc(
     }
 }
 
-fn validate_key(
+pub(super) fn validate_key(
     v: &Value,
     now: DateTime<Utc>,
-    (max_days, tenant_id): (Option<u32>, Uuid),
+    cap: Option<&super::policy::KeyCap>,
     behaviour: &Behaviour,
 ) -> Result<StoredKey, GraphError> {
     let obj = v.as_object().ok_or_else(|| {
@@ -1050,17 +1103,16 @@ fn validate_key(
     if start < info.not_before {
         return Err(invalid_start());
     }
-    if let Some(days) = max_days.filter(|d| end - start > TimeDelta::days(i64::from(*d))) {
-        let _ = days;
-        let policy_id =
-            Uuid::from_u128(tenant_id.as_u128() ^ 0x0a11_c0de_0000_4000_8000_0000_0000_0001);
-        let msg = format!(
-            "Credential lifetime exceeds the max value allowed as per assigned policy '{policy_id}'."
-        );
-        return Err(GraphError::bad_request(
-            "CredentialInvalidLifetimeAsPerAppPolicy",
-            msg,
-        ));
+    if let Some(cap) = cap.filter(|c| {
+        super::policy::exceeds(
+            c,
+            behaviour.key_lifetime,
+            (start, end),
+            (info.not_before, info.not_after),
+            now,
+        )
+    }) {
+        return Err(super::policy::lifetime_refusal(cap));
     }
     let key_id = match obj.get("keyId") {
         None | Some(Value::Null) => Uuid::new_v4(),

@@ -28,8 +28,11 @@
 //! - `POST /users/{id|upn}/sendMail` (JSON or MIME) needs `Mail.Send` in the token's roles;
 //!   every tenant has the mailbox `noreply@<domain>` (and `admin@<domain>`, without a mailbox);
 //!   what it accepts is listed at `GET /_emulator/mail` ([`mail`]);
-//! - `POST /servicePrincipals {"appId"}` creates the service principal of a first-party app;
-//!   Entra refuses tokens to a disabled one (AADSTS7000112).
+//! - `POST /servicePrincipals {"appId"}` creates the service principal of a first-party app or
+//!   of an application of the tenant; Entra refuses tokens to a disabled one (AADSTS7000112);
+//! - `/applications`, `appRoleAssignments` and the app management policies ([`apps`],
+//!   [`policy`]): Exchange Server hybrid's dedicated application (issue 27), seeded with
+//!   `POST /_emulator/tenants/{tenant}/exchangeApp` or [`RunningEmulator::seed_exchange_app`].
 //!
 //! Modes for what docs/protocol.md leaves unconfirmed ([U]), set by flag, [`Config`], or the control
 //! API (`POST /_emulator/behaviour`, `POST /_emulator/key-resend {"mode"}`):
@@ -42,11 +45,14 @@
 //!   certificate's validity as its window (see [`KeyResend`]);
 //! - `--key-in-collection`, `--custom-key-id-form`, `--regenerate-key-ids`, `never_return_key`
 //!   (see [`Behaviour`]);
+//! - `--key-lifetime window|from-creation|certificate` (docs/protocol.md §5.5, what an app
+//!   management policy's `asymmetricKeyLifetime` measures, [`KeyLifetimeRule`]);
 //! - tenants seeded without a first-party service principal or with one disabled
 //!   (`--without-service-principal`, `--disabled-service-principal`, [`Seed`]; at run time
 //!   `DELETE`/`POST /_emulator/tenants/{tenant}/servicePrincipals/{appId}`).
 
 mod acs;
+mod apps;
 mod certinfo;
 mod clock;
 mod control;
@@ -59,12 +65,15 @@ mod graph;
 mod jose;
 mod mail;
 mod pki;
+mod policy;
 mod server;
 mod state;
 
+pub use apps::FULL_ACCESS_AS_APP;
 pub use clock::Clock;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
 pub use mail::Delivered;
+pub use policy::KeyLifetimeRule;
 pub use server::{RunningEmulator, start};
 pub use state::{Behaviour, CustomKeyIdForm, KeyResend, Seed};
 

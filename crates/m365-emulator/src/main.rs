@@ -69,6 +69,10 @@ struct Args {
     /// type, usage and key; it then gets a new keyId and the certificate's dates).
     #[arg(long, value_name = "MODE", default_value = "full")]
     key_resend: KeyResend,
+    /// [U] What an app management policy's asymmetricKeyLifetime measures: window (the key's
+    /// end - start), from-creation (end - now), certificate (also the certificate's validity).
+    #[arg(long, value_name = "RULE", default_value = "window")]
+    key_lifetime: m365_emulator::KeyLifetimeRule,
     /// Start new tenants without this first-party service principal (repeatable), as a tenant
     /// that never used it; POST /servicePrincipals {"appId"} creates it.
     #[arg(long = "without-service-principal", value_name = "APP_ID")]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             device_code_approve_after_ms: args.device_code_approve_after_ms,
             device_code_interval_secs: args.device_code_interval,
             key_resend: args.key_resend,
+            key_lifetime: args.key_lifetime,
             ..Behaviour::default()
         },
         timeout_fault_secs: args.timeout_fault_secs,

@@ -82,6 +82,35 @@ impl Shared {
         self.dir.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds Exchange Server hybrid's dedicated application to a tenant (see
+    /// [`RunningEmulator::seed_exchange_app`]).
+    pub fn seed_exchange_app(
+        &self,
+        tenant: &str,
+        organization_guid: Uuid,
+        grant_role: bool,
+    ) -> Result<serde_json::Value, String> {
+        let now = self.clock.now();
+        let mut dir = self.dir();
+        let i = dir
+            .tenant_index(tenant)
+            .ok_or_else(|| format!("no tenant {tenant}"))?;
+        let name = format!("ExchangeServerApp-{organization_guid}");
+        let t = &mut dir.tenants[i];
+        let (id, app_id) = super::apps::seed_exchange_app(t, &name, grant_role, now)?;
+        let sp_id = t
+            .sp_by_app_id(&app_id)
+            .map(|sp| sp.id.to_string())
+            .unwrap_or_default();
+        self.persist(&dir);
+        Ok(serde_json::json!({
+            "id": id.to_string(),
+            "app_id": app_id,
+            "display_name": name,
+            "service_principal_id": sp_id,
+        }))
+    }
+
     /// Saves the directory to `--state` after a change (errors are logged, not fatal).
     pub fn persist(&self, dir: &Directory) {
         if let Some(Err(e)) = self.state_file.as_ref().map(|path| dir.save(path)) {
@@ -133,6 +162,21 @@ impl RunningEmulator {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+    /// Creates Exchange Server hybrid's dedicated application `ExchangeServerApp-<org guid>` in
+    /// `tenant` (domain or id) as Microsoft's ConfigureExchangeHybridApplication.ps1 does: the
+    /// application (no keys yet), its service principal, and `full_access_as_app` on Exchange
+    /// Online unless `grant_role` is false. Returns `{"id","app_id","display_name",
+    /// "service_principal_id"}` (what `POST /_emulator/tenants/{tenant}/exchangeApp` answers).
+    pub fn seed_exchange_app(
+        &self,
+        tenant: &str,
+        organization_guid: Uuid,
+        grant_role: bool,
+    ) -> Result<serde_json::Value, String> {
+        self.shared
+            .seed_exchange_app(tenant, organization_guid, grant_role)
+    }
+
     /// Stops accepting connections.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);

@@ -102,6 +102,8 @@ pub struct Behaviour {
     pub never_return_key: bool,
     /// [U] How retained keys re-sent in a PATCH are treated (`--key-resend`).
     pub key_resend: KeyResend,
+    /// [U] What an app management policy's `asymmetricKeyLifetime` measures (`--key-lifetime`).
+    pub key_lifetime: super::policy::KeyLifetimeRule,
 }
 
 impl Default for Behaviour {
@@ -116,6 +118,7 @@ impl Default for Behaviour {
             access_token_lifetime_secs: 3599,
             never_return_key: false,
             key_resend: KeyResend::Full,
+            key_lifetime: super::policy::KeyLifetimeRule::default(),
         }
     }
 }
@@ -158,11 +161,21 @@ pub struct ServicePrincipal {
     /// `createdDateTime` (state files from before it existed load with the load time).
     #[serde(default = "crate::clock::system_now")]
     pub created: DateTime<Utc>,
+    /// The app roles the principal's application offers (Exchange Online: `full_access_as_app`).
+    #[serde(default)]
+    pub app_roles: Vec<super::apps::AppRole>,
+    /// App roles granted to this principal (`POST servicePrincipals/{id}/appRoleAssignments`).
+    #[serde(default)]
+    pub app_role_assignments: Vec<super::apps::AppRoleAssignment>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct TenantPolicy {
-    /// App management policy: maximum lifetime of a key credential, in days.
+    /// Legacy form of the key-lifetime cap (state files from before the app management policies
+    /// were modelled): moved into [`Tenant::app_policies`] on load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_key_lifetime_days: Option<u32>,
 }
 
@@ -180,6 +193,14 @@ pub struct Tenant {
     /// admin `admin@<domain>` without one (state files from before them get both on load).
     #[serde(default)]
     pub users: Vec<MailUser>,
+    /// Application objects registered in the tenant (`/applications`), e.g. Exchange Server's
+    /// dedicated `ExchangeServerApp-<org guid>`.
+    #[serde(default)]
+    pub applications: Vec<super::apps::Application>,
+    /// The tenant's app management policies (`/policies/defaultAppManagementPolicy`,
+    /// `/policies/appManagementPolicies`).
+    #[serde(default)]
+    pub app_policies: super::policy::AppPolicies,
 }
 
 /// A user for `sendMail`: by id or user principal name; `mailbox`: has an Exchange Online
@@ -275,8 +296,10 @@ pub fn first_party_sp(app_id: &str) -> Option<ServicePrincipal> {
         .iter()
         .find(|(a, _)| a.eq_ignore_ascii_case(app_id))?;
     let mut names = vec![app_id.to_string()];
+    let mut app_roles = Vec::new();
     if *app_id == app_ids::EXCHANGE_ONLINE {
         names.push("https://outlook.office365.com/".to_string());
+        app_roles = super::apps::exchange_online_app_roles();
     }
     Some(ServicePrincipal {
         id: Uuid::new_v4(),
@@ -288,6 +311,9 @@ pub fn first_party_sp(app_id: &str) -> Option<ServicePrincipal> {
         graph_roles: Vec::new(),
         app_owner_organization_id: FIRST_PARTY_OWNER.to_string(),
         created: crate::clock::system_now(),
+        app_roles,
+        app_role_assignments: Vec::new(),
+        tags: Vec::new(),
     })
 }
 
@@ -343,9 +369,13 @@ impl Directory {
             graph_roles: vec![
                 "Application.ReadWrite.All".to_string(),
                 "Mail.Send".to_string(),
+                "Policy.Read.All".to_string(),
             ],
             app_owner_organization_id: id.to_string(),
             created: crate::clock::system_now(),
+            app_roles: Vec::new(),
+            app_role_assignments: Vec::new(),
+            tags: Vec::new(),
         });
         for sp in &mut sps {
             if seed
@@ -364,6 +394,8 @@ impl Directory {
             policy: TenantPolicy::default(),
             admin_user_id,
             users: seed_users(&domain.to_ascii_lowercase(), admin_user_id),
+            applications: Vec::new(),
+            app_policies: Default::default(),
         });
         id
     }
@@ -405,6 +437,16 @@ impl Directory {
         }
         for t in dir.tenants.iter_mut().filter(|t| t.users.is_empty()) {
             t.users = seed_users(&t.domains[0], t.admin_user_id);
+        }
+        for t in &mut dir.tenants {
+            if let Some(days) = t.policy.max_key_lifetime_days.take() {
+                t.app_policies.set_key_lifetime_days(Some(days));
+            }
+            for sp in &mut t.service_principals {
+                if sp.app_id == app_ids::EXCHANGE_ONLINE && sp.app_roles.is_empty() {
+                    sp.app_roles = super::apps::exchange_online_app_roles();
+                }
+            }
         }
         Ok(Some(dir))
     }

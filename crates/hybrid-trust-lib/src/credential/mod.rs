@@ -182,8 +182,23 @@ impl Outcome {
     }
 }
 
+/// What holds the keys a [`Change`] changes: a service principal (`00000004-…`, the shared
+/// `00000002-…`), or an application object (the Exchange hybrid's dedicated application,
+/// `PATCH applications/{id}`, docs/protocol.md §5.2). Both take the whole `keyCredentials` array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Holder {
+    #[default]
+    ServicePrincipal,
+    Application,
+}
+
 pub struct Change<'a> {
     pub graph: &'a Graph<'a>,
+    /// Whether `sp_id` names a service principal or an application object.
+    pub holder: Holder,
+    /// The form kept keys are sent in first (Microsoft's own script sends only `key`, `type`
+    /// and `usage` to the shared Exchange principal: [`ResendForm::Minimal`]).
+    pub first_form: ResendForm,
     pub tenant: &'a str,
     pub app_id: &'a str,
     pub actor: &'a str,
@@ -204,7 +219,51 @@ pub fn plan_stuck(
     !rb.crossed && rb.lost().is_empty()
 }
 
+/// Issue 24's last-valid-key guard is for the keys a trust signs with. The shared Exchange
+/// Online principal (`00000002-…`) holds no key of a trust this tool keeps: the Exchange trust's
+/// key lives on the dedicated application, and on-prem keys left on `00000002` are what
+/// `credential prune --trust exchange --first-party` removes (CVE-2025-53786).
+pub fn guards_last_valid_key(app_id: &str) -> bool {
+    !app_id.eq_ignore_ascii_case(crate::microsoft::EXCHANGE_APP_ID)
+}
+
 impl Change<'_> {
+    /// The keys' holder as read now (with `key`: the single-object GET selecting keyCredentials).
+    async fn read(&self, id: &str) -> Result<ServicePrincipal, GraphError> {
+        match self.holder {
+            Holder::ServicePrincipal => self.graph.read_service_principal(id).await,
+            Holder::Application => {
+                let a = self.graph.read_application(id).await?;
+                Ok(ServicePrincipal {
+                    id: a.id,
+                    app_id: a.app_id,
+                    display_name: a.display_name,
+                    key_credentials: a.key_credentials,
+                    service_principal_names: Vec::new(),
+                    account_enabled: None,
+                    raw_keys: a.raw_keys,
+                })
+            }
+        }
+    }
+
+    async fn patch(&self, id: &str, body: &serde_json::Value) -> Result<(), GraphError> {
+        match self.holder {
+            Holder::ServicePrincipal => self.graph.patch_service_principal(id, body).await,
+            Holder::Application => {
+                let keys = body["keyCredentials"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                // Its own read-back is not needed: `keys` reads back below.
+                self.graph
+                    .patch_application_keys_raw(id, keys)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
     /// Applies the key plan `make_plan` computes from the current keys. `confirm` sees the first
     /// plan, and again any plan that differs from the one it approved while a person answered
     /// (see the module doc); a re-merge after a lost update that does the same as the approved
@@ -222,11 +281,13 @@ impl Change<'_> {
         // The plan approved last, and how.
         let mut approved: Option<(KeyPlan, Approval)> = None;
         // The form kept keys are re-sent in: once Graph refused one, later attempts start after it.
-        let mut form = ResendForm::default();
+        let mut form = self.first_form;
         loop {
-            let sp = self.graph.read_service_principal(sp_id).await?;
+            let sp = self.read(sp_id).await?;
             let mut plan = make_plan(&sp.key_credentials)?;
-            plan.check_keeps_a_valid_key(self.clock.now())?;
+            if guards_last_valid_key(self.app_id) {
+                plan.check_keeps_a_valid_key(self.clock.now())?;
+            }
             if !plan.changes() {
                 return match first {
                     // A re-read after a crossed write found our change already there.
@@ -282,7 +343,7 @@ impl Change<'_> {
                 first = Some(sp.clone());
             }
             let refused = self.patch_keys(sp_id, &sp, &plan, &mut form, note).await?;
-            let after = self.graph.read_service_principal(sp_id).await?;
+            let after = self.read(sp_id).await?;
             let rb = resend::read_back(&plan, &after.key_credentials, self.clock.now());
             if !rb.crossed {
                 let lost = rb.lost();
@@ -383,11 +444,7 @@ impl Change<'_> {
                 after_names: None,
                 note: &format!("{note} (kept keys re-sent {form})"),
             })?;
-            let e = match self
-                .graph
-                .patch_service_principal(sp_id, &json!({ "keyCredentials": body }))
-                .await
-            {
+            let e = match self.patch(sp_id, &json!({ "keyCredentials": body })).await {
                 Ok(()) => return Ok(refused),
                 Err(e) if e.maybe_applied() => {
                     tracing::warn!(

@@ -20,6 +20,9 @@ pub struct Live {
     pub first_hint: Option<String>,
     /// Keys on the target applications that the ledger did not put there (issue 17).
     pub foreign: Vec<Vec<crate::credential::foreign::ForeignKey>>,
+    /// For tenants with the Exchange trust: on-premises keys left on Exchange Online's shared
+    /// principal `00000002-…` (docs/contract.md third round; `None` for the other tenants).
+    pub exchange_first_party: Vec<Option<Vec<crate::session::exchange::KeyLine>>>,
 }
 
 /// The tenants, their statuses, and the live read if there was one.
@@ -104,13 +107,29 @@ impl Fleet {
             .map_or(0, |l| l.foreign.iter().map(Vec::len).sum())
     }
 
+    /// On-premises keys left on Exchange Online's shared principal, over the fleet.
+    fn first_party(&self) -> usize {
+        self.live.as_ref().map_or(0, |l| {
+            l.exchange_first_party.iter().flatten().map(Vec::len).sum()
+        })
+    }
+
     /// `--check`: the exit code, the plugin line, and the same as JSON. A foreign key makes an
     /// OK at least a WARNING, and is named in the line.
     pub fn check(&self, th: Thresholds) -> (u8, String, Value) {
         let (mut code, mut line) = check_line(&self.statuses, self.errors(), th);
-        let n = self.foreign();
-        if n > 0 && code < 3 {
-            let note = format!("{n} foreign key(s) on the target applications");
+        let notes = [
+            (self.foreign(), "foreign key(s) on the target applications"),
+            (
+                self.first_party(),
+                "on-premises key(s) left on Exchange Online's shared principal 00000002 (hybrid-trust credential prune --trust exchange --first-party)",
+            ),
+        ];
+        for (n, what) in notes {
+            if n == 0 || code >= 3 {
+                continue;
+            }
+            let note = format!("{n} {what}");
             // (Another host's keys count: this ledger does not know them either.)
             if code == 0 {
                 code = 1;
@@ -140,6 +159,9 @@ impl Fleet {
                     v["drift"] = json!(l.drift.get(i).cloned().unwrap_or_default());
                     v["live_error"] = json!(l.errors.get(i).cloned().flatten());
                     v["foreign"] = json!(l.foreign.get(i).cloned().unwrap_or_default());
+                    if let Some(Some(k)) = l.exchange_first_party.get(i) {
+                        v["exchange_first_party_keys"] = json!(k);
+                    }
                 }
                 v
             })
@@ -191,6 +213,21 @@ impl Fleet {
                         f.start.as_deref().unwrap_or("?"),
                         f.end.as_deref().unwrap_or("?"),
                         crate::terminal::display_safe(f.display_name.as_deref().unwrap_or(""))
+                    ));
+                }
+                for k in l
+                    .exchange_first_party
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    s.push_str(&format!(
+                        "WARNING {}: on-premises key {} left on Exchange Online's shared principal 00000002 (until {}): hybrid-trust credential prune --trust exchange --first-party --tenant {}\n",
+                        t.domain,
+                        k.thumbprint.as_deref().unwrap_or("(unknown thumbprint)"),
+                        k.end.map(|e| e.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "?".into()),
+                        t.domain
                     ));
                 }
                 if let Some(Some(e)) = l.errors.get(i) {

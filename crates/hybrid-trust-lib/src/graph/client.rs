@@ -31,6 +31,11 @@ pub enum GraphError {
     NoServicePrincipal { app_id: String },
     #[error("the tenant has {count} service principals for application {app_id}")]
     Ambiguous { app_id: String, count: usize },
+    /// No application object answers the look-up (`what`: "named 'X'" or "with appId X").
+    #[error("the tenant has no application {what}")]
+    NoApplication { what: String },
+    #[error("the tenant has {count} applications named '{display_name}'")]
+    AmbiguousApplication { display_name: String, count: usize },
     /// A key date outside the years 1..=9999 (`crate::dates`): refused where Graph's answer is
     /// read, so no later arithmetic sees it.
     #[error(
@@ -79,6 +84,8 @@ impl GraphError {
             GraphError::Decode(_) => "a proxy may be answering instead of Microsoft Graph".into(),
             GraphError::NoServicePrincipal { app_id } => format!("check the tenant and the cloud; if they are right, create it: hybrid-trust credential upload --create-service-principal (or New-MgServicePrincipal -AppId {app_id}, as Microsoft's scripts do)"),
             GraphError::Ambiguous { .. } => "resolve the duplicate service principals in the Entra admin center first".into(),
+            GraphError::NoApplication { .. } => "check --tenant and the organization GUID; Exchange Server hybrid's application is created by Microsoft's ConfigureExchangeHybridApplication.ps1 -FullyConfigureExchangeHybridApplication (or name an existing one with --exchange-app-id)".into(),
+            GraphError::AmbiguousApplication { .. } => "name the application by its appId (--exchange-app-id), or delete the duplicate in the Entra admin center".into(),
             GraphError::DateOutOfRange { .. } => "no real key has such a date: look at that key in the Entra admin center (or Graph Explorer) and remove it if nobody knows it; if this is not Microsoft Graph, check --cloud / --cloud-file and HTTPS_PROXY".into(),
         }
     }
@@ -213,7 +220,7 @@ impl<'a> Graph<'a> {
         self.http.server_now()
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -193,6 +193,49 @@ pub fn window(
     Ok((start, end))
 }
 
+/// The window of a new key from now (or the certificate's notBefore) to its notAfter, shortened
+/// to `max_lifetime` when one is given (an app management policy's cap): the start to the
+/// millisecond, the end in whole seconds, as [`window`] does.
+pub fn window_within(
+    cert_not_before: DateTime<Utc>,
+    cert_not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max_lifetime: Option<TimeDelta>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), WindowError> {
+    let start = ceil_milli(now.max(cert_not_before));
+    if cert_not_after <= start {
+        return Err(WindowError::CertificateExpired(d(cert_not_after)));
+    }
+    let end = match max_lifetime {
+        Some(m) => floor_second(crate::dates::add(start, m)).min(cert_not_after),
+        None => floor_second(cert_not_after),
+    };
+    if end <= start {
+        return Err(WindowError::EndNotAfterStart {
+            start: d(start),
+            end: d(end),
+        });
+    }
+    Ok((start, end))
+}
+
+/// A new key for `cert` in the given window, named `label` (and the start date) in the portal.
+pub fn new_key_labelled(
+    cert: &Certificate,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    label: &str,
+) -> KeyCredential {
+    let mut k = new_key(cert, start, end);
+    let name = format!(
+        "hybrid-trust {label} {} {}",
+        cert.subject_cn.as_deref().unwrap_or(""),
+        start.format("%Y-%m-%d")
+    );
+    k.display_name = Some(name.chars().take(90).collect());
+    k
+}
+
 /// A new key credential for `cert` in the given window.
 pub fn new_key(cert: &Certificate, start: DateTime<Utc>, end: DateTime<Utc>) -> KeyCredential {
     // Named so an admin in the portal sees what put it there and for which window.

@@ -1,9 +1,13 @@
-//! Microsoft Graph `servicePrincipals`: lookup by appId, key credentials (read, merge, PATCH with
+//! Microsoft Graph `servicePrincipals` and `applications` (Exchange Server hybrid's dedicated
+//! application, [`applications`]; key-lifetime caps of app management policies, [`policy`]):
+//! lookup by appId, key credentials (read, merge, PATCH with
 //! read-back), service principal names, Graph's error model. Retries come from the HTTP layer;
 //! renewal policy, the ledger and output formatting live elsewhere.
 
+pub mod applications;
 mod client;
 pub mod keys;
+pub mod policy;
 pub mod resend;
 
 pub use client::{

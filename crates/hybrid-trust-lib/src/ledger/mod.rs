@@ -3,8 +3,11 @@
 //! history, reminders sent, the last renewal failure). A versioned, serde-typed JSON document;
 //! [`store`] reads and writes it safely. No network here.
 
+pub mod exchange;
 pub mod roll;
 pub mod store;
+
+pub use exchange::ExchangeTrust;
 
 use crate::ids::TenantId;
 use chrono::{DateTime, Utc};
@@ -139,6 +142,10 @@ pub struct TenantRecord {
     /// creation time in nanoseconds (one file per tenant has no order of its own).
     #[serde(default)]
     pub seq: i64,
+    /// The Exchange Server hybrid trust, when this tenant has it (absent in older records, and
+    /// not written when there is none, so a Skype-for-Business-only record is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeTrust>,
 }
 
 impl TenantRecord {
@@ -169,7 +176,18 @@ impl TenantRecord {
             notify: Vec::new(),
             added_at: now,
             seq: now.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            exchange: None,
         }
+    }
+
+    /// Whether this tenant has the Skype for Business trust (a tenant recorded only for
+    /// Exchange has no certificate, target application or key of it).
+    pub fn has_sfb(&self) -> bool {
+        self.exchange.is_none()
+            || self.cert.is_some()
+            || self.next_cert.is_some()
+            || !self.app_ids.is_empty()
+            || !self.credentials.is_empty()
     }
 
     /// Whether `name` (domain or tenant id) names this tenant.
@@ -386,6 +404,14 @@ impl Ledger {
             }
             for (i, r) in t.reminders_sent.iter().enumerate() {
                 dates.push(("reminders_sent", Some(i), "sent_at", r.sent_at));
+            }
+            if let Some((field, d)) = t
+                .exchange
+                .iter()
+                .flat_map(ExchangeTrust::dates)
+                .find(|d| !crate::dates::in_range(d.1))
+            {
+                return Some((t.domain.clone(), field, crate::dates::OutOfRange(d)));
             }
             let bad = dates.into_iter().find(|d| !crate::dates::in_range(d.3));
             if let Some((list, i, field, d)) = bad {

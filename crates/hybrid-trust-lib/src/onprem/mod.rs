@@ -8,6 +8,7 @@
 //! `manage/authentication/configure-a-hybrid-environment.md` (docs/protocol.md §4).
 
 pub mod current;
+pub mod exchange;
 pub mod quote;
 pub mod roll;
 mod script;

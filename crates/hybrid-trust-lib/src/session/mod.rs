@@ -6,6 +6,7 @@
 //! builds a session from its flags, passes a confirmation callback, and prints what comes back.
 
 pub mod confirm;
+pub mod exchange;
 pub mod keys;
 pub mod names;
 pub mod onboard;
@@ -173,6 +174,8 @@ impl Session {
     ) -> Change<'a> {
         Change {
             graph,
+            holder: crate::credential::Holder::ServicePrincipal,
+            first_form: crate::graph::resend::ResendForm::Full,
             tenant: self.tenant_id.as_deref().unwrap_or(&self.name),
             app_id,
             actor,

@@ -6,6 +6,8 @@
 //! through [`crate::dates`], so no date or threshold can make it panic. The fleet's view of many
 //! tenants is [`crate::fleet::view`].
 
+pub mod exchange;
+
 use crate::dates;
 use crate::ledger::TenantRecord;
 use crate::lifecycle;
@@ -98,6 +100,30 @@ pub struct TenantStatus {
     pub roll: Option<crate::lifecycle::PendingRoll>,
     pub last_renewal: Option<DateTime<Utc>>,
     pub last_renewal_failure: Option<String>,
+    /// One entry per trust recorded for the tenant (docs/contract.md, third round); `state` and
+    /// `lapses_at` above are the worst and earliest of them.
+    pub trusts: Vec<TrustStatus>,
+}
+
+/// One trust of a tenant: `sfb` (00000004-…) or `exchange` (the dedicated application).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrustStatus {
+    pub kind: &'static str,
+    pub app_id: Option<String>,
+    pub state: State,
+    pub lapses_at: Option<DateTime<Utc>>,
+}
+
+/// How bad a state is, for the worst of a tenant's trusts.
+fn badness(s: State) -> u8 {
+    match s {
+        State::Ok => 0,
+        State::Due => 1,
+        State::RollPending => 2,
+        State::Expiring => 3,
+        State::Missing => 4,
+        State::Expired => 5,
+    }
 }
 
 impl TenantStatus {
@@ -120,8 +146,47 @@ fn day(d: DateTime<Utc>) -> String {
     d.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// Evaluates a tenant at `now`.
+/// Evaluates a tenant at `now`: each trust it has, the tenant as the worst of them.
 pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantStatus {
+    let mut s = evaluate_sfb(t, now, th);
+    if t.has_sfb() {
+        s.trusts.push(TrustStatus {
+            kind: "sfb",
+            app_id: t.app_ids.first().cloned(),
+            state: s.state,
+            lapses_at: s.lapses_at,
+        });
+    }
+    let Some(x) = &t.exchange else {
+        return s;
+    };
+    let e = exchange::status_of(x, &t.domain, now, th);
+    s.trusts.push(TrustStatus {
+        kind: "exchange",
+        app_id: Some(x.app_id.clone()),
+        state: e.state,
+        lapses_at: e.lapses_at,
+    });
+    let sfb_counts = t.has_sfb();
+    if !sfb_counts || badness(e.state) > badness(s.state) {
+        s.state = e.state;
+        s.days_left = e.days_left;
+        s.deadline = e.lapses_at;
+        s.next_action = if sfb_counts {
+            format!("Exchange: {}", e.next_action)
+        } else {
+            e.next_action
+        };
+    }
+    s.lapses_at = match (s.lapses_at.filter(|_| sfb_counts), e.lapses_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    s
+}
+
+/// The Skype for Business trust of a tenant at `now`.
+fn evaluate_sfb(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantStatus {
     let lc = lifecycle::of(t, now);
     let mut s = TenantStatus {
         tenant_id: t.tenant_id.clone(),
@@ -143,6 +208,7 @@ pub fn evaluate(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
             .last_renewal_failure
             .as_ref()
             .map(|f| format!("{}: {}", f.at.format("%Y-%m-%d %H:%M UTC"), f.message)),
+        trusts: Vec::new(),
     };
     let d = &t.domain;
     let Some(cert) = &t.cert else {

@@ -5,6 +5,7 @@
 //! the tenant's JWKS. Offline checks first: the private key matches the certificate, the local
 //! clock agrees with the server's `Date`. What `verify` reports is [`report`]'s.
 
+pub mod exchange;
 pub mod report;
 
 use crate::cert::Loaded;
@@ -103,11 +104,22 @@ pub fn assertion(
     alg: AssertionAlg,
     now: DateTime<Utc>,
 ) -> Result<String, VerifyError> {
+    assertion_as(loaded, SFB_CLIENT_ID, token_url, alg, now)
+}
+
+/// The assertion of client `client_id` (the Exchange trust's dedicated application, for one).
+pub fn assertion_as(
+    loaded: &Loaded,
+    client_id: &str,
+    token_url: &str,
+    alg: AssertionAlg,
+    now: DateTime<Utc>,
+) -> Result<String, VerifyError> {
     let key = loaded.key.as_ref().ok_or(VerifyError::NoPrivateKey)?;
     if loaded.key_matches() == Some(false) {
         return Err(VerifyError::KeyMismatch);
     }
-    let claims = Assertion::new(SFB_CLIENT_ID, token_url, now, 600);
+    let claims = Assertion::new(client_id, token_url, now, 600);
     sts::sign_assertion(&loaded.leaf, key, alg, &claims)
         .map_err(|e| VerifyError::Sign(e.to_string()))
 }
@@ -168,11 +180,23 @@ pub async fn verify(
     assertion: &str,
     now: DateTime<Utc>,
 ) -> Result<Verified, VerifyError> {
+    verify_as(http, cloud, tenant, SFB_CLIENT_ID, assertion, now).await
+}
+
+/// [`verify`] as client `client_id`, for Exchange Online (`<exchange_url>/.default`).
+pub async fn verify_as(
+    http: &HttpClient,
+    cloud: &Cloud,
+    tenant: &str,
+    client_id: &str,
+    assertion: &str,
+    now: DateTime<Utc>,
+) -> Result<Verified, VerifyError> {
     let token_url = cloud.token_url(tenant);
     let scope = cloud.exchange_scope();
     let form = [
         ("grant_type", "client_credentials"),
-        ("client_id", SFB_CLIENT_ID),
+        ("client_id", client_id),
         ("client_assertion_type", JWT_BEARER),
         ("client_assertion", assertion),
         ("scope", scope.as_str()),
