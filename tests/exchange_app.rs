@@ -9,12 +9,12 @@ mod support;
 
 use chrono::{TimeDelta, Utc};
 use hybrid_trust::cloud::Cloud;
-use hybrid_trust::emulator::KeyLifetimeRule;
 use hybrid_trust::graph::applications::{EXCHANGE_ONLINE_APP_ID, exchange_app_display_name};
 use hybrid_trust::graph::policy::CapSource;
 use hybrid_trust::graph::{Graph, GraphError, KeyCredential};
 use hybrid_trust::http::HttpClient;
 use hybrid_trust::sts::{AdminCredential, TokenProvider};
+use m365_emulator::KeyLifetimeRule;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::*;
@@ -312,7 +312,7 @@ async fn a_token_for_the_application_carries_the_roles_granted_to_its_principal(
             "applications",
             Some(json!({"displayName": name, "signInAudience": "AzureADMyOrg",
                 "requiredResourceAccess": [{"resourceAppId": EXCHANGE_ONLINE_APP_ID,
-                    "resourceAccess": [{"id": hybrid_trust::emulator::FULL_ACCESS_AS_APP, "type": "Role"}]}]})),
+                    "resourceAccess": [{"id": m365_emulator::FULL_ACCESS_AS_APP, "type": "Role"}]}]})),
         )
         .await;
     assert_eq!(s, 201, "{app}");
@@ -342,7 +342,7 @@ async fn a_token_for_the_application_carries_the_roles_granted_to_its_principal(
     assert_eq!(exo_full["appRoles"][0]["value"], "full_access_as_app");
     assert_eq!(
         exo_full["appRoles"][0]["id"],
-        hybrid_trust::emulator::FULL_ACCESS_AS_APP
+        m365_emulator::FULL_ACCESS_AS_APP
     );
 
     let cert = fresh_cert("exchange auth");
@@ -384,7 +384,7 @@ async fn a_token_for_the_application_carries_the_roles_granted_to_its_principal(
     assert!(c.get("roles").is_none(), "nothing granted yet: {c}");
 
     let sp_id = sp["id"].as_str().unwrap();
-    let grant = json!({"principalId": sp_id, "resourceId": exo["id"], "appRoleId": hybrid_trust::emulator::FULL_ACCESS_AS_APP});
+    let grant = json!({"principalId": sp_id, "resourceId": exo["id"], "appRoleId": m365_emulator::FULL_ACCESS_AS_APP});
     let (s, _, a) = emu
         .graph(
             Method::POST,
@@ -434,9 +434,9 @@ async fn a_token_for_the_application_carries_the_roles_granted_to_its_principal(
 #[tokio::test]
 async fn the_shared_principal_takes_kept_keys_as_key_type_usage_only() {
     for mode in [
-        hybrid_trust::emulator::KeyResend::Full,
-        hybrid_trust::emulator::KeyResend::Unchanged,
-        hybrid_trust::emulator::KeyResend::Minimal,
+        m365_emulator::KeyResend::Full,
+        m365_emulator::KeyResend::Unchanged,
+        m365_emulator::KeyResend::Minimal,
     ] {
         let mut cfg = quiet_tls();
         cfg.behaviour.key_resend = mode;
@@ -482,7 +482,7 @@ impl Lib {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, emu.running.ca_pem()).unwrap();
-        let cloud = Cloud::emulated(&emu.cloud, ca);
+        let cloud = support::emulated_cloud(&emu.cloud, ca);
         let http = HttpClient::for_cloud(&cloud).unwrap();
         Lib {
             emu,
@@ -734,7 +734,7 @@ async fn the_control_api_seeds_the_dedicated_application() {
     assert_eq!(list["value"][0]["signInAudience"], "AzureADMyOrg");
     assert_eq!(
         list["value"][0]["requiredResourceAccess"][0]["resourceAccess"][0]["id"],
-        hybrid_trust::emulator::FULL_ACCESS_AS_APP
+        m365_emulator::FULL_ACCESS_AS_APP
     );
     let (s, _, a) = emu
         .graph(
@@ -749,7 +749,7 @@ async fn the_control_api_seeds_the_dedicated_application() {
     assert_eq!(s, 200);
     assert_eq!(
         a["value"][0]["appRoleId"],
-        hybrid_trust::emulator::FULL_ACCESS_AS_APP
+        m365_emulator::FULL_ACCESS_AS_APP
     );
     let _ = KeyLifetimeRule::Window;
 }
