@@ -27,7 +27,7 @@ pub fn key_window(
     let max = cap_days.map(|d| {
         TimeDelta::days(d.max(1)) - TimeDelta::hours(SAFETY_MARGIN_HOURS.min(d.max(1) * 12))
     });
-    crate::graph::keys::window_within(not_before, not_after, now, max)
+    crate::graph::window::window_within(not_before, not_after, now, max)
 }
 
 /// The valid `Verify` keys of certificate `thumbprint` that have started, by their end.

@@ -16,7 +16,7 @@
 //! it keeps being re-windowed while its key nears its end and the certificate has room.
 
 use crate::dates;
-use crate::graph::keys::{WindowError, window};
+use crate::graph::window::{WindowError, window};
 use crate::ledger::{CertRecord, TenantRecord};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;

@@ -290,7 +290,7 @@ pub fn plan_prune(
             already_present: None,
         });
     }
-    let (keep, dropped_expired) = crate::graph::keys::split_existing(&rest, now)?;
+    let (keep, dropped_expired) = crate::graph::plan::split_existing(&rest, now)?;
     Ok(KeyPlan {
         keep,
         dropped_expired,

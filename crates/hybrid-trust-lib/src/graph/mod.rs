@@ -7,13 +7,17 @@
 pub mod applications;
 mod client;
 pub mod keys;
+pub mod plan;
 pub mod policy;
 pub mod resend;
+pub mod window;
 
 pub use client::{
     Graph, GraphError, ServicePrincipal, parse_service_principal, parse_service_principals,
 };
-pub use keys::{
-    KeyCredential, KeyIdentity, KeyPlan, PlanError, WindowError, new_key, plan_remove, plan_retire,
-    plan_rewindow, plan_upload, refuse_removed, superseded_windows, window,
+pub use keys::{KeyCredential, KeyIdentity};
+pub use plan::{
+    KeyPlan, PlanError, plan_remove, plan_retire, plan_rewindow, plan_upload, refuse_removed,
+    superseded_windows,
 };
+pub use window::{WindowError, new_key, window};

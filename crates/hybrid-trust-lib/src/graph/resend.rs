@@ -24,7 +24,8 @@
 //! window, and every difference Graph made (a new keyId, a widened window) is reported. The
 //! emulator plays each truth with `--key-resend full|unchanged|minimal`.
 
-use super::keys::{KeyCredential, KeyIdentity, KeyPlan, graph_time};
+use super::keys::graph_time;
+use super::{KeyCredential, KeyIdentity, KeyPlan};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -174,7 +174,7 @@ fn step_plan(
         } => {
             let cert = cert_of(export, thumbprint)
                 .ok_or_else(|| PlanError::NoSuchKey(thumbprint.to_string()))?;
-            let key = crate::graph::keys::new_key_labelled(
+            let key = crate::graph::window::new_key_labelled(
                 cert,
                 (*start).max(now),
                 *end,
@@ -463,7 +463,7 @@ pub fn plan_first_party(
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (removed, rest): (Vec<_>, Vec<_>) = existing.iter().cloned().partition(is_onprem_key);
-    let (keep, dropped_expired) = crate::graph::keys::split_existing(&rest, now)?;
+    let (keep, dropped_expired) = crate::graph::plan::split_existing(&rest, now)?;
     // An expired on-prem key is dropped like any expired one, not listed as removed.
     let (expired, removed): (Vec<_>, Vec<_>) = removed.into_iter().partition(|k| k.is_expired(now));
     Ok(KeyPlan {

@@ -129,7 +129,7 @@ mod tests {
             "a",
             &"AB".into(),
             facts(&["full_access_as_app"]),
-            Some("ab"),
+            Some("ab".repeat(20).as_str()),
         );
         assert!(ok.findings.is_empty() && ok.error().is_none());
         let bad = ExchangeProven::new("t", "a", &"AB".into(), facts(&[]), None);
