@@ -579,3 +579,74 @@ async fn a_key_microsofts_script_uploaded_is_recorded_as_found() {
     assert_eq!(t["trusts"][0]["kind"], "exchange");
     assert_eq!(t["trusts"][0]["state"], "ok");
 }
+
+/// `status --live` reads the Exchange trust's keys from the dedicated application (issue 27):
+/// a key removed behind the tool's back (someone re-ran Microsoft's script without the current
+/// certificate) shows the trust missing, and a key uploaded by hand shows it healthy again,
+/// whatever the ledger says; the ledger itself is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_live_reads_the_exchange_apps_keys_from_graph() {
+    let emu = Emu::start().await;
+    let tool = Tool::for_emulator(&emu);
+    let tid = emu.tenant.tenant_id.clone();
+    let seeded = emu
+        .running
+        .seed_exchange_app(&tid, ORG.parse().unwrap(), true)
+        .unwrap();
+    let app_obj = seeded["id"].as_str().unwrap().to_string();
+    let now = Utc::now();
+    let c = make_cert(
+        "auth",
+        now - TimeDelta::days(100),
+        now + TimeDelta::days(900),
+    );
+    let dir = tool.dir.path().join("export");
+    export(&dir, ORG, &c, None, None);
+    let from = dir.display().to_string();
+    let o = tool
+        .run_async(&[
+            "renew", "--trust", "exchange", "--tenant", &tid, "--from", &from, "--yes",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let exchange = |st: &Value| {
+        st["tenants"][0]["trusts"]
+            .as_array()
+            .and_then(|t| t.iter().find(|x| x["kind"] == "exchange"))
+            .unwrap_or_else(|| panic!("{st}"))["state"]
+            .clone()
+    };
+    let args = ["status", "--tenant", tid.as_str(), "--live"];
+    let live = || tool.run_async(&args);
+    assert_eq!(exchange(&json_out(&live().await)), "ok");
+    // The key goes from the application.
+    let (s, _, v) = emu
+        .graph(
+            Method::PATCH,
+            &format!("applications/{app_obj}"),
+            Some(json!({"keyCredentials": []})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let ledger_before = read_ledger(&tool.state_dir);
+    let st = json_out(&live().await);
+    assert_eq!(exchange(&st), "missing", "{st}");
+    assert_eq!(st["tenants"][0]["state"], "missing", "{st}");
+    let from_ledger = json_out(&tool.run_async(&["status", "--tenant", &tid]).await);
+    assert_eq!(exchange(&from_ledger), "ok", "the ledger is not rewritten");
+    assert_eq!(read_ledger(&tool.state_dir), ledger_before);
+    // Put back by hand the way Microsoft's script does (no dates): the certificate's validity.
+    let (s, _, v) = emu
+        .graph(
+            Method::PATCH,
+            &format!("applications/{app_obj}"),
+            Some(
+                json!({"keyCredentials": [{"type": "AsymmetricX509Cert", "usage": "Verify",
+                "key": c.b64(), "keyId": "0b6f2f7e-1c1f-4c38-9c1a-3d3b1b8f2a12"}]}),
+            ),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let st = json_out(&live().await);
+    assert_eq!(exchange(&st), "ok", "{st}");
+}

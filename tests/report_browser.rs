@@ -172,8 +172,17 @@ struct Rendered {
 
 fn render_in_browser(n: usize, dir: &Path, window: &str) -> Rendered {
     let fleet: Vec<(TenantRecord, TenantStatus)> = (0..n).map(tenant).collect();
+    render_fleet_in_browser(&fleet, dir, window)
+}
+
+fn render_fleet_in_browser(
+    fleet: &[(TenantRecord, TenantStatus)],
+    dir: &Path,
+    window: &str,
+) -> Rendered {
+    let n = fleet.len();
     let adv = hybrid_trust::advisories::for_fleet(["global"], now(), &[]);
-    let html = hybrid_trust::report::html::render(&fleet, &adv, now());
+    let html = hybrid_trust::report::html::render(fleet, &adv, now());
     let page = dir.join(format!("report-{n}.html"));
     std::fs::write(&page, &html).unwrap();
     let png = dir.join(format!("report-{n}.png"));
@@ -252,5 +261,78 @@ fn a_300_tenant_report_renders_in_chromium_without_errors() {
     assert_clean(&small, 10);
     if let Ok(dest) = std::env::var("HYBRID_TRUST_REPORT_PNG") {
         std::fs::copy(&small.png, dest).unwrap();
+    }
+}
+
+/// Issue 27: tenants with both trusts, and one kept only for Exchange whose staged Auth
+/// Certificate is not on the application, render in Chromium with the Exchange lanes and MEAC's
+/// EffectiveDate on the tenant's one timeline, and each trust's state under the tenant's.
+#[test]
+fn both_trusts_render_on_one_timeline_in_chromium() {
+    use hybrid_trust::ledger::ExchangeTrust;
+    let app = "11111111-2222-3333-4444-555555555555";
+    let mut fleet: Vec<(TenantRecord, TenantStatus)> = Vec::new();
+    for i in 0..6 {
+        let (mut t, _) = tenant(i);
+        let (c, n) = (
+            format!("{:040X}", 50_000 + i),
+            format!("{:040X}", 60_000 + i),
+        );
+        let mut x = ExchangeTrust {
+            app_id: app.into(),
+            cert: Some(cert(
+                &c,
+                now() - TimeDelta::days(1775),
+                now() + TimeDelta::days(50),
+            )),
+            next_cert: Some(cert(
+                &n,
+                now() - TimeDelta::days(5),
+                now() + TimeDelta::days(1820),
+            )),
+            next_effective: Some(now() + TimeDelta::days(20 + i as i64)),
+            ..ExchangeTrust::default()
+        };
+        x.credentials.push(CredentialRecord {
+            app_id: app.into(),
+            key_id: None,
+            thumbprint_sha1: Thumbprint::parse(&c).unwrap(),
+            start: now() - TimeDelta::days(300),
+            end: now() + TimeDelta::days(50),
+            recorded_at: now(),
+        });
+        if i % 2 == 0 {
+            // Uploaded ahead, for a year (a 365-day policy).
+            x.credentials.push(CredentialRecord {
+                app_id: app.into(),
+                key_id: None,
+                thumbprint_sha1: Thumbprint::parse(&n).unwrap(),
+                start: now() - TimeDelta::days(1),
+                end: now() + TimeDelta::days(364),
+                recorded_at: now(),
+            });
+        }
+        if i == 5 {
+            // Kept only for Exchange.
+            t = TenantRecord::new("exchange-only.onmicrosoft.com", "global", vec![], now());
+        }
+        t.exchange = Some(x);
+        let st = evaluate(&t, now(), Thresholds::default());
+        fleet.push((t, st));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = render_fleet_in_browser(&fleet, dir.path(), "1400,900");
+    assert_clean(&r, 6);
+    assert_eq!(r.dom.matches(">Exchange app<").count(), 6);
+    assert_eq!(r.dom.matches(">Auth cert<").count(), 6);
+    assert_eq!(r.dom.matches("class=\"muted id trusts\"").count(), 6);
+    assert!(r.dom.contains("exchange-only.onmicrosoft.com"));
+    assert!(
+        r.dom
+            .contains("<h1>Skype for Business and Exchange hybrid trusts</h1>")
+    );
+    assert!(r.dom.contains("Exchange: the staged Auth Certificate"));
+    if let Ok(dest) = std::env::var("HYBRID_TRUST_REPORT_EXCHANGE_PNG") {
+        std::fs::copy(&r.png, dest).unwrap();
     }
 }

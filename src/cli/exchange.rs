@@ -87,7 +87,7 @@ pub fn renew(
             chrono::TimeDelta::days(horizon.max(0)),
             &mut confirm,
         ))
-        .map_err(super::session_failure)?;
+        .map_err(|e| failure(e, &tenant))?;
     ctx.printer.emit(&report, || report.text());
     Ok(0)
 }
@@ -119,7 +119,7 @@ pub fn prune_first_party(ctx: &Context, tenant: &str) -> Result<u8, Failure> {
     };
     let report = super::runtime()?
         .block_on(exchange::prune_first_party(&mut session, &mut confirm))
-        .map_err(super::session_failure)?;
+        .map_err(|e| failure(e, &tenant))?;
     ctx.printer.emit(&report, || report.text());
     Ok(0)
 }
@@ -142,7 +142,16 @@ pub fn list(ctx: &Context, tenant: &str, app_id: Option<&str>) -> Result<u8, Fai
     let mut session = ctx.session(&tenant)?;
     let report = super::runtime()?
         .block_on(exchange::list(&mut session, &app_id))
-        .map_err(super::session_failure)?;
+        .map_err(|e| failure(e, &tenant))?;
     ctx.printer.emit(&report, || report.text());
     Ok(0)
+}
+
+/// A failure of the Exchange flow, with its hint in the Exchange wording
+/// ([`exchange::hint`]).
+fn failure(e: hybrid_trust::session::SessionError, tenant: &str) -> Failure {
+    let hint = exchange::hint(&e, tenant);
+    let mut f = super::session_failure(e);
+    f.hint = Some(hint);
+    f
 }

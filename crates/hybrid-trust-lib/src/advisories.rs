@@ -32,6 +32,9 @@ pub enum Feature {
     OnPremServer,
     /// Reminder email sent through Exchange Online with SMTP AUTH.
     ReminderEmail,
+    /// The Exchange Server hybrid trust: free/busy, MailTips, photos and the cloud archive
+    /// across premises, through the dedicated application (docs/protocol.md §5).
+    ExchangeHybrid,
 }
 
 impl Feature {
@@ -44,6 +47,9 @@ impl Feature {
             Feature::KeyCredential => "the key on the 00000004 service principal",
             Feature::OnPremServer => "the on-premises server",
             Feature::ReminderEmail => "reminder email through Exchange Online SMTP",
+            Feature::ExchangeHybrid => {
+                "Exchange hybrid free/busy, MailTips, photos and cloud archive (the dedicated application)"
+            }
         }
     }
 }
@@ -140,6 +146,32 @@ pub const ADVISORIES: &[Advisory] = &[
         clouds: ALL_CLOUDS,
     },
     Advisory {
+        id: "exchange-ews-allowed-app-ids",
+        ymd: (2026, 10, 1),
+        until: Some((2027, 4, 1)),
+        title: "Exchange hybrid's dedicated application must be on Exchange Online's EWS allow list",
+        changes: "From 2026-10-01 EWS in Exchange Online is blocked unless the tenant allows it, and then only for the applications in EWSAllowedAppIDs. While Exchange Server reaches Exchange Online through EWS (free/busy, MailTips, photos; the May 2026 Exchange Server SE hotfix can move them to Microsoft Graph), the dedicated application ExchangeServerApp-<organization guid> must be on that list, until EWS in Exchange Online ends on 2027-04-01.",
+        affects: &[Feature::ExchangeHybrid],
+        action: "in Exchange Online PowerShell, check that EWSEnabled is True and that the dedicated application's id (hybrid-trust status: trusts, kind exchange) is in EWSAllowedAppIDs",
+        powershell: Some("Get-OrganizationConfig | Format-List Ews*"),
+        source: "https://msmessagecenter.com/MC1227454",
+        confirmed: false,
+        clouds: ALL_CLOUDS,
+    },
+    Advisory {
+        id: "exchange-hybrid-ews-retired",
+        ymd: (2027, 4, 1),
+        until: None,
+        title: "EWS in Exchange Online ends: Exchange hybrid's rich coexistence must use Microsoft Graph",
+        changes: "From 2027-04-01 EWS in Exchange Online is off for good. Exchange Server's free/busy, MailTips and photos across premises then need the Microsoft Graph route (the May 2026 Exchange Server SE hotfix, RouteThroughMSGraph, with Graph permissions on the dedicated application; reported by third parties, not confirmed).",
+        affects: &[Feature::ExchangeHybrid],
+        action: "install the Exchange Server SE hotfix that routes rich coexistence through Microsoft Graph and grant the dedicated application its Graph permissions (ConfigureExchangeHybridApplication.ps1) before the date",
+        powershell: None,
+        source: "https://msmessagecenter.com/MC1227454",
+        confirmed: false,
+        clouds: ALL_CLOUDS,
+    },
+    Advisory {
         id: "smtp-basic-auth-off",
         ymd: (2026, 12, 31),
         until: None,
@@ -166,6 +198,17 @@ impl Advisory {
             Some(ps) => format!("{}; run: {ps}", self.action),
             None => self.action.to_string(),
         }
+    }
+
+    /// Whether it bears on a tenant with these trusts: the Exchange trust's advisories on a
+    /// tenant with it, the Skype for Business trust's on a tenant with that, and this tool's own
+    /// (reminder email) on every tenant.
+    pub fn bears_on_tenant(&self, sfb: bool, exchange: bool) -> bool {
+        self.affects.iter().any(|f| match f {
+            Feature::ReminderEmail => true,
+            Feature::ExchangeHybrid => exchange,
+            _ => sfb,
+        })
     }
 
     /// Whether it bears on any of `features`.
@@ -204,7 +247,11 @@ pub fn applicable(cloud: &str, now: DateTime<Utc>) -> Vec<&'static Advisory> {
 pub fn bearing_on_trust(cloud: &str, now: DateTime<Utc>) -> Vec<&'static Advisory> {
     applicable(cloud, now)
         .into_iter()
-        .filter(|a| a.affects.iter().any(|f| *f != Feature::ReminderEmail))
+        .filter(|a| {
+            a.affects
+                .iter()
+                .any(|f| !matches!(f, Feature::ReminderEmail | Feature::ExchangeHybrid))
+        })
         .collect()
 }
 
@@ -250,8 +297,22 @@ pub struct AdvisoryDue {
 /// `(id, threshold)` pairs already delivered. Several thresholds crossed at once make one
 /// message that settles them all. Nothing is sent for a date already past.
 pub fn due_reminders(cloud: &str, now: DateTime<Utc>, sent: &[(String, i64)]) -> Vec<AdvisoryDue> {
+    due_reminders_for(cloud, (true, true), now, sent)
+}
+
+/// [`due_reminders`] for a tenant with these trusts `(sfb, exchange)`: only the advisories that
+/// bear on them ([`Advisory::bears_on_tenant`]).
+pub fn due_reminders_for(
+    cloud: &str,
+    (sfb, exchange): (bool, bool),
+    now: DateTime<Utc>,
+    sent: &[(String, i64)],
+) -> Vec<AdvisoryDue> {
     let mut out = Vec::new();
-    for a in applicable(cloud, now) {
+    for a in applicable(cloud, now)
+        .into_iter()
+        .filter(|a| a.bears_on_tenant(sfb, exchange))
+    {
         let date = a.date();
         if date <= now {
             continue;
@@ -414,6 +475,37 @@ mod tests {
         assert_eq!((b.threshold_days, b.covers.clone()), (14, vec![60, 14]));
         // Past its date: nothing.
         assert!(!ids(&due_reminders(cloud, ews, &[])).contains(&"ews-retired"));
+    }
+
+    /// Issue 27: a tenant kept only for Exchange is reminded of the EWS allow list for its
+    /// dedicated application (not of Skype for Business's EWS features); a Skype for Business
+    /// tenant is not reminded of Exchange hybrid's; both get this tool's own.
+    #[test]
+    fn advisories_follow_the_tenants_trusts() {
+        let now = day(2026, 9, 1);
+        let ids = |t| {
+            due_reminders_for("global", t, now, &[])
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>()
+        };
+        let x = ids((false, true));
+        assert!(x.contains(&"exchange-ews-allowed-app-ids"), "{x:?}");
+        assert!(!x.contains(&"ews-blocked-by-default"), "{x:?}");
+        let s = ids((true, false));
+        assert!(s.contains(&"ews-blocked-by-default"), "{s:?}");
+        assert!(!s.contains(&"exchange-ews-allowed-app-ids"), "{s:?}");
+        let a = find("exchange-ews-allowed-app-ids").unwrap();
+        assert!(a.changes.contains("2027-04-01") && a.action.contains("EWSAllowedAppIDs"));
+        // SfB's verify does not list Exchange hybrid's.
+        assert!(
+            !bearing_on_trust("global", now)
+                .iter()
+                .any(|a| a.id.starts_with("exchange-"))
+        );
+        // The smtp advisory reaches an Exchange-only tenant.
+        let late = due_reminders_for("global", (false, true), day(2026, 12, 1), &[]);
+        assert!(late.iter().any(|d| d.id == "smtp-basic-auth-off"));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct LiveKeys {
     /// For a tenant with the Exchange trust: the keys of Exchange Online's shared principal
     /// (`00000002-…`), where on-premises keys should no longer be (CVE-2025-53786).
     pub exchange_first_party: Option<Vec<KeyCredential>>,
+    /// For a tenant with the Exchange trust: the dedicated application's keys.
+    pub exchange_app: Option<Vec<KeyCredential>>,
 }
 
 /// A difference between the ledger and the tenant.
@@ -106,10 +108,15 @@ pub async fn read_all(
                             ),
                             None => None,
                         };
+                        let exchange_app = match &t.exchange {
+                            Some(x) => Some(exchange_app_keys(&g, x).await?),
+                            None => None,
+                        };
                         Ok(LiveKeys {
                             apps,
                             tenant_id,
                             exchange_first_party,
+                            exchange_app,
                         })
                     }
                     .await;
@@ -126,6 +133,95 @@ pub async fn read_all(
         ordered[i] = Some(r);
     }
     ordered.into_iter().flatten().collect()
+}
+
+/// The dedicated application's keys: a single read by its object id (the form that returns
+/// `key`, so a dateless key gets its certificate's dates), or by its appId when the ledger has
+/// no object id.
+async fn exchange_app_keys(
+    g: &Graph<'_>,
+    x: &crate::ledger::ExchangeTrust,
+) -> Result<Vec<KeyCredential>, GraphError> {
+    let app = match &x.app_object_id {
+        Some(id) => g.read_application(id).await?,
+        None => g.find_application_by_app_id(&x.app_id).await?,
+    };
+    Ok(app.key_credentials)
+}
+
+/// The Exchange trust as the application shows it: its recorded keys replaced by the
+/// application's `Verify` keys of the Auth Certificates the last export named (a key without
+/// dates, as Microsoft's script uploads it, has its certificate's), and the drift between them.
+fn apply_live_exchange(
+    x: &crate::ledger::ExchangeTrust,
+    keys: &[KeyCredential],
+    now: DateTime<Utc>,
+) -> (crate::ledger::ExchangeTrust, Vec<Drift>) {
+    let certs: Vec<&crate::ledger::CertRecord> = x.cert.iter().chain(x.next_cert.iter()).collect();
+    let named: Vec<&str> = certs
+        .iter()
+        .map(|c| c.thumbprint_sha1.as_str())
+        .chain(x.previous_thumbprint.as_deref())
+        .collect();
+    let mut rec = x.clone();
+    rec.credentials = keys
+        .iter()
+        .filter(|k| k.is_verify_cert())
+        .filter_map(|k| {
+            let tp = k.thumbprint().filter(|t| named.contains(&t.as_str()))?;
+            let c = certs.iter().find(|c| c.thumbprint_sha1 == tp);
+            Some(CredentialRecord {
+                app_id: x.app_id.clone(),
+                key_id: k.key_id.clone(),
+                start: k.start_date_time.or(c.map(|c| c.not_before))?,
+                end: k.end_date_time.or(c.map(|c| c.not_after))?,
+                thumbprint_sha1: tp,
+                recorded_at: now,
+            })
+        })
+        .collect();
+    let drift = drift_between(&x.credentials, &rec.credentials, now);
+    (rec, drift)
+}
+
+/// What the ledger has that the tenant does not (still valid), and what the tenant has that the
+/// ledger does not.
+fn drift_between(
+    ledger: &[CredentialRecord],
+    live: &[CredentialRecord],
+    now: DateTime<Utc>,
+) -> Vec<Drift> {
+    let key = |c: &CredentialRecord| {
+        (
+            c.app_id.clone(),
+            c.thumbprint_sha1.clone(),
+            c.end.timestamp(),
+        )
+    };
+    let live_set: Vec<_> = live.iter().map(key).collect();
+    let ledger_set: Vec<_> = ledger.iter().map(key).collect();
+    let mut drift = Vec::new();
+    for c in ledger {
+        if c.end > now && !live_set.contains(&key(c)) {
+            drift.push(Drift {
+                app_id: c.app_id.clone(),
+                thumbprint_sha1: c.thumbprint_sha1.clone(),
+                end: Some(c.end),
+                kind: "missing-in-tenant",
+            });
+        }
+    }
+    for c in live {
+        if !ledger_set.contains(&key(c)) {
+            drift.push(Drift {
+                app_id: c.app_id.clone(),
+                thumbprint_sha1: c.thumbprint_sha1.clone(),
+                end: Some(c.end),
+                kind: "not-in-ledger",
+            });
+        }
+    }
+    drift
 }
 
 /// The tenant record as the tenant shows it: the ledger's credentials replaced by the live keys
@@ -168,35 +264,12 @@ pub fn apply_live(
             }
         }
     }
-    let key = |c: &CredentialRecord| {
-        (
-            c.app_id.clone(),
-            c.thumbprint_sha1.clone(),
-            c.end.timestamp(),
-        )
-    };
-    let live_set: Vec<_> = rec.credentials.iter().map(key).collect();
-    let ledger_set: Vec<_> = t.credentials.iter().map(key).collect();
-    let mut drift = Vec::new();
-    for c in &t.credentials {
-        if c.end > now && !live_set.contains(&key(c)) {
-            drift.push(Drift {
-                app_id: c.app_id.clone(),
-                thumbprint_sha1: c.thumbprint_sha1.clone(),
-                end: Some(c.end),
-                kind: "missing-in-tenant",
-            });
-        }
-    }
-    for c in &rec.credentials {
-        if !ledger_set.contains(&key(c)) {
-            drift.push(Drift {
-                app_id: c.app_id.clone(),
-                thumbprint_sha1: c.thumbprint_sha1.clone(),
-                end: Some(c.end),
-                kind: "not-in-ledger",
-            });
-        }
+    let mut drift = drift_between(&t.credentials, &rec.credentials, now);
+    // The Exchange trust's keys, from the dedicated application.
+    if let (Some(x), Some(keys)) = (&t.exchange, &live.exchange_app) {
+        let (xr, xd) = apply_live_exchange(x, keys, now);
+        rec.exchange = Some(xr);
+        drift.extend(xd);
     }
     (rec, drift)
 }

@@ -192,11 +192,49 @@ impl Digest {
             }
             s.push_str("</ul>");
         }
-        s.push_str(&format!(
-            "<p style=\"color:#555\">{}.</p><p style=\"color:#555\">To see every tenant: <code>hybrid-trust status --all</code></p></body></html>",
-            e(&format!("W{}", &WHAT_BREAKS[1..]))
-        ));
+        for what in self.what_breaks() {
+            s.push_str(&format!(
+                "<p style=\"color:#555\">{}.</p>",
+                e(&format!("W{}", &what[1..]))
+            ));
+        }
+        s.push_str("<p style=\"color:#555\">To see every tenant: <code>hybrid-trust status --all</code></p></body></html>");
         s
+    }
+}
+
+impl Digest {
+    /// What breaks, for each trust its entries are about (the Skype for Business trust's when
+    /// it has none).
+    fn what_breaks(&self) -> Vec<&'static str> {
+        let exchange = self.entries.iter().any(Due::is_exchange);
+        let sfb = self.entries.iter().any(|e| !e.is_exchange());
+        let mut out = Vec::new();
+        if sfb || !exchange {
+            out.push(WHAT_BREAKS);
+        }
+        if exchange {
+            out.push(super::exchange::WHAT_BREAKS);
+        }
+        out
+    }
+}
+
+/// The name of the trust an entry is about.
+fn trust_name(m: &Due) -> &'static str {
+    if m.is_exchange() {
+        "Exchange hybrid trust"
+    } else {
+        "Skype for Business hybrid trust"
+    }
+}
+
+/// What breaks when the entry's trust lapses.
+fn what_breaks(m: &Due) -> &'static str {
+    if m.is_exchange() {
+        super::exchange::WHAT_BREAKS
+    } else {
+        WHAT_BREAKS
     }
 }
 
@@ -302,16 +340,19 @@ fn ago(days: i64) -> String {
 pub fn subject(m: &Due) -> String {
     match m.kind {
         Kind::RenewalFailure => format!(
-            "[hybrid-trust] {}: the renewal of the Skype for Business hybrid trust failed",
-            m.tenant
+            "[hybrid-trust] {}: the renewal of the {} failed",
+            m.tenant,
+            trust_name(m)
         ),
         Kind::Expired => format!(
-            "[hybrid-trust] {}: the Skype for Business hybrid trust has EXPIRED",
-            m.tenant
+            "[hybrid-trust] {}: the {} has EXPIRED",
+            m.tenant,
+            trust_name(m)
         ),
         Kind::Expiry => format!(
-            "[hybrid-trust] {}: the Skype for Business hybrid trust ends in {} day(s) ({})",
+            "[hybrid-trust] {}: the {} ends in {} day(s) ({})",
             m.tenant,
+            trust_name(m),
             m.days_left.unwrap_or(0),
             m.ends
                 .map(|e| e.format("%Y-%m-%d").to_string())
@@ -322,7 +363,11 @@ pub fn subject(m: &Due) -> String {
 
 /// The command that renews (or retries) the tenant.
 pub fn command(m: &Due) -> String {
-    format!("hybrid-trust renew --tenant {}", m.tenant)
+    if m.is_exchange() {
+        super::exchange::renew_command(&m.tenant)
+    } else {
+        format!("hybrid-trust renew --tenant {}", m.tenant)
+    }
 }
 
 /// The commands that fix it: the status's next action when it names one, and renew.
@@ -375,8 +420,19 @@ pub fn text(m: &Due) -> String {
         Kind::RenewalFailure => (
             "the renewal to retry (it shows the error)",
             format!(
-                "The last renewal attempt failed: {}\nThe trust lapses: {when} ({left}); {WHAT_BREAKS}.\n",
-                m.detail
+                "The last renewal attempt of the {} failed: {}\nThe trust lapses: {when} ({left}); {}.\n",
+                trust_name(m),
+                m.detail,
+                what_breaks(m)
+            ),
+        ),
+        Kind::Expiry | Kind::Expired if m.is_exchange() => (
+            "the change",
+            format!(
+                "Trust: the Exchange hybrid trust (application {})\nWhat lapses: {}\nWhen: {when} ({left})\nWhat breaks then: {}.\n",
+                m.app_id,
+                m.detail,
+                what_breaks(m).trim_start_matches("what breaks for users: "),
             ),
         ),
         Kind::Expiry | Kind::Expired => (

@@ -18,6 +18,7 @@
 //! attention, the most urgent first ([`run`] carries it out). Scheduling is cron's or systemd's.
 
 pub mod digest;
+pub mod exchange;
 
 use crate::ledger::TenantRecord;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -69,6 +70,11 @@ impl Due {
         let problem = u8::from(self.kind != Kind::RenewalFailure);
         (ended, self.days_left.unwrap_or(i64::MAX), problem)
     }
+
+    /// Whether it is about the Exchange Server hybrid trust ([`exchange`]).
+    pub fn is_exchange(&self) -> bool {
+        self.credential.starts_with(exchange::PREFIX)
+    }
 }
 
 /// The threshold recorded for a renewal-failure message.
@@ -90,8 +96,65 @@ fn sent<'a>(
         .filter(move |r| r.credential == credential && r.channel == channel)
 }
 
-/// The entries due for tenant `t` on `channel` at `now`.
+/// Whether a problem counted as `key` is due a message on `channel` at `now`, `days` before
+/// the lapse: when it starts, then weekly, daily in the last days before the lapse.
+fn problem_due(
+    t: &TenantRecord,
+    key: &str,
+    channel: &str,
+    days: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
+    let last = sent(t, key, channel).map(|r| r.sent_at).max();
+    // Daily in the last days before the lapse; weekly before, and after it (a lapsed trust
+    // is in the threshold-0 message already; a daily repeat for months is not read).
+    let every = if days.is_some_and(|d| (0..DAILY_FROM_DAYS).contains(&d)) {
+        DAILY
+    } else {
+        WEEKLY
+    };
+    last.is_none_or(|l| now - l >= every)
+}
+
+/// The thresholds crossed `days` before the lapse counted as `key` (0 once it has `lapsed`)
+/// that were not sent on `channel` yet.
+fn unsent_thresholds(
+    t: &TenantRecord,
+    key: &str,
+    thresholds: &[i64],
+    days: i64,
+    lapsed: bool,
+    channel: &str,
+) -> Vec<i64> {
+    let mut crossed: Vec<i64> = thresholds
+        .iter()
+        .copied()
+        .filter(|th| days <= *th)
+        .collect();
+    if lapsed {
+        crossed.push(0);
+    }
+    let already: Vec<i64> = sent(t, key, channel).map(|r| r.threshold_days).collect();
+    crossed
+        .into_iter()
+        .filter(|th| !already.contains(th))
+        .collect()
+}
+
+/// The entries due for tenant `t` on `channel` at `now`: its Skype for Business trust's, then
+/// its Exchange trust's ([`exchange::due`]); a tenant kept only for Exchange has only those.
 pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Utc>) -> Vec<Due> {
+    let mut out = if t.has_sfb() {
+        due_sfb(t, thresholds, channel, now)
+    } else {
+        Vec::new()
+    };
+    out.extend(exchange::due(t, thresholds, channel, now));
+    out
+}
+
+/// The Skype for Business trust's entries.
+fn due_sfb(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Utc>) -> Vec<Due> {
     let status = crate::status::evaluate(t, now, crate::status::Thresholds::default());
     let lc = crate::lifecycle::of(t, now);
     let lapse = lc.lapse.as_ref();
@@ -117,15 +180,7 @@ pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Ut
     let mut out = Vec::new();
     if let Some(f) = &t.last_renewal_failure {
         let key = format!("renewal-failure/{}", f.since.unwrap_or(f.at).to_rfc3339());
-        let last = sent(t, &key, channel).map(|r| r.sent_at).max();
-        // Daily in the last days before the lapse; weekly before, and after it (a lapsed trust
-        // is in the threshold-0 message already; a daily repeat for months is not read).
-        let every = if days.is_some_and(|d| (0..DAILY_FROM_DAYS).contains(&d)) {
-            DAILY
-        } else {
-            WEEKLY
-        };
-        if last.is_none_or(|l| now - l >= every) {
+        if problem_due(t, &key, channel, days, now) {
             out.push(entry(
                 Kind::RenewalFailure,
                 key,
@@ -139,19 +194,7 @@ pub fn due(t: &TenantRecord, thresholds: &[i64], channel: &str, now: DateTime<Ut
         return out;
     };
     let key = l.identity();
-    let mut crossed: Vec<i64> = thresholds
-        .iter()
-        .copied()
-        .filter(|th| days <= *th)
-        .collect();
-    if l.at <= now {
-        crossed.push(0);
-    }
-    let already: Vec<i64> = sent(t, &key, channel).map(|r| r.threshold_days).collect();
-    let unsent: Vec<i64> = crossed
-        .into_iter()
-        .filter(|th| !already.contains(th))
-        .collect();
+    let unsent = unsent_thresholds(t, &key, thresholds, days, l.at <= now, channel);
     if let Some(most_urgent) = unsent.iter().copied().min() {
         let kind = if l.at <= now {
             Kind::Expired

@@ -87,8 +87,10 @@ pub fn timeline_svg(
         from: dates::sub(now, TimeDelta::days(BACK_DAYS)),
         to: dates::add(now, TimeDelta::days(AHEAD_DAYS)),
     };
-    let lanes = t.app_ids.len().max(1) + 1;
-    let h = TOP + lanes as f64 * LANE_H + 4.0;
+    let sfb = t.has_sfb();
+    let sfb_lanes = if sfb { t.app_ids.len().max(1) + 1 } else { 0 };
+    let lanes = sfb_lanes + if t.exchange.is_some() { 2 } else { 0 };
+    let h = TOP + lanes.max(1) as f64 * LANE_H + 4.0;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -115,7 +117,9 @@ pub fn timeline_svg(
         .iter()
         .map(|c| c.thumbprint_sha1.as_str())
         .collect();
-    let apps: Vec<&str> = if t.app_ids.is_empty() {
+    let apps: Vec<&str> = if !sfb {
+        Vec::new()
+    } else if t.app_ids.is_empty() {
         vec![crate::microsoft::SFB_APP_ID]
     } else {
         t.app_ids.iter().map(String::as_str).collect()
@@ -158,15 +162,23 @@ pub fn timeline_svg(
     }
     // Certificates.
     let y = TOP + apps.len() as f64 * LANE_H;
-    let _ = write!(
-        s,
-        "<text class=\"lbl\" x=\"2\" y=\"{}\">certificate</text>",
-        y + 9.0
-    );
-    for (c, class, what) in [
-        (&t.cert, "cert", "certificate"),
-        (&t.next_cert, "cert next", "new certificate"),
-    ] {
+    if sfb {
+        let _ = write!(
+            s,
+            "<text class=\"lbl\" x=\"2\" y=\"{}\">certificate</text>",
+            y + 9.0
+        );
+    }
+    let sfb_certs = if sfb {
+        [
+            (&t.cert, "cert", "certificate"),
+            (&t.next_cert, "cert next", "new certificate"),
+        ]
+        .to_vec()
+    } else {
+        Vec::new()
+    };
+    for (c, class, what) in sfb_certs {
         if let Some(c) = c
             && sc.visible(c.not_before, c.not_after)
         {
@@ -185,6 +197,9 @@ pub fn timeline_svg(
                 ))
             );
         }
+    }
+    if let Some(x) = &t.exchange {
+        exchange_lanes(&mut s, x, &sc, TOP + sfb_lanes as f64 * LANE_H);
     }
     let mut marker = |at: DateTime<Utc>, class: &str, title: String| {
         if sc.visible(at, at) {
@@ -212,12 +227,114 @@ pub fn timeline_svg(
             format!("roll to {} effective {}", r.thumbprint_sha1, day(Some(e))),
         );
     }
+    if let Some(x) = &t.exchange
+        && let (Some(n), Some(e)) = (&x.next_cert, x.next_effective)
+    {
+        marker(
+            e,
+            "roll",
+            format!(
+                "Exchange: the staged Auth Certificate {} takes effect {}",
+                n.thumbprint_sha1,
+                day(Some(e))
+            ),
+        );
+    }
     if let Some(l) = st.lapses_at {
         marker(l, "lapse", format!("the trust lapses {}", day(Some(l))));
     }
     marker(now, "today", format!("today {}", day(Some(now))));
     s.push_str("</svg>");
     s
+}
+
+/// The Exchange trust's two lanes from `y`: the dedicated application's keys, and the Auth
+/// Certificates (current, and MEAC's staged next).
+fn exchange_lanes(s: &mut String, x: &crate::ledger::ExchangeTrust, sc: &Scale, y: f64) {
+    let current = x.cert.as_ref().map(|c| c.thumbprint_sha1.as_str());
+    let next = x.next_cert.as_ref().map(|c| c.thumbprint_sha1.as_str());
+    let _ = write!(
+        s,
+        "<text class=\"lbl\" x=\"2\" y=\"{}\">Exchange app</text>",
+        y + 9.0
+    );
+    for c in &x.credentials {
+        if !sc.visible(c.start, c.end) {
+            continue;
+        }
+        let class = if current == Some(c.thumbprint_sha1.as_str()) {
+            "key"
+        } else if next == Some(c.thumbprint_sha1.as_str()) {
+            "key next"
+        } else {
+            "key other"
+        };
+        let (x1, x2) = (sc.x(c.start), sc.x(c.end));
+        let _ = write!(
+            s,
+            "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+            y + 2.0,
+            (x2 - x1).max(1.0),
+            LANE_H - 4.0,
+            escape(&format!(
+                "key of {} on the Exchange hybrid application {}: {} to {}",
+                c.thumbprint_sha1,
+                x.app_id,
+                day(Some(c.start)),
+                day(Some(c.end))
+            ))
+        );
+    }
+    let y = y + LANE_H;
+    let _ = write!(
+        s,
+        "<text class=\"lbl\" x=\"2\" y=\"{}\">Auth cert</text>",
+        y + 9.0
+    );
+    for (c, class, what) in [
+        (&x.cert, "cert", "Exchange Auth Certificate"),
+        (
+            &x.next_cert,
+            "cert next",
+            "staged Exchange Auth Certificate",
+        ),
+    ] {
+        if let Some(c) = c
+            && sc.visible(c.not_before, c.not_after)
+        {
+            let (x1, x2) = (sc.x(c.not_before), sc.x(c.not_after));
+            let _ = write!(
+                s,
+                "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+                y + 3.0,
+                (x2 - x1).max(1.0),
+                LANE_H - 6.0,
+                escape(&format!(
+                    "{what} {} valid {} to {}",
+                    c.thumbprint_sha1,
+                    day(Some(c.not_before)),
+                    day(Some(c.not_after))
+                ))
+            );
+        }
+    }
+}
+
+/// The tenant's trusts, one line (`sfb ok · exchange expiring 2027-01-06`), when it has the
+/// Exchange trust (a tenant with only the Skype for Business trust needs no second line).
+fn trusts_line(st: &TenantStatus) -> String {
+    if !st.trusts.iter().any(|x| x.kind == "exchange") {
+        return String::new();
+    }
+    let parts: Vec<String> = st
+        .trusts
+        .iter()
+        .map(|x| format!("{} {} {}", x.kind, x.state.name(), day(x.lapses_at)))
+        .collect();
+    format!(
+        "<br><span class=\"muted id trusts\">{}</span>",
+        escape(&parts.join(" \u{b7} "))
+    )
 }
 
 const CSS: &str = r#"
@@ -330,14 +447,20 @@ pub fn render(
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     // No request may leave the page: forbid everything but its own inline parts.
     s.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">");
-    s.push_str("<title>Skype for Business hybrid trust: fleet report</title>");
+    // A fleet with the Exchange trust says so; one without reads as it always did.
+    let title = if tenants.iter().any(|(t, _)| t.exchange.is_some()) {
+        "Skype for Business and Exchange hybrid trusts"
+    } else {
+        "Skype for Business hybrid trust"
+    };
+    let _ = write!(s, "<title>{title}: fleet report</title>");
     let _ = write!(
         s,
         "<script>{ERRORS_JS}</script><style>{CSS}</style></head><body>"
     );
     let _ = write!(
         s,
-        "<h1>Skype for Business hybrid trust</h1><p class=\"muted\">{} tenant(s), as of {} &middot; hybrid-trust {}</p>",
+        "<h1>{title}</h1><p class=\"muted\">{} tenant(s), as of {} &middot; hybrid-trust {}</p>",
         tenants.len(),
         now.format("%Y-%m-%d %H:%M UTC"),
         env!("CARGO_PKG_VERSION")
@@ -447,9 +570,10 @@ pub fn render(
         );
         let _ = write!(
             s,
-            "<td><strong>{}</strong><br><span class=\"muted id\">{}</span></td><td><span class=\"badge s-{name}\">{name}</span></td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"action\">{}</td><td>{}</td></tr>",
+            "<td><strong>{}</strong><br><span class=\"muted id\">{}</span></td><td><span class=\"badge s-{name}\">{name}</span>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"action\">{}</td><td>{}</td></tr>",
             escape(&st.domain),
             escape(st.tenant_id.as_deref().unwrap_or("tenant id unknown")),
+            trusts_line(st),
             st.days_left.map_or("-".into(), |d| d.to_string()),
             day(st.lapses_at),
             day(st.cert_not_after),

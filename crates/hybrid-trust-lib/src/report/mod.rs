@@ -3,6 +3,7 @@
 //! (RFC 5545) with one event per credential end and alarms at the reminder thresholds. Pure;
 //! date sums go through [`crate::dates`] (saturating), so no date can make a rendering panic.
 
+pub mod exchange;
 pub mod html;
 
 use crate::dates;
@@ -12,7 +13,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::fmt::Write as _;
 
 /// A 24-column bar for the next 12 months: `#` where a key of the current certificate is
-/// valid, `.` where none is, `|` at the certificate's end.
+/// valid, `.` where none is, `|` at the certificate's end. A tenant with both trusts has one
+/// bar for both: `#` only where each of them holds ([`exchange::covered`]), `|` at either's
+/// certificate's end.
 pub fn timeline(t: &TenantRecord, now: DateTime<Utc>) -> String {
     let mut bar = String::with_capacity(24);
     let certs: Vec<&str> = t
@@ -21,27 +24,40 @@ pub fn timeline(t: &TenantRecord, now: DateTime<Utc>) -> String {
         .chain(t.next_cert.iter())
         .map(|c| c.thumbprint_sha1.as_str())
         .collect();
+    let sfb = t.has_sfb();
     let cert_end = t
         .cert
         .iter()
         .chain(t.next_cert.iter())
         .map(|c| c.not_after)
-        .max();
+        .max()
+        .filter(|_| sfb);
+    let x_end = t.exchange.as_ref().and_then(exchange::cert_end);
     for i in 0..24 {
         let (a, b) = (
             dates::add(now, TimeDelta::days(i * 365 / 24)),
             dates::add(now, TimeDelta::days((i + 1) * 365 / 24)),
         );
-        let covered = !t.app_ids.is_empty()
-            && t.app_ids.iter().all(|app| {
-                t.credentials.iter().any(|c| {
-                    &c.app_id == app
-                        && certs.contains(&c.thumbprint_sha1.as_str())
-                        && c.start <= a
-                        && c.end >= b
-                })
-            });
-        let c = if cert_end.is_some_and(|e| e >= a && e < b) {
+        let covered_x = t
+            .exchange
+            .as_ref()
+            .is_none_or(|x| exchange::covered(x, a, b));
+        let covered = covered_x
+            && (!sfb
+                || !t.app_ids.is_empty()
+                    && t.app_ids.iter().all(|app| {
+                        t.credentials.iter().any(|c| {
+                            &c.app_id == app
+                                && certs.contains(&c.thumbprint_sha1.as_str())
+                                && c.start <= a
+                                && c.end >= b
+                        })
+                    }));
+        let c = if [cert_end, x_end]
+            .iter()
+            .flatten()
+            .any(|e| *e >= a && *e < b)
+        {
             '|'
         } else if covered {
             '#'
@@ -74,6 +90,20 @@ pub fn table(rows: &[(TenantStatus, String)]) -> String {
             bar,
             st.next_action
         );
+        // A tenant with the Exchange trust: a line per trust under it.
+        if st.trusts.iter().any(|x| x.kind == "exchange") {
+            for x in &st.trusts {
+                let _ = writeln!(
+                    s,
+                    "  {:<30} {:<9} {:>5}  {:<10}",
+                    format!("{} {}", x.kind, x.app_id.as_deref().unwrap_or("")),
+                    x.state.name(),
+                    "",
+                    x.lapses_at
+                        .map_or("-".into(), |d| d.format("%Y-%m-%d").to_string()),
+                );
+            }
+        }
     }
     if rows.is_empty() {
         s.push_str("(no tenants in the ledger: hybrid-trust onboard, or tenant add)\n");

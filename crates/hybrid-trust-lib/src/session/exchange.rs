@@ -600,3 +600,80 @@ pub async fn list(s: &mut Session, app_id: &str) -> Result<ExchangeKeyListing, S
         credentials: keys.key_credentials.iter().map(KeyLine::of).collect(),
     })
 }
+
+/// The hint for a failure of the Exchange flow (`renew --trust exchange`, `credential prune
+/// --trust exchange --first-party`, `credential list --trust exchange`) for tenant `tenant`: the
+/// key plan's refusals say what to do for the dedicated application and AuthConfig (the Skype
+/// for Business wording names `--new-cert`, `--confirm-roll` and the Front Ends, which do not
+/// apply here); anything else as [`SessionError::hint`] says it.
+pub fn hint(e: &SessionError, tenant: &str) -> String {
+    let renew = format!("hybrid-trust renew --trust exchange --tenant {tenant} --from DIR");
+    let list = format!("hybrid-trust credential list --trust exchange --tenant {tenant}");
+    let export = "export Get-AuthConfig again (hybrid-trust onprem script --trust exchange)";
+    let SessionError::Credential(c) = e else {
+        return e.hint();
+    };
+    let credential::CredentialError::Plan(p) = c.as_ref() else {
+        return e.hint();
+    };
+    match p {
+        PlanError::InUse { .. } | PlanError::LastValidKey(_) => format!(
+            "nothing was removed; the previous Auth Certificate's key is retired only once the application holds a valid key of the certificate Exchange signs with: {export} and run {renew} (it uploads the current certificate first, then retires the previous one); {list} shows the keys"
+        ),
+        PlanError::MaybeInUse { .. } => format!(
+            "nothing was removed; Get-AuthConfig on an Exchange server shows the certificate Exchange signs with: {export} and run {renew}"
+        ),
+        PlanError::NoSuchKey(_) => format!("list the keys with {list}"),
+        PlanError::ReplacementMissing(_) | PlanError::ReplacementNotValid(_) => format!(
+            "{list} shows the keys; another admin or ConfigureExchangeHybridApplication.ps1 changed them: run {renew} again, it adopts a valid window or adds one"
+        ),
+        PlanError::Superseded { .. } => format!(
+            "nothing was changed; if Exchange now signs with the newer certificate, {export} and run {renew}"
+        ),
+        _ => e.hint(),
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    /// Issue 27, item 6: the Exchange flow's refusals name the Exchange commands, never the
+    /// Skype for Business roll (`--new-cert`, `--confirm-roll`, Front Ends).
+    #[test]
+    fn the_exchange_flows_hints_name_the_exchange_commands() {
+        let plan = |p: PlanError| SessionError::from(credential::CredentialError::Plan(p));
+        for e in [
+            plan(PlanError::InUse {
+                thumbprint: "AB".into(),
+                why: "the application has no valid key of the current Auth Certificate yet",
+            }),
+            plan(PlanError::LastValidKey("AB".into())),
+            plan(PlanError::MaybeInUse {
+                thumbprint: "AB".into(),
+                why: "x".into(),
+            }),
+            plan(PlanError::NoSuchKey("AB".into())),
+            plan(PlanError::ReplacementMissing("AB".into())),
+            plan(PlanError::Superseded {
+                ours: "A".into(),
+                newer: "B".into(),
+                newer_end: "2027".into(),
+            }),
+        ] {
+            let h = hint(&e, "contoso.com");
+            assert!(h.contains("--trust exchange"), "{e}: {h}");
+            for sfb in [
+                "--new-cert",
+                "--confirm-roll",
+                "Front End",
+                "OAuthTokenIssuer",
+            ] {
+                assert!(!h.contains(sfb), "{e}: {h}");
+            }
+        }
+        // Other failures keep their own hint.
+        let e = SessionError::Usage("x".into());
+        assert_eq!(hint(&e, "contoso.com"), e.hint());
+    }
+}

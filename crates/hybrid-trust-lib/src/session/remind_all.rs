@@ -14,7 +14,7 @@
 //! waits for the first; every message has a deadline (webhooks and Graph the HTTP client's,
 //! SMTP `timeout_secs`), so that wait is bounded, and it gives up after [`LOCK_TIMEOUT`].
 
-use crate::advisories::{AdvisoryDue, due_reminders, ledger_key};
+use crate::advisories::{AdvisoryDue, due_reminders_for, ledger_key};
 use crate::clock::Clock;
 use crate::ledger::{LedgerError, LedgerStore, ReminderSent, TenantRecord};
 use crate::notify::Notifier;
@@ -120,8 +120,15 @@ impl TenantRecord {
                 sent_at: now,
             });
         }
+        let failure = if d.is_exchange() {
+            self.exchange
+                .as_mut()
+                .and_then(|x| x.last_renewal_failure.as_mut())
+        } else {
+            self.last_renewal_failure.as_mut()
+        };
         if d.kind == crate::remind::Kind::RenewalFailure
-            && let Some(f) = self.last_renewal_failure.as_mut()
+            && let Some(f) = failure
         {
             f.reported = true;
         }
@@ -157,10 +164,15 @@ impl TenantRecord {
                 Some((id.to_string(), r.threshold_days))
             })
             .collect();
-        due_reminders(&self.cloud, now, &sent)
-            .into_iter()
-            .filter(|a| !ack.iter().any(|k| k == a.id))
-            .collect()
+        due_reminders_for(
+            &self.cloud,
+            (self.has_sfb(), self.exchange.is_some()),
+            now,
+            &sent,
+        )
+        .into_iter()
+        .filter(|a| !ack.iter().any(|k| k == a.id))
+        .collect()
     }
 }
 
