@@ -208,17 +208,6 @@ pub struct Change<'a> {
     pub clock: crate::clock::Clock,
 }
 
-/// Whether `after` holds every key the plan keeps or adds (kept keys by certificate, as Graph may
-/// have taken them anew) and none it removes.
-pub fn plan_stuck(
-    plan: &KeyPlan,
-    after: &[KeyCredential],
-    now: chrono::DateTime<chrono::Utc>,
-) -> bool {
-    let rb = resend::read_back(plan, after, now);
-    !rb.crossed && rb.lost().is_empty()
-}
-
 /// Issue 24's last-valid-key guard is for the keys a trust signs with. The shared Exchange
 /// Online principal (`00000002-…`) holds no key of a trust this tool keeps: the Exchange trust's
 /// key lives on the dedicated application, and on-prem keys left on `00000002` are what
