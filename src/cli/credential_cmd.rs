@@ -5,7 +5,6 @@
 use super::password::PasswordArgs;
 use super::printer::terminal_safe;
 use super::{Context, Failure};
-use crate::audit::AuditLog;
 use crate::credential::Approval;
 use crate::credential::foreign::Prune;
 use crate::credential::report::{self, KeyChanges, NameReport};
@@ -250,7 +249,7 @@ fn change_each(
     let outcomes = super::runtime()?
         .block_on(session.change_keys_creating(apps, op, &mut confirm, &mut create_sp))
         .map_err(super::session_failure)?;
-    let audit = AuditLog::in_dir(&ctx.state_dir()?);
+    let audit = ctx.audit_log()?;
     let changes = KeyChanges::new(
         tenant,
         session.tenant_id.clone(),

@@ -124,10 +124,10 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     let _reminders_lock = if ctx.global.dry_run {
         None
     } else {
-        let dir = ctx.state_dir()?;
         Some(
-            crate::remind::run::lock(&dir, crate::remind::run::LOCK_TIMEOUT).map_err(|e| {
+            ctx.reminders_lock()?.map_err(|e| {
                 let hint = match &e {
+                    crate::lock::LockError::State(s) => s.hint(),
                     crate::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
                     crate::lock::LockError::Open { path, .. } => format!(
                         "check that {} is writable by this user (a run as root may have created it: chown it back)",

@@ -74,6 +74,9 @@ pub struct ReminderSent {
     pub threshold_days: i64,
     pub channel: String,
     pub sent_at: DateTime<Utc>,
+    /// The host that sent it, in a team's shared state (`--state-url`); absent in a state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
 }
 
 /// The last renewal that failed or was blocked. `at` moves with every attempt; `since` is when
