@@ -70,6 +70,11 @@ impl TenantLock {
         })
     }
 
+    /// The database server process holding a database lock (to end it in a test).
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.pg.as_ref().map(|l| l.backend_pid)
+    }
+
     /// Fails when a database lock was lost with its connection (a restarted server): what the
     /// change records must not be written as if it still held the tenant.
     pub fn check(&self) -> Result<(), crate::state::StateError> {
