@@ -268,3 +268,258 @@ fn a_lock_lost_with_its_connection_is_noticed() {
         .unwrap();
     assert_eq!(store.load().unwrap().tenants.len(), 1);
 }
+
+fn plain(url: &str, password: Option<&str>, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+    c.env("HYBRID_TRUST_STATE_DIR", dir.path().join("state"))
+        .env("HYBRID_TRUST_STATE_URL", url)
+        .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+        .env("HOME", dir.path())
+        .env_remove("PGPASSFILE")
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .args(args);
+    match password {
+        Some(p) => c.env("PGPASSWORD", p),
+        None => c.env_remove("PGPASSWORD"),
+    };
+    c.output().unwrap()
+}
+
+fn one_error_line(o: &std::process::Output) -> String {
+    let e = stderr(o);
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{e}"
+    );
+    e
+}
+
+/// Bad days: a wrong password, no server, a password in the URL, a schema from a newer build:
+/// one `error:` line naming the database (never the password) and the fix; exit 1 (2 for the
+/// URL), `status --check` UNKNOWN; nothing written.
+#[test]
+fn bad_days_give_one_error_line_naming_the_database_and_the_fix() {
+    let url = pg::url("bad_days");
+    let pw = pg::server().password.clone();
+    // A good run first (makes the schema).
+    let o = plain(&url, Some(&pw), &["status", "--all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = plain(&url, Some("wrong-Pa55word"), &["-vv", "status", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(e.contains("refused the password for user ht"), "{e}");
+    assert!(
+        e.contains(&format!("127.0.0.1:{}/postgres", pg::server().port)),
+        "{e}"
+    );
+    assert!(e.contains("PGPASSWORD") && e.contains(".pgpass"), "{e}");
+    assert!(
+        !e.contains("wrong-Pa55word")
+            && !String::from_utf8_lossy(&o.stdout).contains("wrong-Pa55word")
+    );
+    let o = plain(
+        &url,
+        Some("wrong-Pa55word"),
+        &["status", "--all", "--check"],
+    );
+    assert_eq!(o.status.code(), Some(3), "UNKNOWN: {}", stderr(&o));
+    // No password at all.
+    let o = plain(&url, None, &["status", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        one_error_line(&o).contains("needs a password"),
+        "{}",
+        stderr(&o)
+    );
+    // A passfile is a source (0600), the keyring is not reached for it.
+    // No server on the port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = plain(
+        &format!("postgres://ht@127.0.0.1:{port}/team"),
+        Some(&pw),
+        &["status", "--all"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(
+        e.contains(&format!(
+            "cannot reach the state database postgres://ht@127.0.0.1:{port}/team"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("check that the server is running"), "{e}");
+    // A password in the URL is refused and not shown.
+    let o = plain(
+        &format!(
+            "postgres://ht:Sup3rSecret@127.0.0.1:{}/postgres",
+            pg::server().port
+        ),
+        None,
+        &["status", "--all"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = one_error_line(&o);
+    assert!(!e.contains("Sup3rSecret"), "{e}");
+    assert!(e.contains("PGPASSWORD"), "{e}");
+    // A newer schema is refused by this (older) build, nothing changed.
+    let schema = url.split("schema=").nth(1).unwrap().to_string();
+    pg::sql(&format!(
+        "INSERT INTO {schema}.schema_version (version, applied_by) VALUES (99, 'a newer build')"
+    ));
+    let o = plain(&url, Some(&pw), &["tenant", "add", "contoso.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(
+        e.contains("schema version 99, newer than this hybrid-trust understands (1)"),
+        "{e}"
+    );
+    assert!(e.contains("upgrade hybrid-trust"), "{e}");
+    assert_eq!(
+        pg::sql(&format!("SELECT count(*) FROM {schema}.tenants")),
+        "0"
+    );
+}
+
+/// A passfile (mode 0600) gives the password; one others can read is ignored, as libpq does.
+#[test]
+fn the_password_comes_from_a_passfile() {
+    let url = pg::url("passfile");
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pgpass");
+    std::fs::write(
+        &pass,
+        format!(
+            "# team\n127.0.0.1:{}:postgres:ht:{}\n",
+            pg::server().port,
+            pg::server().password.replace(':', "\\:")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+        c.env("HYBRID_TRUST_STATE_DIR", dir.path().join("state"))
+            .env("HYBRID_TRUST_STATE_URL", &url)
+            .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+            .env("PGPASSFILE", &pass)
+            .env_remove("PGPASSWORD")
+            .args(["status", "--all"]);
+        c.output().unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// `state migrate` both ways with 10,000 tenants, the audit log and reminder records; a target
+/// that holds tenants is refused (exit 2) and left as it was.
+#[test]
+fn state_migrate_both_ways_with_ten_thousand_tenants() {
+    use hybrid_trust::ledger::ReminderSent;
+    let url = pg::url("migrate");
+    let pw = pg::server().password.clone();
+    // 20,000 record files written with an fsync each: on tmpfs where there is one.
+    let dir = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    };
+    let src = dir.path().join("src");
+    let now = Utc::now();
+    let store = LedgerStore::in_dir(&src);
+    std::fs::create_dir_all(&src).unwrap();
+    let mut g = store.lock(Duration::from_secs(5)).unwrap();
+    for i in 0..10_000 {
+        let mut t = hybrid_trust::ledger::TenantRecord::new(
+            &format!("tenant-{i:05}.onmicrosoft.com"),
+            "global",
+            vec![],
+            now,
+        );
+        t.seq = i;
+        if i % 10 == 0 {
+            t.reminders_sent.push(ReminderSent {
+                credential: format!("c{i}"),
+                threshold_days: 30,
+                channel: "stdout".into(),
+                sent_at: now,
+                sent_by: None,
+            });
+        }
+        g.ledger.tenants.push(t);
+    }
+    g.commit().unwrap();
+    let audit: String = (0..250)
+        .map(|i| format!("{{\"ts\":\"2026-01-01T00:00:00Z\",\"n\":{i}}}\n"))
+        .collect();
+    std::fs::write(src.join("audit.log"), &audit).unwrap();
+    let migrate = |state_dir: &std::path::Path, state_url: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+        c.env("HYBRID_TRUST_STATE_DIR", state_dir)
+            .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+            .env("PGPASSWORD", &pw)
+            .env_remove("HYBRID_TRUST_STATE_URL")
+            .args(["--output", "json"]);
+        if let Some(u) = state_url {
+            c.args(["--state-url", u]);
+        }
+        c.args(["state", "migrate"]).args(args);
+        c.output().unwrap()
+    };
+    // A dry run counts and writes nothing.
+    let o = migrate(&src, None, &["--to", &url, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["tenants"], 10_000);
+    let o = migrate(&src, None, &["--to", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = json_out(&o);
+    assert_eq!(
+        (
+            c["tenants"].as_u64(),
+            c["audit_entries"].as_u64(),
+            c["reminders"].as_u64()
+        ),
+        (Some(10_000), Some(250), Some(1_000))
+    );
+    let db = LedgerStore::in_db(pg::open(&url));
+    let want = store.load().unwrap();
+    assert_eq!(db.load().unwrap().tenants, want.tenants);
+    // Again: refused, exit 2, nothing added.
+    let o = migrate(&src, None, &["--to", &url]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(one_error_line(&o).contains("already holds 10000 tenant(s)"));
+    assert_eq!(pg::open(&url).audit_lines().unwrap().len(), 250);
+    // Back to a new state dir.
+    let back = dir.path().join("back");
+    let o = migrate(
+        &dir.path().join("unused"),
+        Some(&url),
+        &["--to", back.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["tenants"], 10_000);
+    assert_eq!(
+        LedgerStore::in_dir(&back).load().unwrap().tenants,
+        want.tenants
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("audit.log")).unwrap(),
+        audit
+    );
+    // And into that non-empty dir: refused.
+    let o = migrate(
+        &dir.path().join("unused"),
+        Some(&url),
+        &["--to", back.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

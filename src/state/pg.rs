@@ -161,7 +161,11 @@ impl Inner {
             };
         }
         let text = e.to_string();
-        if text.contains("password missing") {
+        let full = match std::error::Error::source(&e) {
+            Some(s) => format!("{text}: {s}"),
+            None => text.clone(),
+        };
+        if full.contains("password missing") {
             return StateError::NoPassword {
                 db,
                 user: self.url.user.clone(),
