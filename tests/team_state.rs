@@ -6,7 +6,6 @@
 
 #[path = "support/pg.rs"]
 mod pg;
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use chrono::{TimeDelta, Utc};

@@ -427,7 +427,7 @@ impl PgState {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
         if let Some(p) = password {
-            config.password(p.expose().as_bytes().to_vec());
+            config.password(p.expose().as_bytes());
         }
         let tls = match url.sslmode {
             SslMode::Disable => {

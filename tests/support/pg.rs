@@ -16,7 +16,11 @@ pub struct Server {
     pub port: u16,
     pub bin: std::path::PathBuf,
     pub data: Option<std::path::PathBuf>,
-    _keep: Option<(tempfile::TempDir, std::process::ChildStdin)>,
+    _keep: Option<(
+        tempfile::TempDir,
+        std::process::ChildStdin,
+        std::process::Child,
+    )>,
 }
 
 fn bin_dir() -> std::path::PathBuf {
@@ -134,7 +138,7 @@ pub fn server() -> &'static Server {
             port,
             bin,
             data: Some(data),
-            _keep: Some((dir, stdin)),
+            _keep: Some((dir, stdin, child)),
         }
     })
 }
