@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo nextest run --no-fail-fast "$@" >"$log" 2>&1
+cargo nextest run --workspace --no-fail-fast "$@" >"$log" 2>&1
 status=$?
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # nextest's result lines: `PASS [  26.354s] (4/6) hybrid-trust::fault_matrix test_name` (FAIL

@@ -39,10 +39,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 3. Rust checks and tests.
-log "cargo fmt --check"
-cargo fmt --check
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+log "cargo fmt --all --check"
+cargo fmt --all --check
+log "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo deny check licenses bans sources (+ advisories where the RustSec database is reachable)"
 if ! command -v cargo-deny >/dev/null 2>&1; then
   log "installing cargo-deny (once)"
@@ -59,8 +59,8 @@ else
 fi
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --no-fail-fast
-  cargo test --doc --quiet
+  cargo nextest run --workspace --all-targets --no-fail-fast
+  cargo test --workspace --doc --quiet
 else
-  cargo test --all-targets --no-fail-fast
+  cargo test --workspace --all-targets --no-fail-fast
 fi

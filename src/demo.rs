@@ -11,19 +11,19 @@
 //! simulation of years in `tests/lifecycle_simulation.rs` does, since the binary only reads the
 //! system time.
 
-use crate::cert::Certificate;
-use crate::clock::Clock;
-use crate::cloud::Cloud;
-use crate::config::GraphMailChannel;
-use crate::emulator::{self, ReadyTenant, RunningEmulator};
-use crate::ledger::{CertRecord, LedgerStore};
-use crate::notify::graph_mail::GraphMail;
-use crate::renew::Policy;
-use crate::session::confirm::{self, Evidence};
-use crate::session::{Session, renewal::describe};
-use crate::status::{Fleet, Thresholds};
-use crate::sts::{AdminCredential, TokenProvider};
 use chrono::{DateTime, TimeDelta, Utc};
+use hybrid_trust::cert::Certificate;
+use hybrid_trust::clock::Clock;
+use hybrid_trust::cloud::Cloud;
+use hybrid_trust::config::GraphMailChannel;
+use hybrid_trust::ledger::{CertRecord, LedgerStore};
+use hybrid_trust::notify::graph_mail::GraphMail;
+use hybrid_trust::renew::Policy;
+use hybrid_trust::session::confirm::{self, Evidence};
+use hybrid_trust::session::{Session, renewal::describe};
+use hybrid_trust::status::{Fleet, Thresholds};
+use hybrid_trust::sts::{AdminCredential, TokenProvider};
+use m365_emulator::{ReadyTenant, RunningEmulator};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -117,7 +117,7 @@ fn prepare(folder: &Path) -> Result<(), DemoError> {
         }
         std::fs::remove_dir_all(folder).map_err(failed)?;
     }
-    crate::paths::ensure_private_dir(folder).map_err(failed)?;
+    hybrid_trust::paths::ensure_private_dir(folder).map_err(failed)?;
     std::fs::write(
         folder.join(MARKER),
         "hybrid-trust demo output; a rerun replaces it\n",
@@ -131,10 +131,10 @@ impl Demo {
     pub async fn start(folder: &Path) -> Result<Demo, DemoError> {
         let folder = &std::path::absolute(folder).map_err(failed)?;
         prepare(folder)?;
-        let emu = emulator::start(emulator::Config {
+        let emu = m365_emulator::start(m365_emulator::Config {
             tls: true,
             log_requests: false,
-            ..emulator::Config::default()
+            ..m365_emulator::Config::default()
         })
         .await
         .map_err(failed)?;
@@ -152,9 +152,9 @@ impl Demo {
         let cloud = Cloud::from_file(&cloud_file).map_err(failed)?;
         let cert = folder.join("oauth-token-issuer.pem");
         let (pem, _) = certificate(Clock::System.now())?;
-        crate::paths::write_atomic(&cert, pem.as_bytes(), 0o600).map_err(failed)?;
+        hybrid_trust::paths::write_atomic(&cert, pem.as_bytes(), 0o600).map_err(failed)?;
         let state = folder.join("state");
-        crate::paths::ensure_private_dir(&state).map_err(failed)?;
+        hybrid_trust::paths::ensure_private_dir(&state).map_err(failed)?;
         Ok(Demo {
             emu,
             tenant,
@@ -209,7 +209,7 @@ impl Demo {
 
     /// The library's session for the tenant, on `clock`.
     fn session(&self, clock: Clock) -> Result<Session, DemoError> {
-        let http = crate::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
+        let http = hybrid_trust::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
         Ok(Session::signed_in(
             self.cloud.clone(),
             http,
@@ -232,14 +232,16 @@ impl Demo {
     fn admin(&self) -> AdminCredential {
         AdminCredential::Secret {
             client_id: self.tenant.admin.client_id.clone(),
-            secret: crate::secret::SecretString::new(self.tenant.admin.client_secret.clone()),
+            secret: hybrid_trust::secret::SecretString::new(
+                self.tenant.admin.client_secret.clone(),
+            ),
         }
     }
 
     /// The reminder channel the demo uses: `[[reminders.graph_mail]]` as the tenant's
     /// `noreply@` mailbox, signed in as the admin app (which the emulator grants `Mail.Send`).
     fn mailer(&self, clock: Clock) -> Result<GraphMail, DemoError> {
-        let http = crate::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
+        let http = hybrid_trust::http::HttpClient::for_cloud(&self.cloud).map_err(failed)?;
         let domain = &self.tenant.domain;
         let tokens = TokenProvider::new(http.clone(), self.cloud.clone(), domain, self.admin())
             .with_clock(clock);
@@ -265,17 +267,18 @@ impl Demo {
     async fn daily(&self, clock: Clock, say: &dyn Fn(&str)) -> Result<(), DemoError> {
         let store = LedgerStore::in_dir(&self.state);
         let tenants = store.load().map_err(failed)?.tenants;
-        let channels: Vec<Box<dyn crate::notify::Notifier>> = vec![Box::new(self.mailer(clock)?)];
-        let report = crate::remind::run::run(
+        let channels: Vec<Box<dyn hybrid_trust::notify::Notifier>> =
+            vec![Box::new(self.mailer(clock)?)];
+        let report = hybrid_trust::remind::run::run(
             &store,
             &tenants,
             &channels,
-            &crate::config::Reminders::default().thresholds_days,
+            &hybrid_trust::config::Reminders::default().thresholds_days,
             clock,
             false,
             1,
             &[],
-            &crate::progress::Silent,
+            &hybrid_trust::progress::Silent,
         )
         .await
         .map_err(failed)?;
@@ -290,7 +293,7 @@ impl Demo {
                 "  remind: mailed to {MAIL_TO} through Microsoft Graph (sendMail):\n    {}",
                 d.subject
             ));
-            let digest = crate::remind::Digest {
+            let digest = hybrid_trust::remind::Digest {
                 entries: d.entries.clone(),
                 advisories: d.advisories.clone(),
             };
@@ -309,10 +312,14 @@ impl Demo {
             .map_err(failed)?
             .tenants;
         let fleet = Fleet::new(tenants, None, clock.now(), Thresholds::default());
-        crate::paths::write_atomic(&self.folder.join(REPORT), fleet.html().as_bytes(), 0o600)
-            .map_err(failed)?;
+        hybrid_trust::paths::write_atomic(
+            &self.folder.join(REPORT),
+            fleet.html().as_bytes(),
+            0o600,
+        )
+        .map_err(failed)?;
         let dir = self.folder.join("mail");
-        crate::paths::ensure_private_dir(&dir).map_err(failed)?;
+        hybrid_trust::paths::ensure_private_dir(&dir).map_err(failed)?;
         for (i, m) in self.emu.mail().iter().enumerate() {
             let n = i + 1;
             let head = format!(
@@ -323,10 +330,14 @@ impl Demo {
                 m.received_at.to_rfc3339()
             );
             let text = format!("{head}{}", m.body_text.as_deref().unwrap_or(""));
-            crate::paths::write_atomic(&dir.join(format!("{n:02}.txt")), text.as_bytes(), 0o600)
-                .map_err(failed)?;
+            hybrid_trust::paths::write_atomic(
+                &dir.join(format!("{n:02}.txt")),
+                text.as_bytes(),
+                0o600,
+            )
+            .map_err(failed)?;
             if let Some(html) = &m.body_html {
-                crate::paths::write_atomic(
+                hybrid_trust::paths::write_atomic(
                     &dir.join(format!("{n:02}.html")),
                     html.as_bytes(),
                     0o600,
@@ -347,7 +358,7 @@ impl Demo {
         let tenants = store.load().map_err(failed)?.tenants;
         let policy = Policy::default();
         for t in &tenants {
-            let d = crate::renew::decide(
+            let d = hybrid_trust::renew::decide(
                 t,
                 offered.map(CertRecord::from_cert).as_ref(),
                 clock.now(),
@@ -410,7 +421,7 @@ impl Demo {
         ));
         let (pem, new) = certificate(c.now())?;
         let new_path = self.folder.join("oauth-token-issuer-2.pem");
-        crate::paths::write_atomic(&new_path, pem.as_bytes(), 0o600).map_err(failed)?;
+        hybrid_trust::paths::write_atomic(&new_path, pem.as_bytes(), 0o600).map_err(failed)?;
         self.renew(c, Some(&new), say).await?;
         self.status(c, say)?;
 
@@ -420,7 +431,7 @@ impl Demo {
             day(c)
         ));
         let store = LedgerStore::in_dir(&self.state);
-        let audit = crate::audit::AuditLog::in_dir(&self.state);
+        let audit = hybrid_trust::audit::AuditLog::in_dir(&self.state);
         let confirmed = confirm::confirm_roll(
             &store,
             &audit,

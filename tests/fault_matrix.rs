@@ -27,7 +27,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hybrid_trust::clock::{Clock, SimTime};
 use hybrid_trust::cloud::Cloud;
 use hybrid_trust::credential::Approval;
-use hybrid_trust::emulator::KeyResend;
 use hybrid_trust::http::HttpClient;
 use hybrid_trust::ledger::LedgerStore;
 use hybrid_trust::renew::Policy;
@@ -36,6 +35,7 @@ use hybrid_trust::session::onboard::{self, OnboardError, OnboardPlan};
 use hybrid_trust::session::{Session, SessionError, renew_all};
 use hybrid_trust::sts::{AdminCredential, AssertionAlg, TokenProvider};
 use hybrid_trust::verify::report::{Listing, Proven, Refusal};
+use m365_emulator::KeyResend;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -169,10 +169,14 @@ struct Lib {
 
 impl Lib {
     /// An emulator started with `cfg` on simulated time, which the library's runs share.
-    async fn start(cfg: hybrid_trust::emulator::Config) -> Lib {
+    async fn start(cfg: m365_emulator::Config) -> Lib {
         let emu = Emu::start_with(cfg).await;
         let clock = Clock::Simulated(SimTime::leak(Utc::now()));
-        assert!(emu.running.clock().follow(clock));
+        assert!(
+            emu.running
+                .clock()
+                .follow(std::sync::Arc::new(move || clock.now()))
+        );
         Lib::on(emu, clock)
     }
 
@@ -187,7 +191,7 @@ impl Lib {
         };
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, emu.running.ca_pem()).unwrap();
-        let cloud = Cloud::emulated(&emu.cloud, ca);
+        let cloud = support::emulated_cloud(&emu.cloud, ca);
         let base = HttpClient::for_cloud(&cloud).unwrap().with_clock(clock);
         Lib {
             emu,
@@ -607,7 +611,7 @@ impl Matrix {
 }
 
 /// The emulator of the matrix: faults held 5 s (past any client timeout), reads not throttled.
-fn matrix_config(mode: KeyResend) -> hybrid_trust::emulator::Config {
+fn matrix_config(mode: KeyResend) -> m365_emulator::Config {
     let mut cfg = quiet_tls();
     cfg.behaviour.key_resend = mode;
     cfg.timeout_fault_secs = 5;

@@ -7,7 +7,7 @@
 mod support;
 
 use chrono::{TimeDelta, Utc};
-use hybrid_trust::emulator::{KeyResend, Seed};
+use m365_emulator::{KeyResend, Seed};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::*;

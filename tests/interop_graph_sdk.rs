@@ -8,7 +8,7 @@
 
 mod support;
 
-use hybrid_trust::emulator::KeyResend;
+use m365_emulator::KeyResend;
 use serde_json::{Value, json};
 use std::process::Command;
 use support::*;

@@ -368,7 +368,7 @@ struct Env {
 }
 
 impl Env {
-    async fn start(resend: hybrid_trust::emulator::KeyResend) -> Env {
+    async fn start(resend: m365_emulator::KeyResend) -> Env {
         // Plain HTTP on loopback: TLS is tested elsewhere, and its handshakes would be most of
         // this test's time.
         let mut cfg = quiet_tls();
@@ -379,7 +379,11 @@ impl Env {
         let emu = Emu::start_with(cfg).await;
         let sim = SimTime::leak(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
         let clock = Clock::Simulated(sim);
-        assert!(emu.running.clock().follow(clock));
+        assert!(
+            emu.running
+                .clock()
+                .follow(std::sync::Arc::new(move || clock.now()))
+        );
         // Simulated time stands still between steps and a shrinking replays a case at the same
         // minute: the per-minute read throttle (tested elsewhere) is set out of reach.
         let mut b = emu.control_get("state").await["behaviour"].clone();
@@ -389,7 +393,7 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, emu.running.ca_pem()).unwrap();
-        let cloud = Cloud::emulated(&emu.cloud, ca);
+        let cloud = support::emulated_cloud(&emu.cloud, ca);
         Env {
             emu,
             sim,
@@ -1759,7 +1763,7 @@ async fn suite(
     name: &str,
     seeds: std::ops::Range<u64>,
     steps: std::ops::RangeInclusive<u64>,
-    resend: hybrid_trust::emulator::KeyResend,
+    resend: m365_emulator::KeyResend,
 ) {
     let started = std::time::Instant::now();
     // `HYBRID_TRUST_MODEL_RESEND=full|unchanged|minimal` replays under another Graph.
@@ -1896,7 +1900,7 @@ async fn random_sequences_keep_the_front_ends_key_part_1() {
         "random_sequences_keep_the_front_ends_key_part_1",
         share(0),
         STEPS,
-        hybrid_trust::emulator::KeyResend::Full,
+        m365_emulator::KeyResend::Full,
     )
     .await;
 }
@@ -1907,7 +1911,7 @@ async fn random_sequences_keep_the_front_ends_key_part_2() {
         "random_sequences_keep_the_front_ends_key_part_2",
         share(1),
         STEPS,
-        hybrid_trust::emulator::KeyResend::Full,
+        m365_emulator::KeyResend::Full,
     )
     .await;
 }
@@ -1918,7 +1922,7 @@ async fn random_sequences_keep_the_front_ends_key_part_3() {
         "random_sequences_keep_the_front_ends_key_part_3",
         share(2),
         STEPS,
-        hybrid_trust::emulator::KeyResend::Unchanged,
+        m365_emulator::KeyResend::Unchanged,
     )
     .await;
 }
@@ -1929,7 +1933,7 @@ async fn random_sequences_keep_the_front_ends_key_part_4() {
         "random_sequences_keep_the_front_ends_key_part_4",
         share(3),
         STEPS,
-        hybrid_trust::emulator::KeyResend::Minimal,
+        m365_emulator::KeyResend::Minimal,
     )
     .await;
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hybrid_trust::emulator::KeyResend;
+use m365_emulator::KeyResend;
 use serde_json::Value;
 use support::*;
 

@@ -521,7 +521,7 @@ async fn removing_a_newer_certificate_than_the_ledger_knows_needs_force() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renamed_roll_key_of_another_host_survives_prune_under_minimal() {
     let mut cfg = quiet_tls();
-    cfg.behaviour.key_resend = hybrid_trust::emulator::KeyResend::Minimal;
+    cfg.behaviour.key_resend = m365_emulator::KeyResend::Minimal;
     let Rolled {
         emu, t, old, new, ..
     } = pending_roll_on(Emu::start_with(cfg).await).await;

@@ -19,7 +19,6 @@ mod support;
 use chrono::{DateTime, TimeDelta, Utc};
 use hybrid_trust::clock::Clock;
 use hybrid_trust::credential::standing;
-use hybrid_trust::emulator::KeyResend;
 use hybrid_trust::graph;
 use hybrid_trust::ledger::{CertRecord, LedgerStore};
 use hybrid_trust::notify::{Notifier, SendFuture};
@@ -30,6 +29,7 @@ use hybrid_trust::session::confirm::{self, Evidence};
 use hybrid_trust::session::keys::KeyOp;
 use hybrid_trust::status::{self, Thresholds};
 use hybrid_trust::sts::AdminCredential;
+use m365_emulator::KeyResend;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use support::*;
@@ -119,7 +119,7 @@ impl World {
             std::fs::write(&ca, self.emu.running.ca_pem()).unwrap();
         }
         let emu = &self.emu;
-        let cloud = hybrid_trust::cloud::Cloud::emulated(&emu.cloud, ca);
+        let cloud = support::emulated_cloud(&emu.cloud, ca);
         let mut http = hybrid_trust::http::HttpClient::for_cloud(&cloud).unwrap();
         // A Graph outage is days long: no point in waiting for it within one run.
         http.retry.attempts = 1;

@@ -83,7 +83,7 @@ fn check(out: &std::process::Output, tenant_id: &str, keyring: &str) {
     assert!(!text.contains("emu-rt."), "no refresh token printed");
 }
 
-fn device_emulator_config() -> hybrid_trust::emulator::Config {
+fn device_emulator_config() -> m365_emulator::Config {
     let mut cfg = quiet_tls();
     cfg.behaviour.device_code_approve_after_ms = 300;
     cfg.behaviour.device_code_interval_secs = 1;

@@ -18,7 +18,7 @@ use support::*;
 fn session(emu: &Emu, dir: &std::path::Path, clock: Clock, dry_run: bool) -> Session {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, emu.running.ca_pem()).unwrap();
-    let cloud = hybrid_trust::cloud::Cloud::emulated(&emu.cloud, ca);
+    let cloud = support::emulated_cloud(&emu.cloud, ca);
     let http = hybrid_trust::http::HttpClient::for_cloud(&cloud).unwrap();
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();

@@ -1,13 +1,13 @@
 //! What a command needs to reach a tenant, from the global flags: the admin identity for Microsoft
-//! Graph (flags and environment first, docs/contract.md, then a stored login: [`crate::login`]), the
+//! Graph (flags and environment first, docs/contract.md, then a stored login: [`hybrid_trust::login`]), the
 //! token provider, the session, the state dir, and the confirmation. Secrets come from
 //! environment variables or the keyring, never argv.
 
 use super::{Context, Failure};
-use crate::cloud::Cloud;
-use crate::login::{AdminSettings, LoginError};
-use crate::secret::SecretString;
-use crate::sts::{AdminCredential, TokenProvider};
+use hybrid_trust::cloud::Cloud;
+use hybrid_trust::login::{AdminSettings, LoginError};
+use hybrid_trust::secret::SecretString;
+use hybrid_trust::sts::{AdminCredential, TokenProvider};
 
 /// A login or admin identity failure: exit 2 for the user's own input, else exit 1.
 pub fn login_failure(e: LoginError) -> Failure {
@@ -50,7 +50,9 @@ impl Context {
             password_keyring: false,
         };
         let cred = settings
-            .credential(&mut || pw.get(), || crate::login::stored_credential(tenant))
+            .credential(&mut || pw.get(), || {
+                hybrid_trust::login::stored_credential(tenant)
+            })
             .map_err(login_failure)?;
         if g.client_cert.is_some() && matches!(cred, AdminCredential::Certificate { .. }) {
             let _ = self.cert_credential.set(cred.clone());
@@ -88,7 +90,7 @@ impl Context {
 
     /// The library's session for one tenant: its cloud, token provider, HTTP client, state dir
     /// and the run's clock (one per tenant per run).
-    pub fn session(&self, tenant: &str) -> Result<crate::session::Session, Failure> {
+    pub fn session(&self, tenant: &str) -> Result<hybrid_trust::session::Session, Failure> {
         let cloud = self.cloud()?;
         let http = self.http(&cloud)?;
         self.session_on(tenant, http)
@@ -98,12 +100,12 @@ impl Context {
     pub fn session_on(
         &self,
         tenant: &str,
-        http: crate::http::HttpClient,
-    ) -> Result<crate::session::Session, Failure> {
+        http: hybrid_trust::http::HttpClient,
+    ) -> Result<hybrid_trust::session::Session, Failure> {
         let cloud = self.cloud()?;
         let tokens = self.token_provider(&cloud, tenant)?;
         let state = self.state_dir()?;
-        Ok(crate::session::Session::new(
+        Ok(hybrid_trust::session::Session::new(
             cloud,
             tenant,
             tokens,
@@ -119,14 +121,14 @@ impl Context {
     pub fn state_dir(&self) -> Result<std::path::PathBuf, Failure> {
         let dir = match &self.global.state_dir {
             Some(d) => d.clone(),
-            None => crate::paths::default_state_dir().ok_or_else(|| {
+            None => hybrid_trust::paths::default_state_dir().ok_or_else(|| {
                 Failure::input(
                     anyhow::anyhow!("cannot find a home directory for the state dir"),
                     Some("pass --state-dir DIR".to_string()),
                 )
             })?,
         };
-        crate::paths::ensure_private_dir(&dir).map_err(|e| {
+        hybrid_trust::paths::ensure_private_dir(&dir).map_err(|e| {
             Failure::runtime(
                 anyhow::Error::new(e).context(format!("cannot create state dir {}", dir.display())),
                 Some("pass a writable --state-dir".to_string()),
@@ -137,7 +139,7 @@ impl Context {
             (dir.join("ledger"), "the ledger"),
             (dir.join("ledger").join("tenants"), "the ledger"),
         ] {
-            crate::paths::refuse_loose(&path, what).map_err(|e| {
+            hybrid_trust::paths::refuse_loose(&path, what).map_err(|e| {
                 let hint = e.hint();
                 Failure::input(e, Some(hint))
             })?;

@@ -2,9 +2,9 @@
 //! names and pool FQDNs. Each bad value is a usage error (exit 2) with a hint.
 
 use super::Failure;
-use crate::microsoft::{KNOWN_TARGETS as KNOWN_APPS, SFB_APP_ID};
-use crate::tenant::TenantRef;
 use chrono::{DateTime, NaiveDate, Utc};
+use hybrid_trust::microsoft::{KNOWN_TARGETS as KNOWN_APPS, SFB_APP_ID};
+use hybrid_trust::tenant::TenantRef;
 
 /// Validates `--app-id` values: GUIDs, never Exchange Online's shared principal.
 pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
@@ -25,7 +25,7 @@ pub fn app_ids(given: &[String]) -> Result<Vec<String>, Failure> {
                 )
             })?
             .to_string();
-        if let Err(e) = crate::microsoft::check_target(&id) {
+        if let Err(e) = hybrid_trust::microsoft::check_target(&id) {
             let hint = e.hint().to_string();
             return Err(Failure::input(e, Some(hint)));
         }
@@ -63,10 +63,10 @@ pub fn tenant_arg(t: &str) -> Result<String, Failure> {
 }
 
 /// `--pool-fqdn` values (onboard, onprem script, spn add): each a valid FQDN, or a usage error.
-pub fn pool_fqdns(values: &[String]) -> Result<Vec<crate::onprem::Fqdn>, Failure> {
+pub fn pool_fqdns(values: &[String]) -> Result<Vec<hybrid_trust::onprem::Fqdn>, Failure> {
     values
         .iter()
-        .map(|p| crate::onprem::Fqdn::parse("--pool-fqdn", p))
+        .map(|p| hybrid_trust::onprem::Fqdn::parse("--pool-fqdn", p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             Failure::input(

@@ -1,9 +1,9 @@
 //! `cert inspect`, `cert export` and `cert remember-password` (docs/contract.md): flags to a loaded
-//! certificate; the library checks it and renders the inspection ([`crate::cert::report`]).
+//! certificate; the library checks it and renders the inspection ([`hybrid_trust::cert::report`]).
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::cert::{self, CheckOptions, Inspection};
+use hybrid_trust::cert::{self, CheckOptions, Inspection};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -85,11 +85,11 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> Result<u8, Failure> {
                 )
             })?;
             let loaded = cert::load_file(&path, &mut || Ok(Some(pw.clone())))?;
-            let store = crate::keyring::SecretStore::open().map_err(|e| {
+            let store = hybrid_trust::keyring::SecretStore::open().map_err(|e| {
                 let hint = e.hint().to_string();
                 Failure::runtime(e, Some(hint))
             })?;
-            let user = crate::keyring::pfx_password_entry(&path);
+            let user = hybrid_trust::keyring::pfx_password_entry(&path);
             store
                 .set(&user, &pw)
                 .map_err(|e| Failure::runtime(e, Some("unlock the keyring".to_string())))?;

@@ -1,16 +1,16 @@
 //! `credential list|upload|remove|prune` and `spn add` (docs/contract.md): flags to the library's key and
-//! name changes ([`crate::session::keys`], [`crate::session::names`]), the confirmation on the
-//! terminal, and the report ([`crate::credential::report`]) printed.
+//! name changes ([`hybrid_trust::session::keys`], [`hybrid_trust::session::names`]), the confirmation on the
+//! terminal, and the report ([`hybrid_trust::credential::report`]) printed.
 
 use super::password::PasswordArgs;
 use super::printer::terminal_safe;
 use super::{Context, Failure};
-use crate::credential::Approval;
-use crate::credential::foreign::Prune;
-use crate::credential::report::{self, KeyChanges, NameReport};
-use crate::graph;
-use crate::microsoft::SFB_APP_ID;
-use crate::session::keys::KeyOp;
+use hybrid_trust::credential::Approval;
+use hybrid_trust::credential::foreign::Prune;
+use hybrid_trust::credential::report::{self, KeyChanges, NameReport};
+use hybrid_trust::graph;
+use hybrid_trust::microsoft::SFB_APP_ID;
+use hybrid_trust::session::keys::KeyOp;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -179,10 +179,10 @@ pub fn run(ctx: &Context, cmd: CredentialCommand) -> Result<u8, Failure> {
             ctx.refuse_as_of("credential remove")?;
             let tenant = super::args::tenant_arg(&tenant)?;
             let apps = super::args::app_ids(&apps)?;
-            let tp = crate::credential::thumbprint_arg(&thumbprint).map_err(|e| {
+            let tp = hybrid_trust::credential::thumbprint_arg(&thumbprint).map_err(|e| {
                 Failure::input(
                     anyhow::anyhow!(e),
-                    Some(crate::credential::THUMBPRINT_HINT.into()),
+                    Some(hybrid_trust::credential::THUMBPRINT_HINT.into()),
                 )
             })?;
             ctx.require_confirmable()?;

@@ -2,7 +2,7 @@
 //! input), the error with its causes, and a hint that says what to do. Rendered on stderr as
 //! `error:` / `caused by:` / `hint:` lines.
 
-use crate::cert::CertError;
+use hybrid_trust::cert::CertError;
 
 #[derive(Debug)]
 pub struct Failure {

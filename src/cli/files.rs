@@ -18,7 +18,7 @@ pub fn write_new_file(path: &Path, bytes: &[u8], force: bool) -> Result<(), Fail
             Some("pass --force to overwrite it, or choose another --out".to_string()),
         ));
     }
-    crate::paths::write_atomic(path, bytes, 0o644).map_err(|e| {
+    hybrid_trust::paths::write_atomic(path, bytes, 0o644).map_err(|e| {
         Failure::runtime(
             anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
             None,

@@ -1,16 +1,16 @@
 //! Recording what a command changed in the ledger (and the audit log for offline changes).
 
 use super::{Context, Failure};
-use crate::ledger::{LedgerStore, TenantRecord};
+use hybrid_trust::ledger::{LedgerStore, TenantRecord};
 use std::time::Duration;
 
 /// Exit 1, except for a date out of range or two entries for one tenant: the user's own file
 /// holds bad input (exit 2).
-fn ledger_failure(e: crate::ledger::LedgerError) -> Failure {
+fn ledger_failure(e: hybrid_trust::ledger::LedgerError) -> Failure {
     let hint = e.hint();
     match e {
-        crate::ledger::LedgerError::DateOutOfRange { .. }
-        | crate::ledger::LedgerError::Duplicate { .. } => Failure::input(e, Some(hint)),
+        hybrid_trust::ledger::LedgerError::DateOutOfRange { .. }
+        | hybrid_trust::ledger::LedgerError::Duplicate { .. } => Failure::input(e, Some(hint)),
         _ => Failure::runtime(e, Some(hint)),
     }
 }
@@ -41,7 +41,7 @@ impl Context {
     }
 
     /// Loads the ledger (read-only).
-    pub fn ledger(&self) -> Result<crate::ledger::Ledger, Failure> {
+    pub fn ledger(&self) -> Result<hybrid_trust::ledger::Ledger, Failure> {
         self.ledger_store()?.load().map_err(ledger_failure)
     }
 
@@ -52,14 +52,14 @@ impl Context {
     }
 }
 
-pub fn failure(e: crate::ledger::LedgerError) -> Failure {
+pub fn failure(e: hybrid_trust::ledger::LedgerError) -> Failure {
     ledger_failure(e)
 }
 
 /// The failure of a run that left damaged tenant records aside (issue 24, item 7), when there
 /// are some: one line naming the first record's file, its fix as the hint; exit 2 when a hand
 /// edit put an impossible date in it, else 1.
-pub fn damaged_failure(damaged: &[crate::ledger::Damaged]) -> Option<Failure> {
+pub fn damaged_failure(damaged: &[hybrid_trust::ledger::Damaged]) -> Option<Failure> {
     let first = damaged.first()?;
     let line = match damaged.len() {
         1 => first.error.clone(),
@@ -89,15 +89,15 @@ impl Context {
 
 impl Context {
     /// The settings file: `--config` (must exist), or the platform default (optional).
-    pub fn settings(&self) -> Result<crate::config::Settings, Failure> {
+    pub fn settings(&self) -> Result<hybrid_trust::config::Settings, Failure> {
         let (path, explicit) = match &self.global.config {
             Some(p) => (p.clone(), true),
-            None => match crate::paths::default_config_file() {
+            None => match hybrid_trust::paths::default_config_file() {
                 Some(p) => (p, false),
-                None => return Ok(crate::config::Settings::default()),
+                None => return Ok(hybrid_trust::config::Settings::default()),
             },
         };
-        crate::config::Settings::load(&path, explicit).map_err(|e| {
+        hybrid_trust::config::Settings::load(&path, explicit).map_err(|e| {
             Failure::input(
                 e,
                 Some("fix the settings file (see README: reminders)".to_string()),

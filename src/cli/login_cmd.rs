@@ -1,14 +1,14 @@
 //! `login` / `logout`: keep the admin identity for Microsoft Graph in the OS keyring, so renewal
 //! jobs and later commands need no secret on the command line or in the environment. Stored per
 //! tenant (`login:<tenant>`) or for every tenant (`login:*`, a multi-tenant admin app); what is
-//! stored, and how it is proven first, is the library's ([`crate::login`]).
+//! stored, and how it is proven first, is the library's ([`hybrid_trust::login`]).
 
 use super::admin::login_failure;
 use super::printer::display_safe;
 use super::{Context, Failure};
-use crate::keyring::SecretStore;
-use crate::login::{self, LoginError, StoredLogin};
-use crate::sts::{AdminCredential, TokenProvider};
+use hybrid_trust::keyring::SecretStore;
+use hybrid_trust::login::{self, LoginError, StoredLogin};
+use hybrid_trust::sts::{AdminCredential, TokenProvider};
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
@@ -54,7 +54,7 @@ pub fn login(ctx: &Context, a: LoginArgs) -> Result<u8, Failure> {
             .client_id
             .clone()
             .unwrap_or_else(|| login::DEVICE_CLIENT_ID.to_string());
-        let prompt: crate::sts::DeviceCodePrompt = Arc::new(|uri: &str, code: &str| {
+        let prompt: hybrid_trust::sts::DeviceCodePrompt = Arc::new(|uri: &str, code: &str| {
             eprintln!(
                 "To sign in, open {} and enter the code {}",
                 display_safe(uri),

@@ -22,7 +22,6 @@ mod status_cmd;
 mod tenant_cmd;
 mod verify_cmd;
 
-pub use args::parse_date;
 pub use failure::Failure;
 pub use printer::{OutputFormat, Printer};
 
@@ -135,13 +134,13 @@ fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
     let d = DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|e| format!("{e}; give an RFC 3339 instant such as 2027-03-01T00:00:00Z"))?;
-    crate::dates::check(d).map_err(|e| e.to_string())
+    hybrid_trust::dates::check(d).map_err(|e| e.to_string())
 }
 
 /// A date given in `flag`, refused (exit 2) outside the range every date from outside must be
-/// in ([`crate::dates`]): recorded in the ledger, it would make the ledger unreadable.
+/// in ([`hybrid_trust::dates`]): recorded in the ledger, it would make the ledger unreadable.
 pub(crate) fn date_in_range(flag: &str, d: DateTime<Utc>) -> Result<DateTime<Utc>, Failure> {
-    crate::dates::check(d).map_err(|e| {
+    hybrid_trust::dates::check(d).map_err(|e| {
         Failure::input(
             anyhow::anyhow!("{flag}: {e}"),
             Some("give a date between 0001-01-01 and 9999-12-31".to_string()),
@@ -211,26 +210,27 @@ pub struct Context {
     /// The instant dates are evaluated at (the clock's reading when the run started).
     pub now: DateTime<Utc>,
     /// Where "now" comes from: the system time, or `--as-of`.
-    pub clock: crate::clock::Clock,
+    pub clock: hybrid_trust::clock::Clock,
     pub as_of: Option<DateTime<Utc>>,
     pub global: GlobalArgs,
     /// Token providers by cloud and tenant, shared across the steps of one run.
     pub providers: std::sync::Mutex<
-        std::collections::HashMap<String, std::sync::Arc<crate::sts::TokenProvider>>,
+        std::collections::HashMap<String, std::sync::Arc<hybrid_trust::sts::TokenProvider>>,
     >,
     /// One HTTPS client per cloud for the run (its TLS setup and connection pool shared).
-    pub clients: std::sync::Mutex<std::collections::HashMap<String, crate::http::HttpClient>>,
+    pub clients:
+        std::sync::Mutex<std::collections::HashMap<String, hybrid_trust::http::HttpClient>>,
     /// The admin identity from `--client-cert` (the same for every tenant): loaded, and its
     /// password asked for, once per run rather than once per tenant.
-    pub cert_credential: std::sync::OnceLock<crate::sts::AdminCredential>,
+    pub cert_credential: std::sync::OnceLock<hybrid_trust::sts::AdminCredential>,
     /// The team's state database (`--state-url`), opened once per run.
-    pub state_db: std::sync::OnceLock<Option<std::sync::Arc<crate::state::pg::PgState>>>,
+    pub state_db: std::sync::OnceLock<Option<std::sync::Arc<hybrid_trust::state::pg::PgState>>>,
 }
 
 impl Context {
     /// The cloud: `--cloud-file` wins over `--cloud`.
-    pub fn cloud(&self) -> Result<crate::cloud::Cloud, Failure> {
-        use crate::cloud::{Cloud, National};
+    pub fn cloud(&self) -> Result<hybrid_trust::cloud::Cloud, Failure> {
+        use hybrid_trust::cloud::{Cloud, National};
         match &self.global.cloud_file {
             Some(p) => Cloud::from_file(p).map_err(|e| Failure::input(e, Some("fix the cloud file: JSON with name, login_url, graph_url, acs_url, exchange_url (no trailing slash) and optionally ca_file".to_string()))),
             None => Ok(match self.global.cloud {
@@ -243,12 +243,15 @@ impl Context {
         }
     }
 
-    pub fn http(&self, cloud: &crate::cloud::Cloud) -> Result<crate::http::HttpClient, Failure> {
+    pub fn http(
+        &self,
+        cloud: &hybrid_trust::cloud::Cloud,
+    ) -> Result<hybrid_trust::http::HttpClient, Failure> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&cloud.login_url) {
             return Ok(c.clone());
         }
-        let c = crate::http::HttpClient::for_cloud(cloud).map_err(|e| {
+        let c = hybrid_trust::http::HttpClient::for_cloud(cloud).map_err(|e| {
             let hint = e.hint().to_string();
             Failure::input(e, Some(hint))
         })?;
@@ -306,19 +309,13 @@ impl std::io::Write for SafeStderr {
     }
 }
 
-/// Colours only on a terminal and never with `NO_COLOR` set (<https://no-color.org>).
-pub fn color_enabled() -> bool {
-    use std::io::IsTerminal as _;
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
-}
-
 /// Entry point of the `hybrid-trust` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let clock = match cli.global.as_of {
-        Some(t) => crate::clock::Clock::Fixed(t),
-        None => crate::clock::Clock::System,
+        Some(t) => hybrid_trust::clock::Clock::Fixed(t),
+        None => hybrid_trust::clock::Clock::System,
     };
     let ctx = Context {
         printer: Printer {
@@ -396,7 +393,7 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime, Failure> {
 }
 
 /// A session workflow's failure: exit 2 for the user's own answer or file, else exit 1.
-pub fn session_failure(e: crate::session::SessionError) -> Failure {
+pub fn session_failure(e: hybrid_trust::session::SessionError) -> Failure {
     let hint = e.hint();
     if e.is_usage() {
         Failure::input(e, Some(hint))
@@ -406,6 +403,6 @@ pub fn session_failure(e: crate::session::SessionError) -> Failure {
 }
 
 /// The failure for a tenant argument that is neither a domain nor a GUID.
-pub fn bad_tenant(e: crate::tenant::BadTenant) -> Failure {
+pub fn bad_tenant(e: hybrid_trust::tenant::BadTenant) -> Failure {
     Failure::input(e, Some("the tenant id is on the Overview page of the Entra admin center; the initial domain is <name>.onmicrosoft.com".to_string()))
 }

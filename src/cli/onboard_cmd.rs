@@ -4,16 +4,16 @@
 //! to the ledger, record the tenant. Re-running on an onboarded tenant changes nothing and says
 //! so; a failure midway says what was done and how to finish or undo it. The checks and the
 //! plan's confirmation are here; the changes, the plan's summary and the report are the
-//! library's ([`crate::session::onboard`]).
+//! library's ([`hybrid_trust::session::onboard`]).
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::onprem::{Fqdn, HttpsUrl};
-use crate::session::onboard::{
+use hybrid_trust::onprem::{Fqdn, HttpsUrl};
+use hybrid_trust::session::onboard::{
     NotReady, OnboardError, OnboardPlan, OnboardReport, certificate_ready, metadata_ready,
     undo_hint,
 };
-use crate::tenant::{self, TenantRef};
+use hybrid_trust::tenant::{self, TenantRef};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]

@@ -1,9 +1,9 @@
 //! `onprem script` (docs/contract.md): flags to the library's script input; the library compares saved
-//! `Get-Cs*` output, renders the script and sums up the drift ([`crate::onprem`]).
+//! `Get-Cs*` output, renders the script and sums up the drift ([`hybrid_trust::onprem`]).
 
 use super::{Context, Failure};
-use crate::onprem::{self, Current, Guid, HttpsUrl, ScriptInput, ScriptReport};
-use crate::tenant::{self, TenantRef};
+use hybrid_trust::onprem::{self, Current, Guid, HttpsUrl, ScriptInput, ScriptReport};
+use hybrid_trust::tenant::{self, TenantRef};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]

@@ -1,8 +1,8 @@
 //! Where a PFX password comes from: `--password-env VAR`, `--password-file PATH`, or a prompt when
 //! stdin is a terminal. Never from argv. (The keyring joins with `login`.)
 
-use crate::cert::CertError;
-use crate::secret::SecretString;
+use hybrid_trust::cert::CertError;
+use hybrid_trust::secret::SecretString;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
@@ -23,7 +23,7 @@ impl PasswordArgs {
     /// The password for `path`, if one was given or can be prompted for.
     pub fn get_for(&self, path: &std::path::Path) -> Result<Option<SecretString>, CertError> {
         if self.password_keyring {
-            let store = crate::keyring::SecretStore::open()
+            let store = hybrid_trust::keyring::SecretStore::open()
                 .map_err(|e| CertError::Password(e.to_string()))?;
             return store
                 .pfx_password(path)
@@ -44,7 +44,7 @@ impl PasswordArgs {
             };
         }
         if let Some(path) = &self.password_file {
-            return crate::cert::read_password_file(path).map(Some);
+            return hybrid_trust::cert::read_password_file(path).map(Some);
         }
         if std::io::stdin().is_terminal() {
             let pw = rpassword::prompt_password("PFX password: ")
@@ -57,7 +57,12 @@ impl PasswordArgs {
 
 impl PasswordArgs {
     /// Loads a certificate file (any format), asking for a PFX password the way these flags say.
-    pub fn load_cert(&self, path: &std::path::Path) -> Result<crate::cert::Loaded, super::Failure> {
-        Ok(crate::cert::load_file(path, &mut || self.get_for(path))?)
+    pub fn load_cert(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<hybrid_trust::cert::Loaded, super::Failure> {
+        Ok(hybrid_trust::cert::load_file(path, &mut || {
+            self.get_for(path)
+        })?)
     }
 }

@@ -7,10 +7,10 @@
 //! 14, defect 9). Commands pass outside values through [`display_safe`] where they put them on
 //! a line, and everything this printer writes in text (stdout, notes, failures) goes through
 //! [`terminal_safe`], so no control character reaches the terminal raw. JSON output escapes
-//! them as `\uXXXX`. The escaping itself is the library's ([`crate::terminal`]).
+//! them as `\uXXXX`. The escaping itself is the library's ([`hybrid_trust::terminal`]).
 
-use crate::terminal::json_safe;
-pub use crate::terminal::{display_safe, terminal_safe};
+use hybrid_trust::terminal::json_safe;
+pub use hybrid_trust::terminal::{display_safe, terminal_safe};
 use serde::Serialize;
 use std::io::Write as _;
 

@@ -16,7 +16,7 @@
 //! While a bar is drawn, log lines and notes go through [`suspend`]: printed above the bar, which
 //! is drawn again under them. An admin certificate's password is asked for before the bar starts.
 
-use crate::progress::{Progress, Silent};
+use hybrid_trust::progress::{Progress, Silent};
 use std::io::IsTerminal as _;
 
 /// The bar on screen now, if any: what else writes to the terminal during a run (log lines,

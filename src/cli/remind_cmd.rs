@@ -3,8 +3,8 @@
 //! run retries it, and this run exits 1.
 
 use super::{Context, Failure};
-use crate::config::Settings;
-use crate::notify::{Email, Notifier};
+use hybrid_trust::config::Settings;
+use hybrid_trust::notify::{Email, Notifier};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -31,7 +31,7 @@ pub struct RemindArgs {
 fn channels(ctx: &Context, s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failure> {
     let safe = |s: &str| super::printer::terminal_safe(s).into_owned();
     let (json, cloud) = (ctx.printer.json(), ctx.cloud()?);
-    crate::notify::channels_in(s, json, safe, &cloud, ctx.clock).map_err(|e| {
+    hybrid_trust::notify::channels_in(s, json, safe, &cloud, ctx.clock).map_err(|e| {
         let hint = Some(e.hint.clone());
         if e.usage {
             Failure::input(e, hint)
@@ -45,7 +45,7 @@ fn channels(ctx: &Context, s: &Settings) -> Result<Vec<Box<dyn Notifier>>, Failu
 /// with the given password first; only when all have accepted it is it stored (`smtp:USER`).
 fn remember_smtp_password(ctx: &Context, settings: &Settings, var: &str) -> Result<u8, Failure> {
     ctx.refuse_as_of("remind --remember-smtp-password")?;
-    let pw = crate::secret::SecretString::new(std::env::var(var).map_err(|_| {
+    let pw = hybrid_trust::secret::SecretString::new(std::env::var(var).map_err(|_| {
         Failure::input(
             anyhow::anyhow!("the variable {var} (--smtp-password-env) is not set"),
             Some(format!("export {var} with the SMTP password")),
@@ -83,7 +83,7 @@ fn remember_smtp_password(ctx: &Context, settings: &Settings, var: &str) -> Resu
             )
         })?;
     }
-    let store = crate::keyring::SecretStore::open().map_err(|e| {
+    let store = hybrid_trust::keyring::SecretStore::open().map_err(|e| {
         let hint = e.hint().to_string();
         Failure::runtime(e, Some(hint))
     })?;
@@ -127,9 +127,9 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
         Some(
             ctx.reminders_lock()?.map_err(|e| {
                 let hint = match &e {
-                    crate::lock::LockError::State(s) => s.hint(),
-                    crate::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
-                    crate::lock::LockError::Open { path, .. } => format!(
+                    hybrid_trust::lock::LockError::State(s) => s.hint(),
+                    hybrid_trust::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
+                    hybrid_trust::lock::LockError::Open { path, .. } => format!(
                         "check that {} is writable by this user (a run as root may have created it: chown it back)",
                         path.parent().unwrap_or(path).display()
                     ),
@@ -162,13 +162,13 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     let store = ctx.ledger_store()?;
     // Reminders printed on the terminal are the run's output: no bar among them.
     let printed = notifiers.iter().any(|n| n.id() == "stdout");
-    let progress: Box<dyn crate::progress::Progress> = if printed {
-        Box::new(crate::progress::Silent)
+    let progress: Box<dyn hybrid_trust::progress::Progress> = if printed {
+        Box::new(hybrid_trust::progress::Silent)
     } else {
         super::progress::for_run(ctx.printer.json(), ctx.global.verbose)
     };
     let report = super::runtime()?
-        .block_on(crate::remind::run::run_with_damaged(
+        .block_on(hybrid_trust::remind::run::run_with_damaged(
             &store,
             &tenants,
             &damaged,

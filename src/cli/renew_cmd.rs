@@ -6,11 +6,11 @@
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::ledger::TenantRecord;
-use crate::renew::{Decision, Policy};
-use crate::session::confirm;
-use crate::session::renew_all;
-use crate::session::renewal::describe;
+use hybrid_trust::ledger::TenantRecord;
+use hybrid_trust::renew::{Decision, Policy};
+use hybrid_trust::session::confirm;
+use hybrid_trust::session::renew_all;
+use hybrid_trust::session::renewal::describe;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -115,7 +115,7 @@ pub fn run(ctx: &Context, a: RenewArgs) -> Result<u8, Failure> {
     let store = ctx.ledger_store()?;
     // Tenants spread over connection pools of at most 100 streams each, as `status --live`.
     let base = ctx.http(&ctx.cloud()?)?;
-    let lanes: Vec<crate::http::HttpClient> = (0..a.concurrency.div_ceil(100).clamp(1, 16))
+    let lanes: Vec<hybrid_trust::http::HttpClient> = (0..a.concurrency.div_ceil(100).clamp(1, 16))
         .map(|i| {
             if i == 0 {
                 Ok(base.clone())

@@ -2,9 +2,9 @@
 //! that `--state-url` (`HYBRID_TRUST_STATE_URL`, `[state] url`) names, opened once per run.
 
 use super::{Context, Failure};
-use crate::state::migrate::{self, Side};
-use crate::state::pg::PgState;
-use crate::state::{StateError, StateUrl};
+use hybrid_trust::state::migrate::{self, Side};
+use hybrid_trust::state::pg::PgState;
+use hybrid_trust::state::{StateError, StateUrl};
 use std::sync::Arc;
 
 #[derive(clap::Subcommand, Debug)]
@@ -57,21 +57,22 @@ impl Context {
     }
 
     /// The audit log: the team's database's, else the state dir's.
-    pub fn audit_log(&self) -> Result<crate::audit::AuditLog, Failure> {
+    pub fn audit_log(&self) -> Result<hybrid_trust::audit::AuditLog, Failure> {
         Ok(match self.state_db()? {
-            Some(pg) => crate::audit::AuditLog::in_db(pg),
-            None => crate::audit::AuditLog::in_dir(&self.state_dir()?),
+            Some(pg) => hybrid_trust::audit::AuditLog::in_db(pg),
+            None => hybrid_trust::audit::AuditLog::in_dir(&self.state_dir()?),
         })
     }
 
     /// The reminders lock: the team's, else the state dir's.
     pub fn reminders_lock(
         &self,
-    ) -> Result<Result<crate::lock::TenantLock, crate::lock::LockError>, Failure> {
-        let timeout = crate::remind::run::LOCK_TIMEOUT;
+    ) -> Result<Result<hybrid_trust::lock::TenantLock, hybrid_trust::lock::LockError>, Failure>
+    {
+        let timeout = hybrid_trust::remind::run::LOCK_TIMEOUT;
         Ok(match self.state_db()? {
-            Some(pg) => crate::remind::run::lock_db(&pg, timeout),
-            None => crate::remind::run::lock(&self.state_dir()?, timeout),
+            Some(pg) => hybrid_trust::remind::run::lock_db(&pg, timeout),
+            None => hybrid_trust::remind::run::lock(&self.state_dir()?, timeout),
         })
     }
 }
@@ -88,7 +89,7 @@ fn migrate_cmd(ctx: &Context, to: &str) -> Result<u8, Failure> {
         Some(pg) => Side::Db(pg),
         None => Side::Dir(ctx.state_dir()?),
     };
-    let target = if crate::state::is_url(to) {
+    let target = if hybrid_trust::state::is_url(to) {
         let url = StateUrl::parse(to).map_err(state_failure)?;
         Side::Db(PgState::open(&url).map_err(state_failure)?)
     } else {
@@ -117,8 +118,8 @@ fn remember_password(ctx: &Context) -> Result<u8, Failure> {
         ));
     };
     let password = match std::env::var("PGPASSWORD") {
-        Ok(p) if !p.is_empty() => crate::secret::SecretString::new(p),
-        _ => crate::secret::SecretString::new(
+        Ok(p) if !p.is_empty() => hybrid_trust::secret::SecretString::new(p),
+        _ => hybrid_trust::secret::SecretString::new(
             rpassword::prompt_password(format!("password for {}: ", url.display())).map_err(
                 |e| {
                     Failure::input(
@@ -129,7 +130,7 @@ fn remember_password(ctx: &Context) -> Result<u8, Failure> {
             )?,
         ),
     };
-    let store = crate::keyring::SecretStore::open().map_err(|e| {
+    let store = hybrid_trust::keyring::SecretStore::open().map_err(|e| {
         let h = e.hint().to_string();
         Failure::runtime(e, Some(h))
     })?;

@@ -2,8 +2,8 @@
 //! `--check` for Nagios/Icinga; table, JSON, Prometheus textfile or iCalendar.
 
 use super::{Context, Failure};
-use crate::ledger::TenantRecord;
-use crate::status::{self, Thresholds};
+use hybrid_trust::ledger::TenantRecord;
+use hybrid_trust::status::{self, Thresholds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFormat {
@@ -39,7 +39,7 @@ pub struct StatusArgs {
     pub live: bool,
     // 1,000: a fleet of that size is read in one wave (scripts/bench.sh, README "Performance").
     // What it costs: ~20 KB per tenant in flight (42 MB peak at 1,000) and one HTTP/2 stream,
-    // over ceil(N/100) connections per host (crate::fleet). What it asks of Microsoft: one token
+    // over ceil(N/100) connections per host (hybrid_trust::fleet). What it asks of Microsoft: one token
     // per tenant (Entra's limits are per tenant) and one Graph read per tenant and application,
     // a burst far below Graph's global limit of 130,000 requests per 10 s per application
     // across tenants (learn.microsoft.com/graph/throttling-limits).
@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     report(ctx, a).or_else(|f| {
         let line = format!(
             "HYBRID-TRUST UNKNOWN - {}",
-            crate::terminal::display_safe(&format!("{:#}", f.error))
+            hybrid_trust::terminal::display_safe(&format!("{:#}", f.error))
         );
         let json =
             serde_json::json!({"status": "UNKNOWN", "code": 3, "summary": line, "tenants": []});
@@ -122,7 +122,7 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
         let http = ctx.http(&cloud)?;
         let cred = ctx.admin_credential(a.tenant.as_deref().unwrap_or("*"))?;
         let progress = super::progress::for_run(ctx.printer.json(), ctx.global.verbose);
-        let refresh = crate::fleet::refresh(
+        let refresh = hybrid_trust::fleet::refresh(
             &mut tenants,
             &cloud,
             &http,
@@ -156,7 +156,7 @@ fn report(ctx: &Context, a: StatusArgs) -> Result<u8, Failure> {
     let out = match format {
         StatusFormat::Json => format!("{:#}\n", fleet.json()),
         StatusFormat::Table => fleet.table(),
-        StatusFormat::Prometheus => crate::report::prometheus(&fleet.pairs(), ctx.now),
+        StatusFormat::Prometheus => hybrid_trust::report::prometheus(&fleet.pairs(), ctx.now),
         StatusFormat::Ics => fleet.ics(&settings.reminders.thresholds_days),
         StatusFormat::Html => fleet.html(),
     };

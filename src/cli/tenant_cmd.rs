@@ -1,9 +1,9 @@
 //! `tenant discover`, `tenant metadata --file`, `tenant add` and `tenant remove` (docs/contract.md):
-//! flags to the library's discovery, report ([`crate::tenant::report`]) and offline ledger
-//! records ([`crate::tenant::offline`]).
+//! flags to the library's discovery, report ([`hybrid_trust::tenant::report`]) and offline ledger
+//! records ([`hybrid_trust::tenant::offline`]).
 
 use super::{Context, Failure};
-use crate::tenant::{self, MetadataReport, OfflineTenant, TenantRef, offline};
+use hybrid_trust::tenant::{self, MetadataReport, OfflineTenant, TenantRef, offline};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                 .map(|d| super::args::parse_date("--credential-end", d))
                 .transpose()?;
             let add = OfflineTenant {
-                cert: loaded.map(|l| crate::ledger::CertRecord::from_cert(&l.leaf)),
+                cert: loaded.map(|l| hybrid_trust::ledger::CertRecord::from_cert(&l.leaf)),
                 credential_end: end,
                 notify,
             };
@@ -120,9 +120,9 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
             Ok(0)
         }
         TenantCommand::Metadata { file } => {
-            let bytes = crate::paths::read_limited(
+            let bytes = hybrid_trust::paths::read_limited(
                 &file,
-                crate::paths::MAX_DOCUMENT_FILE,
+                hybrid_trust::paths::MAX_DOCUMENT_FILE,
                 "a metadata document",
             )
             .map_err(|e| {

@@ -1,11 +1,11 @@
 //! `verify` (docs/contract.md): prove the trust end to end and explain a refusal; the library proves
-//! it and says what it found ([`crate::verify::report`]).
+//! it and says what it found ([`hybrid_trust::verify::report`]).
 
 use super::password::PasswordArgs;
 use super::{Context, Failure};
-use crate::sts::AssertionAlg;
-use crate::tenant::TenantRef;
-use crate::verify::{self, report::Listing, report::Proven, report::Refusal};
+use hybrid_trust::sts::AssertionAlg;
+use hybrid_trust::tenant::TenantRef;
+use hybrid_trust::verify::{self, report::Listing, report::Proven, report::Refusal};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
     // With an admin identity at hand (flags, environment or a stored login), whether the
     // certificate is a key of the service principal. Never fatal.
     let listing = ctx.token_provider(&cloud, &tenant).ok().map(|tokens| {
-        let g = crate::graph::Graph::new(&http, &cloud, &tokens);
+        let g = hybrid_trust::graph::Graph::new(&http, &cloud, &tokens);
         rt.block_on(Listing::read(&g, &thumb, ctx.clock.running().now()))
     });
     if let Some(l) = &listing {
@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
                 ctx.printer.note(&n);
             }
             ctx.printer.emit(&proven, || proven.text());
-            for n in crate::advisories::notes_for_verify(&cloud.name, ctx.now) {
+            for n in hybrid_trust::advisories::notes_for_verify(&cloud.name, ctx.now) {
                 ctx.printer.note(&n);
             }
             // A token with a pending roll's new certificate proves what Entra accepts, not what

@@ -7,7 +7,7 @@ use aws_lc_rs::signature::{self, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
-use hybrid_trust::emulator::{self, Config, ReadyCloud, ReadyTenant, RunningEmulator};
+use m365_emulator::{Config, ReadyCloud, ReadyTenant, RunningEmulator};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use sha1::Digest as _;
@@ -35,7 +35,7 @@ impl Emu {
     }
 
     pub async fn start_with(cfg: Config) -> Emu {
-        let running = emulator::start(cfg).await.expect("emulator starts");
+        let running = m365_emulator::start(cfg).await.expect("emulator starts");
         let ca = reqwest::Certificate::from_pem(running.ca_pem().as_bytes()).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_merge([ca])
@@ -464,4 +464,19 @@ pub fn json_out(o: &std::process::Output) -> Value {
 
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The tool's view of a running emulator's cloud (its ready file's `cloud`), trusting the CA in
+/// `ca_file`. The conversion lives with the tests and the demo: the library knows nothing of the
+/// emulator.
+pub fn emulated_cloud(r: &ReadyCloud, ca_file: std::path::PathBuf) -> hybrid_trust::cloud::Cloud {
+    hybrid_trust::cloud::Cloud {
+        name: r.name.clone(),
+        login_url: r.login_url.clone(),
+        graph_url: r.graph_url.clone(),
+        acs_url: r.acs_url.clone(),
+        exchange_url: r.exchange_url.clone(),
+        ca_file: Some(ca_file),
+        acs_confirmed: true,
+    }
 }

@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn an_interrupted_migration_is_redone() {
         let dir = tempfile::tempdir().unwrap();
-        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/ledger/v1.json");
         std::fs::copy(v1, dir.path().join("ledger.json")).unwrap();
         let store = LedgerStore::in_dir(dir.path());
         // As if killed after one record file: a stale, partial record is there.
@@ -814,7 +814,7 @@ mod tests {
     #[test]
     fn the_migration_is_judged_and_finished_under_the_ledger_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let v1 = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/ledger/v1.json");
         let reference = tempfile::tempdir().unwrap();
         std::fs::copy(v1, reference.path().join("ledger.json")).unwrap();
         let want = LedgerStore::in_dir(reference.path()).load().unwrap();
@@ -848,7 +848,7 @@ mod tests {
     /// refused on load, naming the tenant, the field and the date.
     #[test]
     fn a_date_outside_years_1_to_9999_is_refused_with_where_it_is() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ledger/v1.json");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/ledger/v1.json");
         let good = std::fs::read_to_string(dir).unwrap();
         let path = Path::new("ledger.json");
         assert!(parse(good.as_bytes(), path).is_ok());

@@ -9,14 +9,11 @@
 pub mod advisories;
 pub mod audit;
 pub mod cert;
-pub mod cli;
 pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod credential;
 pub mod dates;
-pub mod demo;
-pub mod emulator;
 pub mod fleet;
 pub mod graph;
 pub mod http;

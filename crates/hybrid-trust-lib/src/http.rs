@@ -567,15 +567,10 @@ impl HttpClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        // Exponential with a little jitter from the clock (no RNG dependency needed).
+        // Exponential with a little random jitter (a v4 UUID's random bits: no RNG dependency).
         let base = (self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
             .min(self.retry.max_backoff);
-        let jitter = Duration::from_millis(u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_millis())
-                % 100,
-        ));
+        let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 100));
         base + jitter
     }
 }

@@ -225,3 +225,19 @@ pub enum StartError {
     #[error("invalid tenant domain {0:?}: use a DNS name such as contoso.onmicrosoft.com")]
     BadDomain(String),
 }
+
+/// An error and its sources on one line, each source once (the emulator's own copy: it shares no
+/// code with the tool).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}

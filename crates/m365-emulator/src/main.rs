@@ -1,10 +1,8 @@
 //! `m365-emulator`: serves the emulated Microsoft cloud until interrupted. See docs/contract.md and
-//! the `hybrid_trust::emulator` module docs.
+//! the `m365_emulator` module docs.
 
 use clap::Parser;
-use hybrid_trust::emulator::{
-    self, Behaviour, Config, CustomKeyIdForm, FaultSpec, KeyResend, Seed,
-};
+use m365_emulator::{Behaviour, Config, CustomKeyIdForm, FaultSpec, KeyResend, Seed};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -161,12 +159,13 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let running = match emulator::start(config).await {
+        let running = match m365_emulator::start(config).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {}", hybrid_trust::error_chain(&e));
+                eprintln!("error: {}", m365_emulator::error_chain(&e));
                 return ExitCode::from(match e {
-                    emulator::StartError::NotLoopback(_) | emulator::StartError::BadDomain(_) => 2,
+                    m365_emulator::StartError::NotLoopback(_)
+                    | m365_emulator::StartError::BadDomain(_) => 2,
                     _ => 1,
                 });
             }

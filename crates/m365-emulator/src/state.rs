@@ -156,7 +156,7 @@ pub struct ServicePrincipal {
     /// The owning tenant of the application (Microsoft's for first-party apps).
     pub app_owner_organization_id: String,
     /// `createdDateTime` (state files from before it existed load with the load time).
-    #[serde(default = "Utc::now")]
+    #[serde(default = "crate::clock::system_now")]
     pub created: DateTime<Utc>,
 }
 
@@ -287,7 +287,7 @@ pub fn first_party_sp(app_id: &str) -> Option<ServicePrincipal> {
         key_credentials: Vec::new(),
         graph_roles: Vec::new(),
         app_owner_organization_id: FIRST_PARTY_OWNER.to_string(),
-        created: crate::clock::Clock::System.now(),
+        created: crate::clock::system_now(),
     })
 }
 
@@ -345,7 +345,7 @@ impl Directory {
                 "Mail.Send".to_string(),
             ],
             app_owner_organization_id: id.to_string(),
-            created: crate::clock::Clock::System.now(),
+            created: crate::clock::system_now(),
         });
         for sp in &mut sps {
             if seed
@@ -420,10 +420,33 @@ impl Directory {
 
 /// Writes an emulator file (state, CA, ready file) atomically, mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StartError> {
-    crate::paths::write_atomic(path, bytes, 0o600).map_err(|source| StartError::Write {
+    write_file_atomic(path, bytes).map_err(|source| StartError::Write {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A temporary file beside `path`, mode 0600, synced and renamed over it: a reader sees the old
+/// file or the new one, never half of one.
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".m365-emulator.")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn random_secret() -> String {

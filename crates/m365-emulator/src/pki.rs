@@ -37,6 +37,9 @@ fn err(e: impl std::fmt::Display) -> StartError {
 impl Pki {
     pub fn generate() -> Result<Pki, StartError> {
         // CA and server: ECDSA P-256 (fast to make); token signing: RSA 2048 like Entra.
+        // TLS certificates are checked against the machine's real time, not the emulator's clock.
+        let now = time::OffsetDateTime::from_unix_timestamp(crate::clock::system_now().timestamp())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
         let mut ca_params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -44,8 +47,8 @@ impl Pki {
         ca_params.distinguished_name = dn;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca_params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-        ca_params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+        ca_params.not_before = now - time::Duration::days(1);
+        ca_params.not_after = now + time::Duration::days(3650);
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
@@ -58,8 +61,8 @@ impl Pki {
         let mut sdn = DistinguishedName::new();
         sdn.push(DnType::CommonName, "localhost");
         sp.distinguished_name = sdn;
-        sp.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-        sp.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+        sp.not_before = now - time::Duration::days(1);
+        sp.not_after = now + time::Duration::days(3650);
         let server_cert = sp.signed_by(&server_key, &issuer).map_err(err)?;
 
         let signing_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(err)?;
@@ -67,8 +70,8 @@ impl Pki {
         let mut kdn = DistinguishedName::new();
         kdn.push(DnType::CommonName, "accounts.accesscontrol.windows.net");
         kp.distinguished_name = kdn;
-        kp.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
-        kp.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5 * 365);
+        kp.not_before = now - time::Duration::days(30);
+        kp.not_after = now + time::Duration::days(5 * 365);
         let signing_cert = kp.self_signed(&signing_key).map_err(err)?;
 
         Ok(Pki {

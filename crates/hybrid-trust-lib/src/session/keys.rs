@@ -357,7 +357,10 @@ mod tests {
     fn cert(days: i64) -> Certificate {
         let kp = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(vec!["sfb.contoso.com".into()]).unwrap();
-        let now = ::time::OffsetDateTime::now_utc();
+        let now = ::time::OffsetDateTime::from_unix_timestamp(
+            crate::clock::Clock::System.now().timestamp(),
+        )
+        .unwrap();
         p.not_before = now - ::time::Duration::days(1);
         p.not_after = now + ::time::Duration::days(days);
         Certificate::from_der(p.self_signed(&kp).unwrap().der()).unwrap()

@@ -171,21 +171,6 @@ impl Cloud {
     pub fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.login_url)
     }
-    /// The emulated cloud of a running `m365-emulator` (its ready file's `cloud`), trusting the
-    /// CA in `ca_file` (the emulator's, written there by the caller): the demo's and the tests'.
-    /// The conversion lives here, not in the emulator, which shares no code with the client.
-    pub fn emulated(r: &crate::emulator::ReadyCloud, ca_file: PathBuf) -> Cloud {
-        Cloud {
-            name: r.name.clone(),
-            login_url: r.login_url.clone(),
-            graph_url: r.graph_url.clone(),
-            acs_url: r.acs_url.clone(),
-            exchange_url: r.exchange_url.clone(),
-            ca_file: Some(ca_file),
-            acs_confirmed: true,
-        }
-    }
-
     pub fn graph_scope(&self) -> String {
         format!("{}/.default", self.graph_url)
     }
