@@ -59,15 +59,8 @@ fn outcome(o: &std::process::Output) -> String {
         .to_string()
 }
 
-/// Two hosts (their own state dirs, one URL): a key uploaded by one is known to the other (not
-/// foreign); `remind --all` on both at once delivers once and the record says which host sent
-/// it; `renew` on both at once renews the tenant once.
-#[tokio::test(flavor = "multi_thread")]
-async fn two_hosts_on_one_url_remind_once_and_renew_once() {
-    let emu = Emu::start().await;
-    let a = Tool::for_emulator(&emu);
-    let b = Tool::for_emulator(&emu);
-    let url = pg::url("two_hosts");
+/// Host A uploads a key that ends in 15 days (a reminder and a renewal are due).
+fn upload_due_key(emu: &Emu, a: &Tool, url: &str) {
     let t = emu.tenant.domain.clone();
     let now = Utc::now();
     let cert = make_cert(
@@ -78,8 +71,8 @@ async fn two_hosts_on_one_url_remind_once_and_renew_once() {
     let p = a.write_cert("c.pem", &cert);
     let end = (now + TimeDelta::days(15)).format("%Y-%m-%d").to_string();
     let o = run(host(
-        &a,
-        &url,
+        a,
+        url,
         "host-a",
         &[
             "credential",
@@ -94,6 +87,19 @@ async fn two_hosts_on_one_url_remind_once_and_renew_once() {
         ],
     ));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Two hosts (their own state dirs, one URL): a key uploaded by one is known to the other (not
+/// foreign); `renew` on both at once renews the tenant once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_on_one_url_renew_once() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("two_hosts");
+    let t = emu.tenant.domain.clone();
+    upload_due_key(&emu, &a, &url);
+    let store = LedgerStore::in_db(pg::open(&url));
     // Host B knows the key host A uploaded.
     let o = run(host(
         &b,
@@ -105,48 +111,6 @@ async fn two_hosts_on_one_url_remind_once_and_renew_once() {
     let creds = json_out(&o)["credentials"].as_array().unwrap().clone();
     assert_eq!(creds.len(), 1);
     assert_eq!(creds[0]["foreign"], Value::Bool(false), "{creds:?}");
-    // Reminders, both hosts at once.
-    for tool in [&a, &b] {
-        std::fs::write(
-            tool.dir.path().join("config.toml"),
-            "[reminders]\nstdout = true\n",
-        )
-        .unwrap();
-    }
-    let cfg = |tool: &Tool| tool.dir.path().join("config.toml").display().to_string();
-    let (ra, rb) = both(
-        host(
-            &a,
-            &url,
-            "host-a",
-            &["--config", &cfg(&a), "remind", "--all"],
-        ),
-        host(
-            &b,
-            &url,
-            "host-b",
-            &["--config", &cfg(&b), "remind", "--all"],
-        ),
-    );
-    assert_eq!(ra.status.code(), Some(0), "{}", stderr(&ra));
-    assert_eq!(rb.status.code(), Some(0), "{}", stderr(&rb));
-    let sent = |o: &std::process::Output| json_out(o)["sent"].as_array().map_or(0, Vec::len);
-    assert_eq!(
-        sent(&ra) + sent(&rb),
-        1,
-        "once for the team: {} / {}",
-        String::from_utf8_lossy(&ra.stdout),
-        String::from_utf8_lossy(&rb.stdout)
-    );
-    let sender = if sent(&ra) == 1 { "host-a" } else { "host-b" };
-    let store = LedgerStore::in_db(pg::open(&url));
-    let l = store.load().unwrap();
-    let r = &l.tenants[0].reminders_sent;
-    assert!(!r.is_empty());
-    assert!(
-        r.iter().all(|x| x.sent_by.as_deref() == Some(sender)),
-        "{r:?}"
-    );
     // Renewals, both hosts at once: one renews, the other finds nothing to do.
     let (oa, ob) = both(
         host(&a, &url, "host-a", &["renew", "--tenant", &t, "--yes"]),
@@ -171,6 +135,117 @@ async fn two_hosts_on_one_url_remind_once_and_renew_once() {
     }
     let audit = pg::open(&url).audit_lines().unwrap();
     assert!(audit.len() >= 2, "{audit:?}");
+}
+
+/// Whether two hosts are at the team's reminders lock together: one holding it (its connection's
+/// last statement took it) and the other asking for it (its connection polls the same call).
+fn both_hosts_at_the_lock() -> bool {
+    pg::sql(
+        "SELECT count(DISTINCT application_name) FROM pg_stat_activity \
+         WHERE application_name IN ('hybrid-trust host-a', 'hybrid-trust host-b') \
+         AND query LIKE '%pg_try_advisory_lock%'",
+    ) == "2"
+}
+
+/// A webhook receiver that holds each post until a second post has arrived (two hosts both
+/// sending) or both hosts are at the team's reminders lock (the sender holds it and the other
+/// waits for it): either way the two runs overlap for certain, with no timed wait.
+async fn held_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let posts = Arc::new(AtomicUsize::new(0));
+    let p = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |_body: String| {
+            let p = p.clone();
+            async move {
+                p.fetch_add(1, Ordering::SeqCst);
+                loop {
+                    if p.load(Ordering::SeqCst) >= 2 {
+                        break;
+                    }
+                    let overlap = tokio::task::spawn_blocking(both_hosts_at_the_lock)
+                        .await
+                        .unwrap();
+                    if overlap {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, posts)
+}
+
+/// Two hosts (their own state dirs, one URL) run `remind --all` at the same moment: the
+/// reminder is delivered once for the team, and the record says which host sent it. The
+/// webhook holds the first delivery until the other host is waiting at the team's lock (or has
+/// sent too), so the runs overlap for certain: a lock of each host's own lets both send.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_remind_once_for_the_team() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("remind_once");
+    upload_due_key(&emu, &a, &url);
+    let (addr, posts) = held_receiver().await;
+    for tool in [&a, &b] {
+        std::fs::write(
+            tool.dir.path().join("config.toml"),
+            format!("[reminders]\n[[reminders.webhook]]\nurl = \"http://{addr}/hook\"\n"),
+        )
+        .unwrap();
+    }
+    let cfg = |tool: &Tool| tool.dir.path().join("config.toml").display().to_string();
+    let (ca, cb) = (
+        host(
+            &a,
+            &url,
+            "host-a",
+            &["--config", &cfg(&a), "remind", "--all"],
+        ),
+        host(
+            &b,
+            &url,
+            "host-b",
+            &["--config", &cfg(&b), "remind", "--all"],
+        ),
+    );
+    let (ra, rb) = tokio::task::spawn_blocking(move || both(ca, cb))
+        .await
+        .unwrap();
+    assert_eq!(ra.status.code(), Some(0), "{}", stderr(&ra));
+    assert_eq!(rb.status.code(), Some(0), "{}", stderr(&rb));
+    assert_eq!(
+        posts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "delivered once for the team"
+    );
+    let sent = |o: &std::process::Output| json_out(o)["sent"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        sent(&ra) + sent(&rb),
+        1,
+        "once for the team: {} / {}",
+        String::from_utf8_lossy(&ra.stdout),
+        String::from_utf8_lossy(&rb.stdout)
+    );
+    let sender = if sent(&ra) == 1 { "host-a" } else { "host-b" };
+    let l = LedgerStore::in_db(pg::open(&url)).load().unwrap();
+    let r = &l.tenants[0].reminders_sent;
+    assert!(!r.is_empty());
+    assert!(
+        r.iter().all(|x| x.sent_by.as_deref() == Some(sender)),
+        "{r:?}"
+    );
 }
 
 /// The child of [`a_host_killed_while_holding_a_tenant_lock_frees_it`]: takes the lock named in

@@ -337,6 +337,22 @@ impl Inner {
     }
 }
 
+/// `hybrid-trust HOST` in printable ASCII, as the server keeps it (at most 63 bytes).
+fn application_name(host: &str) -> String {
+    let mut s: String = format!("hybrid-trust {host}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    s.truncate(63);
+    s
+}
+
 fn row_of(t: &TenantRecord) -> Result<Row, serde_json::Error> {
     let v = serde_json::json!({"format": FORMAT, "tenant": t});
     Ok((
@@ -415,13 +431,15 @@ impl PgState {
         password: Option<crate::secret::SecretString>,
     ) -> Result<Arc<PgState>, StateError> {
         let db = url.display();
+        let host = super::host_name();
         let mut config = tokio_postgres::Config::new();
         config
             .host(&url.host)
             .port(url.port)
             .user(&url.user)
             .dbname(&url.dbname)
-            .application_name("hybrid-trust")
+            // pg_stat_activity and pg_locks say which host holds what ("hybrid-trust HOST").
+            .application_name(&application_name(&host))
             .connect_timeout(url.connect_timeout)
             .options(format!("-c search_path={}", url.schema))
             .keepalives(true)
@@ -451,7 +469,7 @@ impl PgState {
             config,
             tls,
             idle: Mutex::new(Vec::new()),
-            host: super::host_name(),
+            host,
         });
         let state = PgState { inner };
         let i = state.inner.clone();
