@@ -248,6 +248,107 @@ async fn two_hosts_remind_once_for_the_team() {
     );
 }
 
+/// A roll made on host A and confirmed on host B (which never saw the roll itself) counts as
+/// confirmed for the team: host A's next `renew --all` retires the old key, and both hosts'
+/// `status --check` say OK.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roll_confirmed_on_one_host_is_confirmed_for_the_other() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("confirm");
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let old = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(300),
+        now + TimeDelta::days(10),
+    );
+    let new = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::hours(1),
+        now + TimeDelta::days(700),
+    );
+    let (op, np) = (a.write_cert("old.pem", &old), a.write_cert("new.pem", &new));
+    let a_run = |args: &[&str]| run(host(&a, &url, "host-a", args));
+    let b_run = |args: &[&str]| run(host(&b, &url, "host-b", args));
+    let o = a_run(&[
+        "credential",
+        "upload",
+        "--tenant",
+        &t,
+        "--cert",
+        &op,
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = a_run(&["renew", "--tenant", &t, "--new-cert", &np, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // B sees the pending roll A made.
+    let v = json_out(&b_run(&["status", "--tenant", &t]));
+    assert_eq!(v["tenants"][0]["state"], "roll-pending", "{v}");
+    // The EffectiveDate passes (moved in the team's record as time would move it), and B
+    // confirms from the server's own output.
+    let at = now - TimeDelta::minutes(5);
+    LedgerStore::in_db(pg::open(&url))
+        .update(&t, None, Duration::from_secs(5), |l| {
+            for r in &mut l.tenants {
+                if r.next_cert.is_some() {
+                    r.roll_effective = Some(at);
+                }
+            }
+        })
+        .unwrap();
+    let saved = b.dir.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(
+        saved.join("Get-CsCertificate.txt"),
+        format!(
+            "Thumbprint    : {}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
+            new.sha1_hex(),
+            at.format("%Y-%m-%dT%H:%M:%S%.6f0Z")
+        ),
+    )
+    .unwrap();
+    let o = b_run(&[
+        "renew",
+        "--tenant",
+        &t,
+        "--confirm-roll",
+        "--current",
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A renews: the roll is confirmed for it too, so the old key goes.
+    let o = a_run(&["renew", "--all", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_out(&o)["results"][0]["decision"]["action"],
+        "retire",
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let ks = emu.sp(SFB).await["keyCredentials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(ks.len(), 1, "only the new key is left: {ks:?}");
+    for tool in [&a, &b] {
+        let mut c = tool.command();
+        c.env("HYBRID_TRUST_STATE_URL", &url)
+            .env("PGPASSWORD", &pg::server().password)
+            .env_remove("PGPASSFILE")
+            .args(["status", "--all", "--check"]);
+        let o = c.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
 /// The child of [`a_host_killed_while_holding_a_tenant_lock_frees_it`]: takes the lock named in
 /// its environment and waits to be killed. Run alone (without that environment) it does nothing.
 #[test]
