@@ -16,9 +16,14 @@ use support::*;
 
 /// A host: its own state dir, the team's URL, its own name.
 fn host(tool: &Tool, url: &str, name: &str, args: &[&str]) -> std::process::Command {
+    host_on(&pg::server().password, tool, url, name, args)
+}
+
+/// [`host`] on a server with the password `pw`.
+fn host_on(pw: &str, tool: &Tool, url: &str, name: &str, args: &[&str]) -> std::process::Command {
     let mut c = tool.command();
     c.env("HYBRID_TRUST_STATE_URL", url)
-        .env("PGPASSWORD", &pg::server().password)
+        .env("PGPASSWORD", pw)
         .env("HYBRID_TRUST_HOST_NAME", name)
         .env_remove("PGPASSFILE")
         .args(["--output", "json", "--client-secret-env", "HT_TEST_SECRET"])
@@ -61,6 +66,11 @@ fn outcome(o: &std::process::Output) -> String {
 
 /// Host A uploads a key that ends in 15 days (a reminder and a renewal are due).
 fn upload_due_key(emu: &Emu, a: &Tool, url: &str) {
+    upload_due_key_on(&pg::server().password, emu, a, url)
+}
+
+/// [`upload_due_key`] on a server with the password `pw`.
+fn upload_due_key_on(pw: &str, emu: &Emu, a: &Tool, url: &str) {
     let t = emu.tenant.domain.clone();
     let now = Utc::now();
     let cert = make_cert(
@@ -70,7 +80,8 @@ fn upload_due_key(emu: &Emu, a: &Tool, url: &str) {
     );
     let p = a.write_cert("c.pem", &cert);
     let end = (now + TimeDelta::days(15)).format("%Y-%m-%d").to_string();
-    let o = run(host(
+    let o = run(host_on(
+        pw,
         a,
         url,
         "host-a",
@@ -347,6 +358,106 @@ async fn a_roll_confirmed_on_one_host_is_confirmed_for_the_other() {
             String::from_utf8_lossy(&o.stdout)
         );
     }
+}
+
+/// The real server stopped and started in the middle of a renewal: the key is in Graph, and the
+/// run is about to record it (the test holds the team's whole-ledger lock, so the record waits
+/// for it) when the server goes down. One `error:` line naming the database, exit 1, the
+/// team's record as it was (nothing half-written); once the server is back, the next run
+/// reconciles: the ledger knows the key Graph holds, and no second key is added.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_stopped_and_started_mid_run() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let own = pg::Server::own();
+    let url = own.url("restart");
+    let t = emu.tenant.domain.clone();
+    upload_due_key_on(&own.password, &emu, &a, &url);
+    let before = LedgerStore::in_db(own.open(&url)).load().unwrap().tenants;
+    let guard = LedgerStore::in_db(own.open(&url))
+        .lock(Duration::from_secs(5))
+        .unwrap();
+    let mut c = host_on(
+        &own.password,
+        &a,
+        &url,
+        "host-a",
+        &["renew", "--tenant", &t, "--yes"],
+    );
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run waits for a lock in the database: the record, after Graph's change.
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s USING (pid) \
+                   WHERE NOT l.granted AND l.locktype = 'advisory' \
+                   AND s.application_name = 'hybrid-trust host-a'";
+    while own.sql(waiting) == "0" {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key_ids = |sp: Value| -> std::collections::BTreeSet<String> {
+        sp["keyCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["keyId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let recorded =
+        |tenants: &[hybrid_trust::ledger::TenantRecord]| -> std::collections::BTreeSet<String> {
+            tenants[0]
+                .credentials
+                .iter()
+                .filter_map(|c| c.key_id.clone())
+                .collect()
+        };
+    let in_graph = key_ids(emu.sp(SFB).await);
+    assert_ne!(in_graph, recorded(&before), "Graph's change is made");
+    own.stop();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = one_error_line(&o);
+    // The record fails on the lost connection (the server is unreachable) or, when the run
+    // sees first that its tenant lock went with the server, on that: either names the database
+    // and says the next run reconciles.
+    let db = format!("state database postgres://ht@127.0.0.1:{}/", own.port);
+    assert!(
+        e.contains(&format!("cannot reach the {db}"))
+            || (e.contains(&format!("the {db}")) && e.contains("was lost with its connection")),
+        "{e}"
+    );
+    assert!(
+        e.contains("the next run reads Graph and reconciles")
+            || e.contains("reconciled by the next run"),
+        "{e}"
+    );
+    drop(guard);
+    own.start();
+    // Nothing half-written: the team's record is as it was before the run.
+    let store = LedgerStore::in_db(own.open(&url));
+    assert_eq!(store.load().unwrap().tenants, before);
+    // The next run reconciles: the ledger learns the key Graph holds; no key is added.
+    let o = run(host_on(
+        &own.password,
+        &a,
+        &url,
+        "host-a",
+        &["renew", "--tenant", &t, "--yes"],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        key_ids(emu.sp(SFB).await),
+        in_graph,
+        "no key added or removed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        recorded(&store.load().unwrap().tenants),
+        in_graph,
+        "the ledger knows the key Graph holds"
+    );
 }
 
 /// The child of [`a_host_killed_while_holding_a_tenant_lock_frees_it`]: takes the lock named in

@@ -77,7 +77,7 @@ impl StateError {
         match self {
             StateError::BadUrl { .. } => "write it as postgres://USER@HOST:PORT/DB?sslmode=disable|require|verify-full[&sslrootcert=CA.pem][&schema=NAME]".into(),
             StateError::PasswordInUrl { .. } => "remove the password from the URL and put it in PGPASSWORD, a passfile (PGPASSFILE or ~/.pgpass) or the keyring (hybrid-trust state remember-password)".into(),
-            StateError::Unreachable { .. } => "check that the server is running and that --state-url (HYBRID_TRUST_STATE_URL, [state] url) names it; nothing was changed".into(),
+            StateError::Unreachable { .. } => "check that the server is running and that --state-url (HYBRID_TRUST_STATE_URL, [state] url) names it, then run the command again: a change this run made and could not record is found and reconciled by the next run".into(),
             StateError::Auth { .. } | StateError::NoPassword { .. } => "set PGPASSWORD, or a line HOST:PORT:DB:USER:PASSWORD in ~/.pgpass (PGPASSFILE, mode 0600), or store it with hybrid-trust state remember-password; nothing was changed".into(),
             StateError::Tls { .. } => "check sslmode and sslrootcert in the state URL (verify-full needs the server's CA and its host name in the certificate); nothing was changed".into(),
             StateError::TooNew { .. } => "upgrade hybrid-trust on this host: another host has moved the team's state to a newer schema".into(),

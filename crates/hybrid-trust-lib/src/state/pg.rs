@@ -172,6 +172,19 @@ impl Inner {
             };
         }
         if let Some(d) = e.as_db_error() {
+            // The server shutting down, restarting or not yet up: it is not there.
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(d.code())
+            {
+                return StateError::Unreachable {
+                    db,
+                    reason: d.message().to_string(),
+                };
+            }
             return StateError::Query {
                 db,
                 reason: d.message().to_string(),
@@ -517,7 +530,10 @@ impl PgState {
         let i = self.inner.clone();
         let rows = self
             .block(async move {
-                for attempt in 0..2 {
+                // One retry on a new connection when the kept one was closed (a restarted server);
+                // the loop ends only by returning.
+                let mut retried = false;
+                loop {
                     let c = i.get().await?;
                     match c
                         .query(
@@ -539,11 +555,10 @@ impl PgState {
                                 })
                                 .collect::<Vec<_>>());
                         }
-                        Err(e) if attempt == 0 && lost(&e) => continue,
+                        Err(e) if !retried && lost(&e) => retried = true,
                         Err(e) => return Err(i.err(e)),
                     }
                 }
-                unreachable!("the loop returns")
             })
             .map_err(LedgerError::from)?;
         let (mut tenants, mut damaged) = (Vec::new(), Vec::new());
@@ -592,7 +607,10 @@ impl PgState {
         let i = self.inner.clone();
         let (n, id) = (name.to_string(), tenant_id.map(str::to_string));
         let row = self.block(async move {
-            for attempt in 0..2 {
+            // One retry on a new connection when the kept one was closed (a restarted server);
+            // the loop ends only by returning.
+            let mut retried = false;
+            loop {
                 let c = i.get().await?;
                 let r = async {
                     let key = i.find_key(&c, &n, id.as_deref()).await?;
@@ -607,11 +625,10 @@ impl PgState {
                         i.put(c);
                         return Ok(v);
                     }
-                    Err(e) if attempt == 0 && lost(&e) => continue,
+                    Err(e) if !retried && lost(&e) => retried = true,
                     Err(e) => return Err(i.err(e)),
                 }
             }
-            unreachable!("the loop returns")
         })?;
         let Some((key, text)) = row else {
             return Ok(None);
@@ -803,7 +820,10 @@ impl PgState {
     fn append_audit_lines(&self, lines: Vec<String>) -> Result<(), StateError> {
         let i = self.inner.clone();
         self.block(async move {
-            for attempt in 0..2 {
+            // One retry on a new connection when the kept one was closed (a restarted server);
+                // the loop ends only by returning.
+                let mut retried = false;
+                loop {
                 let c = i.get().await?;
                 match c
                     .execute(
@@ -817,11 +837,10 @@ impl PgState {
                         return Ok(());
                     }
                     // Not sent when the connection was found closed: safe to send again.
-                    Err(e) if attempt == 0 && e.is_closed() => continue,
+                    Err(e) if !retried && e.is_closed() => retried = true,
                     Err(e) => return Err(i.err(e)),
                 }
             }
-            unreachable!("the loop returns")
         })
     }
 
