@@ -139,6 +139,8 @@ impl Server {
         let mut child = as_postgres("sh", &["-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // Not the test's stderr: the shell outlives a test by the server's shutdown.
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();

@@ -1,17 +1,20 @@
 //! The team's state in PostgreSQL (issue 26): tenant records (JSONB of the file ledger's own
 //! record), the audit log, and the locks, shared by every host that names the same URL.
 //!
-//! Locks and connections. A change to a tenant (plan, Graph read, PATCH, read-back, record)
-//! holds a session-level `pg_advisory_lock` keyed by the tenant ([`PgState::lock`]) on a
-//! connection taken from this process's pool and kept for the change: the server releases it
-//! when the connection ends, so a host killed mid-change (`kill -9`, a lost network) frees the
-//! tenant. Writing a record is a short transaction of its own on any pooled connection, under a
-//! transaction-level lock on the record's key (and shared on the ledger, which a whole-ledger
-//! change takes exclusively), reading the row afresh: no lost update even between hosts. So a
-//! run holds at most one connection per tenant in flight (its `--concurrency`) plus one per
-//! record being written (a few): a 1,000-tenant fleet renewed 16 at a time needs about 20
-//! connections, not 1,000. Idle connections are kept for the next change; a closed one is
-//! dropped and a read retried once on a new one (a restarted server).
+//! Locks and connections (the design in full is in [`crate::state`]'s docs). Every lock of a
+//! process (a tenant's, the reminders', the whole ledger's) is a session-level
+//! `pg_try_advisory_lock` on ONE connection, the process's lock connection ([`PgLock`]): a
+//! session holds any number of advisory locks, so a `renew --all` over 1,000 tenants at
+//! `--concurrency 1000` holds its 1,000 tenant locks on one connection, not 1,000. The server
+//! frees them all when that connection ends, so a host killed mid-change (`kill -9`, a lost
+//! network) frees its tenants; a holder checks the connection before it records
+//! ([`PgLock::check`]). Advisory locks are re-entrant within a session, so the process keeps its
+//! own set of the keys it holds and a second holder here waits on that set. Reads and records
+//! use a small pool of other connections (kept idle up to [`MAX_IDLE`]): a record is a short
+//! transaction of its own, under a transaction-level lock on the record's key (and shared on
+//! the ledger, which a whole-ledger change takes exclusively), reading the row afresh: no lost
+//! update even between hosts. A closed connection is dropped and a read retried once on a new
+//! one (a restarted server).
 //!
 //! The client (`tokio-postgres`) runs on a small runtime of its own ([`runtime`]): the ledger's
 //! callers are synchronous (as the file store is), and they may be on any runtime or none.
@@ -58,6 +61,18 @@ struct Inner {
     tls: Option<Connector>,
     idle: Mutex<Vec<Client>>,
     host: String,
+    /// The connection every lock of this process is held on (session-level advisory locks:
+    /// one session holds any number), made on first use and again after it was lost.
+    locker: tokio::sync::Mutex<Option<Arc<LockConn>>>,
+    /// The keys this process holds or is taking: the server's advisory locks are re-entrant
+    /// within a session, so two holders in this process are kept apart here.
+    held: Mutex<std::collections::HashSet<i64>>,
+}
+
+/// The connection the locks are held on, and its server process.
+struct LockConn {
+    client: Client,
+    pid: i32,
 }
 
 /// An open state database.
@@ -71,11 +86,12 @@ impl std::fmt::Debug for PgState {
     }
 }
 
-/// A lock held on a connection of its own, released on drop (or when the connection ends).
+/// A lock held on this process's lock connection, released on drop (or when the connection
+/// ends).
 pub struct PgLock {
     /// The server process of the connection holding it.
     pub backend_pid: i32,
-    client: Option<Client>,
+    conn: Arc<LockConn>,
     key: i64,
     inner: Arc<Inner>,
     what: String,
@@ -91,7 +107,7 @@ impl PgLock {
     /// Whether the connection that holds the lock is still open (a server restart ends it, and
     /// with it the lock).
     pub fn held(&self) -> bool {
-        self.client.as_ref().is_some_and(|c| !c.is_closed())
+        !self.conn.client.is_closed()
     }
 
     /// Fails when the lock was lost with its connection.
@@ -109,24 +125,31 @@ impl PgLock {
 
 impl Drop for PgLock {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
+        let (conn, inner, key) = (self.conn.clone(), self.inner.clone(), self.key);
+        let forget = move |inner: &Inner| {
+            inner
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         };
-        if client.is_closed() {
+        if conn.client.is_closed() {
+            forget(&inner);
             return;
         }
-        let inner = self.inner.clone();
-        let key = self.key;
-        if let Ok(rt) = runtime() {
-            rt.spawn(async move {
-                if client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await
-                    .is_ok()
-                {
-                    inner.put(client);
-                }
-            });
+        match runtime() {
+            // Unlocked on the server before this process may take the key again (a second
+            // pg_try_advisory_lock in the session would count twice).
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = conn
+                        .client
+                        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                        .await;
+                    forget(&inner);
+                });
+            }
+            Err(_) => forget(&inner),
         }
     }
 }
@@ -244,6 +267,45 @@ impl Inner {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(c);
+        }
+    }
+
+    /// The lock connection: the one kept, else a new one (the old one lost with its locks).
+    async fn lock_conn(&self, fresh: bool) -> Result<Arc<LockConn>, StateError> {
+        let mut slot = self.locker.lock().await;
+        if let Some(c) = slot.as_ref()
+            && !fresh
+            && !c.client.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let client = self.connect().await?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|e| self.err(e))?
+            .get(0);
+        let c = Arc::new(LockConn { client, pid });
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// One try for `key` on the lock connection (again on a new one when it was found closed):
+    /// the connection when taken, `None` when another session holds it.
+    async fn try_lock(&self, key: i64) -> Result<Option<Arc<LockConn>>, StateError> {
+        let mut retried = false;
+        loop {
+            let conn = self.lock_conn(retried).await?;
+            match conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+            {
+                Ok(row) if row.get::<_, bool>(0) => return Ok(Some(conn)),
+                Ok(_) => return Ok(None),
+                Err(e) if !retried && lost(&e) => retried = true,
+                Err(e) => return Err(self.err(e)),
+            }
         }
     }
 
@@ -482,6 +544,8 @@ impl PgState {
             config,
             tls,
             idle: Mutex::new(Vec::new()),
+            locker: tokio::sync::Mutex::new(None),
+            held: Mutex::new(std::collections::HashSet::new()),
             host,
         });
         let state = PgState { inner };
@@ -767,45 +831,47 @@ impl PgState {
         })
     }
 
-    /// Takes the lock `purpose`/`what` (session-level, on a connection kept for it), waiting up
-    /// to `timeout` for another holder (another run here or on another host).
+    /// Takes the lock `purpose`/`what` (session-level, on this process's lock connection),
+    /// waiting up to `timeout` for another holder (another run here or on another host).
     pub fn lock(&self, purpose: &str, what: &str, timeout: Duration) -> Result<PgLock, StateError> {
         let i = self.inner.clone();
         let key = i.lock_key(purpose, what);
         let label = format!("{purpose} {what}").trim().to_string();
         let l = label.clone();
-        let (client, backend_pid) = self.block(async move {
+        let conn = self.block(async move {
             let start = Instant::now();
-            let mut c = i.get().await?;
-            let mut retried = false;
             loop {
-                match c
-                    .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
-                    .await
-                {
-                    Ok(row) if row.get::<_, bool>(0) => return Ok((c, row.get::<_, i32>(1))),
-                    Ok(_) if start.elapsed() < timeout => {
-                        tokio::time::sleep(Duration::from_millis(20)).await
+                let mine = i.held.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+                if mine {
+                    match i.try_lock(key).await {
+                        Ok(Some(conn)) => return Ok(conn),
+                        Ok(None) => {}
+                        Err(e) => {
+                            i.held
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&key);
+                            return Err(e);
+                        }
                     }
-                    Ok(_) => {
-                        i.put(c);
-                        return Err(StateError::Busy {
-                            db: i.db.clone(),
-                            what: l,
-                            secs: timeout.as_secs(),
-                        });
-                    }
-                    Err(e) if !retried && lost(&e) => {
-                        retried = true;
-                        c = i.get().await?;
-                    }
-                    Err(e) => return Err(i.err(e)),
+                    i.held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
+                if start.elapsed() >= timeout {
+                    return Err(StateError::Busy {
+                        db: i.db.clone(),
+                        what: l,
+                        secs: timeout.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })?;
         Ok(PgLock {
-            backend_pid,
-            client: Some(client),
+            backend_pid: conn.pid,
+            conn,
             key,
             inner: self.inner.clone(),
             what: label,
