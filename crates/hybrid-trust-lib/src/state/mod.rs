@@ -6,6 +6,39 @@
 //! itself (records, audit log, locks), [`tls`] its rustls connector, [`migrate`] the copy between
 //! the two stores (`hybrid-trust state migrate`). The ledger, audit log and locks dispatch to
 //! [`pg::PgState`] when one is given; the rest of the tool does not know which store it has.
+//!
+//! # Locks and connections (PostgreSQL)
+//!
+//! - **What is locked.** The same three locks as in a state dir: one per tenant (keyed by the
+//!   tenant id), held by a change from its plan through the Graph read, the PATCH, the
+//!   read-back and the record; the reminders lock (one `remind` run at a time for the whole
+//!   team, from reading the records to the last mark); the whole-ledger lock (migration,
+//!   removal). Each is a session-level advisory lock whose 64-bit key is a hash of the schema,
+//!   the lock's kind and its name ([`pg`]), so two teams' schemas in one database never meet.
+//! - **Where they are held.** Every lock of a process is held on ONE connection, its lock
+//!   connection (a session holds any number of advisory locks). A `renew --all` over 1,000
+//!   tenants at `--concurrency 1000` holds up to 1,000 tenant locks on that one connection.
+//!   Advisory locks are re-entrant within a session, so the process keeps its own set of the
+//!   keys it holds and a second holder in the same process waits on that set, not the server.
+//!   Taking a lock is `pg_try_advisory_lock` polled every 20 ms up to the lock's timeout, never
+//!   a blocking `pg_advisory_lock`, so a wait cannot hang on the server and is bounded.
+//! - **Releasing.** Dropping the lock unlocks it on the server, then forgets the key. When the
+//!   lock connection ends (`kill -9`, a lost network, a restarted server), the server frees every
+//!   lock it held: a dead host blocks nobody. A holder checks its connection before it records
+//!   ([`pg::PgLock::check`]); if the lock went with the connection, the run stops with one error
+//!   line and writes nothing as if it still held the tenant; the next run reads Graph and
+//!   reconciles, as after a crash with files.
+//! - **Reads and records** use other connections: a small pool (kept idle up to 32; a closed one
+//!   is dropped and a read retried once on a new one). A record is one short transaction: a
+//!   shared transaction-level lock on the ledger, an exclusive one on the record's key, the row
+//!   read afresh, the caller's change applied, the changed rows written, commit. So no update is
+//!   lost even between hosts, and a whole-ledger change (which takes the ledger lock
+//!   exclusively) waits for records in flight.
+//! - **How many connections.** One lock connection plus the pool's few (the ledger calls are
+//!   synchronous, so a run uses about as many as it has threads, not one per tenant): a
+//!   1,000-tenant fleet needs a handful, whatever `--concurrency` is; two hosts need twice that.
+//!   The client runs on a two-thread runtime of its own ([`pg`]), so a caller on any runtime,
+//!   or none, can use the store.
 
 pub mod migrate;
 pub mod pg;
