@@ -275,7 +275,8 @@ class Pg:
         return f"postgres://ht@127.0.0.1:{self.port}/postgres?schema={schema}"
 
     def cpu(self):
-        """The server's CPU so far, every backend included (user + sys, seconds; live processes)."""
+        """The server's CPU so far (user + sys, seconds): the postmaster's own and its ended
+        backends' (cutime, cstime), and the live backends'."""
         total = 0
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -286,9 +287,18 @@ class Pg:
                     continue
                 f = stat.rsplit(")", 1)[1].split()
                 total += int(f[11]) + int(f[12])
-            except OSError:
+                if int(pid) == self.postmaster():
+                    total += int(f[13]) + int(f[14])
+            except (OSError, ValueError):
                 pass
         return total / os.sysconf("SC_CLK_TCK")
+
+    def postmaster(self):
+        """The postmaster's pid (the first line of its postmaster.pid)."""
+        try:
+            return int(open(os.path.join(self.dir, "data", "postmaster.pid")).readline())
+        except (OSError, ValueError):
+            return -1
 
     def stop(self):
         import signal

@@ -9,6 +9,12 @@
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+/// The shell's stdin (orders) and stdout (answers).
+type Orders = std::sync::Mutex<(
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+)>;
+
 pub struct Server {
     /// postgres://USER@127.0.0.1:PORT/postgres
     pub base: String,
@@ -17,14 +23,7 @@ pub struct Server {
     pub bin: std::path::PathBuf,
     pub data: Option<std::path::PathBuf>,
     /// The cluster's folder, the shell's stdin and stdout (its orders), the shell.
-    _keep: Option<(
-        tempfile::TempDir,
-        std::sync::Mutex<(
-            std::process::ChildStdin,
-            std::io::BufReader<std::process::ChildStdout>,
-        )>,
-        std::process::Child,
-    )>,
+    _keep: Option<(tempfile::TempDir, Orders, std::process::Child)>,
 }
 
 fn bin_dir() -> std::path::PathBuf {

@@ -514,7 +514,7 @@ impl PgState {
             .user(&url.user)
             .dbname(&url.dbname)
             // pg_stat_activity and pg_locks say which host holds what ("hybrid-trust HOST").
-            .application_name(&application_name(&host))
+            .application_name(application_name(&host))
             .connect_timeout(url.connect_timeout)
             .options(format!("-c search_path={}", url.schema))
             .keepalives(true)
