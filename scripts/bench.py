@@ -240,6 +240,146 @@ def renew_fleet(tmp, tenants, latency, conc):
     emu.stop()
 
 
+class Pg:
+    """A throwaway PostgreSQL cluster on loopback, as scripts/test.sh's suite starts one (initdb in a
+    temporary folder, SCRAM, a free port; as the postgres user when run as root). fsync stays on:
+    the file ledger syncs each record too."""
+
+    def __init__(self):
+        import glob, socket, uuid
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            sys.exit("PostgreSQL's server is not installed (scripts/test.sh installs postgresql)")
+        self.bin = os.path.dirname(bins[-1])
+        self.dir = tempfile.mkdtemp(prefix="ht-bench-pg-")
+        pre = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        self.password = f"pw-{uuid.uuid4().hex}"
+        open(os.path.join(self.dir, "pw"), "w").write(self.password)
+        if pre:
+            subprocess.run(["chown", "-R", "postgres:postgres", self.dir], check=True)
+        data = os.path.join(self.dir, "data")
+        subprocess.run([*pre, os.path.join(self.bin, "initdb"), "-D", data, "-U", "ht", "--pwfile", os.path.join(self.dir, "pw"),
+                        "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            self.port = so.getsockname()[1]
+        self.proc = subprocess.Popen([*pre, os.path.join(self.bin, "postgres"), "-D", data, "-p", str(self.port), "-k", self.dir,
+                                      "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            if subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"]).returncode == 0:
+                break
+            time.sleep(0.05)
+        self.version = subprocess.run([os.path.join(self.bin, "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+
+    def url(self, schema):
+        return f"postgres://ht@127.0.0.1:{self.port}/postgres?schema={schema}"
+
+    def cpu(self):
+        """The server's CPU so far (user + sys, seconds): the postmaster's own and its ended
+        backends' (cutime, cstime), and the live backends'."""
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = open(f"/proc/{pid}/stat").read()
+                if "(postgres)" not in stat:
+                    continue
+                f = stat.rsplit(")", 1)[1].split()
+                total += int(f[11]) + int(f[12])
+                if int(pid) == self.postmaster():
+                    total += int(f[13]) + int(f[14])
+            except (OSError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def postmaster(self):
+        """The postmaster's pid (the first line of its postmaster.pid)."""
+        try:
+            return int(open(os.path.join(self.dir, "data", "postmaster.pid")).readline())
+        except (OSError, ValueError):
+            return -1
+
+    def stop(self):
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def team_fleet(tmp, tenants, latency, conc):
+    print(f"\n7. the team's state: renew --all over {tenants} due tenants, {latency} ms per response, --concurrency {conc}: files, PostgreSQL, and two hosts sharing the tenants in PostgreSQL")
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+    pg = Pg()
+    print(f"   {pg.version}, on this machine (loopback, fsync on); the machine may be shared: compare the rows with each other, not with other runs")
+    emu = Emulator(tmp, "--tenants", str(tenants), "--latency-ms", str(latency), "--reuse-tokens")
+    b64, tp = sfb_cert()
+    ids = [str(uuid.uuid4()) for _ in emu.info["tenants"]]
+    def replant():
+        now = time.time()
+        def plant(i_t):
+            i, t = i_t
+            key = [{"key_id": ids[i], "custom_key_identifier": None, "display_name": "CN=sfb.contoso.com", "start": iso(now - 86400), "end": iso(now + 10 * 86400), "type": "AsymmetricX509Cert", "usage": "Verify", "key": b64}]
+            req = urllib.request.Request(f"{emu.info['control_url']}/tenants/{t['domain']}/servicePrincipals/{SFB}/keyCredentials", data=json.dumps(key).encode(), method="PUT", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, context=emu.ctx).read()
+        with ThreadPoolExecutor(32) as ex:
+            list(ex.map(plant, enumerate(emu.info["tenants"])))
+    admin = emu.info["tenants"][0]["admin"]
+    base = dict(os.environ, HYBRID_TRUST_CLOUD_FILE=emu.cloud_file, HYBRID_TRUST_CLIENT_ID=admin["client_id"], HT_SECRET=admin["client_secret"], PGPASSWORD=pg.password)
+    base.pop("HYBRID_TRUST_STATE_URL", None)
+    renew = [HT, "--output", "json", "--client-secret-env", "HT_SECRET", "renew", "--all", "--yes", "--concurrency", str(conc)]
+    def prepared(name, url=None):
+        """A state dir with the due ledger (migrated from format 1, untimed), copied into `url`."""
+        state = os.path.join(tmp, name)
+        due_ledger(state, emu.info["tenants"], ids)
+        env = dict(base, HYBRID_TRUST_STATE_DIR=state)
+        run([HT, "status", "--all"], env)
+        if url:
+            run([HT, "state", "migrate", "--to", url], env)
+            env = dict(env, HYBRID_TRUST_STATE_URL=url, HYBRID_TRUST_STATE_DIR=os.path.join(tmp, name + "-local"))
+        return env
+    def applied(out):
+        res = json.loads(out or "{}").get("results", [])
+        errs = [r.get("error") for r in res if r.get("error")]
+        if errs:
+            print(f"     first error: {errs[0]}")
+        return sum(1 for r in res if r.get("outcome") == "applied")
+    rows = {}
+    # Files, then PostgreSQL on one host.
+    for label, url in (("files", None), ("PostgreSQL", pg.url("bench_one"))):
+        replant()
+        env = prepared(f"team-{label}", url)
+        emu_cpu0, pg_cpu0 = emu.cpu(), pg.cpu()
+        wall, cpu, p = cpu_of(renew, env)
+        emu_cpu, pg_cpu = emu.cpu() - emu_cpu0, pg.cpu() - pg_cpu0
+        n = applied(p.stdout)
+        rows[label] = (wall, cpu)
+        print(f"   {label:>22}: {n}/{tenants} renewed (exit {p.returncode}); {wall:6.2f} s wall; client CPU {cpu:.2f} s, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu_cpu:.2f} s, server CPU {pg_cpu:.2f} s")
+    # Two hosts at once on one URL, each with its own state dir and name.
+    replant()
+    url = pg.url("bench_two")
+    env_a = dict(prepared("team-a", url), HYBRID_TRUST_HOST_NAME="host-a")
+    env_b = dict(env_a, HYBRID_TRUST_STATE_DIR=os.path.join(tmp, "team-b-local"), HYBRID_TRUST_HOST_NAME="host-b")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    emu_cpu0, pg_cpu0 = emu.cpu(), pg.cpu()
+    t = time.perf_counter()
+    pa = subprocess.Popen(renew, env=env_a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pb = subprocess.Popen(renew, env=env_b, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (oa, _), (ob, _) = pa.communicate(), pb.communicate()
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    emu_cpu, pg_cpu = emu.cpu() - emu_cpu0, pg.cpu() - pg_cpu0
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    na, nb = applied(oa), applied(ob)
+    rows["two hosts"] = (wall, cpu)
+    print(f"   {'two hosts, PostgreSQL':>22}: {na} + {nb} = {na + nb}/{tenants} renewed (exit {pa.returncode}, {pb.returncode}); {wall:6.2f} s wall; client CPU {cpu:.2f} s for both, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu_cpu:.2f} s, server CPU {pg_cpu:.2f} s")
+    f, p1, p2 = rows["files"], rows["PostgreSQL"], rows["two hosts"]
+    print(f"   PostgreSQL against files: {p1[0] / f[0]:.2f}x wall, {p1[1] / max(f[1], 1e-6):.2f}x client CPU (target <= 1.5x); two hosts against one: {p2[0] / p1[0]:.2f}x wall (target <= 1)")
+    emu.stop()
+    pg.stop()
+
+
 def remind_fleet(tmp, tenants):
     print(f"\n5. remind --all over {tenants} due tenants, one webhook on loopback")
     import http.server, threading
@@ -292,7 +432,7 @@ def main():
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=1000, help="the default of status --concurrency, marked in the table")
-    ap.add_argument("--only", choices=["cold", "onboard", "fleet", "renew", "remind", "ledger"], help="run one benchmark")
+    ap.add_argument("--only", choices=["cold", "onboard", "fleet", "renew", "remind", "ledger", "team"], help="run one benchmark")
     a = ap.parse_args()
     print("machine:", machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,7 +440,8 @@ def main():
                 "fleet": lambda: fleet(tmp, a.tenants, a.latency_ms, a.concurrency),
                 "renew": lambda: renew_fleet(tmp, a.tenants, a.latency_ms, a.concurrency),
                 "remind": lambda: remind_fleet(tmp, a.tenants),
-                "ledger": lambda: ledger_scale(tmp)}
+                "ledger": lambda: ledger_scale(tmp),
+                "team": lambda: team_fleet(tmp, a.tenants, a.latency_ms, a.concurrency)}
         for name, f in todo.items():
             if a.only in (None, name):
                 f()

@@ -6,6 +6,8 @@
 #   4. renew --all over 1,000 due tenants at 50 ms per response: wall against its floor, client CPU
 #   5. remind --all over 1,000 due tenants with one webhook: client CPU per tenant
 #   6. the ledger at 10 and 10,000 tenants: one change (the ratio), and status --all
+#   7. the team's state: renew --all over 1,000 due tenants with PostgreSQL against files, and two
+#      hosts sharing the 1,000 tenants: wall time and client CPU per tenant (needs postgresql)
 # Usage: scripts/bench.sh [--tenants N] [--latency-ms MS] [--concurrency N] [--only NAME]
 # Where the test suite's time goes: scripts/suite-times.sh [nextest arguments].
 set -euo pipefail

@@ -28,6 +28,9 @@ command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 command -v keyctl >/dev/null || missing+=(keyutils)
 command -v faketime >/dev/null || missing+=(faketime)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
+# PostgreSQL's server for the team-state tests (tests/team_state.rs starts a throwaway cluster
+# per test binary from /usr/lib/postgresql/*/bin, as the postgres user when run as root).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

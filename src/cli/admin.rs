@@ -113,7 +113,8 @@ impl Context {
             state,
             self.clock,
             self.global.dry_run,
-        ))
+        )
+        .with_db(self.state_db()?))
     }
 
     /// The state dir (created 0700).

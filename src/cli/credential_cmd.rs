@@ -6,7 +6,6 @@ use super::args::Trust;
 use super::password::PasswordArgs;
 use super::printer::terminal_safe;
 use super::{Context, Failure};
-use hybrid_trust::audit::AuditLog;
 use hybrid_trust::credential::Approval;
 use hybrid_trust::credential::foreign::Prune;
 use hybrid_trust::credential::report::{self, KeyChanges, NameReport};
@@ -312,7 +311,7 @@ fn change_each(
     let outcomes = super::runtime()?
         .block_on(session.change_keys_creating(apps, op, &mut confirm, &mut create_sp))
         .map_err(super::session_failure)?;
-    let audit = AuditLog::in_dir(&ctx.state_dir()?);
+    let audit = ctx.audit_log()?;
     let changes = KeyChanges::new(
         tenant,
         session.tenant_id.clone(),

@@ -17,7 +17,10 @@ fn ledger_failure(e: hybrid_trust::ledger::LedgerError) -> Failure {
 
 impl Context {
     pub fn ledger_store(&self) -> Result<LedgerStore, Failure> {
-        Ok(LedgerStore::in_dir(&self.state_dir()?))
+        Ok(match self.state_db()? {
+            Some(pg) => LedgerStore::in_db(pg),
+            None => LedgerStore::in_dir(&self.state_dir()?),
+        })
     }
 
     /// Applies `f` to the tenant's record (created if missing) under the ledger lock.

@@ -18,6 +18,7 @@ mod printer;
 mod progress;
 mod remind_cmd;
 mod renew_cmd;
+mod state_cmd;
 mod status_cmd;
 mod tenant_cmd;
 mod verify_cmd;
@@ -82,6 +83,16 @@ pub struct GlobalArgs {
         value_name = "DIR"
     )]
     pub state_dir: Option<PathBuf>,
+    /// Keep the ledger, audit log, reminder records and locks in PostgreSQL, shared by a team:
+    /// postgres://USER@HOST:PORT/DB?sslmode=disable|require|verify-full (no password: PGPASSWORD,
+    /// ~/.pgpass or the keyring). Default: the state dir.
+    #[arg(
+        long,
+        global = true,
+        env = "HYBRID_TRUST_STATE_URL",
+        value_name = "URL"
+    )]
+    pub state_url: Option<String>,
     /// Output format: text for people, json for scripts (exactly one JSON document on stdout).
     #[arg(
         long,
@@ -167,6 +178,9 @@ pub enum Command {
     /// Discover a tenant and validate metadata documents.
     #[command(subcommand)]
     Tenant(tenant_cmd::TenantCommand),
+    /// The team's shared state: copy it between a state dir and PostgreSQL.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
     /// Generate the on-prem Management Shell script (with a drift check).
     #[command(subcommand)]
     Onprem(onprem_cmd::OnpremCommand),
@@ -210,6 +224,8 @@ pub struct Context {
     /// The admin identity from `--client-cert` (the same for every tenant): loaded, and its
     /// password asked for, once per run rather than once per tenant.
     pub cert_credential: std::sync::OnceLock<hybrid_trust::sts::AdminCredential>,
+    /// The team's state database (`--state-url`), opened once per run.
+    pub state_db: std::sync::OnceLock<Option<std::sync::Arc<hybrid_trust::state::pg::PgState>>>,
 }
 
 impl Context {
@@ -313,10 +329,12 @@ pub fn main() -> ExitCode {
         providers: Default::default(),
         clients: Default::default(),
         cert_credential: Default::default(),
+        state_db: Default::default(),
     };
     let result = match cli.command {
         Command::Cert(c) => cert_cmd::run(&ctx, c),
         Command::Tenant(c) => tenant_cmd::run(&ctx, c),
+        Command::State(c) => state_cmd::run(&ctx, c),
         Command::Verify(a) => verify_cmd::run(&ctx, a),
         Command::Status(a) => status_cmd::run(&ctx, a),
         Command::Renew(a) => renew_cmd::run(&ctx, a),

@@ -124,10 +124,10 @@ pub fn run(ctx: &Context, a: RemindArgs) -> Result<u8, Failure> {
     let _reminders_lock = if ctx.global.dry_run {
         None
     } else {
-        let dir = ctx.state_dir()?;
         Some(
-            hybrid_trust::session::remind_all::lock(&dir, hybrid_trust::session::remind_all::LOCK_TIMEOUT).map_err(|e| {
+            ctx.reminders_lock()?.map_err(|e| {
                 let hint = match &e {
+                    hybrid_trust::lock::LockError::State(s) => s.hint(),
                     hybrid_trust::lock::LockError::Busy { .. } => "another remind run is sending from this state dir: let it finish; what it does not deliver, the next run does".to_string(),
                     hybrid_trust::lock::LockError::Open { path, .. } => format!(
                         "check that {} is writable by this user (a run as root may have created it: chown it back)",

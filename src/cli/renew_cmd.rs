@@ -58,10 +58,7 @@ pub struct RenewArgs {
 /// `--confirm-roll`: the ledger records the evidence; nothing is sent to the tenant.
 fn confirm_roll(ctx: &Context, tenant: &str, current: Option<&PathBuf>) -> Result<u8, Failure> {
     ctx.refuse_as_of("renew --confirm-roll")?;
-    let (store, audit) = (
-        ctx.ledger_store()?,
-        hybrid_trust::audit::AuditLog::in_dir(&ctx.state_dir()?),
-    );
+    let (store, audit) = (ctx.ledger_store()?, ctx.audit_log()?);
     let c = confirm::confirm_with(
         &store,
         &audit,

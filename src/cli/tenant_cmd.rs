@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, cmd: TenantCommand) -> Result<u8, Failure> {
                 .map_err(super::bad_tenant)?
                 .to_string();
             let store = ctx.ledger_store()?;
-            let audit = hybrid_trust::audit::AuditLog::in_dir(&ctx.state_dir()?);
+            let audit = ctx.audit_log()?;
             let removed =
                 offline::forget(&store, &audit, &name, ctx.clock.now()).map_err(|e| match e {
                     offline::ForgetError::Ledger(e) => super::ledger_rec::failure(e),

@@ -38,12 +38,23 @@ pub struct AuditError {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     path: PathBuf,
+    /// The team's database instead of the file (`--state-url`).
+    pg: Option<std::sync::Arc<crate::state::pg::PgState>>,
 }
 
 impl AuditLog {
     pub fn in_dir(state_dir: &Path) -> AuditLog {
         AuditLog {
             path: state_dir.join("audit.log"),
+            pg: None,
+        }
+    }
+
+    /// The audit log in the team's database (`--state-url`).
+    pub fn in_db(pg: std::sync::Arc<crate::state::pg::PgState>) -> AuditLog {
+        AuditLog {
+            path: PathBuf::from(pg.db()),
+            pg: Some(pg),
         }
     }
 
@@ -56,6 +67,12 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
+        if let Some(pg) = &self.pg {
+            let line = serde_json::to_string(entry).map_err(|e| err(std::io::Error::other(e)))?;
+            return pg
+                .append_audit(line)
+                .map_err(|e| err(std::io::Error::other(format!("{e} ({})", e.hint()))));
+        }
         if let Some(dir) = self.path.parent() {
             crate::paths::ensure_private_dir(dir).map_err(err)?;
         }

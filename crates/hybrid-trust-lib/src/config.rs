@@ -12,6 +12,14 @@ pub struct Settings {
     pub reminders: Reminders,
     pub renewal: Renewal,
     pub advisories: AdvisorySettings,
+    pub state: StateSettings,
+}
+
+/// `[state]`: where a team keeps its shared state (`url = "postgres://…"`, as `--state-url`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    pub url: Option<String>,
 }
 
 /// `[advisories]`: Microsoft's dated changes ([`crate::advisories`]) the admin has dealt with;

@@ -35,6 +35,7 @@ pub mod renew;
 pub mod report;
 pub mod secret;
 pub mod session;
+pub mod state;
 pub mod status;
 pub mod sts;
 pub mod tenant;

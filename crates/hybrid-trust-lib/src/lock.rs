@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct TenantLock {
-    _file: File,
+    _file: Option<File>,
+    /// The lock in the team's database (`--state-url`): a session-level advisory lock on a
+    /// connection kept for it ([`crate::state::pg::PgLock`]).
+    pg: Option<crate::state::pg::PgLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,8 @@ pub enum LockError {
     },
     #[error("another hybrid-trust run holds {path} for more than {secs} s")]
     Busy { path: PathBuf, secs: u64 },
+    #[error(transparent)]
+    State(crate::state::StateError),
 }
 
 fn safe_name(tenant: &str) -> String {
@@ -39,6 +44,46 @@ fn safe_name(tenant: &str) -> String {
 }
 
 impl TenantLock {
+    /// The tenant's lock in the team's database: every host naming the same URL waits for it.
+    pub fn acquire_db(
+        pg: &crate::state::pg::PgState,
+        tenant: &str,
+        timeout: Duration,
+    ) -> Result<TenantLock, LockError> {
+        Ok(TenantLock {
+            _file: None,
+            pg: Some(
+                pg.lock("tenant", &safe_name(tenant), timeout)
+                    .map_err(LockError::State)?,
+            ),
+        })
+    }
+
+    /// The team's reminders lock: one `remind` run at a time across every host.
+    pub fn reminders_db(
+        pg: &crate::state::pg::PgState,
+        timeout: Duration,
+    ) -> Result<TenantLock, LockError> {
+        Ok(TenantLock {
+            _file: None,
+            pg: Some(pg.lock("remind", "", timeout).map_err(LockError::State)?),
+        })
+    }
+
+    /// The database server process holding a database lock (to end it in a test).
+    pub fn backend_pid(&self) -> Option<i32> {
+        self.pg.as_ref().map(|l| l.backend_pid)
+    }
+
+    /// Fails when a database lock was lost with its connection (a restarted server): what the
+    /// change records must not be written as if it still held the tenant.
+    pub fn check(&self) -> Result<(), crate::state::StateError> {
+        match &self.pg {
+            Some(l) => l.check(),
+            None => Ok(()),
+        }
+    }
+
     pub fn acquire(
         state_dir: &Path,
         tenant: &str,
@@ -74,7 +119,12 @@ impl TenantLock {
         let start = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(TenantLock { _file: file }),
+                Ok(()) => {
+                    return Ok(TenantLock {
+                        _file: Some(file),
+                        pg: None,
+                    });
+                }
                 Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(50))
                 }

@@ -3,7 +3,9 @@
 //! history, reminders sent, the last renewal failure). A versioned, serde-typed JSON document;
 //! [`store`] reads and writes it safely. No network here.
 
+pub mod db;
 pub mod exchange;
+pub mod migrate;
 pub mod roll;
 pub mod store;
 
@@ -78,6 +80,9 @@ pub struct ReminderSent {
     pub threshold_days: i64,
     pub channel: String,
     pub sent_at: DateTime<Utc>,
+    /// The host that sent it, in a team's shared state (`--state-url`); absent in a state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
 }
 
 /// The last renewal that failed or was blocked. `at` moves with every attempt; `since` is when

@@ -74,6 +74,9 @@ pub enum LedgerError {
         date: crate::dates::OutOfRange,
         backup: Option<PathBuf>,
     },
+    /// The team's state database (`--state-url`) failed.
+    #[error(transparent)]
+    State(Box<crate::state::StateError>),
 }
 
 impl LedgerError {
@@ -104,6 +107,7 @@ impl LedgerError {
                 path.display()
             ),
             LedgerError::TooNew { .. } => "upgrade hybrid-trust".into(),
+            LedgerError::State(e) => e.hint(),
             LedgerError::Read { .. } | LedgerError::Write { .. } => {
                 "check the state dir's permissions (--state-dir)".into()
             }
@@ -168,6 +172,8 @@ pub struct LedgerStore {
     legacy: PathBuf,
     /// `ledger/`: `FORMAT`, `lock`, `tenants/<key>.json` (+ `.bak`, `.lock`), `ids/<tenant id>`.
     dir: PathBuf,
+    /// The team's database instead of the files (`--state-url`, [`crate::state::pg`]).
+    pg: Option<std::sync::Arc<crate::state::pg::PgState>>,
 }
 
 /// Parses any format ever written and migrates it to the current one.
@@ -303,7 +309,8 @@ fn acquire(path: &Path, shared: bool, timeout: Duration) -> Result<Held, LedgerE
 /// Holds the whole ledger for a read-modify-write of several tenants (rare: migration, removal);
 /// `commit` writes only the records that changed.
 pub struct LedgerGuard {
-    _lock: Held,
+    _lock: Option<Held>,
+    _pg_lock: Option<crate::state::pg::PgLock>,
     store: LedgerStore,
     before: Ledger,
     pub ledger: Ledger,
@@ -328,7 +335,22 @@ impl LedgerStore {
         LedgerStore {
             legacy: state_dir.join("ledger.json"),
             dir: state_dir.join("ledger"),
+            pg: None,
         }
+    }
+
+    /// The ledger in the team's database (`--state-url`).
+    pub fn in_db(pg: std::sync::Arc<crate::state::pg::PgState>) -> LedgerStore {
+        LedgerStore {
+            legacy: PathBuf::new(),
+            dir: PathBuf::from(pg.db()),
+            pg: Some(pg),
+        }
+    }
+
+    /// The database this ledger is in, when it is not in a state dir.
+    pub fn db(&self) -> Option<&std::sync::Arc<crate::state::pg::PgState>> {
+        self.pg.as_ref()
     }
 
     /// The ledger's directory (`<state dir>/ledger`).
@@ -491,6 +513,9 @@ impl LedgerStore {
     /// listed in [`Ledger::damaged`] (issue 24, item 7), so one bad restore does not silence
     /// every other tenant's renewal and reminders.
     pub fn load(&self) -> Result<Ledger, LedgerError> {
+        if let Some(pg) = &self.pg {
+            return pg.load();
+        }
         if !self.exists() {
             return Ok(Ledger::empty());
         }
@@ -531,6 +556,9 @@ impl LedgerStore {
         name: &str,
         tenant_id: Option<&str>,
     ) -> Result<Option<TenantRecord>, LedgerError> {
+        if let Some(pg) = &self.pg {
+            return pg.tenant(name, tenant_id);
+        }
         if !self.exists() {
             return Ok(None);
         }
@@ -544,11 +572,23 @@ impl LedgerStore {
     /// Locks the whole ledger (exclusive: every per-tenant change waits), loads it, and hands it
     /// back for changes; `commit` writes what changed.
     pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {
+        if let Some(pg) = &self.pg {
+            let lock = pg.lock("ledger", "", timeout)?;
+            let ledger = self.load()?;
+            return Ok(LedgerGuard {
+                _lock: None,
+                _pg_lock: Some(lock),
+                store: self.clone(),
+                before: ledger.clone(),
+                ledger,
+            });
+        }
         self.ensure(timeout)?;
         let lock = acquire(&self.dir.join("lock"), false, timeout)?;
         let ledger = self.load()?;
         Ok(LedgerGuard {
-            _lock: lock,
+            _lock: Some(lock),
+            _pg_lock: None,
             store: self.clone(),
             before: ledger.clone(),
             ledger,
@@ -566,6 +606,9 @@ impl LedgerStore {
         timeout: Duration,
         f: impl FnOnce(&mut Ledger) -> T,
     ) -> Result<T, LedgerError> {
+        if let Some(pg) = &self.pg {
+            return pg.update(name, tenant_id, timeout, f);
+        }
         self.ensure(timeout)?;
         let _shared = acquire(&self.dir.join("lock"), true, timeout)?;
         let key = self.find_key(name, tenant_id);
@@ -604,6 +647,9 @@ impl LedgerStore {
 
     /// Writes the records of `after` that differ from `before`, removes the ones it dropped.
     fn write_changes(&self, before: &Ledger, after: &Ledger) -> Result<(), LedgerError> {
+        if let Some(pg) = &self.pg {
+            return pg.write_changes(before, after);
+        }
         for t in &after.tenants {
             if !before.tenants.contains(t) {
                 self.write_record(t, true)?;

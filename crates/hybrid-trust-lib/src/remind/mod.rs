@@ -263,6 +263,7 @@ mod tests {
                 threshold_days: *th,
                 channel: "c".into(),
                 sent_at: now,
+                sent_by: None,
             });
         }
     }

@@ -64,6 +64,7 @@ impl SessionError {
         match self {
             SessionError::Credential(e) => e.hint(),
             SessionError::Ledger(e) => e.hint(),
+            SessionError::Lock(crate::lock::LockError::State(e)) => e.hint(),
             SessionError::Lock(_) => "wait for the other run to finish".into(),
             SessionError::Usage(_) => "nothing was changed".into(),
             SessionError::Incomplete(_) => {
@@ -101,6 +102,8 @@ pub struct Session {
     /// Plan only: nothing is written to the tenant or the ledger.
     pub dry_run: bool,
     lock: Option<TenantLock>,
+    /// The team's database (`--state-url`): its ledger, audit log and tenant locks.
+    db: Option<Arc<crate::state::pg::PgState>>,
 }
 
 impl Session {
@@ -125,7 +128,19 @@ impl Session {
             clock,
             dry_run,
             lock: None,
+            db: None,
         }
+    }
+
+    /// This session on the team's database (`--state-url`): the ledger, the audit log and the
+    /// tenant lock there, shared by every host; `None` keeps the state dir's.
+    pub fn with_db(mut self, db: Option<Arc<crate::state::pg::PgState>>) -> Session {
+        if let Some(pg) = &db {
+            self.ledger = LedgerStore::in_db(pg.clone());
+            self.audit = AuditLog::in_db(pg.clone());
+        }
+        self.db = db;
+        self
     }
 
     /// A session for `tenant` signed in as `credential`, its tokens and its HTTP retries on
@@ -230,7 +245,10 @@ impl Session {
                 .map(|t| t.domain)
                 .unwrap_or_else(|| self.name.to_ascii_lowercase()),
         };
-        self.lock = Some(TenantLock::acquire(&self.state_dir, &key, LOCK_TIMEOUT)?);
+        self.lock = Some(match &self.db {
+            Some(pg) => TenantLock::acquire_db(pg, &key, LOCK_TIMEOUT)?,
+            None => TenantLock::acquire(&self.state_dir, &key, LOCK_TIMEOUT)?,
+        });
         Ok(())
     }
 
@@ -252,6 +270,9 @@ impl Session {
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, LedgerError> {
+        if let Some(l) = &self.lock {
+            l.check().map_err(|e| LedgerError::State(Box::new(e)))?;
+        }
         let id = self.tenant_id.as_deref();
         let now = self.clock.now();
         self.ledger.update(name, id, LEDGER_TIMEOUT, |l| {

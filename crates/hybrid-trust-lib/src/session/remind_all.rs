@@ -36,6 +36,15 @@ pub fn lock(
     crate::lock::TenantLock::reminders(state_dir, timeout)
 }
 
+/// [`lock`] of a team's database (`--state-url`): one `remind` run at a time on every host, so
+/// two hosts running `remind --all` together deliver each reminder once.
+pub fn lock_db(
+    pg: &crate::state::pg::PgState,
+    timeout: Duration,
+) -> Result<crate::lock::TenantLock, crate::lock::LockError> {
+    crate::lock::TenantLock::reminders_db(pg, timeout)
+}
+
 /// One digest delivered (or, in a dry run, planned).
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
@@ -118,6 +127,7 @@ impl TenantRecord {
                 threshold_days: *th,
                 channel: channel.to_string(),
                 sent_at: now,
+                sent_by: None,
             });
         }
         let failure = if d.is_exchange() {
@@ -144,6 +154,7 @@ impl TenantRecord {
                 threshold_days: *th,
                 channel: channel.to_string(),
                 sent_at: now,
+                sent_by: None,
             });
         }
     }
@@ -264,6 +275,9 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
             None => by_tenant.push((tenant, id.as_deref(), Vec::new(), vec![a])),
         }
     }
+    // In a team's database the records say which host sent it.
+    let host = store.db().map(|pg| pg.host().to_string());
+    let host = &host;
     let workers = by_tenant.len().clamp(1, 8);
     let chunk = by_tenant.len().div_ceil(workers).max(1);
     std::thread::scope(|scope| {
@@ -274,11 +288,15 @@ pub fn mark(store: &LedgerStore, d: &Delivery, now: DateTime<Utc>) -> Result<(),
                     for (t, id, entries, advisories) in part {
                         store.update(t, *id, Duration::from_secs(30), |l| {
                             if let Some(rec) = l.tenant_mut(t) {
+                                let from = rec.reminders_sent.len();
                                 for e in entries {
                                     rec.mark_reminded(e, &d.channel, now);
                                 }
                                 for a in advisories {
                                     rec.mark_advisory(a, &d.channel, now);
+                                }
+                                for r in &mut rec.reminders_sent[from..] {
+                                    r.sent_by.clone_from(host);
                                 }
                             }
                         })?;

@@ -1,0 +1,811 @@
+//! Team state in PostgreSQL (issue 26), against a real server (tests/support/pg.rs): two
+//! processes with different state dirs on one URL, renewing and reminding at the same moment;
+//! `kill -9` while a tenant lock is held; a lock lost with its connection; the bad days (wrong
+//! password, no server, a password in the URL, a newer schema); `state migrate` both ways with
+//! 10,000 tenants.
+
+#[path = "support/pg.rs"]
+mod pg;
+mod support;
+
+use chrono::{TimeDelta, Utc};
+use hybrid_trust::ledger::LedgerStore;
+use serde_json::Value;
+use std::time::Duration;
+use support::*;
+
+/// A host: its own state dir, the team's URL, its own name.
+fn host(tool: &Tool, url: &str, name: &str, args: &[&str]) -> std::process::Command {
+    host_on(&pg::server().password, tool, url, name, args)
+}
+
+/// [`host`] on a server with the password `pw`.
+fn host_on(pw: &str, tool: &Tool, url: &str, name: &str, args: &[&str]) -> std::process::Command {
+    let mut c = tool.command();
+    c.env("HYBRID_TRUST_STATE_URL", url)
+        .env("PGPASSWORD", pw)
+        .env("HYBRID_TRUST_HOST_NAME", name)
+        .env_remove("PGPASSFILE")
+        .args(["--output", "json", "--client-secret-env", "HT_TEST_SECRET"])
+        .args(args);
+    c
+}
+
+fn run(c: std::process::Command) -> std::process::Output {
+    let mut c = c;
+    c.output().unwrap()
+}
+
+fn both(
+    a: std::process::Command,
+    b: std::process::Command,
+) -> (std::process::Output, std::process::Output) {
+    let (mut a, mut b) = (a, b);
+    let ha = a
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hb = b
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (
+        ha.wait_with_output().unwrap(),
+        hb.wait_with_output().unwrap(),
+    )
+}
+
+fn outcome(o: &std::process::Output) -> String {
+    json_out(o)["results"][0]["outcome"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Host A uploads a key that ends in 15 days (a reminder and a renewal are due).
+fn upload_due_key(emu: &Emu, a: &Tool, url: &str) {
+    upload_due_key_on(&pg::server().password, emu, a, url)
+}
+
+/// [`upload_due_key`] on a server with the password `pw`.
+fn upload_due_key_on(pw: &str, emu: &Emu, a: &Tool, url: &str) {
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let cert = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(30),
+        now + TimeDelta::days(700),
+    );
+    let p = a.write_cert("c.pem", &cert);
+    let end = (now + TimeDelta::days(15)).format("%Y-%m-%d").to_string();
+    let o = run(host_on(
+        pw,
+        a,
+        url,
+        "host-a",
+        &[
+            "credential",
+            "upload",
+            "--tenant",
+            &t,
+            "--cert",
+            &p,
+            "--yes",
+            "--end",
+            &end,
+        ],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Two hosts (their own state dirs, one URL): a key uploaded by one is known to the other (not
+/// foreign); `renew` on both at once renews the tenant once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_on_one_url_renew_once() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("two_hosts");
+    let t = emu.tenant.domain.clone();
+    upload_due_key(&emu, &a, &url);
+    let store = LedgerStore::in_db(pg::open(&url));
+    // Host B knows the key host A uploaded.
+    let o = run(host(
+        &b,
+        &url,
+        "host-b",
+        &["credential", "list", "--tenant", &t],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let creds = json_out(&o)["credentials"].as_array().unwrap().clone();
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0]["foreign"], Value::Bool(false), "{creds:?}");
+    // Renewals, both hosts at once: one renews, the other finds nothing to do.
+    let (oa, ob) = both(
+        host(&a, &url, "host-a", &["renew", "--tenant", &t, "--yes"]),
+        host(&b, &url, "host-b", &["renew", "--tenant", &t, "--yes"]),
+    );
+    assert_eq!(oa.status.code(), Some(0), "{}", stderr(&oa));
+    assert_eq!(ob.status.code(), Some(0), "{}", stderr(&ob));
+    let mut outcomes = vec![outcome(&oa), outcome(&ob)];
+    outcomes.sort();
+    assert_eq!(outcomes, vec!["applied", "nothing"]);
+    let ks = emu.sp(SFB).await["keyCredentials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(ks.len(), 1, "{ks:?}");
+    let l = store.load().unwrap();
+    assert_eq!(l.tenants[0].credentials.len(), 1);
+    // Nothing in either state dir: the team's state is in the database.
+    for tool in [&a, &b] {
+        assert!(!tool.state_dir.join("ledger").join("tenants").exists());
+        assert!(!tool.state_dir.join("audit.log").exists());
+    }
+    let audit = pg::open(&url).audit_lines().unwrap();
+    assert!(audit.len() >= 2, "{audit:?}");
+}
+
+/// Whether two hosts are at the team's reminders lock together: one holding it (its connection's
+/// last statement took it) and the other asking for it (its connection polls the same call).
+fn both_hosts_at_the_lock() -> bool {
+    pg::sql(
+        "SELECT count(DISTINCT application_name) FROM pg_stat_activity \
+         WHERE application_name IN ('hybrid-trust host-a', 'hybrid-trust host-b') \
+         AND query LIKE '%pg_try_advisory_lock%'",
+    ) == "2"
+}
+
+/// A webhook receiver that holds each post until a second post has arrived (two hosts both
+/// sending) or both hosts are at the team's reminders lock (the sender holds it and the other
+/// waits for it): either way the two runs overlap for certain, with no timed wait.
+async fn held_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let posts = Arc::new(AtomicUsize::new(0));
+    let p = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |_body: String| {
+            let p = p.clone();
+            async move {
+                p.fetch_add(1, Ordering::SeqCst);
+                loop {
+                    if p.load(Ordering::SeqCst) >= 2 {
+                        break;
+                    }
+                    let overlap = tokio::task::spawn_blocking(both_hosts_at_the_lock)
+                        .await
+                        .unwrap();
+                    if overlap {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, posts)
+}
+
+/// Two hosts (their own state dirs, one URL) run `remind --all` at the same moment: the
+/// reminder is delivered once for the team, and the record says which host sent it. The
+/// webhook holds the first delivery until the other host is waiting at the team's lock (or has
+/// sent too), so the runs overlap for certain: a lock of each host's own lets both send.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_remind_once_for_the_team() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("remind_once");
+    upload_due_key(&emu, &a, &url);
+    let (addr, posts) = held_receiver().await;
+    for tool in [&a, &b] {
+        std::fs::write(
+            tool.dir.path().join("config.toml"),
+            format!("[reminders]\n[[reminders.webhook]]\nurl = \"http://{addr}/hook\"\n"),
+        )
+        .unwrap();
+    }
+    let cfg = |tool: &Tool| tool.dir.path().join("config.toml").display().to_string();
+    let (ca, cb) = (
+        host(
+            &a,
+            &url,
+            "host-a",
+            &["--config", &cfg(&a), "remind", "--all"],
+        ),
+        host(
+            &b,
+            &url,
+            "host-b",
+            &["--config", &cfg(&b), "remind", "--all"],
+        ),
+    );
+    let (ra, rb) = tokio::task::spawn_blocking(move || both(ca, cb))
+        .await
+        .unwrap();
+    assert_eq!(ra.status.code(), Some(0), "{}", stderr(&ra));
+    assert_eq!(rb.status.code(), Some(0), "{}", stderr(&rb));
+    assert_eq!(
+        posts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "delivered once for the team"
+    );
+    let sent = |o: &std::process::Output| json_out(o)["sent"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        sent(&ra) + sent(&rb),
+        1,
+        "once for the team: {} / {}",
+        String::from_utf8_lossy(&ra.stdout),
+        String::from_utf8_lossy(&rb.stdout)
+    );
+    let sender = if sent(&ra) == 1 { "host-a" } else { "host-b" };
+    let l = LedgerStore::in_db(pg::open(&url)).load().unwrap();
+    let r = &l.tenants[0].reminders_sent;
+    assert!(!r.is_empty());
+    assert!(
+        r.iter().all(|x| x.sent_by.as_deref() == Some(sender)),
+        "{r:?}"
+    );
+}
+
+/// A roll made on host A and confirmed on host B (which never saw the roll itself) counts as
+/// confirmed for the team: host A's next `renew --all` retires the old key, and both hosts'
+/// `status --check` say OK.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roll_confirmed_on_one_host_is_confirmed_for_the_other() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let b = Tool::for_emulator(&emu);
+    let url = pg::url("confirm");
+    let t = emu.tenant.domain.clone();
+    let now = Utc::now();
+    let old = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(300),
+        now + TimeDelta::days(10),
+    );
+    let new = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::hours(1),
+        now + TimeDelta::days(700),
+    );
+    let (op, np) = (a.write_cert("old.pem", &old), a.write_cert("new.pem", &new));
+    let a_run = |args: &[&str]| run(host(&a, &url, "host-a", args));
+    let b_run = |args: &[&str]| run(host(&b, &url, "host-b", args));
+    let o = a_run(&[
+        "credential",
+        "upload",
+        "--tenant",
+        &t,
+        "--cert",
+        &op,
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = a_run(&["renew", "--tenant", &t, "--new-cert", &np, "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // B sees the pending roll A made.
+    let v = json_out(&b_run(&["status", "--tenant", &t]));
+    assert_eq!(v["tenants"][0]["state"], "roll-pending", "{v}");
+    // The EffectiveDate passes (moved in the team's record as time would move it), and B
+    // confirms from the server's own output.
+    let at = now - TimeDelta::minutes(5);
+    LedgerStore::in_db(pg::open(&url))
+        .update(&t, None, Duration::from_secs(5), |l| {
+            for r in &mut l.tenants {
+                if r.next_cert.is_some() {
+                    r.roll_effective = Some(at);
+                }
+            }
+        })
+        .unwrap();
+    let saved = b.dir.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(
+        saved.join("Get-CsCertificate.txt"),
+        format!(
+            "Thumbprint    : {}\r\nEffectiveDate : {}\r\nUse           : OAuthTokenIssuer\r\n",
+            new.sha1_hex(),
+            at.format("%Y-%m-%dT%H:%M:%S%.6f0Z")
+        ),
+    )
+    .unwrap();
+    let o = b_run(&[
+        "renew",
+        "--tenant",
+        &t,
+        "--confirm-roll",
+        "--current",
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A renews: the roll is confirmed for it too, so the old key goes.
+    let o = a_run(&["renew", "--all", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_out(&o)["results"][0]["decision"]["action"],
+        "retire",
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let ks = emu.sp(SFB).await["keyCredentials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(ks.len(), 1, "only the new key is left: {ks:?}");
+    for tool in [&a, &b] {
+        let mut c = tool.command();
+        c.env("HYBRID_TRUST_STATE_URL", &url)
+            .env("PGPASSWORD", &pg::server().password)
+            .env_remove("PGPASSFILE")
+            .args(["status", "--all", "--check"]);
+        let o = c.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+/// The real server stopped and started in the middle of a renewal: the key is in Graph, and the
+/// run is about to record it (the test holds the team's whole-ledger lock, so the record waits
+/// for it) when the server goes down. One `error:` line naming the database, exit 1, the
+/// team's record as it was (nothing half-written); once the server is back, the next run
+/// reconciles: the ledger knows the key Graph holds, and no second key is added.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_stopped_and_started_mid_run() {
+    let emu = Emu::start().await;
+    let a = Tool::for_emulator(&emu);
+    let own = pg::Server::own();
+    let url = own.url("restart");
+    let t = emu.tenant.domain.clone();
+    upload_due_key_on(&own.password, &emu, &a, &url);
+    let before = LedgerStore::in_db(own.open(&url)).load().unwrap().tenants;
+    let guard = LedgerStore::in_db(own.open(&url))
+        .lock(Duration::from_secs(5))
+        .unwrap();
+    let mut c = host_on(
+        &own.password,
+        &a,
+        &url,
+        "host-a",
+        &["renew", "--tenant", &t, "--yes"],
+    );
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run waits for a lock in the database: the record, after Graph's change.
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s USING (pid) \
+                   WHERE NOT l.granted AND l.locktype = 'advisory' \
+                   AND s.application_name = 'hybrid-trust host-a'";
+    while own.sql(waiting) == "0" {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key_ids = |sp: Value| -> std::collections::BTreeSet<String> {
+        sp["keyCredentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["keyId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let recorded =
+        |tenants: &[hybrid_trust::ledger::TenantRecord]| -> std::collections::BTreeSet<String> {
+            tenants[0]
+                .credentials
+                .iter()
+                .filter_map(|c| c.key_id.clone())
+                .collect()
+        };
+    let in_graph = key_ids(emu.sp(SFB).await);
+    assert_ne!(in_graph, recorded(&before), "Graph's change is made");
+    own.stop();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = one_error_line(&o);
+    // The record fails on the lost connection (the server is unreachable) or, when the run
+    // sees first that its tenant lock went with the server, on that: either names the database
+    // and says the next run reconciles.
+    let db = format!("state database postgres://ht@127.0.0.1:{}/", own.port);
+    assert!(
+        e.contains(&format!("cannot reach the {db}"))
+            || (e.contains(&format!("the {db}")) && e.contains("was lost with its connection")),
+        "{e}"
+    );
+    assert!(
+        e.contains("the next run reads Graph and reconciles")
+            || e.contains("reconciled by the next run"),
+        "{e}"
+    );
+    drop(guard);
+    own.start();
+    // Nothing half-written: the team's record is as it was before the run.
+    let store = LedgerStore::in_db(own.open(&url));
+    assert_eq!(store.load().unwrap().tenants, before);
+    // The next run reconciles: the ledger learns the key Graph holds; no key is added.
+    let o = run(host_on(
+        &own.password,
+        &a,
+        &url,
+        "host-a",
+        &["renew", "--tenant", &t, "--yes"],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        key_ids(emu.sp(SFB).await),
+        in_graph,
+        "no key added or removed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        recorded(&store.load().unwrap().tenants),
+        in_graph,
+        "the ledger knows the key Graph holds"
+    );
+}
+
+/// The child of [`a_host_killed_while_holding_a_tenant_lock_frees_it`]: takes the lock named in
+/// its environment and waits to be killed. Run alone (without that environment) it does nothing.
+#[test]
+fn lock_holder_child() {
+    let (Ok(url), Ok(pw)) = (
+        std::env::var("HT_TEST_LOCK_URL"),
+        std::env::var("HT_TEST_LOCK_PW"),
+    ) else {
+        return;
+    };
+    let u = hybrid_trust::state::StateUrl::parse(&url).unwrap();
+    let pg = hybrid_trust::state::pg::PgState::open_with(
+        &u,
+        Some(hybrid_trust::secret::SecretString::new(pw)),
+    )
+    .unwrap();
+    let _held =
+        hybrid_trust::lock::TenantLock::acquire_db(&pg, "contoso.com", Duration::ZERO).unwrap();
+    println!("HELD");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `kill -9` of a host holding a tenant's lock: the server ends its session and the lock with it.
+#[test]
+fn a_host_killed_while_holding_a_tenant_lock_frees_it() {
+    use std::io::BufRead as _;
+    let url = pg::url("kill9");
+    let state = pg::open(&url);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lock_holder_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HT_TEST_LOCK_URL", &url)
+        .env("HT_TEST_LOCK_PW", &pg::server().password)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("HELD")),
+        "the child took the lock"
+    );
+    let busy = hybrid_trust::lock::TenantLock::acquire_db(&state, "contoso.com", Duration::ZERO);
+    assert!(busy.is_err(), "held by the child");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The server notices the closed connection; the lock is free once it has.
+    let got =
+        hybrid_trust::lock::TenantLock::acquire_db(&state, "contoso.com", Duration::from_secs(60));
+    assert!(got.is_ok(), "{got:?}");
+}
+
+/// A server restart ends the connection holding a tenant's lock: the session refuses to record
+/// as if it still held it (the next run reconciles), and the store goes on on a new connection.
+#[test]
+fn a_lock_lost_with_its_connection_is_noticed() {
+    let url = pg::url("lost");
+    let state = pg::open(&url);
+    let store = LedgerStore::in_db(state.clone());
+    let lock =
+        hybrid_trust::lock::TenantLock::acquire_db(&state, "contoso.com", Duration::ZERO).unwrap();
+    assert!(lock.check().is_ok());
+    store.load().unwrap();
+    pg::sql(&format!(
+        "SELECT pg_terminate_backend({})",
+        lock.backend_pid().unwrap()
+    ));
+    // The server ends it asynchronously; the client sees the close on its next poll.
+    let mut lost = false;
+    for _ in 0..200 {
+        if lock.check().is_err() {
+            lost = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(lost, "the lost lock is noticed");
+    let e = lock.check().unwrap_err();
+    assert!(e.to_string().contains("postgres://ht@127.0.0.1"), "{e}");
+    // The store itself carries on.
+    store
+        .update("contoso.com", None, Duration::from_secs(5), |l| {
+            l.tenant_entry_for("contoso.com", None, "global", &[], Utc::now());
+        })
+        .unwrap();
+    assert_eq!(store.load().unwrap().tenants.len(), 1);
+}
+
+fn plain(url: &str, password: Option<&str>, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+    c.env("HYBRID_TRUST_STATE_DIR", dir.path().join("state"))
+        .env("HYBRID_TRUST_STATE_URL", url)
+        .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+        .env("HOME", dir.path())
+        .env_remove("PGPASSFILE")
+        .env_remove("HYBRID_TRUST_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .args(args);
+    match password {
+        Some(p) => c.env("PGPASSWORD", p),
+        None => c.env_remove("PGPASSWORD"),
+    };
+    c.output().unwrap()
+}
+
+fn one_error_line(o: &std::process::Output) -> String {
+    let e = stderr(o);
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{e}"
+    );
+    e
+}
+
+/// Bad days: a wrong password, no server, a password in the URL, a schema from a newer build:
+/// one `error:` line naming the database (never the password) and the fix; exit 1 (2 for the
+/// URL), `status --check` UNKNOWN; nothing written.
+#[test]
+fn bad_days_give_one_error_line_naming_the_database_and_the_fix() {
+    let url = pg::url("bad_days");
+    let pw = pg::server().password.clone();
+    // A good run first (makes the schema).
+    let o = plain(&url, Some(&pw), &["status", "--all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = plain(&url, Some("wrong-Pa55word"), &["-vv", "status", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(e.contains("refused the password for user ht"), "{e}");
+    assert!(
+        e.contains(&format!("127.0.0.1:{}/postgres", pg::server().port)),
+        "{e}"
+    );
+    assert!(e.contains("PGPASSWORD") && e.contains(".pgpass"), "{e}");
+    assert!(
+        !e.contains("wrong-Pa55word")
+            && !String::from_utf8_lossy(&o.stdout).contains("wrong-Pa55word")
+    );
+    let o = plain(
+        &url,
+        Some("wrong-Pa55word"),
+        &["status", "--all", "--check"],
+    );
+    assert_eq!(o.status.code(), Some(3), "UNKNOWN: {}", stderr(&o));
+    // No password at all.
+    let o = plain(&url, None, &["status", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        one_error_line(&o).contains("needs a password"),
+        "{}",
+        stderr(&o)
+    );
+    // A passfile is a source (0600), the keyring is not reached for it.
+    // No server on the port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = plain(
+        &format!("postgres://ht@127.0.0.1:{port}/team"),
+        Some(&pw),
+        &["status", "--all"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(
+        e.contains(&format!(
+            "cannot reach the state database postgres://ht@127.0.0.1:{port}/team"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("check that the server is running"), "{e}");
+    // A password in the URL is refused and not shown.
+    let o = plain(
+        &format!(
+            "postgres://ht:Sup3rSecret@127.0.0.1:{}/postgres",
+            pg::server().port
+        ),
+        None,
+        &["status", "--all"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = one_error_line(&o);
+    assert!(!e.contains("Sup3rSecret"), "{e}");
+    assert!(e.contains("PGPASSWORD"), "{e}");
+    // A newer schema is refused by this (older) build, nothing changed.
+    let schema = url.split("schema=").nth(1).unwrap().to_string();
+    pg::sql(&format!(
+        "INSERT INTO {schema}.schema_version (version, applied_by) VALUES (99, 'a newer build')"
+    ));
+    let o = plain(&url, Some(&pw), &["tenant", "add", "contoso.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = one_error_line(&o);
+    assert!(
+        e.contains("schema version 99, newer than this hybrid-trust understands (1)"),
+        "{e}"
+    );
+    assert!(e.contains("upgrade hybrid-trust"), "{e}");
+    assert_eq!(
+        pg::sql(&format!("SELECT count(*) FROM {schema}.tenants")),
+        "0"
+    );
+}
+
+/// A passfile (mode 0600) gives the password; one others can read is ignored, as libpq does.
+#[test]
+fn the_password_comes_from_a_passfile() {
+    let url = pg::url("passfile");
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pgpass");
+    std::fs::write(
+        &pass,
+        format!(
+            "# team\n127.0.0.1:{}:postgres:ht:{}\n",
+            pg::server().port,
+            pg::server().password.replace(':', "\\:")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+        c.env("HYBRID_TRUST_STATE_DIR", dir.path().join("state"))
+            .env("HYBRID_TRUST_STATE_URL", &url)
+            .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+            .env("PGPASSFILE", &pass)
+            .env_remove("PGPASSWORD")
+            .args(["status", "--all"]);
+        c.output().unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// `state migrate` both ways with 10,000 tenants, the audit log and reminder records; a target
+/// that holds tenants is refused (exit 2) and left as it was.
+#[test]
+fn state_migrate_both_ways_with_ten_thousand_tenants() {
+    use hybrid_trust::ledger::ReminderSent;
+    let url = pg::url("migrate");
+    let pw = pg::server().password.clone();
+    // 20,000 record files written with an fsync each: on tmpfs where there is one.
+    let dir = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    };
+    let src = dir.path().join("src");
+    let now = Utc::now();
+    let store = LedgerStore::in_dir(&src);
+    std::fs::create_dir_all(&src).unwrap();
+    let mut g = store.lock(Duration::from_secs(5)).unwrap();
+    for i in 0..10_000 {
+        let mut t = hybrid_trust::ledger::TenantRecord::new(
+            &format!("tenant-{i:05}.onmicrosoft.com"),
+            "global",
+            vec![],
+            now,
+        );
+        t.seq = i;
+        if i % 10 == 0 {
+            t.reminders_sent.push(ReminderSent {
+                credential: format!("c{i}"),
+                threshold_days: 30,
+                channel: "stdout".into(),
+                sent_at: now,
+                sent_by: None,
+            });
+        }
+        g.ledger.tenants.push(t);
+    }
+    g.commit().unwrap();
+    let audit: String = (0..250)
+        .map(|i| format!("{{\"ts\":\"2026-01-01T00:00:00Z\",\"n\":{i}}}\n"))
+        .collect();
+    std::fs::write(src.join("audit.log"), &audit).unwrap();
+    let migrate = |state_dir: &std::path::Path, state_url: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hybrid-trust"));
+        c.env("HYBRID_TRUST_STATE_DIR", state_dir)
+            .env("HYBRID_TRUST_KEYRING", "none-in-tests")
+            .env("PGPASSWORD", &pw)
+            .env_remove("HYBRID_TRUST_STATE_URL")
+            .args(["--output", "json"]);
+        if let Some(u) = state_url {
+            c.args(["--state-url", u]);
+        }
+        c.args(["state", "migrate"]).args(args);
+        c.output().unwrap()
+    };
+    // A dry run counts and writes nothing.
+    let o = migrate(&src, None, &["--to", &url, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["tenants"], 10_000);
+    let o = migrate(&src, None, &["--to", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = json_out(&o);
+    assert_eq!(
+        (
+            c["tenants"].as_u64(),
+            c["audit_entries"].as_u64(),
+            c["reminders"].as_u64()
+        ),
+        (Some(10_000), Some(250), Some(1_000))
+    );
+    let db = LedgerStore::in_db(pg::open(&url));
+    let want = store.load().unwrap();
+    assert_eq!(db.load().unwrap().tenants, want.tenants);
+    // Again: refused, exit 2, nothing added.
+    let o = migrate(&src, None, &["--to", &url]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(one_error_line(&o).contains("already holds 10000 tenant(s)"));
+    assert_eq!(pg::open(&url).audit_lines().unwrap().len(), 250);
+    // Back to a new state dir.
+    let back = dir.path().join("back");
+    let o = migrate(
+        &dir.path().join("unused"),
+        Some(&url),
+        &["--to", back.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_out(&o)["tenants"], 10_000);
+    assert_eq!(
+        LedgerStore::in_dir(&back).load().unwrap().tenants,
+        want.tenants
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("audit.log")).unwrap(),
+        audit
+    );
+    // And into that non-empty dir: refused.
+    let o = migrate(
+        &dir.path().join("unused"),
+        Some(&url),
+        &["--to", back.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
