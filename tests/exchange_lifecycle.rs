@@ -503,7 +503,7 @@ async fn simulate(sc: Scenario) -> Tally {
 impl OnPrem {
     /// Whether the export shows what AuthConfig shows now (taken right after the switch).
     fn switched_to_export(&self, export: &hybrid_trust::onprem::exchange::Export) -> bool {
-        export.current.thumbprint.to_string() == self.certs[self.current].sha1_hex()
+        export.current.thumbprint.as_str() == self.certs[self.current].sha1_hex()
     }
 }
 
