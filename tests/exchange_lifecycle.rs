@@ -586,12 +586,12 @@ async fn a_365_day_policy_with_a_five_year_certificate_is_rewindowed_yearly_no_o
         admin: Admin::Daily { export_every: 1 },
         policy_days: Some(365),
         first_cert_days: 4 * 365,
-        days: 700,
+        days: 680,
     })
     .await;
     assert!(t.staged.is_empty(), "{t:?}");
     assert_eq!(t.outage_hours, 0, "{t:?}");
-    // A window a year at most: re-windowed twice in 700 days, each before the window ended.
+    // A window a year at most: re-windowed twice in 680 days, each before the window ended.
     assert_eq!(t.rewindows, 2, "{t:?}");
     assert!(t.retirements.is_empty(), "{t:?}");
 }
