@@ -28,6 +28,9 @@ use m365_emulator::{ReadyTenant, RunningEmulator};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod exchange;
+pub use exchange::EXPORT as EXCHANGE_EXPORT;
+
 /// The folder the demo leaves behind, relative to the working directory.
 pub const FOLDER: &str = "hybrid-trust-demo";
 /// The fleet report the demo leaves (`status --format html`).
@@ -76,6 +79,7 @@ pub fn outro() -> String {
          {REPORT}    the fleet report at the end of the year; open it in a browser\n  \
          mail/          the reminders the emulated Exchange Online received (.html as sent, .txt with headers)\n  \
          state/         the ledger (one file per tenant), audit.log, and the on-prem scripts (*.ps1)\n  \
+         exchange-export/  the Exchange Server export (Get-AuthConfig, the organization GUID, the Auth Certificates' .cer) renew --trust exchange --from read\n  \
          *.pem          the two OAuthTokenIssuer certificates; cloud.json + emulator-ca.pem point the tool at the emulator (with demo --serve)\n\n\
          What next, on your own tenant:\n  \
          hybrid-trust cert inspect oauth.pfx --password-env PFX_PASSWORD --sip-domain contoso.com\n  \
@@ -156,7 +160,7 @@ impl Demo {
         hybrid_trust::paths::write_atomic(&cert, pem.as_bytes(), 0o600).map_err(failed)?;
         let state = folder.join("state");
         hybrid_trust::paths::ensure_private_dir(&state).map_err(failed)?;
-        Ok(Demo {
+        let demo = Demo {
             emu,
             tenant,
             cloud,
@@ -164,7 +168,9 @@ impl Demo {
             cloud_file,
             state,
             cert,
-        })
+        };
+        demo.exchange_start()?;
+        Ok(demo)
     }
 
     /// What the demo is about to do, for the terminal.
@@ -178,7 +184,9 @@ impl Demo {
              admin identity   the tenant's admin app, its secret passed in an environment variable\n\n\
              onboard: discover the tenant, check the certificate, sign in, upload the key credential,\n\
              add the pool's service principal name, prove the trust with a real token, write the\n\
-             Management Shell script, record the tenant in the ledger.\n",
+             Management Shell script, record the tenant in the ledger.\n\
+             Exchange Server hybrid: the tenant's dedicated application ExchangeServerApp-<org guid> (made by\n\
+             Microsoft's script) gets the Exchange Auth Certificate's key from an on-prem export folder.\n",
             r.cloud.login_url, t.domain, t.tenant_id
         )
     }
@@ -415,6 +423,8 @@ impl Demo {
         self.daily(c, say).await?;
         self.status(c, say)?;
 
+        self.exchange_meac(370, say).await?;
+
         let c = self.at(400);
         say(&format!(
             "\n{}: a new OAuthTokenIssuer certificate is issued; renew --new-cert uploads it next to the old one",
@@ -447,6 +457,7 @@ impl Demo {
             confirmed.thumbprint_sha1
         ));
         self.renew(c, None, say).await?;
+        self.exchange_switch(402, say).await?;
         self.status(c, say)?;
         self.keep(c)?;
         self.at(0);

@@ -71,6 +71,48 @@ fn demo_shows_the_yearly_job_and_leaves_its_folder() {
     )
     .unwrap();
     assert_eq!(ledger["tenants"][0]["roll_confirmed"]["by"], "admin");
+    // Issue 27: the Exchange trust too. The current Auth Certificate's key uploaded by the
+    // binary from the export folder, MEAC's staged certificate uploaded ahead of its
+    // EffectiveDate, the switch, the previous key retired; the ledger ends with the new
+    // certificate current and only its key on the dedicated application.
+    for step in [
+        "renew --trust exchange",
+        "applied: upload the current Auth Certificate",
+        "MEAC (MonitorExchangeAuthCertificate.ps1) renews the Exchange Auth Certificate",
+        "applied: upload the next Auth Certificate",
+        "staged on-prem, not yet on the application",
+        "Exchange switched to the new Auth Certificate at its EffectiveDate",
+        "applied: retire the previous Auth Certificate",
+        "exchange-export/",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    let staged_at = stdout
+        .find("applied: upload the next Auth Certificate")
+        .unwrap();
+    let switched_at = stdout
+        .find("Exchange switched to the new Auth Certificate")
+        .unwrap();
+    assert!(staged_at < switched_at, "{stdout}");
+    let x = &ledger["tenants"][0]["exchange"];
+    assert!(
+        x["display_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("ExchangeServerApp-")),
+        "{x}"
+    );
+    let current = x["cert"]["thumbprint_sha1"].as_str().unwrap();
+    let held: Vec<&str> = x["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["thumbprint_sha1"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, vec![current], "{x}");
+    assert_ne!(x["previous_thumbprint"].as_str(), Some(current), "{x}");
+    let export = folder.join("exchange-export");
+    assert!(export.join("authconfig.json").is_file());
+    assert!(export.join(format!("{current}.cer")).is_file());
     let names: Vec<String> = std::fs::read_dir(&state)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

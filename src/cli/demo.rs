@@ -49,6 +49,33 @@ pub fn run(ctx: &Context, serve: bool) -> Result<u8, Failure> {
     if !demo.tool(&onboard, json).map_err(fail)? {
         return Err(fail(DemoError::Failed("onboard failed".into())));
     }
+    say(&format!(
+        "\nrenew --trust exchange: the Exchange Auth Certificate's key onto {}'s dedicated application, from the on-prem export in ./{FOLDER}/{}/:\n",
+        t.domain,
+        crate::demo::EXCHANGE_EXPORT
+    ));
+    let export = demo
+        .folder
+        .join(crate::demo::EXCHANGE_EXPORT)
+        .display()
+        .to_string();
+    let exchange = [
+        "renew",
+        "--trust",
+        "exchange",
+        "--tenant",
+        &t.domain,
+        "--from",
+        &export,
+        "--client-secret-env",
+        "HT_DEMO_SECRET",
+        "--yes",
+    ];
+    if !demo.tool(&exchange, json).map_err(fail)? {
+        return Err(fail(DemoError::Failed(
+            "renew --trust exchange failed".into(),
+        )));
+    }
     say(
         "\nstatus: what the ledger says about every tenant (run daily with --check for monitoring):\n",
     );
