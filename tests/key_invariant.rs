@@ -443,19 +443,11 @@ impl Env {
     }
 }
 
-/// RSA keys made once per process (a certificate is cheap, its RSA key is not); certificates of a
-/// case take them in turn.
-fn rsa_keys() -> &'static Vec<String> {
-    static KEYS: OnceLock<Vec<String>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        (0..3)
-            .map(|_| {
-                rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
-                    .unwrap()
-                    .serialize_pem()
-            })
-            .collect()
-    })
+/// Three RSA keys of the pool ([`pooled_key`]), parsed once per process (a certificate is cheap,
+/// its RSA key is not); certificates of a case take them in turn.
+fn rsa_keys() -> &'static Vec<rcgen::KeyPair> {
+    static KEYS: OnceLock<Vec<rcgen::KeyPair>> = OnceLock::new();
+    KEYS.get_or_init(|| (0..3).map(|_| pooled_key()).collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,8 +657,7 @@ impl<'e> World<'e> {
     fn add_cert(&mut self, nb: DateTime<Utc>, na: DateTime<Utc>) -> usize {
         let i = self.certs.len();
         let keys = rsa_keys();
-        let kp = rcgen::KeyPair::from_pem(&keys[i % keys.len()]).unwrap();
-        let tc = make_cert_with_key("sfb.contoso.com", nb, na, kp);
+        let tc = make_cert_signed_by("sfb.contoso.com", nb, na, &keys[i % keys.len()]);
         let pem = self.dir.join(format!("c{i}.pem"));
         std::fs::write(&pem, format!("{}{}", tc.cert_pem, tc.key_pem)).unwrap();
         self.certs.push(WorldCert {

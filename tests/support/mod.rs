@@ -25,8 +25,20 @@ pub fn quiet_tls() -> Config {
     Config {
         tls: true,
         log_requests: false,
+        keys: Some(emulator_keys()),
         ..Config::default()
     }
+}
+
+/// The emulators of a test binary share one set of keys: a CA and server key made once, and a
+/// token-signing key from the pool ([`pooled_key`]), instead of an RSA-2048 key per start.
+pub fn emulator_keys() -> m365_emulator::Keys {
+    static KEYS: std::sync::OnceLock<m365_emulator::Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        m365_emulator::Keys::with_signing_key(&pooled_key().serialize_pem())
+            .expect("the emulator takes a pooled RSA key")
+    })
+    .clone()
 }
 
 impl Emu {
@@ -228,13 +240,24 @@ pub fn make_cert_with_key(
     not_after: DateTime<Utc>,
     kp: rcgen::KeyPair,
 ) -> TestCert {
+    make_cert_signed_by(cn, not_before, not_after, &kp)
+}
+
+/// As [`make_cert_with_key`], with a key the caller keeps (parsing an RSA key checks it, which
+/// costs more than the certificate).
+pub fn make_cert_signed_by(
+    cn: &str,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    kp: &rcgen::KeyPair,
+) -> TestCert {
     let mut p = rcgen::CertificateParams::new(vec![cn.to_string()]).unwrap();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, cn);
     p.distinguished_name = dn;
     p.not_before = to_time(not_before);
     p.not_after = to_time(not_after);
-    let cert = p.self_signed(&kp).unwrap();
+    let cert = p.self_signed(kp).unwrap();
     TestCert {
         der: cert.der().to_vec(),
         pkcs8: kp.serialize_der(),

@@ -312,22 +312,49 @@ fn read_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, HttpE
     Ok(certs)
 }
 
+/// The platform's verifier trusting `extra` roots too, made once per process for each set of
+/// extra roots: making one reads the platform's root certificates (about 150, and with
+/// `SSL_CERT_DIR` a file each), which was most of the time a client took to start where a
+/// process makes many (the in-process tests). A process reads the platform's roots when it
+/// first needs them, as before; it keeps a few sets.
+fn verifier(
+    extra: Vec<CertificateDer<'static>>,
+    provider: &std::sync::Arc<rustls::crypto::CryptoProvider>,
+) -> Result<std::sync::Arc<rustls_platform_verifier::Verifier>, HttpError> {
+    type Made = Vec<(
+        Vec<CertificateDer<'static>>,
+        std::sync::Arc<rustls_platform_verifier::Verifier>,
+    )>;
+    static MADE: std::sync::Mutex<Made> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, v)) = made.iter().find(|(roots, _)| *roots == extra) {
+        return Ok(v.clone());
+    }
+    let v = if extra.is_empty() {
+        rustls_platform_verifier::Verifier::new(provider.clone())
+    } else {
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
+    }
+    .map_err(|e| HttpError::Client(format!("TLS roots: {e}")))?;
+    let v = std::sync::Arc::new(v);
+    if made.len() >= 8 {
+        made.remove(0);
+    }
+    made.push((extra, v.clone()));
+    Ok(v)
+}
+
 /// TLS as reqwest builds it by default (the platform's roots through rustls-platform-verifier,
 /// plus `extra` roots; TLS 1.2 and 1.3; ALPN h2 then http/1.1; AWS-LC), built once so that the
 /// fleet's connection pools share it. Verification cannot be turned off.
 fn tls_config(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, HttpError> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = if extra.is_empty() {
-        rustls_platform_verifier::Verifier::new(provider.clone())
-    } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-    }
-    .map_err(|e| HttpError::Client(format!("TLS roots: {e}")))?;
+    let verifier = verifier(extra, &provider)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| HttpError::Client(format!("TLS versions: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)

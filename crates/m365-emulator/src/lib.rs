@@ -71,6 +71,7 @@ mod state;
 
 pub use apps::FULL_ACCESS_AS_APP;
 pub use clock::Clock;
+pub use pki::Keys;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
 pub use mail::Delivered;
 pub use policy::KeyLifetimeRule;
@@ -132,6 +133,9 @@ pub struct Config {
     /// How tenants created at start are seeded: first-party service principals left out or
     /// disabled (`--without-service-principal`, `--disabled-service-principal`).
     pub seed_tenants: Seed,
+    /// Key material to use instead of making it at start ([`Keys`]: tests start many emulators
+    /// and share one set). Ignored when a state file brings its own.
+    pub keys: Option<Keys>,
 }
 
 impl Default for Config {
@@ -153,6 +157,7 @@ impl Default for Config {
             log_requests: true,
             reuse_tokens: false,
             seed_tenants: Seed::default(),
+            keys: None,
         }
     }
 }

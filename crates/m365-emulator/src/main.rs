@@ -152,6 +152,7 @@ fn main() -> ExitCode {
             without_service_principals: args.without_service_principals,
             disabled_service_principals: args.disabled_service_principals,
         },
+        keys: None,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,9 +34,40 @@ fn err(e: impl std::fmt::Display) -> StartError {
     StartError::Pki(e.to_string())
 }
 
+/// Key material made beforehand, for [`Config::keys`](crate::Config::keys): a process that
+/// starts many emulators (a test binary) makes it once, or takes a pre-made RSA key, instead of
+/// an RSA-2048 key per start. Each emulator started with it has the same CA, server certificate
+/// and token-signing key. Not for an emulator whose state outlives the process: a `--state`
+/// file keeps the keys it was first started with.
+#[derive(Clone, Debug)]
+pub struct Keys(pub(crate) Pki);
+
+impl Keys {
+    /// Fresh keys, as an emulator started without [`Config::keys`](crate::Config::keys) makes.
+    pub fn generate() -> Result<Keys, StartError> {
+        Pki::generate().map(Keys)
+    }
+
+    /// A fresh CA and server certificate (ECDSA, quick to make) and `signing_key_pem`, an RSA
+    /// private key in PKCS#8 PEM, as the token-signing key.
+    pub fn with_signing_key(signing_key_pem: &str) -> Result<Keys, StartError> {
+        let key = KeyPair::from_pem(signing_key_pem).map_err(err)?;
+        if !key.is_compatible(&rcgen::PKCS_RSA_SHA256) {
+            return Err(err("the token-signing key is not an RSA key"));
+        }
+        Pki::with_signing_key(key).map(Keys)
+    }
+}
+
 impl Pki {
     pub fn generate() -> Result<Pki, StartError> {
-        // CA and server: ECDSA P-256 (fast to make); token signing: RSA 2048 like Entra.
+        // Token signing: RSA 2048 like Entra.
+        let signing_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(err)?;
+        Pki::with_signing_key(signing_key)
+    }
+
+    fn with_signing_key(signing_key: KeyPair) -> Result<Pki, StartError> {
+        // CA and server: ECDSA P-256 (fast to make).
         // TLS certificates are checked against the machine's real time, not the emulator's clock.
         let now = time::OffsetDateTime::from_unix_timestamp(crate::clock::system_now().timestamp())
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -65,7 +96,6 @@ impl Pki {
         sp.not_after = now + time::Duration::days(3650);
         let server_cert = sp.signed_by(&server_key, &issuer).map_err(err)?;
 
-        let signing_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(err)?;
         let mut kp = CertificateParams::default();
         let mut kdn = DistinguishedName::new();
         kdn.push(DnType::CommonName, "accounts.accesscontrol.windows.net");

@@ -228,9 +228,12 @@ pub async fn start(config: Config) -> Result<RunningEmulator, StartError> {
             if domains.is_empty() {
                 domains.push("contoso.onmicrosoft.com".to_string());
             }
-            let pki = tokio::task::spawn_blocking(Pki::generate)
-                .await
-                .map_err(|e| StartError::Pki(e.to_string()))??;
+            let pki = match &config.keys {
+                Some(keys) => keys.0.clone(),
+                None => tokio::task::spawn_blocking(Pki::generate)
+                    .await
+                    .map_err(|e| StartError::Pki(e.to_string()))??,
+            };
             Directory::new(
                 &domains,
                 config.behaviour.clone(),
