@@ -63,9 +63,9 @@ mod server;
 mod state;
 
 pub use clock::Clock;
-pub use pki::Keys;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
 pub use mail::Delivered;
+pub use pki::Keys;
 pub use server::{RunningEmulator, start};
 pub use state::{Behaviour, CustomKeyIdForm, KeyResend, Seed};
 
