@@ -271,11 +271,7 @@ async fn simulate(sc: Scenario) {
     let t0 = Utc::now();
     let sim = SimTime::leak(t0);
     let clock = Clock::Simulated(sim);
-    assert!(
-        emu.running
-            .clock()
-            .follow(Arc::new(move || clock.now()))
-    );
+    assert!(emu.running.clock().follow(Arc::new(move || clock.now())));
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
     let store = LedgerStore::in_dir(&dir.path().join("state"));

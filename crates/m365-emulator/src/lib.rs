@@ -71,9 +71,9 @@ mod state;
 
 pub use apps::FULL_ACCESS_AS_APP;
 pub use clock::Clock;
-pub use pki::Keys;
 pub use faults::{FaultKind, FaultRule, FaultSpec};
 pub use mail::Delivered;
+pub use pki::Keys;
 pub use policy::KeyLifetimeRule;
 pub use server::{RunningEmulator, start};
 pub use state::{Behaviour, CustomKeyIdForm, KeyResend, Seed};
