@@ -143,36 +143,21 @@ pub async fn renew_many(
 ) -> Result<Vec<TenantResult>, SessionError> {
     use futures_util::StreamExt as _;
     progress.start("renewing tenants", work.len());
-    let n = work.len();
-    // With the team's database, every host's daily run plans the same fleet at about the same
-    // time. Each starts at a random tenant and goes round, so two hosts mostly work on different
-    // tenants (each finds the other's done under its lock, with nothing to do) instead of one
-    // trailing the other through the same order and waiting on every lock it holds. The report
-    // keeps the fleet's order. A state dir is one host's: its order is unchanged.
-    let start = if store.db().is_some() && n > 1 {
-        usize::try_from(uuid::Uuid::new_v4().as_u128() % n as u128).unwrap_or(0)
-    } else {
-        0
-    };
-    let mut indexed: Vec<(usize, (TenantRecord, Decision))> =
-        work.into_iter().enumerate().collect();
-    indexed.rotate_left(start);
-    let mut results: Vec<(usize, Result<TenantResult, SessionError>)> =
-        futures_util::stream::iter(indexed)
+    let results: Vec<Result<TenantResult, SessionError>> =
+        futures_util::stream::iter(work.into_iter().enumerate())
             .map(|(i, (t, d))| async move {
                 let r = renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
                     session(name, i)
                 })
                 .await;
                 progress.done(&t.domain);
-                (i, r)
+                r
             })
             .buffered(concurrency.max(1))
             .collect()
             .await;
     progress.finish();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    results.into_iter().collect()
 }
 
 impl RenewReport {
