@@ -57,21 +57,7 @@ fn from_value(v: Value) -> Result<Application, GraphError> {
         serde_json::from_value(v).map_err(|e| GraphError::Decode(e.to_string()))?;
     app.raw_keys = raw;
     // The same boundary check of key dates as for service principals.
-    for k in &app.key_credentials {
-        for (field, d) in [
-            ("startDateTime", k.start_date_time),
-            ("endDateTime", k.end_date_time),
-        ] {
-            if let Some(Err(date)) = d.map(crate::dates::check) {
-                return Err(GraphError::DateOutOfRange {
-                    sp_id: app.id.clone(),
-                    key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
-                    field,
-                    date,
-                });
-            }
-        }
-    }
+    super::client::check_key_dates(&app.id, &app.key_credentials)?;
     Ok(app)
 }
 

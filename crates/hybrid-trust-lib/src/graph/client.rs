@@ -164,14 +164,25 @@ pub fn parse_service_principals(body: &[u8]) -> Result<Vec<ServicePrincipal>, Gr
     reason = "the error types of the async calls these serve; a failed parse is the cold path"
 )]
 fn check_dates(sp: ServicePrincipal) -> Result<ServicePrincipal, GraphError> {
-    for k in &sp.key_credentials {
+    check_key_dates(&sp.id, &sp.key_credentials)?;
+    Ok(sp)
+}
+
+/// The boundary check of the key dates of an object Graph returned (a service principal or an
+/// application, `owner` its object id): a date outside years 1 to 9999 is refused where it is read.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error types of the async calls these serve; a failed parse is the cold path"
+)]
+pub(super) fn check_key_dates(owner: &str, keys: &[KeyCredential]) -> Result<(), GraphError> {
+    for k in keys {
         for (field, d) in [
             ("startDateTime", k.start_date_time),
             ("endDateTime", k.end_date_time),
         ] {
             if let Some(Err(date)) = d.map(crate::dates::check) {
                 return Err(GraphError::DateOutOfRange {
-                    sp_id: sp.id.clone(),
+                    sp_id: owner.to_string(),
                     key_id: k.key_id.clone().unwrap_or_else(|| "(no keyId)".into()),
                     field,
                     date,
@@ -179,7 +190,7 @@ fn check_dates(sp: ServicePrincipal) -> Result<ServicePrincipal, GraphError> {
             }
         }
     }
-    Ok(sp)
+    Ok(())
 }
 
 pub struct Graph<'a> {

@@ -15,7 +15,7 @@
 
 use crate::advisories::Advisory;
 use crate::dates;
-use crate::ledger::TenantRecord;
+use crate::ledger::{CertRecord, TenantRecord};
 use crate::status::{State, TenantStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::fmt::Write as _;
@@ -179,23 +179,8 @@ pub fn timeline_svg(
         Vec::new()
     };
     for (c, class, what) in sfb_certs {
-        if let Some(c) = c
-            && sc.visible(c.not_before, c.not_after)
-        {
-            let (x1, x2) = (sc.x(c.not_before), sc.x(c.not_after));
-            let _ = write!(
-                s,
-                "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-                y + 3.0,
-                (x2 - x1).max(1.0),
-                LANE_H - 6.0,
-                escape(&format!(
-                    "{what} {} valid {} to {}",
-                    c.thumbprint_sha1,
-                    day(Some(c.not_before)),
-                    day(Some(c.not_after))
-                ))
-            );
+        if let Some(c) = c {
+            cert_bar(&mut s, &sc, y, c, class, what);
         }
     }
     if let Some(x) = &t.exchange {
@@ -246,6 +231,28 @@ pub fn timeline_svg(
     marker(now, "today", format!("today {}", day(Some(now))));
     s.push_str("</svg>");
     s
+}
+
+/// A certificate's validity as a bar in the lane at `y`, titled `<what> <thumbprint> valid … to …`
+/// (nothing when it is outside the timeline).
+fn cert_bar(s: &mut String, sc: &Scale, y: f64, c: &CertRecord, class: &str, what: &str) {
+    if !sc.visible(c.not_before, c.not_after) {
+        return;
+    }
+    let (x1, x2) = (sc.x(c.not_before), sc.x(c.not_after));
+    let _ = write!(
+        s,
+        "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+        y + 3.0,
+        (x2 - x1).max(1.0),
+        LANE_H - 6.0,
+        escape(&format!(
+            "{what} {} valid {} to {}",
+            c.thumbprint_sha1,
+            day(Some(c.not_before)),
+            day(Some(c.not_after))
+        ))
+    );
 }
 
 /// The Exchange trust's two lanes from `y`: the dedicated application's keys, and the Auth
@@ -299,23 +306,8 @@ fn exchange_lanes(s: &mut String, x: &crate::ledger::ExchangeTrust, sc: &Scale, 
             "staged Exchange Auth Certificate",
         ),
     ] {
-        if let Some(c) = c
-            && sc.visible(c.not_before, c.not_after)
-        {
-            let (x1, x2) = (sc.x(c.not_before), sc.x(c.not_after));
-            let _ = write!(
-                s,
-                "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-                y + 3.0,
-                (x2 - x1).max(1.0),
-                LANE_H - 6.0,
-                escape(&format!(
-                    "{what} {} valid {} to {}",
-                    c.thumbprint_sha1,
-                    day(Some(c.not_before)),
-                    day(Some(c.not_after))
-                ))
-            );
+        if let Some(c) = c {
+            cert_bar(s, sc, y, c, class, what);
         }
     }
 }
