@@ -301,10 +301,23 @@ class Pg:
             return -1
 
     def stop(self):
+        """A fast shutdown, sent to the postmaster itself: runuser does not pass signals on, so
+        signalling it would wait forever."""
         import signal
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait()
+        pid = self.postmaster()
+        try:
+            os.kill(pid if pid > 0 else self.proc.pid, signal.SIGINT)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+ROUNDS = 3
 
 
 def team_fleet(tmp, tenants, latency, conc):
@@ -345,37 +358,54 @@ def team_fleet(tmp, tenants, latency, conc):
         if errs:
             print(f"     first error: {errs[0]}")
         return sum(1 for r in res if r.get("outcome") == "applied")
-    rows = {}
-    # Files, then PostgreSQL on one host.
-    for label, url in (("files", None), ("PostgreSQL", pg.url("bench_one"))):
+    def one(label, name, url):
         replant()
-        env = prepared(f"team-{label}", url)
+        env = prepared(name, url)
         emu_cpu0, pg_cpu0 = emu.cpu(), pg.cpu()
         wall, cpu, p = cpu_of(renew, env)
-        emu_cpu, pg_cpu = emu.cpu() - emu_cpu0, pg.cpu() - pg_cpu0
         n = applied(p.stdout)
-        rows[label] = (wall, cpu)
-        print(f"   {label:>22}: {n}/{tenants} renewed (exit {p.returncode}); {wall:6.2f} s wall; client CPU {cpu:.2f} s, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu_cpu:.2f} s, server CPU {pg_cpu:.2f} s")
-    # Two hosts at once on one URL, each with its own state dir and name.
-    replant()
-    url = pg.url("bench_two")
-    env_a = dict(prepared("team-a", url), HYBRID_TRUST_HOST_NAME="host-a")
-    env_b = dict(env_a, HYBRID_TRUST_STATE_DIR=os.path.join(tmp, "team-b-local"), HYBRID_TRUST_HOST_NAME="host-b")
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    emu_cpu0, pg_cpu0 = emu.cpu(), pg.cpu()
-    t = time.perf_counter()
-    pa = subprocess.Popen(renew, env=env_a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    pb = subprocess.Popen(renew, env=env_b, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    (oa, _), (ob, _) = pa.communicate(), pb.communicate()
-    wall = time.perf_counter() - t
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    emu_cpu, pg_cpu = emu.cpu() - emu_cpu0, pg.cpu() - pg_cpu0
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    na, nb = applied(oa), applied(ob)
-    rows["two hosts"] = (wall, cpu)
-    print(f"   {'two hosts, PostgreSQL':>22}: {na} + {nb} = {na + nb}/{tenants} renewed (exit {pa.returncode}, {pb.returncode}); {wall:6.2f} s wall; client CPU {cpu:.2f} s for both, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu_cpu:.2f} s, server CPU {pg_cpu:.2f} s")
-    f, p1, p2 = rows["files"], rows["PostgreSQL"], rows["two hosts"]
-    print(f"   PostgreSQL against files: {p1[0] / f[0]:.2f}x wall, {p1[1] / max(f[1], 1e-6):.2f}x client CPU (target <= 1.5x); two hosts against one: {p2[0] / p1[0]:.2f}x wall (target <= 1)")
+        print(f"   {label:>22}: {n}/{tenants} renewed (exit {p.returncode}); {wall:6.2f} s wall; client CPU {cpu:.2f} s, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu.cpu() - emu_cpu0:.2f} s, server CPU {pg.cpu() - pg_cpu0:.2f} s")
+        return wall, cpu
+    def two(name, url):
+        """Two hosts at once on one URL, each with its own state dir and name."""
+        replant()
+        env_a = dict(prepared(name, url), HYBRID_TRUST_HOST_NAME="host-a")
+        env_b = dict(env_a, HYBRID_TRUST_STATE_DIR=os.path.join(tmp, name + "-b-local"), HYBRID_TRUST_HOST_NAME="host-b")
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        emu_cpu0, pg_cpu0 = emu.cpu(), pg.cpu()
+        t = time.perf_counter()
+        pa = subprocess.Popen(renew, env=env_a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pb = subprocess.Popen(renew, env=env_b, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ends = {}
+        def finish(host, p):
+            out = p.communicate()[0]
+            ends[host] = time.perf_counter() - t
+            return out
+        with ThreadPoolExecutor(2) as ex:
+            fa, fb = ex.submit(finish, "a", pa), ex.submit(finish, "b", pb)
+            oa, ob = fa.result(), fb.result()
+        wall = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        na, nb = applied(oa), applied(ob)
+        print(f"   {'two hosts, PostgreSQL':>22}: {na} + {nb} = {na + nb}/{tenants} renewed (exit {pa.returncode}, {pb.returncode}); {wall:6.2f} s wall (host-a {ends['a']:.2f} s, host-b {ends['b']:.2f} s); client CPU {cpu:.2f} s for both, {cpu / tenants * 1000:.2f} ms per tenant; emulator CPU {emu.cpu() - emu_cpu0:.2f} s, server CPU {pg.cpu() - pg_cpu0:.2f} s")
+        return wall, cpu
+    # A first run mints the emulator's tokens (--reuse-tokens) and warms the caches: not counted,
+    # or the variant measured first would pay for the others.
+    print("   warm-up (not counted):")
+    one("files", "team-warm", None)
+    # Rounds, each variant once per round, so drift on a shared machine hits all three alike.
+    runs = {"files": [], "PostgreSQL": [], "two hosts": []}
+    for r in range(ROUNDS):
+        print(f"   round {r + 1}:")
+        runs["files"].append(one("files", f"team-files-{r}", None))
+        runs["PostgreSQL"].append(one("PostgreSQL", f"team-pg-{r}", pg.url(f"bench_one_{r}")))
+        runs["two hosts"].append(two(f"team-two-{r}", pg.url(f"bench_two_{r}")))
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    f, p1, p2 = ({k: med([x[0] for x in v]) for k, v in runs.items()}[k] for k in ("files", "PostgreSQL", "two hosts"))
+    fc, pc = (med([x[1] for x in runs[k]]) for k in ("files", "PostgreSQL"))
+    print(f"   medians of {ROUNDS} rounds: files {f:.2f} s, PostgreSQL {p1:.2f} s, two hosts {p2:.2f} s")
+    print(f"   PostgreSQL against files: {p1 / f:.2f}x wall, {pc / max(fc, 1e-6):.2f}x client CPU (target <= 1.5x); two hosts against one: {p2 / p1:.2f}x wall (target <= 1)")
     emu.stop()
     pg.stop()
 

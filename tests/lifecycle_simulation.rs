@@ -460,6 +460,7 @@ async fn simulate(sc: Scenario) {
             } else if matches!(d, Decision::Blocked { .. }) {
                 wrote = true;
                 hybrid_trust::session::renewal::renew_offline(&w.store, t, d, clock, false)
+                    .await
                     .unwrap();
             }
         }

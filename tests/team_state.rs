@@ -809,3 +809,190 @@ fn state_migrate_both_ways_with_ten_thousand_tenants() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// A `renew --all` at `--concurrency 1000` records hundreds of tenants at once: they queue on a
+/// few pooled connections instead of opening one each (the server allows 100 or 200; more would
+/// be refused with "too many clients").
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hundred_records_at_once_share_a_few_connections() {
+    let url = pg::url("pool");
+    let store = LedgerStore::in_db(pg::open(&url));
+    let now = Utc::now();
+    let names: Vec<String> = (0..300).map(|i| format!("t{i:03}.example.com")).collect();
+    let all = futures_util::future::join_all(names.iter().map(|n| {
+        store.update_async(n, None, Duration::from_secs(60), move |l| {
+            l.tenant_entry_for(n, None, "global", &[], now);
+        })
+    }))
+    .await;
+    for r in all {
+        r.unwrap();
+    }
+    assert_eq!(store.load().unwrap().tenants.len(), 300);
+    let conns: i64 = pg::sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'hybrid-trust %'",
+    )
+    .parse()
+    .unwrap();
+    assert!(conns <= 40, "{conns} connections");
+}
+
+/// Two hosts' worth of locks: the second waits for two hundred tenants the first holds, all of
+/// them on its one lock connection, and gets each once it is free; a wait that ends first takes
+/// nothing (the lock stays free for anyone).
+#[tokio::test(flavor = "multi_thread")]
+async fn many_waiters_get_their_locks_and_a_wait_that_ends_takes_none() {
+    let url = pg::url("waiters");
+    let (a, b, c) = (pg::open(&url), pg::open(&url), pg::open(&url));
+    let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
+    let mut held = Vec::new();
+    for n in names.iter().chain(["x".to_string()].iter()) {
+        held.push(a.lock("tenant", n, Duration::ZERO).unwrap());
+    }
+    // A try on a held lock fails at once.
+    let busy = b
+        .lock_async("tenant", "t0", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(busy.to_string().contains("tenant t0"), "{busy}");
+    let short = b.lock_async("tenant", "x", Duration::from_millis(200));
+    let waits = futures_util::future::join_all(
+        names
+            .iter()
+            .map(|n| b.lock_async("tenant", n, Duration::from_secs(60))),
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        drop(held);
+    };
+    let (short, got, ()) = tokio::join!(short, waits, release);
+    assert!(short.is_err(), "x was held for the whole wait");
+    let got: Vec<_> = got.into_iter().map(Result::unwrap).collect();
+    assert_eq!(got.len(), 200);
+    // One lock connection holds them all.
+    let pids: std::collections::HashSet<i32> = got.iter().map(|l| l.backend_pid).collect();
+    assert_eq!(pids.len(), 1);
+    // Held by b: a third session cannot take them; x, whose wait ended, is free.
+    assert!(c.lock("tenant", "t7", Duration::ZERO).is_err());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let x = c.lock("tenant", "x", Duration::ZERO);
+    assert!(x.is_ok(), "the wait that ended took nothing: {x:?}");
+}
+
+/// `renew --all` with the team's database does the tenants it can first: one another host holds
+/// is done after the others (here, once the holder lets go), not in their way. `--concurrency 1`,
+/// the held tenant first in the fleet's order.
+#[tokio::test(flavor = "multi_thread")]
+async fn renew_all_renews_the_free_tenants_while_another_host_holds_one() {
+    let mut cfg = quiet_tls();
+    cfg.tenants = vec![
+        "a.onmicrosoft.com".into(),
+        "b.onmicrosoft.com".into(),
+        "c.onmicrosoft.com".into(),
+    ];
+    let emu = Emu::start_with(cfg).await;
+    let tool = Tool::for_emulator(&emu);
+    let url = pg::url("held_one");
+    let now = Utc::now();
+    let cert = make_cert(
+        "sfb.contoso.com",
+        now - TimeDelta::days(30),
+        now + TimeDelta::days(700),
+    );
+    let p = tool.write_cert("c.pem", &cert);
+    let end = (now + TimeDelta::days(10)).format("%Y-%m-%d").to_string();
+    for t in [
+        "a.onmicrosoft.com",
+        "b.onmicrosoft.com",
+        "c.onmicrosoft.com",
+    ] {
+        let c = host(
+            &tool,
+            &url,
+            "host-a",
+            &[
+                "credential",
+                "upload",
+                "--tenant",
+                t,
+                "--cert",
+                &p,
+                "--yes",
+                "--end",
+                &end,
+            ],
+        );
+        let o = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let store = LedgerStore::in_db(pg::open(&url));
+    let ends = |t: &str| -> Vec<String> {
+        store
+            .tenant(t, None)
+            .unwrap()
+            .unwrap()
+            .credentials
+            .iter()
+            .map(|c| c.end.to_rfc3339())
+            .collect()
+    };
+    let before: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|t| ends(&format!("{t}.onmicrosoft.com")))
+        .collect();
+    // Another host holds tenant a (its lock is keyed by the tenant id).
+    let id_a = emu.running.ready.tenants[0].tenant_id.clone();
+    let other = pg::open(&url);
+    let held = hybrid_trust::lock::TenantLock::acquire_db(&other, &id_a, Duration::ZERO).unwrap();
+    let c = host(
+        &tool,
+        &url,
+        "host-b",
+        &["renew", "--all", "--yes", "--concurrency", "1"],
+    );
+    let run = tokio::task::spawn_blocking(move || run(c));
+    // b and c are renewed while a is still held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (b, c) = (ends("b.onmicrosoft.com"), ends("c.onmicrosoft.com"));
+        if b != before[1] && c != before[2] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b and c were not renewed while a was held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!run.is_finished(), "the run waits for a");
+    assert_eq!(
+        ends("a.onmicrosoft.com"),
+        before[0],
+        "a is not touched while held"
+    );
+    drop(held);
+    let o = run.await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_out(&o);
+    let outcomes: Vec<(&str, &str)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tenant"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("a.onmicrosoft.com", "applied"),
+            ("b.onmicrosoft.com", "applied"),
+            ("c.onmicrosoft.com", "applied")
+        ],
+        "in the fleet's order"
+    );
+    assert_ne!(ends("a.onmicrosoft.com"), before[0]);
+}

@@ -62,6 +62,22 @@ impl AuditLog {
         &self.path
     }
 
+    /// [`AuditLog::append`], awaited: a database insert leaves the caller's task free (a file
+    /// is appended at once).
+    pub async fn append_async(&self, entry: &AuditEntry<'_>) -> Result<(), AuditError> {
+        let Some(pg) = &self.pg else {
+            return self.append(entry);
+        };
+        let err = |source| AuditError {
+            path: self.path.clone(),
+            source,
+        };
+        let line = serde_json::to_string(entry).map_err(|e| err(std::io::Error::other(e)))?;
+        pg.append_audit_async(line)
+            .await
+            .map_err(|e| err(std::io::Error::other(format!("{e} ({})", e.hint()))))
+    }
+
     pub fn append(&self, entry: &AuditEntry<'_>) -> Result<(), AuditError> {
         let err = |source| AuditError {
             path: self.path.clone(),

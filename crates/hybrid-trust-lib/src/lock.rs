@@ -30,6 +30,17 @@ pub enum LockError {
     State(crate::state::StateError),
 }
 
+impl LockError {
+    /// Another run (here or on another host) holds the lock: a run with other tenants to do
+    /// does them first and comes back.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            LockError::Busy { .. } | LockError::State(crate::state::StateError::Busy { .. })
+        )
+    }
+}
+
 fn safe_name(tenant: &str) -> String {
     tenant
         .chars()
@@ -54,6 +65,22 @@ impl TenantLock {
             _file: None,
             pg: Some(
                 pg.lock("tenant", &safe_name(tenant), timeout)
+                    .map_err(LockError::State)?,
+            ),
+        })
+    }
+
+    /// [`TenantLock::acquire_db`], awaited (the caller's task is free while it waits).
+    pub async fn acquire_db_async(
+        pg: &crate::state::pg::PgState,
+        tenant: &str,
+        timeout: Duration,
+    ) -> Result<TenantLock, LockError> {
+        Ok(TenantLock {
+            _file: None,
+            pg: Some(
+                pg.lock_async("tenant", &safe_name(tenant), timeout)
+                    .await
                     .map_err(LockError::State)?,
             ),
         })
@@ -92,6 +119,31 @@ impl TenantLock {
         let dir = state_dir.join("locks");
         let path = dir.join(format!("{}.lock", safe_name(tenant)));
         Self::acquire_in(&dir, path, timeout)
+    }
+
+    /// [`TenantLock::acquire`], awaited: tried at once, then again every 50 ms (the caller's
+    /// task free meanwhile) until `timeout`.
+    pub async fn acquire_async(
+        state_dir: &Path,
+        tenant: &str,
+        timeout: Duration,
+    ) -> Result<TenantLock, LockError> {
+        let start = Instant::now();
+        loop {
+            match Self::acquire(state_dir, tenant, Duration::ZERO) {
+                Err(LockError::Busy { path, .. }) => {
+                    let elapsed = start.elapsed();
+                    if elapsed >= timeout {
+                        return Err(LockError::Busy {
+                            path,
+                            secs: timeout.as_secs(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50).min(timeout - elapsed)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The reminders lock of a state dir: its own file (in a folder no tenant's lock file can be

@@ -344,22 +344,24 @@ impl Change<'_> {
                         self.app_id,
                         what.join("; ")
                     );
-                    self.audit.append(&AuditEntry {
-                        ts: self.clock.now(),
-                        actor: self.actor,
-                        action: "keyCredentials.readback",
-                        tenant: self.tenant,
-                        app_id: self.app_id,
-                        service_principal_id: sp_id,
-                        before: Some(&sp.key_credentials),
-                        after: Some(&after.key_credentials),
-                        before_names: None,
-                        after_names: None,
-                        note: &format!(
-                            "{note}: kept keys re-sent {form}; Graph changed: {}",
-                            what.join("; ")
-                        ),
-                    })?;
+                    self.audit
+                        .append_async(&AuditEntry {
+                            ts: self.clock.now(),
+                            actor: self.actor,
+                            action: "keyCredentials.readback",
+                            tenant: self.tenant,
+                            app_id: self.app_id,
+                            service_principal_id: sp_id,
+                            before: Some(&sp.key_credentials),
+                            after: Some(&after.key_credentials),
+                            before_names: None,
+                            after_names: None,
+                            note: &format!(
+                                "{note}: kept keys re-sent {form}; Graph changed: {}",
+                                what.join("; ")
+                            ),
+                        })
+                        .await?;
                 }
                 if !lost.is_empty() {
                     return Err(CredentialError::KeptKeyLost {
@@ -420,19 +422,21 @@ impl Change<'_> {
                 .iter()
                 .filter_map(|v| serde_json::from_value(v.clone()).ok())
                 .collect();
-            self.audit.append(&AuditEntry {
-                ts: self.clock.now(),
-                actor: self.actor,
-                action: "keyCredentials.patch",
-                tenant: self.tenant,
-                app_id: self.app_id,
-                service_principal_id: sp_id,
-                before: Some(&sp.key_credentials),
-                after: Some(&sent),
-                before_names: None,
-                after_names: None,
-                note: &format!("{note} (kept keys re-sent {form})"),
-            })?;
+            self.audit
+                .append_async(&AuditEntry {
+                    ts: self.clock.now(),
+                    actor: self.actor,
+                    action: "keyCredentials.patch",
+                    tenant: self.tenant,
+                    app_id: self.app_id,
+                    service_principal_id: sp_id,
+                    before: Some(&sp.key_credentials),
+                    after: Some(&sent),
+                    before_names: None,
+                    after_names: None,
+                    note: &format!("{note} (kept keys re-sent {form})"),
+                })
+                .await?;
             let e = match self.patch(sp_id, &json!({ "keyCredentials": body })).await {
                 Ok(()) => return Ok(refused),
                 Err(e) if e.maybe_applied() => {
@@ -469,7 +473,7 @@ impl Change<'_> {
             tracing::warn!(
                 "Graph refused the kept keys re-sent {form} ({message}); sending them again {next}"
             );
-            self.audit.append(&AuditEntry {
+            self.audit.append_async(&AuditEntry {
                 ts: self.clock.now(),
                 actor: self.actor,
                 action: "keyCredentials.refused",
@@ -484,7 +488,7 @@ impl Change<'_> {
                     "{note}: Graph refused the kept keys re-sent {form}: {message}; nothing changed; sending them {next}: {}",
                     next.describe()
                 ),
-            })?;
+            }).await?;
             refused.push((*form, message));
             *form = next;
         }
@@ -535,19 +539,21 @@ impl Change<'_> {
                     Approval::Standing => {}
                 }
             }
-            self.audit.append(&AuditEntry {
-                ts: self.clock.now(),
-                actor: self.actor,
-                action: "servicePrincipalNames.patch",
-                tenant: self.tenant,
-                app_id: self.app_id,
-                service_principal_id: sp_id,
-                before: None,
-                after: None,
-                before_names: Some(&sp.service_principal_names),
-                after_names: Some(&names),
-                note: "spn add",
-            })?;
+            self.audit
+                .append_async(&AuditEntry {
+                    ts: self.clock.now(),
+                    actor: self.actor,
+                    action: "servicePrincipalNames.patch",
+                    tenant: self.tenant,
+                    app_id: self.app_id,
+                    service_principal_id: sp_id,
+                    before: None,
+                    after: None,
+                    before_names: Some(&sp.service_principal_names),
+                    after_names: Some(&names),
+                    note: "spn add",
+                })
+                .await?;
             match self
                 .graph
                 .patch_service_principal(sp_id, &json!({ "servicePrincipalNames": names }))

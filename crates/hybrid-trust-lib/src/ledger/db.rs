@@ -5,9 +5,14 @@
 use super::store::{self, Damaged, LedgerError, key_of};
 use super::{FORMAT, Ledger, TenantRecord};
 use crate::state::StateError;
-use crate::state::pg::{PgState, Row, lost, runtime, write_rows};
+use crate::state::pg::{PgState, Row, lost, runtime, wait, write_rows};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio_postgres::types::Type;
+
+// Statements are sent typed (`query_typed`): one round trip each, no separate prepare.
+const TEXT: Type = Type::TEXT;
+const INT8: Type = Type::INT8;
 
 impl PgState {
     /// Every tenant, in the order they were added; rows that do not parse are left out and
@@ -90,32 +95,46 @@ impl PgState {
         name: &str,
         tenant_id: Option<&str>,
     ) -> Result<Option<TenantRecord>, LedgerError> {
+        wait(self.tenant_async(name, tenant_id))
+    }
+
+    /// [`PgState::tenant`], awaited.
+    pub async fn tenant_async(
+        &self,
+        name: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Option<TenantRecord>, LedgerError> {
         let i = self.inner.clone();
         let (n, id) = (name.to_string(), tenant_id.map(str::to_string));
-        let row = self.block(async move {
-            // One retry on a new connection when the kept one was closed (a restarted server);
-            // the loop ends only by returning.
-            let mut retried = false;
-            loop {
-                let c = i.get().await?;
-                let r = async {
-                    let key = find_key(&c, &n, id.as_deref()).await?;
-                    let row = c
-                        .query_opt("SELECT record::text FROM tenants WHERE key = $1", &[&key])
-                        .await?;
-                    Ok::<_, tokio_postgres::Error>(row.map(|r| (key, r.get::<_, String>(0))))
-                }
-                .await;
-                match r {
-                    Ok(v) => {
-                        i.put(c);
-                        return Ok(v);
+        let row = self
+            .run(async move {
+                // One retry on a new connection when the kept one was closed (a restarted server);
+                // the loop ends only by returning.
+                let mut retried = false;
+                loop {
+                    let c = i.get().await?;
+                    let r = async {
+                        let key = find_key(&*c, &n, id.as_deref()).await?;
+                        let row = c
+                            .query_typed_opt(
+                                "SELECT record::text FROM tenants WHERE key = $1",
+                                &[(&key, TEXT)],
+                            )
+                            .await?;
+                        Ok::<_, tokio_postgres::Error>(row.map(|r| (key, r.get::<_, String>(0))))
                     }
-                    Err(e) if !retried && lost(&e) => retried = true,
-                    Err(e) => return Err(i.err(e)),
+                    .await;
+                    match r {
+                        Ok(v) => {
+                            i.put(c);
+                            return Ok(v);
+                        }
+                        Err(e) if !retried && lost(&e) => retried = true,
+                        Err(e) => return Err(i.err(e)),
+                    }
                 }
-            }
-        })?;
+            })
+            .await?;
         let Some((key, text)) = row else {
             return Ok(None);
         };
@@ -133,10 +152,22 @@ impl PgState {
         timeout: Duration,
         f: impl FnOnce(&mut Ledger) -> T,
     ) -> Result<T, LedgerError> {
+        wait(self.update_async(name, tenant_id, timeout, f))
+    }
+
+    /// [`PgState::update`], awaited: the transaction runs on the client's runtime, `f` in the
+    /// caller's task between its read and its write.
+    pub async fn update_async<T>(
+        &self,
+        name: &str,
+        tenant_id: Option<&str>,
+        timeout: Duration,
+        f: impl FnOnce(&mut Ledger) -> T,
+    ) -> Result<T, LedgerError> {
         type Fetched = Result<(String, Option<String>), StateError>;
-        let (rec_tx, rec_rx) = std::sync::mpsc::sync_channel::<Fetched>(1);
+        let (rec_tx, rec_rx) = tokio::sync::oneshot::channel::<Fetched>();
         let (chg_tx, chg_rx) = tokio::sync::oneshot::channel::<(Vec<Row>, Vec<String>)>();
-        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Result<(), StateError>>(1);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), StateError>>();
         let i = self.inner.clone();
         let (n, id) = (name.to_string(), tenant_id.map(str::to_string));
         let ledger_key = i.lock_key("ledger", "");
@@ -153,18 +184,24 @@ impl PgState {
                     }
                 };
                 let r = async {
-                    c.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {timeout_ms}"))
-                        .await?;
-                    c.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&ledger_key])
-                        .await?;
-                    let key = find_key(&c, &n, id.as_deref()).await?;
-                    c.execute(
+                    // Numbers only in this text (no value from outside): one round trip.
+                    c.batch_execute(&format!(
+                        "BEGIN; SET LOCAL lock_timeout = {timeout_ms}; \
+                         SELECT pg_advisory_xact_lock_shared({ledger_key})"
+                    ))
+                    .await?;
+                    let key = find_key(&*c, &n, id.as_deref()).await?;
+                    // Its own statement, so that the read below sees what the last holder wrote.
+                    c.query_typed(
                         "SELECT pg_advisory_xact_lock($1)",
-                        &[&i.lock_key("record", &key)],
+                        &[(&i.lock_key("record", &key), INT8)],
                     )
                     .await?;
                     let row = c
-                        .query_opt("SELECT record::text FROM tenants WHERE key = $1", &[&key])
+                        .query_typed_opt(
+                            "SELECT record::text FROM tenants WHERE key = $1",
+                            &[(&key, TEXT)],
+                        )
                         .await?;
                     Ok::<_, tokio_postgres::Error>((key, row.map(|r| r.get::<_, String>(0))))
                 }
@@ -185,11 +222,14 @@ impl PgState {
                 // The caller gave up (a record it could not read): nothing is written.
                 Err(_) => c.batch_execute("ROLLBACK").await.map_err(|e| i.err(e)),
                 Ok((rows, deletes)) => {
-                    let r = async {
-                        write_rows(&c, rows, deletes, &i.host).await?;
-                        c.batch_execute("COMMIT").await
-                    }
-                    .await;
+                    // The write and the COMMIT pipelined (a failed write makes the COMMIT a
+                    // rollback, and its error is the one returned).
+                    let r = futures_util::future::try_join(
+                        write_rows(&c, rows, deletes, &i.host),
+                        c.batch_execute("COMMIT"),
+                    )
+                    .await
+                    .map(|_| ());
                     if r.is_err() {
                         let _ = c.batch_execute("ROLLBACK").await;
                     }
@@ -200,7 +240,7 @@ impl PgState {
             let _ = done_tx.send(r);
         });
         let (key, text) = rec_rx
-            .recv()
+            .await
             .map_err(|_| self.query_error("the database task stopped".into()))??;
         let before = Ledger {
             format: FORMAT,
@@ -217,7 +257,7 @@ impl PgState {
             return Err(self.query_error("the database task stopped".into()).into());
         }
         done_rx
-            .recv()
+            .await
             .map_err(|_| self.query_error("the database task stopped".into()))??;
         Ok(out)
     }
@@ -335,10 +375,10 @@ async fn find_key(
     let name_l = name.to_ascii_lowercase();
     let id_l = tenant_id.unwrap_or("").to_ascii_lowercase();
     let row = c
-        .query_opt(
+        .query_typed_opt(
             "SELECT key FROM tenants WHERE key = $1 OR lower(tenant_id) = $2 \
              OR ($3 <> '' AND lower(tenant_id) = $3) ORDER BY (key = $1) DESC, seq LIMIT 1",
-            &[&own, &name_l, &id_l],
+            &[(&own, TEXT), (&name_l, TEXT), (&id_l, TEXT)],
         )
         .await?;
     Ok(row.map_or(own, |r| r.get(0)))

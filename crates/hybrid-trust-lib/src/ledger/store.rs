@@ -569,6 +569,34 @@ impl LedgerStore {
             .filter(|t| t.is(name) || tenant_id.is_some_and(|id| t.is(id))))
     }
 
+    /// [`LedgerStore::tenant`], awaited: a database read leaves the caller's task free (a file
+    /// is read at once).
+    pub async fn tenant_async(
+        &self,
+        name: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Option<TenantRecord>, LedgerError> {
+        match &self.pg {
+            Some(pg) => pg.tenant_async(name, tenant_id).await,
+            None => self.tenant(name, tenant_id),
+        }
+    }
+
+    /// [`LedgerStore::update`], awaited: a database transaction leaves the caller's task free
+    /// (files are written at once).
+    pub async fn update_async<T>(
+        &self,
+        name: &str,
+        tenant_id: Option<&str>,
+        timeout: Duration,
+        f: impl FnOnce(&mut Ledger) -> T,
+    ) -> Result<T, LedgerError> {
+        match &self.pg {
+            Some(pg) => pg.update_async(name, tenant_id, timeout, f).await,
+            None => self.update(name, tenant_id, timeout, f),
+        }
+    }
+
     /// Locks the whole ledger (exclusive: every per-tenant change waits), loads it, and hands it
     /// back for changes; `commit` writes what changed.
     pub fn lock(&self, timeout: Duration) -> Result<LedgerGuard, LedgerError> {

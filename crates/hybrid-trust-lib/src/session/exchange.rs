@@ -379,7 +379,8 @@ pub async fn renew(
                     t.log(now, "renew --trust exchange failed", m.clone());
                 }
             }
-        })?;
+        })
+        .await?;
     }
     if let Some(e) = failure {
         return Err(e);
@@ -524,7 +525,8 @@ pub async fn prune_first_party(
                     tps.join(", ")
                 ),
             );
-        })?;
+        })
+        .await?;
     }
     Ok(FirstPartyPruneReport {
         tenant: s.tenant_id.clone().unwrap_or_else(|| s.name.clone()),

@@ -140,15 +140,14 @@ impl Session {
             .await
     }
 
-    /// This tenant's ledger record, if this host has one.
-    pub fn ledger_record(&self) -> Option<TenantRecord> {
-        let ledger = self.ledger.load().ok()?;
-        let by_name = ledger.tenant(&self.name).cloned();
-        by_name.or_else(|| {
-            self.tenant_id
-                .as_deref()
-                .and_then(|id| ledger.tenant(id).cloned())
-        })
+    /// This tenant's ledger record, if this host has one (found by name or id: one record
+    /// read, whatever the fleet's size).
+    pub async fn ledger_record(&self) -> Option<TenantRecord> {
+        self.ledger
+            .tenant_async(&self.name, self.tenant_id.as_deref())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// [`Session::change_keys`], creating a target application's missing service principal
@@ -165,7 +164,7 @@ impl Session {
         // The tenant id before the lock: one tenant, one lock and one ledger record, whether this
         // run names it by domain or by GUID.
         self.lock().await?;
-        let rec = self.ledger_record();
+        let rec = self.ledger_record().await;
         if matches!(op, KeyOp::Prune(Prune::Foreign))
             && rec.as_ref().is_none_or(|r| r.cert.is_none())
         {
@@ -269,7 +268,8 @@ impl Session {
                     }
                     rec.forget_expired(app, &plan.dropped_expired, now);
                 }
-            })?;
+            })
+            .await?;
         }
         match failed {
             Some(e) => Err(e.into()),
@@ -286,7 +286,7 @@ impl Session {
         actor: &str,
     ) -> Result<String, SessionError> {
         self.audit
-            .append(&AuditEntry {
+            .append_async(&AuditEntry {
                 ts: self.clock.now(),
                 actor,
                 action: "servicePrincipal.create",
@@ -298,7 +298,7 @@ impl Session {
                 before_names: None,
                 after_names: None,
                 note: "credential upload --create-service-principal: POST /servicePrincipals {\"appId\"}",
-            })
+            }).await
             .map_err(CredentialError::Audit)?;
         match g.create_service_principal(app).await {
             Ok(id) => return Ok(id),
@@ -329,14 +329,17 @@ impl Session {
     /// `credential list`: the keys of `app`, each marked foreign or not against this tenant's
     /// ledger record.
     pub async fn list_keys(&mut self, app: &str) -> Result<KeyListing, GraphError> {
-        let rec = self.ledger_record();
+        let rec = self.ledger_record().await;
         let sp = {
             let g = self.graph();
             let id = g.find_service_principal(app).await?;
             g.read_service_principal(&id).await?
         };
         let tid = self.resolve_tenant_id().await;
-        let rec = rec.or_else(|| self.ledger_record());
+        let rec = match rec {
+            Some(r) => Some(r),
+            None => self.ledger_record().await,
+        };
         Ok(KeyListing::new(
             &self.name,
             app,

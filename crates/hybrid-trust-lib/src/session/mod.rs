@@ -102,6 +102,8 @@ pub struct Session {
     /// Plan only: nothing is written to the tenant or the ledger.
     pub dry_run: bool,
     lock: Option<TenantLock>,
+    /// How long [`Session::lock`] waits ([`Session::with_lock_wait`]).
+    lock_wait: Duration,
     /// The team's database (`--state-url`): its ledger, audit log and tenant locks.
     db: Option<Arc<crate::state::pg::PgState>>,
 }
@@ -128,6 +130,7 @@ impl Session {
             clock,
             dry_run,
             lock: None,
+            lock_wait: LOCK_TIMEOUT,
             db: None,
         }
     }
@@ -207,7 +210,8 @@ impl Session {
         if self.tenant_id.is_none() {
             self.tenant_id = self
                 .ledger
-                .tenant(&self.name, None)
+                .tenant_async(&self.name, None)
+                .await
                 .ok()
                 .flatten()
                 .and_then(|t| t.tenant_id);
@@ -246,25 +250,32 @@ impl Session {
                 .unwrap_or_else(|| self.name.to_ascii_lowercase()),
         };
         self.lock = Some(match &self.db {
-            Some(pg) => TenantLock::acquire_db(pg, &key, LOCK_TIMEOUT)?,
-            None => TenantLock::acquire(&self.state_dir, &key, LOCK_TIMEOUT)?,
+            Some(pg) => TenantLock::acquire_db_async(pg, &key, self.lock_wait).await?,
+            None => TenantLock::acquire_async(&self.state_dir, &key, self.lock_wait).await?,
         });
         Ok(())
     }
 
+    /// How long [`Session::lock`] waits for another run holding the tenant ([`LOCK_TIMEOUT`]
+    /// unless set); zero tries once, so `renew --all` can do its free tenants first.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Session {
+        self.lock_wait = wait;
+        self
+    }
+
     /// Applies `f` to this tenant's ledger record (found by name or id, created if missing)
     /// under the ledger lock.
-    pub fn record<T>(
+    pub async fn record<T>(
         &self,
         apps: &[String],
         f: impl FnOnce(&mut TenantRecord) -> T,
     ) -> Result<T, LedgerError> {
-        self.record_named(&self.name, apps, f)
+        self.record_named(&self.name, apps, f).await
     }
 
     /// [`Session::record`] for the record `name` (a domain) names, found by it or by this
     /// session's tenant id; so a record made by domain learns the id.
-    pub fn record_named<T>(
+    pub async fn record_named<T>(
         &self,
         name: &str,
         apps: &[String],
@@ -275,8 +286,10 @@ impl Session {
         }
         let id = self.tenant_id.as_deref();
         let now = self.clock.now();
-        self.ledger.update(name, id, LEDGER_TIMEOUT, |l| {
-            f(l.tenant_entry_for(name, id, &self.cloud.name, apps, now))
-        })
+        self.ledger
+            .update_async(name, id, LEDGER_TIMEOUT, |l| {
+                f(l.tenant_entry_for(name, id, &self.cloud.name, apps, now))
+            })
+            .await
     }
 }

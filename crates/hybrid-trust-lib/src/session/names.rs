@@ -47,7 +47,8 @@ impl Session {
             let added = out.added.clone();
             self.record(&[SFB_APP_ID.to_string()], |rec| {
                 rec.record_pools(&fqdns, &added, now)
-            })?;
+            })
+            .await?;
         }
         Ok(out)
     }

@@ -229,6 +229,7 @@ impl Session {
         if let Some(dn) = p.domain {
             self.tenant_id = Some(tid.clone());
             self.record_named(dn, p.apps, |_| ())
+                .await
                 .map_err(SessionError::from)?;
         }
 
@@ -336,6 +337,7 @@ impl Session {
                 format!("onboarded with certificate {thumb}; verified"),
             );
         })
+        .await
         .map_err(SessionError::from)?;
         say(
             8,

@@ -107,13 +107,13 @@ pub async fn renew_one(
     session: impl FnOnce(&str) -> Result<Session, String>,
 ) -> Result<TenantResult, SessionError> {
     let renewed = if dry_run || !d.acts() {
-        renewal::renew_offline(store, t, d, clock, dry_run)?
+        renewal::renew_offline(store, t, d, clock, dry_run).await?
     } else {
         let name = t.tenant_id.clone().unwrap_or_else(|| t.domain.clone());
         match session(&name) {
             Ok(mut s) => s.renew(t, d, offered, policy).await?,
             Err(msg) => {
-                renewal::record_failure(store, t, &msg, clock.now())?;
+                renewal::record_failure(store, t, &msg, clock.now()).await?;
                 Renewed {
                     tenant: t.clone(),
                     decision: d,
@@ -129,6 +129,12 @@ pub async fn renew_one(
 /// Renews many tenants at once, at most `concurrency` in flight (the waits for a new key's start
 /// overlap), each in isolation; results in the tenants' order. `session(name, i)` makes the
 /// session of the `i`-th tenant (the caller spreads them over connection pools).
+///
+/// Two passes, so that runs on several hosts (or two here) share a fleet instead of queueing:
+/// the first tries each tenant's lock once and leaves a tenant another run holds for later; the
+/// second waits for those (up to the session's lock wait) and decides each afresh under its
+/// lock, so a tenant the other run renewed meanwhile is found with nothing to do. A tenant still
+/// held when the wait ends fails alone; the others are reported.
 #[allow(clippy::too_many_arguments)]
 pub async fn renew_many(
     store: &LedgerStore,
@@ -143,21 +149,69 @@ pub async fn renew_many(
 ) -> Result<Vec<TenantResult>, SessionError> {
     use futures_util::StreamExt as _;
     progress.start("renewing tenants", work.len());
-    let results: Vec<Result<TenantResult, SessionError>> =
-        futures_util::stream::iter(work.into_iter().enumerate())
-            .map(|(i, (t, d))| async move {
-                let r = renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
-                    session(name, i)
-                })
-                .await;
-                progress.done(&t.domain);
-                r
-            })
-            .buffered(concurrency.max(1))
-            .collect()
+    let mut results: Vec<Option<TenantResult>> = work.iter().map(|_| None).collect();
+    let mut later = Vec::new();
+    let first: Vec<_> = futures_util::stream::iter(work.into_iter().enumerate())
+        .map(|(i, (t, d))| async move {
+            let r = renew_one(
+                store,
+                &t,
+                d.clone(),
+                offered,
+                policy,
+                clock,
+                dry_run,
+                |name| session(name, i).map(|s| s.with_lock_wait(std::time::Duration::ZERO)),
+            )
             .await;
+            if !matches!(&r, Err(SessionError::Lock(e)) if e.is_busy()) {
+                progress.done(&t.domain);
+            }
+            (i, t, d, r)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (i, t, d, r) in first {
+        match r {
+            Err(SessionError::Lock(e)) if e.is_busy() => later.push((i, (t, d))),
+            r => results[i] = Some(r?),
+        }
+    }
+    let second: Vec<_> = futures_util::stream::iter(later)
+        .map(|(i, (t, d))| async move {
+            let r = renew_one(
+                store,
+                &t,
+                d.clone(),
+                offered,
+                policy,
+                clock,
+                dry_run,
+                |name| session(name, i),
+            )
+            .await;
+            progress.done(&t.domain);
+            (i, t, d, r)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (i, t, d, r) in second {
+        results[i] = Some(match r {
+            Err(SessionError::Lock(e)) if e.is_busy() => TenantResult {
+                tenant: t.domain.clone(),
+                decision: d,
+                outcome: "failed".to_string(),
+                error: Some(format!("{e}: this run left the tenant alone")),
+                onprem_script: None,
+                fix: None,
+            },
+            r => r?,
+        });
+    }
     progress.finish();
-    results.into_iter().collect()
+    Ok(results.into_iter().flatten().collect())
 }
 
 impl RenewReport {

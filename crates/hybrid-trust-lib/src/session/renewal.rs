@@ -27,7 +27,7 @@ pub struct Renewed {
 
 /// A renewal that needs no tenant session: a dry run, nothing to do, or blocked (the block is
 /// recorded in the ledger, where `status` and reminders find it).
-pub fn renew_offline(
+pub async fn renew_offline(
     ledger: &LedgerStore,
     t: &TenantRecord,
     d: Decision,
@@ -38,7 +38,7 @@ pub fn renew_offline(
         (Decision::Nothing { .. }, _) => "nothing",
         (_, true) => "dry-run",
         (Decision::Blocked { .. }, false) => {
-            record_failure(ledger, t, &describe(&d), clock.now())?;
+            record_failure(ledger, t, &describe(&d), clock.now()).await?;
             "blocked"
         }
         _ => {
@@ -56,18 +56,20 @@ pub fn renew_offline(
 }
 
 /// Records a renewal failure for `t` (when even a session could not be made for it).
-pub fn record_failure(
+pub async fn record_failure(
     ledger: &LedgerStore,
     t: &TenantRecord,
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<(), SessionError> {
     let id = t.tenant_id.as_deref();
-    ledger.update(&t.domain, id, super::LEDGER_TIMEOUT, |l| {
-        if let Some(rec) = l.tenant_mut(&t.domain) {
-            rec.record_renewal_failure(message, now);
-        }
-    })?;
+    ledger
+        .update_async(&t.domain, id, super::LEDGER_TIMEOUT, |l| {
+            if let Some(rec) = l.tenant_mut(&t.domain) {
+                rec.record_renewal_failure(message, now);
+            }
+        })
+        .await?;
     Ok(())
 }
 
@@ -89,7 +91,8 @@ impl Session {
             self.lock().await?;
             let fresh = self
                 .ledger
-                .tenant(&t.domain, t.tenant_id.as_deref())?
+                .tenant_async(&t.domain, t.tenant_id.as_deref())
+                .await?
                 .unwrap_or_else(|| t.clone());
             let again = renew::decide(
                 &fresh,
@@ -121,7 +124,8 @@ impl Session {
             };
             if let Some(msg) = failure {
                 let now = self.clock.now();
-                self.record(&[], |rec| rec.record_renewal_failure(&msg, now))?;
+                self.record(&[], |rec| rec.record_renewal_failure(&msg, now))
+                    .await?;
             }
         }
         Ok(Renewed {
@@ -190,7 +194,8 @@ impl Session {
                 self.record(&[], |rec| {
                     each.record_changes(rec);
                     rec.record_rewindow(&tp, records, detail, now)
-                })?;
+                })
+                .await?;
                 each.result()
             }
             Decision::Roll {
@@ -213,7 +218,7 @@ impl Session {
                 let mut each = self.each_app(t, &op).await;
                 if let Some(e) = each.failed.take() {
                     if !each.changed.is_empty() {
-                        self.record(&[], |rec| each.record_changes(rec))?;
+                        self.record(&[], |rec| each.record_changes(rec)).await?;
                     }
                     return Err(e);
                 }
@@ -224,7 +229,8 @@ impl Session {
                 self.record(&[], |rec| {
                     each.record_changes(rec);
                     rec.start_roll(next, records, *effective, blocked, now);
-                })?;
+                })
+                .await?;
                 each.result()
             }
         }
@@ -263,7 +269,9 @@ impl Session {
                 && outcome.is_ok()
             {
                 let now = self.clock.now();
-                let _ = self.record(&[], |rec| rec.key_lifetime_days = Some(days));
+                let _ = self
+                    .record(&[], |rec| rec.key_lifetime_days = Some(days))
+                    .await;
                 tracing::info!(
                     "{app}: the tenant caps key lifetimes; a {days}-day window was accepted ({now})"
                 );
@@ -366,7 +374,8 @@ impl Session {
             self.record(&[], |rec| {
                 each.record_changes(rec);
                 rec.record_retirement(thumbprint, &done, now)
-            })?;
+            })
+            .await?;
         }
         match failure {
             Some(e) => Err(e),

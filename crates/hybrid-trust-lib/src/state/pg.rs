@@ -23,8 +23,9 @@ use super::tls::Connector;
 use super::{SslMode, StateError, StateUrl};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -32,8 +33,11 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// Every schema step, in order (numbered SQL in `src/state/migrations/`).
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
 
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 32;
+/// The connections a process opens for reads and records (besides its one lock connection):
+/// a `renew --all` at `--concurrency 1000` queues its records on these, pipelined, instead of
+/// opening a connection per tenant (each a SCRAM handshake, and a server's `max_connections`
+/// is 100 by default). All are kept idle for reuse.
+const MAX_CONNECTIONS: usize = 8;
 
 /// The runtime the database client runs on (never dropped: a runtime may not be dropped on
 /// another runtime's thread).
@@ -52,12 +56,39 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
     .map_err(Clone::clone)
 }
 
+/// Waits for `fut` on this thread (parked between wake-ups): the synchronous face of the async
+/// calls. It needs no runtime (the futures it waits for run on [`runtime`]), and unlike a
+/// runtime's own `block_on` it may be called from inside another runtime's task (blocking that
+/// task's thread meanwhile, as a synchronous call does).
+pub(crate) fn wait<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    // Outside tokio's cooperative budget: called from a task of another runtime, a task handle
+    // would otherwise answer "not yet" forever once that task's budget is spent (this loop never
+    // yields to the scheduler that would refill it).
+    let mut fut = std::pin::pin!(tokio::task::unconstrained(fut));
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) url: StateUrl,
     pub(crate) db: String,
     pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Option<Connector>,
     pub(crate) idle: Mutex<Vec<Client>>,
+    /// One permit per connection in use ([`MAX_CONNECTIONS`]).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) host: String,
     /// The connection every lock of this process is held on (session-level advisory locks:
     /// one session holds any number), made on first use and again after it was lost.
@@ -65,6 +96,36 @@ pub(crate) struct Inner {
     /// The keys this process holds or is taking: the server's advisory locks are re-entrant
     /// within a session, so two holders in this process are kept apart here.
     pub(crate) held: Mutex<std::collections::HashSet<i64>>,
+    /// The locks this process waits for, tried together by one poller ([`Inner::poll_waiting`]).
+    pub(crate) waiting: Mutex<Waiting>,
+}
+
+/// Where the poller hands a lock it took to its waiter.
+type Handover = tokio::sync::oneshot::Sender<Arc<LockConn>>;
+
+/// Who waits for which lock key, and whether the poller runs.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    by_key: std::collections::HashMap<i64, Vec<(u64, Handover)>>,
+    next: u64,
+    polling: bool,
+}
+
+/// How often the poller tries every awaited lock (one query for all of them).
+const POLL: Duration = Duration::from_millis(50);
+
+/// A connection in use for reads and records, holding one of the process's [`MAX_CONNECTIONS`]
+/// slots (given back with it to [`Inner::put`], or freed when it is dropped after an error).
+pub(crate) struct Conn {
+    client: Client,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 /// The connection the locks are held on, and its server process.
@@ -142,7 +203,7 @@ impl Drop for PgLock {
                 rt.spawn(async move {
                     let _ = conn
                         .client
-                        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                        .query_typed("SELECT pg_advisory_unlock($1)", &[(&key, Type::INT8)])
                         .await;
                     forget(&inner);
                 });
@@ -246,25 +307,47 @@ impl Inner {
         r.map_err(|e| self.err(e))
     }
 
-    /// A connection: an idle one that is still open, else a new one.
-    pub(crate) async fn get(&self) -> Result<Client, StateError> {
+    /// A connection: an idle one that is still open, else a new one; waits while all
+    /// [`MAX_CONNECTIONS`] are in use.
+    pub(crate) async fn get(&self) -> Result<Conn, StateError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StateError::Query {
+                db: self.db.clone(),
+                reason: "the connection pool was closed".into(),
+            })?;
         loop {
             let c = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match c {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.is_closed() => {
+                    return Ok(Conn {
+                        client: c,
+                        _slot: slot,
+                    });
+                }
                 Some(_) => continue,
-                None => return self.connect().await,
+                None => {
+                    let client = self.connect().await?;
+                    return Ok(Conn {
+                        client,
+                        _slot: slot,
+                    });
+                }
             }
         }
     }
 
-    pub(crate) fn put(&self, c: Client) {
-        if c.is_closed() {
+    /// Gives a connection back for reuse (a closed one is dropped).
+    pub(crate) fn put(&self, c: Conn) {
+        if c.client.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(c);
+        if idle.len() < MAX_CONNECTIONS {
+            idle.push(c.client);
         }
     }
 
@@ -296,13 +379,170 @@ impl Inner {
             let conn = self.lock_conn(retried).await?;
             match conn
                 .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])
                 .await
             {
                 Ok(row) if row.get::<_, bool>(0) => return Ok(Some(conn)),
                 Ok(_) => return Ok(None),
                 Err(e) if !retried && lost(&e) => retried = true,
                 Err(e) => return Err(self.err(e)),
+            }
+        }
+    }
+
+    /// One try for `key` now: the lock connection when taken; `None` when another holder here
+    /// or another session has it.
+    async fn try_take(&self, key: i64) -> Result<Option<Arc<LockConn>>, StateError> {
+        if !self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+        {
+            return Ok(None);
+        }
+        match self.try_lock(key).await {
+            Ok(Some(conn)) => Ok(Some(conn)),
+            r => {
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                r
+            }
+        }
+    }
+
+    /// Joins the waiters for `key` (starting the poller if none runs): the receiver gets the
+    /// lock connection once the poller took the lock for this waiter.
+    fn wait_for(
+        self: &Arc<Self>,
+        key: i64,
+    ) -> (u64, tokio::sync::oneshot::Receiver<Arc<LockConn>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        w.next += 1;
+        let ticket = w.next;
+        w.by_key.entry(key).or_default().push((ticket, tx));
+        if !w.polling {
+            w.polling = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.poll_waiting().await });
+        }
+        (ticket, rx)
+    }
+
+    /// Leaves the waiters for `key` (the wait timed out).
+    fn stop_waiting(&self, key: i64, ticket: u64) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = w.by_key.get_mut(&key) {
+            v.retain(|(t, _)| *t != ticket);
+            if v.is_empty() {
+                w.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Every [`POLL`], tries every awaited key that no holder here has, in ONE query on the
+    /// lock connection, and hands each lock taken to its first waiter still waiting (or gives
+    /// it back). A thousand tenants waiting for another host cost one query per tick, not a
+    /// thousand. Ends when nobody waits.
+    async fn poll_waiting(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(POLL).await;
+            let keys: Vec<i64> = {
+                let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                w.by_key.retain(|_, v| {
+                    v.retain(|(_, tx)| !tx.is_closed());
+                    !v.is_empty()
+                });
+                if w.by_key.is_empty() {
+                    w.polling = false;
+                    return;
+                }
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                w.by_key
+                    .keys()
+                    .copied()
+                    .filter(|k| held.insert(*k))
+                    .collect()
+            };
+            if keys.is_empty() {
+                continue;
+            }
+            let taken = match self.lock_conn(false).await {
+                Ok(conn) => match conn
+                    .client
+                    .query(
+                        "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)",
+                        &[&keys],
+                    )
+                    .await
+                {
+                    Ok(rows) => Some((
+                        conn,
+                        rows.iter()
+                            .map(|r| r.get::<_, i64>(0))
+                            .collect::<std::collections::HashSet<i64>>(),
+                    )),
+                    // Lost with the connection: the next tick tries on a new one.
+                    Err(e) => {
+                        if lost(&e) {
+                            let _ = self.lock_conn(true).await;
+                        }
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            let Some((conn, taken)) = taken else {
+                // Nothing taken this tick: every key is free for the next.
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                for k in &keys {
+                    held.remove(k);
+                }
+                continue;
+            };
+            for k in keys {
+                if !taken.contains(&k) {
+                    self.held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&k);
+                    continue;
+                }
+                let mut given = false;
+                loop {
+                    let next = {
+                        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                        let v = w.by_key.get_mut(&k);
+                        let next = v.and_then(|v| (!v.is_empty()).then(|| v.remove(0)));
+                        if w.by_key.get(&k).is_some_and(Vec::is_empty) {
+                            w.by_key.remove(&k);
+                        }
+                        next
+                    };
+                    match next {
+                        Some((_, tx)) => {
+                            if tx.send(conn.clone()).is_ok() {
+                                given = true;
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                if !given {
+                    // Its waiters gave up meanwhile: given back, then free here.
+                    let _ = conn
+                        .client
+                        .query_typed("SELECT pg_advisory_unlock($1)", &[(&k, Type::INT8)])
+                        .await;
+                    self.held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&k);
+                }
             }
         }
     }
@@ -425,18 +665,28 @@ pub(crate) async fn write_rows(
             seqs.push(s);
             records.push(r);
         }
-        tx.execute(
+        tx.execute_typed(
             "INSERT INTO tenants (key, domain, tenant_id, seq, record, updated_at, updated_by) \
              SELECT k, d, i, s, r::jsonb, now(), $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS x(k, d, i, s, r) \
              ON CONFLICT (key) DO UPDATE SET domain = EXCLUDED.domain, tenant_id = EXCLUDED.tenant_id, \
              seq = EXCLUDED.seq, record = EXCLUDED.record, updated_at = now(), updated_by = EXCLUDED.updated_by",
-            &[&keys, &domains, &ids, &seqs, &records, &host],
+            &[
+                (&keys, Type::TEXT_ARRAY),
+                (&domains, Type::TEXT_ARRAY),
+                (&ids, Type::TEXT_ARRAY),
+                (&seqs, Type::INT8_ARRAY),
+                (&records, Type::TEXT_ARRAY),
+                (&host, Type::TEXT),
+            ],
         )
         .await?;
     }
     if !deletes.is_empty() {
-        tx.execute("DELETE FROM tenants WHERE key = ANY($1)", &[&deletes])
-            .await?;
+        tx.execute_typed(
+            "DELETE FROM tenants WHERE key = ANY($1)",
+            &[(&deletes, Type::TEXT_ARRAY)],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -491,8 +741,10 @@ impl PgState {
             config,
             tls,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             locker: tokio::sync::Mutex::new(None),
             held: Mutex::new(std::collections::HashSet::new()),
+            waiting: Mutex::new(Waiting::default()),
             host,
         });
         let state = PgState { inner };
@@ -500,7 +752,7 @@ impl PgState {
         state.block(async move {
             let mut c = i.connect().await?;
             i.ensure_schema(&mut c).await?;
-            i.put(c);
+            i.idle.lock().unwrap_or_else(|e| e.into_inner()).push(c);
             Ok(())
         })?;
         Ok(Arc::new(state))
@@ -517,8 +769,19 @@ impl PgState {
     }
 
     /// Runs `fut` on the client's runtime and waits for it (from any thread, in or out of
-    /// another runtime).
+    /// another runtime). A synchronous caller inside an async task blocks that task: the paths a
+    /// run takes for many tenants at once use the `_async` forms, which await instead.
     pub(crate) fn block<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, StateError>> + Send + 'static,
+    ) -> Result<T, StateError> {
+        wait(self.run(fut))
+    }
+
+    /// Runs `fut` on the client's runtime and awaits it from whatever runtime (or none) the
+    /// caller is on: the caller's task is free meanwhile, so a `renew --all` keeps hundreds of
+    /// tenants' database round trips (and the server's commits) in flight at once.
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T, StateError>> + Send + 'static,
     ) -> Result<T, StateError> {
@@ -527,11 +790,8 @@ impl PgState {
             reason,
         };
         let rt = runtime().map_err(failed)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
+        rt.spawn(fut)
+            .await
             .map_err(|_| failed("the database task stopped".into()))?
     }
 
@@ -563,41 +823,57 @@ impl PgState {
     /// Takes the lock `purpose`/`what` (session-level, on this process's lock connection),
     /// waiting up to `timeout` for another holder (another run here or on another host).
     pub fn lock(&self, purpose: &str, what: &str, timeout: Duration) -> Result<PgLock, StateError> {
+        wait(self.lock_async(purpose, what, timeout))
+    }
+
+    /// [`PgState::lock`], awaited. A `timeout` of zero tries once: [`StateError::Busy`] at once
+    /// when another session holds it (so a run can do its other tenants first).
+    pub async fn lock_async(
+        &self,
+        purpose: &str,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<PgLock, StateError> {
         let i = self.inner.clone();
         let key = i.lock_key(purpose, what);
         let label = format!("{purpose} {what}").trim().to_string();
         let l = label.clone();
-        let conn = self.block(async move {
-            let start = Instant::now();
-            loop {
-                let mine = i.held.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
-                if mine {
-                    match i.try_lock(key).await {
-                        Ok(Some(conn)) => return Ok(conn),
-                        Ok(None) => {}
-                        Err(e) => {
-                            i.held
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&key);
-                            return Err(e);
-                        }
-                    }
-                    i.held
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
+        let conn = self
+            .run(async move {
+                if let Some(conn) = i.try_take(key).await? {
+                    return Ok(conn);
                 }
-                if start.elapsed() >= timeout {
+                if timeout.is_zero() {
                     return Err(StateError::Busy {
                         db: i.db.clone(),
                         what: l,
-                        secs: timeout.as_secs(),
+                        secs: 0,
                     });
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })?;
+                let (ticket, mut rx) = i.wait_for(key);
+                match tokio::time::timeout(timeout, &mut rx).await {
+                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Err(_)) => Err(StateError::Query {
+                        db: i.db.clone(),
+                        reason: "the lock poller stopped".into(),
+                    }),
+                    Err(_) => {
+                        i.stop_waiting(key, ticket);
+                        // Taken for this waiter just as the wait ended: kept (the poller gives
+                        // back a lock it can no longer hand over).
+                        rx.close();
+                        match rx.try_recv() {
+                            Ok(conn) => Ok(conn),
+                            Err(_) => Err(StateError::Busy {
+                                db: i.db.clone(),
+                                what: l,
+                                secs: timeout.as_secs(),
+                            }),
+                        }
+                    }
+                }
+            })
+            .await?;
         Ok(PgLock {
             backend_pid: conn.pid,
             conn,
@@ -612,18 +888,30 @@ impl PgState {
         self.append_audit_lines(vec![line])
     }
 
+    /// [`PgState::append_audit`], awaited.
+    pub async fn append_audit_async(&self, line: String) -> Result<(), StateError> {
+        self.run(self.audit_task(vec![line])).await
+    }
+
     fn append_audit_lines(&self, lines: Vec<String>) -> Result<(), StateError> {
+        self.block(self.audit_task(lines))
+    }
+
+    fn audit_task(
+        &self,
+        lines: Vec<String>,
+    ) -> impl Future<Output = Result<(), StateError>> + Send + 'static {
         let i = self.inner.clone();
-        self.block(async move {
+        async move {
             // One retry on a new connection when the kept one was closed (a restarted server);
-                // the loop ends only by returning.
-                let mut retried = false;
-                loop {
+            // the loop ends only by returning.
+            let mut retried = false;
+            loop {
                 let c = i.get().await?;
                 match c
-                    .execute(
+                    .execute_typed(
                         "INSERT INTO audit_log (host, entry) SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS x(e, n) ORDER BY n",
-                        &[&i.host, &lines],
+                        &[(&i.host, Type::TEXT), (&lines, Type::TEXT_ARRAY)],
                     )
                     .await
                 {
@@ -636,7 +924,7 @@ impl PgState {
                     Err(e) => return Err(i.err(e)),
                 }
             }
-        })
+        }
     }
 
     /// Every audit line, oldest first.
