@@ -462,8 +462,11 @@ def main():
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=1000, help="the default of status --concurrency, marked in the table")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the team benchmark (medians reported)")
     ap.add_argument("--only", choices=["cold", "onboard", "fleet", "renew", "remind", "ledger", "team"], help="run one benchmark")
     a = ap.parse_args()
+    global ROUNDS
+    ROUNDS = max(1, a.rounds)
     print("machine:", machine())
     with tempfile.TemporaryDirectory() as tmp:
         todo = {"cold": lambda: cold_start(), "onboard": lambda: onboard(tmp, a.latency_ms),

@@ -5,12 +5,12 @@
 use super::store::{self, Damaged, LedgerError, key_of};
 use super::{FORMAT, Ledger, TenantRecord};
 use crate::state::StateError;
-use crate::state::pg::{PgState, Row, lost, runtime, wait, write_rows};
+use crate::state::pg::{Conn, PgState, Row, lost, runtime, wait, write_rows};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::types::Type;
 
-// Statements are sent typed (`query_typed`): one round trip each, no separate prepare.
+// The hot statements are prepared once per pooled connection (`Conn::statement`).
 const TEXT: Type = Type::TEXT;
 const INT8: Type = Type::INT8;
 
@@ -114,14 +114,19 @@ impl PgState {
                 loop {
                     let c = i.get().await?;
                     let r = async {
-                        let key = find_key(&*c, &n, id.as_deref()).await?;
-                        let row = c
-                            .query_typed_opt(
-                                "SELECT record::text FROM tenants WHERE key = $1",
-                                &[(&key, TEXT)],
+                        // find_key's choice and the row in one statement.
+                        let st = c
+                            .statement(
+                                "SELECT key, record::text FROM tenants WHERE key = $1 OR lower(tenant_id) = $2 \
+                                 OR ($3 <> '' AND lower(tenant_id) = $3) ORDER BY (key = $1) DESC, seq LIMIT 1",
+                                &[TEXT, TEXT, TEXT],
                             )
                             .await?;
-                        Ok::<_, tokio_postgres::Error>(row.map(|r| (key, r.get::<_, String>(0))))
+                        let (own, name_l, id_l) = find_args(&n, id.as_deref());
+                        let row = c.query_opt(&st, &[&own, &name_l, &id_l]).await?;
+                        Ok::<_, tokio_postgres::Error>(
+                            row.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))),
+                        )
                     }
                     .await;
                     match r {
@@ -190,19 +195,16 @@ impl PgState {
                          SELECT pg_advisory_xact_lock_shared({ledger_key})"
                     ))
                     .await?;
-                    let key = find_key(&*c, &n, id.as_deref()).await?;
+                    let key = find_key(&c, &n, id.as_deref()).await?;
                     // Its own statement, so that the read below sees what the last holder wrote.
-                    c.query_typed(
-                        "SELECT pg_advisory_xact_lock($1)",
-                        &[(&i.lock_key("record", &key), INT8)],
-                    )
-                    .await?;
-                    let row = c
-                        .query_typed_opt(
-                            "SELECT record::text FROM tenants WHERE key = $1",
-                            &[(&key, TEXT)],
-                        )
+                    let st = c
+                        .statement("SELECT pg_advisory_xact_lock($1)", &[INT8])
                         .await?;
+                    c.execute(&st, &[&i.lock_key("record", &key)]).await?;
+                    let st = c
+                        .statement("SELECT record::text FROM tenants WHERE key = $1", &[TEXT])
+                        .await?;
+                    let row = c.query_opt(&st, &[&key]).await?;
                     Ok::<_, tokio_postgres::Error>((key, row.map(|r| r.get::<_, String>(0))))
                 }
                 .await;
@@ -367,19 +369,27 @@ impl From<StateError> for LedgerError {
 
 /// The key of the record `name` or `tenant_id` names (the name's own key when none).
 async fn find_key(
-    c: &impl tokio_postgres::GenericClient,
+    c: &Conn,
     name: &str,
     tenant_id: Option<&str>,
 ) -> Result<String, tokio_postgres::Error> {
-    let own = key_of(name);
-    let name_l = name.to_ascii_lowercase();
-    let id_l = tenant_id.unwrap_or("").to_ascii_lowercase();
-    let row = c
-        .query_typed_opt(
+    let st = c
+        .statement(
             "SELECT key FROM tenants WHERE key = $1 OR lower(tenant_id) = $2 \
              OR ($3 <> '' AND lower(tenant_id) = $3) ORDER BY (key = $1) DESC, seq LIMIT 1",
-            &[(&own, TEXT), (&name_l, TEXT), (&id_l, TEXT)],
+            &[TEXT, TEXT, TEXT],
         )
         .await?;
+    let (own, name_l, id_l) = find_args(name, tenant_id);
+    let row = c.query_opt(&st, &[&own, &name_l, &id_l]).await?;
     Ok(row.map_or(own, |r| r.get(0)))
+}
+
+/// The parameters of the record search: the name's own key, the name and the id, lowercase.
+fn find_args(name: &str, tenant_id: Option<&str>) -> (String, String, String) {
+    (
+        key_of(name),
+        name.to_ascii_lowercase(),
+        tenant_id.unwrap_or("").to_ascii_lowercase(),
+    )
 }

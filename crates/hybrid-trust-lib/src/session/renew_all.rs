@@ -130,11 +130,11 @@ pub async fn renew_one(
 /// overlap), each in isolation; results in the tenants' order. `session(name, i)` makes the
 /// session of the `i`-th tenant (the caller spreads them over connection pools).
 ///
-/// Two passes, so that runs on several hosts (or two here) share a fleet instead of queueing:
-/// the first tries each tenant's lock once and leaves a tenant another run holds for later; the
-/// second waits for those (up to the session's lock wait) and decides each afresh under its
-/// lock, so a tenant the other run renewed meanwhile is found with nothing to do. A tenant still
-/// held when the wait ends fails alone; the others are reported.
+/// So that runs on several hosts (or two here) share a fleet instead of queueing, each tenant's
+/// lock is tried once; a tenant another run holds is set aside to wait for it (up to the
+/// session's lock wait) while the free ones go on, and is decided afresh under its lock, so a
+/// tenant the other run renewed meanwhile is found with nothing to do. A tenant still held when
+/// the wait ends fails alone; the others are reported.
 #[allow(clippy::too_many_arguments)]
 pub async fn renew_many(
     store: &LedgerStore,
@@ -150,36 +150,57 @@ pub async fn renew_many(
     use futures_util::StreamExt as _;
     progress.start("renewing tenants", work.len());
     let mut results: Vec<Option<TenantResult>> = work.iter().map(|_| None).collect();
-    let mut later = Vec::new();
-    let first: Vec<_> = futures_util::stream::iter(work.into_iter().enumerate())
-        .map(|(i, (t, d))| async move {
-            let r = renew_one(
-                store,
-                &t,
-                d.clone(),
-                offered,
-                policy,
-                clock,
-                dry_run,
-                |name| session(name, i).map(|s| s.with_lock_wait(std::time::Duration::ZERO)),
-            )
-            .await;
-            if !matches!(&r, Err(SessionError::Lock(e)) if e.is_busy()) {
-                progress.done(&t.domain);
+    // Where this run starts in the fleet: runs sharing the team's database at the same moment
+    // start apart and meet in the middle, instead of contending for the same tenants in the
+    // same order (where the first run takes every lock and the others wait).
+    let (_slot, start) = match store.db() {
+        Some(pg) if !dry_run && work.len() > 1 => match pg.run_slot().await {
+            Some((lock, slot)) => (Some(lock), spread(slot, work.len())),
+            None => (None, 0),
+        },
+        _ => (None, 0),
+    };
+    let n = work.len();
+    let mut order: Vec<_> = work.into_iter().enumerate().collect();
+    order.rotate_left(start.min(n));
+    // Tenants another run holds wait beside the others (their own `concurrency` of waits, each
+    // a few bytes and a share of one poll), so each is decided again as soon as the holder lets
+    // go, not after this run's last free tenant.
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+    let first = async move {
+        let held_tx = held_tx;
+        let mut done = Vec::new();
+        let mut tries = futures_util::stream::iter(order)
+            .map(|(i, (t, d))| async move {
+                let r = renew_one(
+                    store,
+                    &t,
+                    d.clone(),
+                    offered,
+                    policy,
+                    clock,
+                    dry_run,
+                    |name| session(name, i).map(|s| s.with_lock_wait(std::time::Duration::ZERO)),
+                )
+                .await;
+                (i, t, d, r)
+            })
+            .buffer_unordered(concurrency.max(1));
+        while let Some((i, t, d, r)) = tries.next().await {
+            match r {
+                Err(SessionError::Lock(e)) if e.is_busy() => {
+                    let _ = held_tx.send((i, t, d));
+                }
+                r => {
+                    progress.done(&t.domain);
+                    done.push((i, r));
+                }
             }
-            (i, t, d, r)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for (i, t, d, r) in first {
-        match r {
-            Err(SessionError::Lock(e)) if e.is_busy() => later.push((i, (t, d))),
-            r => results[i] = Some(r?),
         }
-    }
-    let second: Vec<_> = futures_util::stream::iter(later)
-        .map(|(i, (t, d))| async move {
+        done
+    };
+    let second = futures_util::stream::poll_fn(|cx| held_rx.poll_recv(cx))
+        .map(|(i, t, d): (usize, TenantRecord, Decision)| async move {
             let r = renew_one(
                 store,
                 &t,
@@ -192,26 +213,35 @@ pub async fn renew_many(
             )
             .await;
             progress.done(&t.domain);
-            (i, t, d, r)
+            let r = match r {
+                Err(SessionError::Lock(e)) if e.is_busy() => Ok(TenantResult {
+                    tenant: t.domain.clone(),
+                    decision: d,
+                    outcome: "failed".to_string(),
+                    error: Some(format!("{e}: this run left the tenant alone")),
+                    onprem_script: None,
+                    fix: None,
+                }),
+                r => r,
+            };
+            (i, r)
         })
         .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for (i, t, d, r) in second {
-        results[i] = Some(match r {
-            Err(SessionError::Lock(e)) if e.is_busy() => TenantResult {
-                tenant: t.domain.clone(),
-                decision: d,
-                outcome: "failed".to_string(),
-                error: Some(format!("{e}: this run left the tenant alone")),
-                onprem_script: None,
-                fix: None,
-            },
-            r => r?,
-        });
+        .collect::<Vec<_>>();
+    let (first, second) = futures_util::future::join(first, second).await;
+    for (i, r) in first.into_iter().chain(second) {
+        results[i] = Some(r?);
     }
     progress.finish();
     Ok(results.into_iter().flatten().collect())
+}
+
+/// Where the run in `slot` (0 for the first run at the moment, 1 for the second, …) starts in a
+/// fleet of `n`: 0, then n/2, n/4, 3n/4, … (the slot's bits reversed), so any number of runs
+/// start as far apart as they can.
+pub fn spread(slot: usize, n: usize) -> usize {
+    let bits = (slot as u64 & 63).reverse_bits() >> 58;
+    (n as u64 * bits / 64) as usize
 }
 
 impl RenewReport {
@@ -270,5 +300,19 @@ impl RenewReport {
             ),
             hint,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn runs_start_as_far_apart_as_they_can() {
+        let starts: Vec<usize> = (0..5).map(|s| spread(s, 1000)).collect();
+        assert_eq!(starts, vec![0, 500, 250, 750, 125]);
+        assert_eq!(spread(1, 1), 0);
+        assert_eq!(spread(63, 64), 63);
+        assert!((0..64).all(|s| spread(s, 10) < 10));
     }
 }

@@ -86,7 +86,7 @@ pub(crate) struct Inner {
     pub(crate) db: String,
     pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Option<Connector>,
-    pub(crate) idle: Mutex<Vec<Client>>,
+    pub(crate) idle: Mutex<Vec<Pooled>>,
     /// One permit per connection in use ([`MAX_CONNECTIONS`]).
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) host: String,
@@ -117,14 +117,48 @@ const POLL: Duration = Duration::from_millis(50);
 /// A connection in use for reads and records, holding one of the process's [`MAX_CONNECTIONS`]
 /// slots (given back with it to [`Inner::put`], or freed when it is dropped after an error).
 pub(crate) struct Conn {
-    client: Client,
+    pooled: Pooled,
     _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A pooled connection and the statements prepared on it (the server parses and plans each
+/// once per connection, not once per call).
+pub(crate) struct Pooled {
+    client: Client,
+    statements: Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
 }
 
 impl std::ops::Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.client
+        &self.pooled.client
+    }
+}
+
+impl Conn {
+    /// `sql` prepared on this connection (once: kept with it in the pool).
+    pub(crate) async fn statement(
+        &self,
+        sql: &'static str,
+        types: &[Type],
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let kept = self
+            .pooled
+            .statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(st) = kept {
+            return Ok(st);
+        }
+        let st = self.pooled.client.prepare_typed(sql, types).await?;
+        self.pooled
+            .statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql, st.clone());
+        Ok(st)
     }
 }
 
@@ -132,6 +166,10 @@ impl std::ops::Deref for Conn {
 pub(crate) struct LockConn {
     client: Client,
     pid: i32,
+    /// Its statements, prepared once: one key, many keys, give one back.
+    try_lock: tokio_postgres::Statement,
+    try_many: tokio_postgres::Statement,
+    unlock: tokio_postgres::Statement,
 }
 
 /// An open state database.
@@ -201,10 +239,7 @@ impl Drop for PgLock {
             // pg_try_advisory_lock in the session would count twice).
             Ok(rt) => {
                 rt.spawn(async move {
-                    let _ = conn
-                        .client
-                        .query_typed("SELECT pg_advisory_unlock($1)", &[(&key, Type::INT8)])
-                        .await;
+                    let _ = conn.client.query(&conn.unlock, &[&key]).await;
                     forget(&inner);
                 });
             }
@@ -322,9 +357,9 @@ impl Inner {
         loop {
             let c = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match c {
-                Some(c) if !c.is_closed() => {
+                Some(c) if !c.client.is_closed() => {
                     return Ok(Conn {
-                        client: c,
+                        pooled: c,
                         _slot: slot,
                     });
                 }
@@ -332,7 +367,10 @@ impl Inner {
                 None => {
                     let client = self.connect().await?;
                     return Ok(Conn {
-                        client,
+                        pooled: Pooled {
+                            client,
+                            statements: Mutex::default(),
+                        },
                         _slot: slot,
                     });
                 }
@@ -342,12 +380,12 @@ impl Inner {
 
     /// Gives a connection back for reuse (a closed one is dropped).
     pub(crate) fn put(&self, c: Conn) {
-        if c.client.is_closed() {
+        if c.pooled.client.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_CONNECTIONS {
-            idle.push(c.client);
+            idle.push(c.pooled);
         }
     }
 
@@ -366,7 +404,27 @@ impl Inner {
             .await
             .map_err(|e| self.err(e))?
             .get(0);
-        let c = Arc::new(LockConn { client, pid });
+        let prepare = |sql| client.prepare_typed(sql, &[Type::INT8]);
+        let (try_lock, unlock) = futures_util::future::try_join(
+            prepare("SELECT pg_try_advisory_lock($1)"),
+            prepare("SELECT pg_advisory_unlock($1)"),
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let try_many = client
+            .prepare_typed(
+                "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)",
+                &[Type::INT8_ARRAY],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let c = Arc::new(LockConn {
+            client,
+            pid,
+            try_lock,
+            try_many,
+            unlock,
+        });
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -377,11 +435,7 @@ impl Inner {
         let mut retried = false;
         loop {
             let conn = self.lock_conn(retried).await?;
-            match conn
-                .client
-                .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])
-                .await
-            {
+            match conn.client.query_one(&conn.try_lock, &[&key]).await {
                 Ok(row) if row.get::<_, bool>(0) => return Ok(Some(conn)),
                 Ok(_) => return Ok(None),
                 Err(e) if !retried && lost(&e) => retried = true,
@@ -471,14 +525,7 @@ impl Inner {
                 continue;
             }
             let taken = match self.lock_conn(false).await {
-                Ok(conn) => match conn
-                    .client
-                    .query(
-                        "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)",
-                        &[&keys],
-                    )
-                    .await
-                {
+                Ok(conn) => match conn.client.query(&conn.try_many, &[&keys]).await {
                     Ok(rows) => Some((
                         conn,
                         rows.iter()
@@ -534,10 +581,7 @@ impl Inner {
                 }
                 if !given {
                     // Its waiters gave up meanwhile: given back, then free here.
-                    let _ = conn
-                        .client
-                        .query_typed("SELECT pg_advisory_unlock($1)", &[(&k, Type::INT8)])
-                        .await;
+                    let _ = conn.client.query(&conn.unlock, &[&k]).await;
                     self.held
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -647,7 +691,7 @@ fn application_name(host: &str) -> String {
 }
 
 pub(crate) async fn write_rows(
-    tx: &Client,
+    tx: &Conn,
     rows: Vec<Row>,
     deletes: Vec<String>,
     host: &str,
@@ -665,21 +709,24 @@ pub(crate) async fn write_rows(
             seqs.push(s);
             records.push(r);
         }
-        tx.execute_typed(
-            "INSERT INTO tenants (key, domain, tenant_id, seq, record, updated_at, updated_by) \
-             SELECT k, d, i, s, r::jsonb, now(), $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS x(k, d, i, s, r) \
-             ON CONFLICT (key) DO UPDATE SET domain = EXCLUDED.domain, tenant_id = EXCLUDED.tenant_id, \
-             seq = EXCLUDED.seq, record = EXCLUDED.record, updated_at = now(), updated_by = EXCLUDED.updated_by",
-            &[
-                (&keys, Type::TEXT_ARRAY),
-                (&domains, Type::TEXT_ARRAY),
-                (&ids, Type::TEXT_ARRAY),
-                (&seqs, Type::INT8_ARRAY),
-                (&records, Type::TEXT_ARRAY),
-                (&host, Type::TEXT),
-            ],
-        )
-        .await?;
+        let st = tx
+            .statement(
+                "INSERT INTO tenants (key, domain, tenant_id, seq, record, updated_at, updated_by) \
+                 SELECT k, d, i, s, r::jsonb, now(), $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS x(k, d, i, s, r) \
+                 ON CONFLICT (key) DO UPDATE SET domain = EXCLUDED.domain, tenant_id = EXCLUDED.tenant_id, \
+                 seq = EXCLUDED.seq, record = EXCLUDED.record, updated_at = now(), updated_by = EXCLUDED.updated_by",
+                &[
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT,
+                ],
+            )
+            .await?;
+        tx.execute(&st, &[&keys, &domains, &ids, &seqs, &records, &host])
+            .await?;
     }
     if !deletes.is_empty() {
         tx.execute_typed(
@@ -752,7 +799,13 @@ impl PgState {
         state.block(async move {
             let mut c = i.connect().await?;
             i.ensure_schema(&mut c).await?;
-            i.idle.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+            i.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Pooled {
+                    client: c,
+                    statements: Mutex::default(),
+                });
             Ok(())
         })?;
         Ok(Arc::new(state))
@@ -883,6 +936,23 @@ impl PgState {
         })
     }
 
+    /// The lowest free run slot (0 to 63) and its lock, held until dropped: the runs of the
+    /// moment number themselves, so each can start its fleet elsewhere. `None` when all are taken
+    /// or the database does not answer (the run then starts at the beginning).
+    pub async fn run_slot(&self) -> Option<(PgLock, usize)> {
+        for slot in 0..64 {
+            match self
+                .lock_async("run", &slot.to_string(), Duration::ZERO)
+                .await
+            {
+                Ok(l) => return Some((l, slot)),
+                Err(StateError::Busy { .. }) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Appends one audit line (the JSON a state dir's audit.log would hold).
     pub fn append_audit(&self, line: String) -> Result<(), StateError> {
         self.append_audit_lines(vec![line])
@@ -908,13 +978,17 @@ impl PgState {
             let mut retried = false;
             loop {
                 let c = i.get().await?;
-                match c
-                    .execute_typed(
+                let st = c
+                    .statement(
                         "INSERT INTO audit_log (host, entry) SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS x(e, n) ORDER BY n",
-                        &[(&i.host, Type::TEXT), (&lines, Type::TEXT_ARRAY)],
+                        &[Type::TEXT, Type::TEXT_ARRAY],
                     )
-                    .await
-                {
+                    .await;
+                let r = match st {
+                    Ok(st) => c.execute(&st, &[&i.host, &lines]).await,
+                    Err(e) => Err(e),
+                };
+                match r {
                     Ok(_) => {
                         i.put(c);
                         return Ok(());
