@@ -5,7 +5,9 @@
 use super::store::{self, Damaged, LedgerError, key_of};
 use super::{FORMAT, Ledger, TenantRecord};
 use crate::state::StateError;
-use crate::state::pg::{Conn, PgState, Row, lost, runtime, wait, write_rows};
+use crate::state::pg::{
+    Conn, PgState, Row, lost, runtime, wait, write_rows, write_rows_and_commit,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::types::Type;
@@ -224,14 +226,7 @@ impl PgState {
                 // The caller gave up (a record it could not read): nothing is written.
                 Err(_) => c.batch_execute("ROLLBACK").await.map_err(|e| i.err(e)),
                 Ok((rows, deletes)) => {
-                    // The write and the COMMIT pipelined (a failed write makes the COMMIT a
-                    // rollback, and its error is the one returned).
-                    let r = futures_util::future::try_join(
-                        write_rows(&c, rows, deletes, &i.host),
-                        c.batch_execute("COMMIT"),
-                    )
-                    .await
-                    .map(|_| ());
+                    let r = write_rows_and_commit(&c, rows, deletes, &i.host).await;
                     if r.is_err() {
                         let _ = c.batch_execute("ROLLBACK").await;
                     }

@@ -243,7 +243,8 @@ impl Session {
             Some(id) => id,
             None => self
                 .ledger
-                .tenant(&self.name, None)
+                .tenant_async(&self.name, None)
+                .await
                 .ok()
                 .flatten()
                 .map(|t| t.domain)

@@ -134,7 +134,9 @@ pub async fn renew_one(
 /// lock is tried once; a tenant another run holds is set aside to wait for it (up to the
 /// session's lock wait) while the free ones go on, and is decided afresh under its lock, so a
 /// tenant the other run renewed meanwhile is found with nothing to do. A tenant still held when
-/// the wait ends fails alone; the others are reported.
+/// the wait ends fails alone; the others are reported. At most `concurrency` tenants are tried at
+/// once, and beside them at most `concurrency` wait for another run (each, once free, usually
+/// found with nothing to do).
 #[allow(clippy::too_many_arguments)]
 pub async fn renew_many(
     store: &LedgerStore,
@@ -149,7 +151,8 @@ pub async fn renew_many(
 ) -> Result<Vec<TenantResult>, SessionError> {
     use futures_util::StreamExt as _;
     progress.start("renewing tenants", work.len());
-    let mut results: Vec<Option<TenantResult>> = work.iter().map(|_| None).collect();
+    let results: Vec<Option<Result<TenantResult, SessionError>>> =
+        work.iter().map(|_| None).collect();
     // Where this run starts in the fleet: runs sharing the team's database at the same moment
     // start apart and meet in the middle, instead of contending for the same tenants in the
     // same order (where the first run takes every lock and the others wait).
@@ -229,11 +232,13 @@ pub async fn renew_many(
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>();
     let (first, second) = futures_util::future::join(first, second).await;
-    for (i, r) in first.into_iter().chain(second) {
-        results[i] = Some(r?);
-    }
     progress.finish();
-    Ok(results.into_iter().flatten().collect())
+    let mut all: Vec<Option<Result<TenantResult, SessionError>>> = results;
+    for (i, r) in first.into_iter().chain(second) {
+        all[i] = Some(r);
+    }
+    // The first error in the fleet's order, as before the tenants ran apart.
+    all.into_iter().flatten().collect()
 }
 
 /// Where the run in `slot` (0 for the first run at the moment, 1 for the second, …) starts in a

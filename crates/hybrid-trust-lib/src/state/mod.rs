@@ -20,25 +20,39 @@
 //!   tenants at `--concurrency 1000` holds up to 1,000 tenant locks on that one connection.
 //!   Advisory locks are re-entrant within a session, so the process keeps its own set of the
 //!   keys it holds and a second holder in the same process waits on that set, not the server.
-//!   Taking a lock is `pg_try_advisory_lock` polled every 20 ms up to the lock's timeout, never
-//!   a blocking `pg_advisory_lock`, so a wait cannot hang on the server and is bounded.
+//!   Taking a lock is one `pg_try_advisory_lock`; a wait joins the process's one poller, which
+//!   every 50 ms tries every awaited key in ONE query (`… unnest($1) … WHERE
+//!   pg_try_advisory_lock(k)`) and hands each key taken to its waiter. Never a blocking
+//!   `pg_advisory_lock`, so a wait cannot hang on the server and is bounded; a thousand tenants
+//!   waiting for another host cost one query per tick, not a thousand. A wait that ends just as
+//!   its key is taken keeps it; one that ended before gets nothing, and the poller gives the key
+//!   back.
+//! - **Sharing a fleet.** `renew --all` tries each tenant's lock once (a zero wait): a tenant
+//!   another run holds waits beside the free ones (up to the usual five minutes) and is decided
+//!   again under its lock. Runs of the moment take a run slot (advisory locks `run 0`…`run 63`)
+//!   and start their fleet at the slot's spread (0, n/2, n/4, 3n/4, …), so two hosts meet in the
+//!   middle instead of contending for the same tenants in the same order.
 //! - **Releasing.** Dropping the lock unlocks it on the server, then forgets the key. When the
 //!   lock connection ends (`kill -9`, a lost network, a restarted server), the server frees every
 //!   lock it held: a dead host blocks nobody. A holder checks its connection before it records
 //!   ([`pg::PgLock::check`]); if the lock went with the connection, the run stops with one error
 //!   line and writes nothing as if it still held the tenant; the next run reads Graph and
 //!   reconciles, as after a crash with files.
-//! - **Reads and records** use other connections: a small pool (kept idle up to 32; a closed one
-//!   is dropped and a read retried once on a new one). A record is one short transaction: a
-//!   shared transaction-level lock on the ledger, an exclusive one on the record's key, the row
-//!   read afresh, the caller's change applied, the changed rows written, commit. So no update is
-//!   lost even between hosts, and a whole-ledger change (which takes the ledger lock
-//!   exclusively) waits for records in flight.
-//! - **How many connections.** One lock connection plus the pool's few (the ledger calls are
-//!   synchronous, so a run uses about as many as it has threads, not one per tenant): a
-//!   1,000-tenant fleet needs a handful, whatever `--concurrency` is; two hosts need twice that.
-//!   The client runs on a two-thread runtime of its own ([`pg`]), so a caller on any runtime,
-//!   or none, can use the store.
+//! - **Reads and records** use other connections: a pool of at most 8, all kept idle for reuse
+//!   with their prepared statements (a closed one is dropped and a read retried once on a new
+//!   one); a caller past the eighth waits its turn, so `--concurrency 1000` never opens 1,000
+//!   connections (each a SCRAM handshake; servers allow 100 by default). A record is one short
+//!   transaction: a shared transaction-level lock on the ledger, an exclusive one on the
+//!   record's key, the row read afresh, the caller's change applied, the changed rows written
+//!   and committed (the write and the COMMIT pipelined). So no update is lost even between
+//!   hosts, and a whole-ledger change (which takes the ledger lock exclusively) waits for records
+//!   in flight.
+//! - **How many connections.** One lock connection plus at most 8: 9 per host, whatever the
+//!   fleet or `--concurrency`; two hosts need 18.
+//! - **Async.** The client runs on a two-thread runtime of its own ([`pg`]). The workflows
+//!   (sessions, `renew --all`) await it, so hundreds of tenants' round trips and the server's
+//!   commits overlap; the synchronous calls (status, migrate, tests) wait for the same futures on
+//!   their own thread. A caller on any runtime, or none, can use the store.
 
 pub mod pg;
 pub mod tls;

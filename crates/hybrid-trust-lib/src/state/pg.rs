@@ -9,15 +9,16 @@
 //! frees them all when that connection ends, so a host killed mid-change (`kill -9`, a lost
 //! network) frees its tenants; a holder checks the connection before it records
 //! ([`PgLock::check`]). Advisory locks are re-entrant within a session, so the process keeps its
-//! own set of the keys it holds and a second holder here waits on that set. Reads and records
-//! use a small pool of other connections (kept idle up to [`MAX_IDLE`]): a record is a short
-//! transaction of its own, under a transaction-level lock on the record's key (and shared on
-//! the ledger, which a whole-ledger change takes exclusively), reading the row afresh: no lost
-//! update even between hosts. A closed connection is dropped and a read retried once on a new
-//! one (a restarted server).
+//! own set of the keys it holds and a second holder here waits on that set. Waits share one
+//! poller ([`POLL`]). Reads and records use a pool of at most [`MAX_CONNECTIONS`] other
+//! connections: a record is a short transaction of its own, under a transaction-level lock on
+//! the record's key (and shared on the ledger, which a whole-ledger change takes exclusively),
+//! reading the row afresh: no lost update even between hosts. A closed connection is dropped and
+//! a read retried once on a new one (a restarted server).
 //!
-//! The client (`tokio-postgres`) runs on a small runtime of its own ([`runtime`]): the ledger's
-//! callers are synchronous (as the file store is), and they may be on any runtime or none.
+//! The client (`tokio-postgres`) runs on a small runtime of its own ([`runtime`]). Every call is
+//! async ([`PgState::run`] awaits the client's task from whatever runtime the caller is on); the
+//! synchronous faces ([`PgState::block`]) wait for the same future on their own thread.
 
 use super::tls::Connector;
 use super::{SslMode, StateError, StateUrl};
@@ -109,6 +110,8 @@ pub(crate) struct Waiting {
     by_key: std::collections::HashMap<i64, Vec<(u64, Handover)>>,
     next: u64,
     polling: bool,
+    /// Why the poller's last try failed (the database unreachable), cleared when one succeeds.
+    failing: Option<String>,
 }
 
 /// How often the poller tries every awaited lock (one query for all of them).
@@ -166,10 +169,11 @@ impl Conn {
 pub(crate) struct LockConn {
     client: Client,
     pid: i32,
-    /// Its statements, prepared once: one key, many keys, give one back.
+    /// Its statements, prepared once: take one key, take many, give one back, give many back.
     try_lock: tokio_postgres::Statement,
     try_many: tokio_postgres::Statement,
     unlock: tokio_postgres::Statement,
+    unlock_many: tokio_postgres::Statement,
 }
 
 /// An open state database.
@@ -389,12 +393,14 @@ impl Inner {
         }
     }
 
-    /// The lock connection: the one kept, else a new one (the old one lost with its locks).
-    async fn lock_conn(&self, fresh: bool) -> Result<Arc<LockConn>, StateError> {
+    /// The lock connection: the one kept, else a new one. `stale` is a connection the caller
+    /// found lost: it is replaced only if it is still the one kept (or the kept one is closed),
+    /// so a thousand callers that saw one loss make one new connection, not a thousand.
+    async fn lock_conn(&self, stale: Option<&Arc<LockConn>>) -> Result<Arc<LockConn>, StateError> {
         let mut slot = self.locker.lock().await;
         if let Some(c) = slot.as_ref()
-            && !fresh
             && !c.client.is_closed()
+            && !stale.is_some_and(|s| Arc::ptr_eq(s, c))
         {
             return Ok(c.clone());
         }
@@ -411,19 +417,20 @@ impl Inner {
         )
         .await
         .map_err(|e| self.err(e))?;
-        let try_many = client
-            .prepare_typed(
-                "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)",
-                &[Type::INT8_ARRAY],
-            )
-            .await
-            .map_err(|e| self.err(e))?;
+        let prepare_many = |sql| client.prepare_typed(sql, &[Type::INT8_ARRAY]);
+        let (try_many, unlock_many) = futures_util::future::try_join(
+            prepare_many("SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)"),
+            prepare_many("SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) AS k"),
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         let c = Arc::new(LockConn {
             client,
             pid,
             try_lock,
             try_many,
             unlock,
+            unlock_many,
         });
         *slot = Some(c.clone());
         Ok(c)
@@ -432,13 +439,14 @@ impl Inner {
     /// One try for `key` on the lock connection (again on a new one when it was found closed):
     /// the connection when taken, `None` when another session holds it.
     async fn try_lock(&self, key: i64) -> Result<Option<Arc<LockConn>>, StateError> {
-        let mut retried = false;
+        let mut stale: Option<Arc<LockConn>> = None;
         loop {
-            let conn = self.lock_conn(retried).await?;
+            let retried = stale.is_some();
+            let conn = self.lock_conn(stale.as_ref()).await?;
             match conn.client.query_one(&conn.try_lock, &[&key]).await {
                 Ok(row) if row.get::<_, bool>(0) => return Ok(Some(conn)),
                 Ok(_) => return Ok(None),
-                Err(e) if !retried && lost(&e) => retried = true,
+                Err(e) if !retried && lost(&e) => stale = Some(conn),
                 Err(e) => return Err(self.err(e)),
             }
         }
@@ -524,7 +532,7 @@ impl Inner {
             if keys.is_empty() {
                 continue;
             }
-            let taken = match self.lock_conn(false).await {
+            let taken = match self.lock_conn(None).await {
                 Ok(conn) => match conn.client.query(&conn.try_many, &[&keys]).await {
                     Ok(rows) => Some((
                         conn,
@@ -532,16 +540,36 @@ impl Inner {
                             .map(|r| r.get::<_, i64>(0))
                             .collect::<std::collections::HashSet<i64>>(),
                     )),
-                    // Lost with the connection: the next tick tries on a new one.
                     Err(e) => {
                         if lost(&e) {
-                            let _ = self.lock_conn(true).await;
+                            // The next tick tries on a new connection (the locks went with it).
+                            let _ = self.lock_conn(Some(&conn)).await;
+                        } else {
+                            // Failed part-way (session locks ignore a rollback): give back any
+                            // it took, none of which anyone here holds.
+                            let _ = conn.client.query(&conn.unlock_many, &[&keys]).await;
                         }
+                        self.waiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .failing = Some(self.err(e).to_string());
                         None
                     }
                 },
-                Err(_) => None,
+                Err(e) => {
+                    self.waiting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .failing = Some(e.to_string());
+                    None
+                }
             };
+            if taken.is_some() {
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failing = None;
+            }
             let Some((conn, taken)) = taken else {
                 // Nothing taken this tick: every key is free for the next.
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -690,6 +718,43 @@ fn application_name(host: &str) -> String {
     s
 }
 
+const UPSERT: &str = "INSERT INTO tenants (key, domain, tenant_id, seq, record, updated_at, updated_by) \
+     SELECT k, d, i, s, r::jsonb, now(), $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS x(k, d, i, s, r) \
+     ON CONFLICT (key) DO UPDATE SET domain = EXCLUDED.domain, tenant_id = EXCLUDED.tenant_id, \
+     seq = EXCLUDED.seq, record = EXCLUDED.record, updated_at = now(), updated_by = EXCLUDED.updated_by";
+const UPSERT_TYPES: &[Type] = &[
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+];
+const DELETE: &str = "DELETE FROM tenants WHERE key = ANY($1)";
+
+/// The columns of `rows`, as the upsert takes them.
+type Columns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<String>>,
+    Vec<i64>,
+    Vec<String>,
+);
+
+fn columns(rows: Vec<Row>) -> Columns {
+    let mut c: Columns = Default::default();
+    for (k, d, i, s, r) in rows {
+        c.0.push(k);
+        c.1.push(d);
+        c.2.push(i);
+        c.3.push(s);
+        c.4.push(r);
+    }
+    c
+}
+
+/// Writes `rows` and removes `deletes` in the open transaction of `tx`, one statement after the
+/// other.
 pub(crate) async fn write_rows(
     tx: &Conn,
     rows: Vec<Row>,
@@ -697,44 +762,48 @@ pub(crate) async fn write_rows(
     host: &str,
 ) -> Result<(), tokio_postgres::Error> {
     if !rows.is_empty() {
-        let mut keys = Vec::new();
-        let mut domains = Vec::new();
-        let mut ids = Vec::new();
-        let mut seqs = Vec::new();
-        let mut records = Vec::new();
-        for (k, d, i, s, r) in rows {
-            keys.push(k);
-            domains.push(d);
-            ids.push(i);
-            seqs.push(s);
-            records.push(r);
-        }
-        let st = tx
-            .statement(
-                "INSERT INTO tenants (key, domain, tenant_id, seq, record, updated_at, updated_by) \
-                 SELECT k, d, i, s, r::jsonb, now(), $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS x(k, d, i, s, r) \
-                 ON CONFLICT (key) DO UPDATE SET domain = EXCLUDED.domain, tenant_id = EXCLUDED.tenant_id, \
-                 seq = EXCLUDED.seq, record = EXCLUDED.record, updated_at = now(), updated_by = EXCLUDED.updated_by",
-                &[
-                    Type::TEXT_ARRAY,
-                    Type::TEXT_ARRAY,
-                    Type::TEXT_ARRAY,
-                    Type::INT8_ARRAY,
-                    Type::TEXT_ARRAY,
-                    Type::TEXT,
-                ],
-            )
-            .await?;
-        tx.execute(&st, &[&keys, &domains, &ids, &seqs, &records, &host])
-            .await?;
+        let st = tx.statement(UPSERT, UPSERT_TYPES).await?;
+        let (k, d, i, s, r) = columns(rows);
+        tx.execute(&st, &[&k, &d, &i, &s, &r, &host]).await?;
     }
     if !deletes.is_empty() {
-        tx.execute_typed(
-            "DELETE FROM tenants WHERE key = ANY($1)",
-            &[(&deletes, Type::TEXT_ARRAY)],
-        )
-        .await?;
+        let st = tx.statement(DELETE, &[Type::TEXT_ARRAY]).await?;
+        tx.execute(&st, &[&deletes]).await?;
     }
+    Ok(())
+}
+
+/// [`write_rows`], then COMMIT, in one round trip: both statements are prepared first, then
+/// the upsert, the delete and the COMMIT are sent in that order before any answer is awaited (a
+/// request goes out when its future is first polled, and `try_join3` polls in order). A failed
+/// write aborts the transaction, so the COMMIT after it rolls back; its error is returned.
+pub(crate) async fn write_rows_and_commit(
+    tx: &Conn,
+    rows: Vec<Row>,
+    deletes: Vec<String>,
+    host: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let upsert = match rows.is_empty() {
+        true => None,
+        false => Some((tx.statement(UPSERT, UPSERT_TYPES).await?, columns(rows))),
+    };
+    let delete = match deletes.is_empty() {
+        true => None,
+        false => Some(tx.statement(DELETE, &[Type::TEXT_ARRAY]).await?),
+    };
+    let write = async {
+        if let Some((st, (k, d, i, s, r))) = &upsert {
+            tx.execute(st, &[k, d, i, s, r, &host]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let remove = async {
+        if let Some(st) = &delete {
+            tx.execute(st, &[&deletes]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    futures_util::future::try_join3(write, remove, tx.batch_execute("COMMIT")).await?;
     Ok(())
 }
 
@@ -890,50 +959,84 @@ impl PgState {
         let i = self.inner.clone();
         let key = i.lock_key(purpose, what);
         let label = format!("{purpose} {what}").trim().to_string();
-        let l = label.clone();
-        let conn = self
-            .run(async move {
-                if let Some(conn) = i.try_take(key).await? {
-                    return Ok(conn);
-                }
-                if timeout.is_zero() {
-                    return Err(StateError::Busy {
+        // The lock is made in the client's task: a caller that gives up (dropped) leaves it in
+        // the task's output, which is dropped, and so unlocked.
+        self.run(async move {
+            let busy = |i: &Inner, l: String, secs: u64| {
+                // A poller that could not reach the database says so, rather than "busy".
+                match i
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failing
+                    .clone()
+                {
+                    Some(reason) => StateError::Unreachable {
+                        db: i.db.clone(),
+                        reason,
+                    },
+                    None => StateError::Busy {
                         db: i.db.clone(),
                         what: l,
+                        secs,
+                    },
+                }
+            };
+            let conn = match i.try_take(key).await? {
+                Some(conn) => conn,
+                None if timeout.is_zero() => {
+                    return Err(StateError::Busy {
+                        db: i.db.clone(),
+                        what: label,
                         secs: 0,
                     });
                 }
-                let (ticket, mut rx) = i.wait_for(key);
-                match tokio::time::timeout(timeout, &mut rx).await {
-                    Ok(Ok(conn)) => Ok(conn),
-                    Ok(Err(_)) => Err(StateError::Query {
-                        db: i.db.clone(),
-                        reason: "the lock poller stopped".into(),
-                    }),
-                    Err(_) => {
-                        i.stop_waiting(key, ticket);
-                        // Taken for this waiter just as the wait ended: kept (the poller gives
-                        // back a lock it can no longer hand over).
-                        rx.close();
-                        match rx.try_recv() {
-                            Ok(conn) => Ok(conn),
-                            Err(_) => Err(StateError::Busy {
-                                db: i.db.clone(),
-                                what: l,
-                                secs: timeout.as_secs(),
-                            }),
+                // A short wait (a test's, a quick check) tries on its own every 10 ms: the
+                // poller's first tick could come after it ended.
+                None if timeout < POLL * 2 => {
+                    let start = std::time::Instant::now();
+                    loop {
+                        if start.elapsed() >= timeout {
+                            return Err(busy(&i, label, timeout.as_secs()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        if let Some(conn) = i.try_take(key).await? {
+                            break conn;
                         }
                     }
                 }
+                None => {
+                    let (ticket, mut rx) = i.wait_for(key);
+                    match tokio::time::timeout(timeout, &mut rx).await {
+                        Ok(Ok(conn)) => conn,
+                        Ok(Err(_)) => {
+                            return Err(StateError::Query {
+                                db: i.db.clone(),
+                                reason: "the lock poller stopped".into(),
+                            });
+                        }
+                        Err(_) => {
+                            i.stop_waiting(key, ticket);
+                            // Taken for this waiter just as the wait ended: kept (the poller
+                            // gives back a lock it can no longer hand over).
+                            rx.close();
+                            match rx.try_recv() {
+                                Ok(conn) => conn,
+                                Err(_) => return Err(busy(&i, label, timeout.as_secs())),
+                            }
+                        }
+                    }
+                }
+            };
+            Ok(PgLock {
+                backend_pid: conn.pid,
+                conn,
+                key,
+                inner: i.clone(),
+                what: label,
             })
-            .await?;
-        Ok(PgLock {
-            backend_pid: conn.pid,
-            conn,
-            key,
-            inner: self.inner.clone(),
-            what: label,
         })
+        .await
     }
 
     /// The lowest free run slot (0 to 63) and its lock, held until dropped: the runs of the
