@@ -1195,3 +1195,66 @@ fn tls_verify_full_require_and_the_wrong_ca_or_host() {
     }
     assert!(refused, "a certificate for another host is refused");
 }
+
+/// The password from the keyring (the kernel keyring, under `keyctl session`): without a
+/// password the database refuses; after `state remember-password` the same commands work with
+/// no `PGPASSWORD` and no passfile; the password is never printed.
+#[test]
+fn the_password_comes_from_the_keyring() {
+    if std::process::Command::new("keyctl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("keyctl is missing: run scripts/test.sh (it installs keyutils)");
+    }
+    let srv = pg::server();
+    let url = pg::url("keyring");
+    let dir = tempfile::tempdir().unwrap();
+    let u = url::Url::parse(&url).unwrap();
+    let entry = format!(
+        "keyring:state-password:ht@127.0.0.1:{}/postgres@hybrid-trust",
+        u.port().unwrap()
+    );
+    let script = dir.path().join("s.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "set -u\n\
+             export HYBRID_TRUST_KEYRING=keyutils HYBRID_TRUST_STATE_URL='{url}' \
+             HYBRID_TRUST_STATE_DIR='{d}/state' HOME='{d}'\n\
+             unset PGPASSWORD PGPASSFILE HYBRID_TRUST_OUTPUT\n\
+             H='{h}'\n\
+             $H status --all; echo \"rc=$?\"\n\
+             PGPASSWORD='{pw}' $H state remember-password; echo \"rc=$?\"\n\
+             $H tenant add contoso.com; echo \"rc=$?\"\n\
+             $H --output json status --all; echo \"rc=$?\"\n\
+             P=$(keyctl get_persistent @s); K=$(keyctl search $P user \"{entry}\") \
+             && keyctl unlink $K $P >/dev/null && echo removed\n",
+            d = dir.path().display(),
+            h = env!("CARGO_BIN_EXE_hybrid-trust"),
+            pw = srv.password,
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["60", "keyctl", "session", "-", "bash"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let rcs: Vec<&str> = text.lines().filter(|l| l.starts_with("rc=")).collect();
+    assert_eq!(rcs, vec!["rc=1", "rc=0", "rc=0", "rc=0"], "{text}");
+    assert!(
+        text.contains("password"),
+        "the refusal names the password: {text}"
+    );
+    assert!(text.contains("stored the password for"), "{text}");
+    assert!(text.contains("\"contoso.com\""), "{text}");
+    assert!(
+        text.contains("removed"),
+        "the test's entry is removed: {text}"
+    );
+    assert!(!text.contains(&srv.password), "never printed");
+}

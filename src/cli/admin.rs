@@ -119,6 +119,10 @@ impl Context {
 
     /// The state dir (created 0700).
     pub fn state_dir(&self) -> Result<std::path::PathBuf, Failure> {
+        // Checked once a run (a fleet makes a session per tenant).
+        if let Some(d) = self.state_dir_checked.get() {
+            return Ok(d.clone());
+        }
         let dir = match &self.global.state_dir {
             Some(d) => d.clone(),
             None => hybrid_trust::paths::default_state_dir().ok_or_else(|| {
@@ -144,7 +148,7 @@ impl Context {
                 Failure::input(e, Some(hint))
             })?;
         }
-        Ok(dir)
+        Ok(self.state_dir_checked.get_or_init(|| dir).clone())
     }
 
     /// Asks before a change: `--yes` skips, `--dry-run` never gets here, and without a terminal

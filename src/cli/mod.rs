@@ -221,6 +221,10 @@ pub struct Context {
     /// One HTTPS client per cloud for the run (its TLS setup and connection pool shared).
     pub clients:
         std::sync::Mutex<std::collections::HashMap<String, hybrid_trust::http::HttpClient>>,
+    /// The cloud of `--cloud-file`, read once (a run over a fleet makes a session per tenant).
+    pub cloud_file: std::sync::OnceLock<hybrid_trust::cloud::Cloud>,
+    /// The state dir once created and checked.
+    pub state_dir_checked: std::sync::OnceLock<std::path::PathBuf>,
     /// The admin identity from `--client-cert` (the same for every tenant): loaded, and its
     /// password asked for, once per run rather than once per tenant.
     pub cert_credential: std::sync::OnceLock<hybrid_trust::sts::AdminCredential>,
@@ -233,7 +237,13 @@ impl Context {
     pub fn cloud(&self) -> Result<hybrid_trust::cloud::Cloud, Failure> {
         use hybrid_trust::cloud::{Cloud, National};
         match &self.global.cloud_file {
-            Some(p) => Cloud::from_file(p).map_err(|e| Failure::input(e, Some("fix the cloud file: JSON with name, login_url, graph_url, acs_url, exchange_url (no trailing slash) and optionally ca_file".to_string()))),
+            Some(p) => {
+                if let Some(c) = self.cloud_file.get() {
+                    return Ok(c.clone());
+                }
+                let c = Cloud::from_file(p).map_err(|e| Failure::input(e, Some("fix the cloud file: JSON with name, login_url, graph_url, acs_url, exchange_url (no trailing slash) and optionally ca_file".to_string())))?;
+                Ok(self.cloud_file.get_or_init(|| c).clone())
+            }
             None => Ok(match self.global.cloud {
                 CloudName::Global => National::Global,
                 CloudName::GccHigh => National::GccHigh,
@@ -328,6 +338,8 @@ pub fn main() -> ExitCode {
         global: cli.global,
         providers: Default::default(),
         clients: Default::default(),
+        cloud_file: Default::default(),
+        state_dir_checked: Default::default(),
         cert_credential: Default::default(),
         state_db: Default::default(),
     };
