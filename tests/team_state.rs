@@ -1258,3 +1258,41 @@ fn the_password_comes_from_the_keyring() {
     );
     assert!(!text.contains(&srv.password), "never printed");
 }
+
+/// A wait that ends while the server is down says so ("cannot reach"), not "busy"; once the
+/// server is back, a wait on a lock another session holds is "busy" again (the outage is not
+/// reported after it ended).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_during_an_outage_names_it_and_the_next_one_is_busy() {
+    let srv = pg::Server::own();
+    let url = srv.url("outage");
+    let (a, b) = (srv.open(&url), srv.open(&url));
+    let held = a.lock("tenant", "k1", Duration::ZERO).unwrap();
+    let wait = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.lock_async("tenant", "k1", Duration::from_millis(600))
+                .await
+                .map(|_| ())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::task::block_in_place(|| srv.stop());
+    let e = wait.await.unwrap().unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+    drop(held);
+    tokio::task::block_in_place(|| srv.start());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = srv.open(&url);
+    let _k2 = c.lock("tenant", "k2", Duration::ZERO).unwrap();
+    for ms in [60, 150] {
+        let e = b
+            .lock_async("tenant", "k2", Duration::from_millis(ms))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, hybrid_trust::state::StateError::Busy { .. }),
+            "a {ms} ms wait: {e}"
+        );
+    }
+}

@@ -89,7 +89,7 @@ pub struct StateUrl {
 }
 
 /// What the state database can fail with. No message holds a password.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     /// The URL is malformed or names an option this tool does not know (exit 2).
     #[error("the state URL {url} is not usable: {reason}")]

@@ -110,8 +110,9 @@ pub(crate) struct Waiting {
     by_key: std::collections::HashMap<i64, Vec<(u64, Handover)>>,
     next: u64,
     polling: bool,
-    /// Why the poller's last try failed (the database unreachable), cleared when one succeeds.
-    failing: Option<String>,
+    /// When and why the poller's last try failed; cleared when one succeeds or the poller
+    /// ends. A wait that ends reports it only if it came during the wait.
+    failing: Option<(std::time::Instant, StateError)>,
 }
 
 /// How often the poller tries every awaited lock (one query for all of them).
@@ -520,6 +521,7 @@ impl Inner {
                 });
                 if w.by_key.is_empty() {
                     w.polling = false;
+                    w.failing = None;
                     return;
                 }
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -544,23 +546,24 @@ impl Inner {
                         if lost(&e) {
                             // The next tick tries on a new connection (the locks went with it).
                             let _ = self.lock_conn(Some(&conn)).await;
-                        } else {
-                            // Failed part-way (session locks ignore a rollback): give back any
-                            // it took, none of which anyone here holds.
-                            let _ = conn.client.query(&conn.unlock_many, &[&keys]).await;
+                        } else if conn
+                            .client
+                            .query(&conn.unlock_many, &[&keys])
+                            .await
+                            .is_err()
+                        {
+                            // Failed part-way (session locks ignore a rollback), and giving back
+                            // what it took failed too: those keys stay marked held here (never
+                            // taken twice on this connection); the server frees them with it.
+                            self.fail(self.err(e));
+                            continue;
                         }
-                        self.waiting
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .failing = Some(self.err(e).to_string());
+                        self.fail(self.err(e));
                         None
                     }
                 },
                 Err(e) => {
-                    self.waiting
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .failing = Some(e.to_string());
+                    self.fail(e);
                     None
                 }
             };
@@ -617,6 +620,14 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Notes why the poller's try failed, for the waits that end meanwhile.
+    fn fail(&self, e: StateError) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failing = Some((std::time::Instant::now(), e));
     }
 
     /// The advisory lock key of `what` in this schema.
@@ -773,7 +784,8 @@ pub(crate) async fn write_rows(
     Ok(())
 }
 
-/// [`write_rows`], then COMMIT, in one round trip: both statements are prepared first, then
+/// [`write_rows`], then COMMIT, in one round trip (once the statements are prepared on this
+/// connection; the first use prepares them one after the other): both are prepared first, then
 /// the upsert, the delete and the COMMIT are sent in that order before any answer is awaited (a
 /// request goes out when its future is first polled, and `try_join3` polls in order). A failed
 /// write aborts the transaction, so the COMMIT after it rolls back; its error is returned.
@@ -962,26 +974,22 @@ impl PgState {
         // The lock is made in the client's task: a caller that gives up (dropped) leaves it in
         // the task's output, which is dropped, and so unlocked.
         self.run(async move {
-            let busy = |i: &Inner, l: String, secs: u64| {
-                // A poller that could not reach the database says so, rather than "busy".
-                match i
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failing
-                    .clone()
-                {
-                    Some(reason) => StateError::Unreachable {
-                        db: i.db.clone(),
-                        reason,
-                    },
-                    None => StateError::Busy {
-                        db: i.db.clone(),
-                        what: l,
-                        secs,
-                    },
-                }
+            // A wait that ends: busy, unless the poller could not reach the database (or failed)
+            // during it, which is then the error.
+            let busy = |i: &Inner, l: String, secs: u64, since: std::time::Instant| match &i
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .failing
+            {
+                Some((at, e)) if *at >= since => e.clone(),
+                _ => StateError::Busy {
+                    db: i.db.clone(),
+                    what: l,
+                    secs,
+                },
             };
+            let since = std::time::Instant::now();
             let conn = match i.try_take(key).await? {
                 Some(conn) => conn,
                 None if timeout.is_zero() => {
@@ -997,7 +1005,11 @@ impl PgState {
                     let start = std::time::Instant::now();
                     loop {
                         if start.elapsed() >= timeout {
-                            return Err(busy(&i, label, timeout.as_secs()));
+                            return Err(StateError::Busy {
+                                db: i.db.clone(),
+                                what: label,
+                                secs: timeout.as_secs(),
+                            });
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         if let Some(conn) = i.try_take(key).await? {
@@ -1022,7 +1034,9 @@ impl PgState {
                             rx.close();
                             match rx.try_recv() {
                                 Ok(conn) => conn,
-                                Err(_) => return Err(busy(&i, label, timeout.as_secs())),
+                                Err(_) => {
+                                    return Err(busy(&i, label, timeout.as_secs(), since));
+                                }
                             }
                         }
                     }
