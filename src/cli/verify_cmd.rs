@@ -59,11 +59,7 @@ pub fn run(ctx: &Context, a: VerifyArgs) -> Result<u8, Failure> {
         Failure::input(e, Some(fix))
     })?;
     if a.print_assertion {
-        ctx.printer.emit(
-            &serde_json::json!({"assertion": assertion, "token_url": token_url}),
-            || format!("{assertion}\n"),
-        );
-        return Ok(0);
+        return Ok(print_assertion(ctx, &assertion, &token_url));
     }
     let http = ctx.http(&cloud)?;
     let rt = super::runtime()?;
@@ -174,11 +170,7 @@ fn verify_exchange(ctx: &Context, a: &VerifyArgs) -> Result<u8, Failure> {
             Failure::input(e, Some(fix))
         })?;
     if a.print_assertion {
-        ctx.printer.emit(
-            &serde_json::json!({"assertion": assertion, "token_url": token_url}),
-            || format!("{assertion}\n"),
-        );
-        return Ok(0);
+        return Ok(print_assertion(ctx, &assertion, &token_url));
     }
     let http = ctx.http(&cloud)?;
     match super::runtime()?.block_on(verify::verify_as(
@@ -218,4 +210,13 @@ fn verify_exchange(ctx: &Context, a: &VerifyArgs) -> Result<u8, Failure> {
             ))
         }
     }
+}
+
+/// `--print-assertion`: the signed client assertion and where it would be sent, nothing sent.
+fn print_assertion(ctx: &Context, assertion: &str, token_url: &str) -> u8 {
+    ctx.printer.emit(
+        &serde_json::json!({"assertion": assertion, "token_url": token_url}),
+        || format!("{assertion}\n"),
+    );
+    0
 }

@@ -61,13 +61,7 @@ impl TenantLock {
         tenant: &str,
         timeout: Duration,
     ) -> Result<TenantLock, LockError> {
-        Ok(TenantLock {
-            _file: None,
-            pg: Some(
-                pg.lock("tenant", &safe_name(tenant), timeout)
-                    .map_err(LockError::State)?,
-            ),
-        })
+        crate::state::pg::wait(Self::acquire_db_async(pg, tenant, timeout))
     }
 
     /// [`TenantLock::acquire_db`], awaited (the caller's task is free while it waits).

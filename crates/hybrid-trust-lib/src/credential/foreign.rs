@@ -290,14 +290,7 @@ pub fn plan_prune(
             already_present: None,
         });
     }
-    let (keep, dropped_expired) = crate::graph::plan::split_existing(&rest, now)?;
-    Ok(KeyPlan {
-        keep,
-        dropped_expired,
-        removed,
-        added: None,
-        already_present: None,
-    })
+    crate::graph::plan::removal(&rest, removed, now)
 }
 
 #[cfg(test)]

@@ -190,6 +190,23 @@ pub enum PlanError {
 
 /// The keys a PATCH keeps (valid ones, as re-sent) and the expired ones it drops; a valid key
 /// Graph returned without its `key` stops the plan ([`PlanError::KeyNotReturned`]).
+/// The plan that removes `removed` and keeps `rest` (its expired keys dropped, as every PATCH
+/// drops them).
+pub(crate) fn removal(
+    rest: &[KeyCredential],
+    removed: Vec<KeyCredential>,
+    now: DateTime<Utc>,
+) -> Result<KeyPlan, PlanError> {
+    let (keep, dropped_expired) = split_existing(rest, now)?;
+    Ok(KeyPlan {
+        keep,
+        dropped_expired,
+        removed,
+        added: None,
+        already_present: None,
+    })
+}
+
 pub(crate) fn split_existing(
     existing: &[KeyCredential],
     now: DateTime<Utc>,
@@ -270,14 +287,7 @@ pub fn plan_remove(
     if removed.is_empty() {
         return Err(PlanError::NoSuchKey(tp));
     }
-    let (keep, dropped_expired) = split_existing(&rest, now)?;
-    Ok(KeyPlan {
-        keep,
-        dropped_expired,
-        removed,
-        added: None,
-        already_present: None,
-    })
+    removal(&rest, removed, now)
 }
 
 /// Re-window: adds `new` (a new window of a certificate that is already there) and keeps every
@@ -436,14 +446,7 @@ pub fn plan_retire(
     if !removed.is_empty() && !valid_left {
         return Err(PlanError::LastValidKey(tp));
     }
-    let (keep, dropped_expired) = split_existing(&rest, now)?;
-    Ok(KeyPlan {
-        keep,
-        dropped_expired,
-        removed,
-        added: None,
-        already_present: None,
-    })
+    removal(&rest, removed, now)
 }
 
 #[cfg(test)]

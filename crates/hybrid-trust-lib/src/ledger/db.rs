@@ -5,9 +5,7 @@
 use super::store::{self, Damaged, LedgerError, key_of};
 use super::{FORMAT, Ledger, TenantRecord};
 use crate::state::StateError;
-use crate::state::pg::{
-    Conn, PgState, Row, lost, runtime, wait, write_rows, write_rows_and_commit,
-};
+use crate::state::pg::{Conn, PgState, Row, lost, runtime, write_rows, write_rows_and_commit};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::types::Type;
@@ -91,16 +89,7 @@ impl PgState {
         }
     }
 
-    /// One tenant's record, found by `name` (domain or id) or `tenant_id`.
-    pub fn tenant(
-        &self,
-        name: &str,
-        tenant_id: Option<&str>,
-    ) -> Result<Option<TenantRecord>, LedgerError> {
-        wait(self.tenant_async(name, tenant_id))
-    }
-
-    /// [`PgState::tenant`], awaited.
+    /// One tenant's record, found by `name` (domain or id) or `tenant_id` (one statement).
     pub async fn tenant_async(
         &self,
         name: &str,
@@ -152,18 +141,8 @@ impl PgState {
 
     /// [`crate::ledger::LedgerStore::update`]: one transaction, the record's key locked, the
     /// row read afresh, `f` applied, what changed written; nothing is written if any step fails.
-    pub fn update<T>(
-        &self,
-        name: &str,
-        tenant_id: Option<&str>,
-        timeout: Duration,
-        f: impl FnOnce(&mut Ledger) -> T,
-    ) -> Result<T, LedgerError> {
-        wait(self.update_async(name, tenant_id, timeout, f))
-    }
-
-    /// [`PgState::update`], awaited: the transaction runs on the client's runtime, `f` in the
-    /// caller's task between its read and its write.
+    /// The transaction runs on the client's runtime, `f` in the caller's task between its read
+    /// and its write.
     pub async fn update_async<T>(
         &self,
         name: &str,

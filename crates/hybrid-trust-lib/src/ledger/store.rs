@@ -557,7 +557,7 @@ impl LedgerStore {
         tenant_id: Option<&str>,
     ) -> Result<Option<TenantRecord>, LedgerError> {
         if let Some(pg) = &self.pg {
-            return pg.tenant(name, tenant_id);
+            return crate::state::pg::wait(pg.tenant_async(name, tenant_id));
         }
         if !self.exists() {
             return Ok(None);
@@ -635,7 +635,7 @@ impl LedgerStore {
         f: impl FnOnce(&mut Ledger) -> T,
     ) -> Result<T, LedgerError> {
         if let Some(pg) = &self.pg {
-            return pg.update(name, tenant_id, timeout, f);
+            return crate::state::pg::wait(pg.update_async(name, tenant_id, timeout, f));
         }
         self.ensure(timeout)?;
         let _shared = acquire(&self.dir.join("lock"), true, timeout)?;

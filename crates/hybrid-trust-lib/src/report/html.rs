@@ -15,7 +15,7 @@
 
 use crate::advisories::Advisory;
 use crate::dates;
-use crate::ledger::{CertRecord, TenantRecord};
+use crate::ledger::{CertRecord, CredentialRecord, TenantRecord};
 use crate::status::{State, TenantStatus};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::fmt::Write as _;
@@ -133,31 +133,15 @@ pub fn timeline_svg(
             escape(&short(app))
         );
         for c in t.credentials.iter().filter(|c| &c.app_id == app) {
-            if !sc.visible(c.start, c.end) {
-                continue;
-            }
-            let class = if current.contains(&c.thumbprint_sha1.as_str()) {
-                "key"
-            } else if next.contains(&c.thumbprint_sha1.as_str()) {
-                "key next"
+            let tp = c.thumbprint_sha1.as_str();
+            let which = if current.contains(&tp) {
+                Which::Current
+            } else if next.contains(&tp) {
+                Which::Next
             } else {
-                "key other"
+                Which::Other
             };
-            let (x1, x2) = (sc.x(c.start), sc.x(c.end));
-            let _ = write!(
-                s,
-                "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-                y + 2.0,
-                (x2 - x1).max(1.0),
-                LANE_H - 4.0,
-                escape(&format!(
-                    "key of {} on {}: {} to {}",
-                    c.thumbprint_sha1,
-                    short(app),
-                    day(Some(c.start)),
-                    day(Some(c.end))
-                ))
-            );
+            key_bar(&mut s, &sc, y, c, which, &format!("on {}", short(app)));
         }
     }
     // Certificates.
@@ -235,6 +219,40 @@ pub fn timeline_svg(
 
 /// A certificate's validity as a bar in the lane at `y`, titled `<what> <thumbprint> valid … to …`
 /// (nothing when it is outside the timeline).
+/// Whose certificate a key is of: the current one, the next (staged) one, or another.
+enum Which {
+    Current,
+    Next,
+    Other,
+}
+
+/// One key's bar in a lane at `y`, titled "key of THUMBPRINT {on}: START to END" (nothing when
+/// outside the picture).
+fn key_bar(s: &mut String, sc: &Scale, y: f64, c: &CredentialRecord, which: Which, on: &str) {
+    if !sc.visible(c.start, c.end) {
+        return;
+    }
+    let class = match which {
+        Which::Current => "key",
+        Which::Next => "key next",
+        Which::Other => "key other",
+    };
+    let (x1, x2) = (sc.x(c.start), sc.x(c.end));
+    let _ = write!(
+        s,
+        "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+        y + 2.0,
+        (x2 - x1).max(1.0),
+        LANE_H - 4.0,
+        escape(&format!(
+            "key of {} {on}: {} to {}",
+            c.thumbprint_sha1,
+            day(Some(c.start)),
+            day(Some(c.end))
+        ))
+    );
+}
+
 fn cert_bar(s: &mut String, sc: &Scale, y: f64, c: &CertRecord, class: &str, what: &str) {
     if !sc.visible(c.not_before, c.not_after) {
         return;
@@ -266,31 +284,16 @@ fn exchange_lanes(s: &mut String, x: &crate::ledger::ExchangeTrust, sc: &Scale, 
         y + 9.0
     );
     for c in &x.credentials {
-        if !sc.visible(c.start, c.end) {
-            continue;
-        }
-        let class = if current == Some(c.thumbprint_sha1.as_str()) {
-            "key"
-        } else if next == Some(c.thumbprint_sha1.as_str()) {
-            "key next"
+        let tp = Some(c.thumbprint_sha1.as_str());
+        let which = if current == tp {
+            Which::Current
+        } else if next == tp {
+            Which::Next
         } else {
-            "key other"
+            Which::Other
         };
-        let (x1, x2) = (sc.x(c.start), sc.x(c.end));
-        let _ = write!(
-            s,
-            "<rect class=\"{class}\" x=\"{x1}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
-            y + 2.0,
-            (x2 - x1).max(1.0),
-            LANE_H - 4.0,
-            escape(&format!(
-                "key of {} on the Exchange hybrid application {}: {} to {}",
-                c.thumbprint_sha1,
-                x.app_id,
-                day(Some(c.start)),
-                day(Some(c.end))
-            ))
-        );
+        let on = format!("on the Exchange hybrid application {}", x.app_id);
+        key_bar(s, sc, y, c, which, &on);
     }
     let y = y + LANE_H;
     let _ = write!(

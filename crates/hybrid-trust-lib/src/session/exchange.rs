@@ -464,16 +464,11 @@ pub fn plan_first_party(
     now: DateTime<Utc>,
 ) -> Result<KeyPlan, PlanError> {
     let (removed, rest): (Vec<_>, Vec<_>) = existing.iter().cloned().partition(is_onprem_key);
-    let (keep, dropped_expired) = crate::graph::plan::split_existing(&rest, now)?;
     // An expired on-prem key is dropped like any expired one, not listed as removed.
     let (expired, removed): (Vec<_>, Vec<_>) = removed.into_iter().partition(|k| k.is_expired(now));
-    Ok(KeyPlan {
-        keep,
-        dropped_expired: dropped_expired.into_iter().chain(expired).collect(),
-        removed,
-        added: None,
-        already_present: None,
-    })
+    let mut plan = crate::graph::plan::removal(&rest, removed, now)?;
+    plan.dropped_expired.extend(expired);
+    Ok(plan)
 }
 
 /// `credential prune --trust exchange --first-party`: removes the on-prem keys of

@@ -169,23 +169,26 @@ pub async fn renew_many(
     // Tenants another run holds wait beside the others (their own `concurrency` of waits, each
     // a few bytes and a share of one poll), so each is decided again as soon as the holder lets
     // go, not after this run's last free tenant.
+    // One tenant, its lock waited for as the session says, or not at all (`Some(ZERO)`).
+    let attempt = |i: usize, t: &TenantRecord, d: &Decision, wait: Option<std::time::Duration>| {
+        let (t, d) = (t.clone(), d.clone());
+        async move {
+            renew_one(store, &t, d, offered, policy, clock, dry_run, |name| {
+                session(name, i).map(|s| match wait {
+                    Some(w) => s.with_lock_wait(w),
+                    None => s,
+                })
+            })
+            .await
+        }
+    };
     let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
     let first = async move {
         let held_tx = held_tx;
         let mut done = Vec::new();
         let mut tries = futures_util::stream::iter(order)
             .map(|(i, (t, d))| async move {
-                let r = renew_one(
-                    store,
-                    &t,
-                    d.clone(),
-                    offered,
-                    policy,
-                    clock,
-                    dry_run,
-                    |name| session(name, i).map(|s| s.with_lock_wait(std::time::Duration::ZERO)),
-                )
-                .await;
+                let r = attempt(i, &t, &d, Some(std::time::Duration::ZERO)).await;
                 (i, t, d, r)
             })
             .buffer_unordered(concurrency.max(1));
@@ -204,17 +207,7 @@ pub async fn renew_many(
     };
     let second = futures_util::stream::poll_fn(|cx| held_rx.poll_recv(cx))
         .map(|(i, t, d): (usize, TenantRecord, Decision)| async move {
-            let r = renew_one(
-                store,
-                &t,
-                d.clone(),
-                offered,
-                policy,
-                clock,
-                dry_run,
-                |name| session(name, i),
-            )
-            .await;
+            let r = attempt(i, &t, &d, None).await;
             progress.done(&t.domain);
             let r = match r {
                 Err(SessionError::Lock(e)) if e.is_busy() => Ok(TenantResult {

@@ -54,15 +54,7 @@ pub fn status_of(
         ));
     }
     let days = (lapses - now).num_days();
-    let state = if lapses <= now {
-        State::Expired
-    } else if days <= th.crit_days {
-        State::Expiring
-    } else if days <= th.warn_days {
-        State::Due
-    } else {
-        State::Ok
-    };
+    let state = State::of_lapse(lapses, now, th, false);
     let next_action = action.unwrap_or_else(|| match state {
         State::Ok => format!(
             "nothing until {}; after MonitorExchangeAuthCertificate.ps1 stages a new certificate, export again and {renew}",

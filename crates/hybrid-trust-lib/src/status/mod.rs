@@ -28,6 +28,28 @@ pub enum State {
 }
 
 impl State {
+    /// The state of a trust whose signing key lapses at `lapses`: expired, a roll pending, or by
+    /// the days left against `th` (one rule for both trusts).
+    pub fn of_lapse(
+        lapses: DateTime<Utc>,
+        now: DateTime<Utc>,
+        th: Thresholds,
+        roll_pending: bool,
+    ) -> State {
+        let days = (lapses - now).num_days();
+        if lapses <= now {
+            State::Expired
+        } else if roll_pending {
+            State::RollPending
+        } else if days <= th.crit_days {
+            State::Expiring
+        } else if days <= th.warn_days {
+            State::Due
+        } else {
+            State::Ok
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::Ok => "ok",
@@ -235,17 +257,7 @@ fn evaluate_sfb(t: &TenantRecord, now: DateTime<Utc>, th: Thresholds) -> TenantS
     s.deadline = Some(lapses);
     let days = (lapses - now).num_days();
     s.days_left = Some(days);
-    s.state = if lapses <= now {
-        State::Expired
-    } else if lc.roll.is_some() {
-        State::RollPending
-    } else if days <= th.crit_days {
-        State::Expiring
-    } else if days <= th.warn_days {
-        State::Due
-    } else {
-        State::Ok
-    };
+    s.state = State::of_lapse(lapses, now, th, lc.roll.is_some());
     let cert_end = cert.not_after;
     let cert_limits = lapse.cause == lifecycle::Cause::CertificateEnds
         || cert_end <= dates::add(lapse.key_end, TimeDelta::days(1));
